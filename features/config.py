@@ -1,0 +1,210 @@
+"""The one typed config: where the snapshot is, how an export maps onto the contract, and
+how training rows and features are built.
+
+Built by `load_config` from an optional YAML file plus environment overrides, never at import.
+Environment variables `LEADSCORE__<SECTION>__<KEY>` override the file, e.g.
+`LEADSCORE__SOURCE__URL=postgresql+psycopg://127.0.0.1/test` or `LEADSCORE__HORIZON_DAYS=60`;
+values are read as YAML scalars, so numbers, booleans and `[7, 30]` lists work.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "LEADSCORE__"
+DEFAULT_MISSING = ("", "n/a", "na", "null", "none", "nan", "-", "--", "?", "unknown")
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SourceConfig(_Strict):
+    """Where the snapshot lives: a folder of CSV/Parquet files or an SQLAlchemy URL."""
+
+    path: Path | None = Field(None, description="Folder holding the leads and events files.")
+    url: str | None = Field(None, description="SQLAlchemy URL of a database holding the tables.")
+    leads: str = Field("leads", description="Leads file (name with or without extension) or table.")
+    events: str | None = Field("events", description="Events file or table; null for a flat export.")
+    db_schema: str | None = Field(None, alias="schema", description="Database schema of the tables.")
+    flat: bool = Field(
+        False,
+        description="A flat export: one row per lead, no timestamps, aggregated engagement and "
+        "an outcome column mapped to `converted`.",
+    )
+    delimiter: str = Field(",", description="CSV delimiter.")
+    encoding: str = Field("utf-8", description="CSV encoding.")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> SourceConfig:
+        if self.path is not None and self.url is not None:
+            raise ValueError("give either source.path or source.url, not both")
+        return self
+
+
+class MappingConfig(_Strict):
+    """How a real export's column names and values map onto the contract."""
+
+    leads: dict[str, str] = Field(default_factory=dict, description="Export column -> contract column.")
+    events: dict[str, str] = Field(default_factory=dict, description="Export column -> contract column.")
+    values: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Per contract column, raw value -> contract value (matched case-insensitively), "
+        "e.g. event_type: {'Email Opened': email_open}.",
+    )
+    missing_values: tuple[str, ...] = Field(
+        DEFAULT_MISSING, description="Placeholders read as missing (case-insensitive, trimmed)."
+    )
+    true_values: tuple[str, ...] = Field(
+        ("1", "true", "yes", "y", "t", "converted"), description="Values of `converted` read as true."
+    )
+    false_values: tuple[str, ...] = Field(
+        ("0", "false", "no", "n", "f"), description="Values of `converted` read as false."
+    )
+
+    @field_validator("missing_values", "true_values", "false_values")
+    @classmethod
+    def _fold(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.strip().casefold() for v in values)
+
+
+class CustomField(_Strict):
+    """An extra column of the leads table used as a feature."""
+
+    column: str = Field(description="Column name as it is after mapping (the export's name if unmapped).")
+    kind: Literal["fit", "engagement"] = Field(description="fit: who the lead is; engagement: what it did.")
+    type: Literal["categorical", "numeric", "boolean"] | None = Field(
+        None, description="Default: categorical for fit, numeric for engagement."
+    )
+
+    @property
+    def value_type(self) -> Literal["categorical", "numeric", "boolean"]:
+        if self.type is not None:
+            return self.type
+        return "categorical" if self.kind == "fit" else "numeric"
+
+    @property
+    def feature(self) -> str:
+        """The feature's name: `custom_` plus the column in snake case."""
+        return "custom_" + "".join(c if c.isalnum() else "_" for c in self.column.strip().casefold())
+
+
+class SnapshotPolicy(_Strict):
+    """Which cutoffs make training rows: mql_at, and optionally weekly while the lead is open."""
+
+    weekly_weeks: int = Field(0, ge=0, le=52, description="Also add a row every 7 days after mql_at, up to N.")
+
+
+class FeatureConfig(_Strict):
+    windows_days: tuple[int, ...] = Field((7, 30, 90), description="Engagement count windows, in days.")
+    chunk_leads: int = Field(100_000, ge=1, le=131_072, description="Leads per chunk (whole accounts).")
+
+    @field_validator("windows_days")
+    @classmethod
+    def _positive_sorted(cls, windows: tuple[int, ...]) -> tuple[int, ...]:
+        if not windows or any(w <= 0 for w in windows):
+            raise ValueError("windows must be positive numbers of days")
+        return tuple(sorted(set(windows)))
+
+
+class Config(_Strict):
+    """Everything a run needs; every field has a default, so no file is needed."""
+
+    source: SourceConfig = Field(default_factory=lambda: SourceConfig(path=Path("data/snapshot")))
+    mapping: MappingConfig = Field(default_factory=MappingConfig)
+    custom_fields: tuple[CustomField, ...] = ()
+    exclude: tuple[str, ...] = Field((), description="Columns dropped on read (export or contract names).")
+    horizon_days: int = Field(90, ge=1, le=3650, description="An SQL within this many days counts.")
+    snapshot_policy: SnapshotPolicy = Field(default_factory=SnapshotPolicy)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    as_of: datetime | None = Field(None, description="The snapshot's as-of time; default: its latest timestamp.")
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+        node = tree
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name} conflicts with another override")
+        try:
+            node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            node[keys[-1]] = raw
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    lines = [f"invalid config ({origin}):"]
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        got = item.get("input")
+        shown = "" if isinstance(got, dict | list) or item["type"] == "missing" else f" (got {got!r})"
+        lines.append(f"  {key}: {item['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def build_config(values: Mapping[str, Any] | None = None, origin: str = "config") -> Config:
+    """Validate a config mapping, turning pydantic's error into one that names each bad key."""
+    try:
+        return Config.model_validate(dict(values or {}))
+    except ValidationError as error:
+        raise ConfigError(_describe(error, origin)) from None
+
+
+def load_config(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the YAML file (if any), apply `LEADSCORE__...` environment overrides, validate.
+
+    Relative `source.path` values in a file are taken relative to the file's folder.
+    """
+    values: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        file = Path(path)
+        origin = str(file)
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {file}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {file} is not valid YAML: {error}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {file} must hold a mapping at the top level")
+        values = loaded
+        source = values.get("source")
+        if isinstance(source, dict) and isinstance(source.get("path"), str):
+            source_path = Path(source["path"]).expanduser()
+            if not source_path.is_absolute():
+                values = _merge(values, {"source": {"path": str(file.parent / source_path)}})
+    overrides = _env_overrides(os.environ if environ is None else environ)
+    if overrides:
+        values = _merge(values, overrides)
+        origin += " + environment"
+    return build_config(values, origin)

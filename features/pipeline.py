@@ -1,0 +1,166 @@
+"""The one feature function: features of (lead, cutoff) rows from a snapshot.
+
+`build_features` serves training sets, batch scoring and the API alike, so there is no
+training/serving skew. It walks the leads in chunks of whole accounts, which bounds memory
+and keeps each account's history (for account features) inside one chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from features.config import Config, CustomField
+from features.contract import ContractError
+from features.engagement import NAT_MS, ChunkLeads, account_names, chunk_features, engagement_names
+from features.fit import CATEGORICAL, fit_names, lead_fit
+from features.rows import RowCounts, training_rows
+from features.snapshot import Snapshot
+
+Progress = Callable[[int, int], None]
+FeatureKind = Literal["categorical", "numeric"]
+ROW_KEYS = ("lead_id", "cutoff")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The ordered features a snapshot yields, each with its kind (for models and serving)."""
+
+    names: tuple[str, ...]
+    kinds: tuple[FeatureKind, ...]
+
+    @property
+    def categorical(self) -> tuple[str, ...]:
+        return tuple(n for n, k in zip(self.names, self.kinds, strict=True) if k == "categorical")
+
+
+def feature_spec(config: Config, flat: bool) -> FeatureSpec:
+    """The features built for this config; a flat export has fit and custom features only."""
+    custom: tuple[CustomField, ...] = config.custom_fields
+    names = fit_names(custom)
+    categorical = set(CATEGORICAL) | {
+        cf.feature for cf in custom if cf.value_type == "categorical"
+    }
+    if not flat:
+        windows = config.features.windows_days
+        names += engagement_names(windows) + account_names(windows)
+    kinds: tuple[FeatureKind, ...] = tuple(
+        "categorical" if n in categorical else "numeric" for n in names
+    )
+    return FeatureSpec(tuple(names), kinds)
+
+
+def _ms(values: pd.Series) -> np.ndarray:
+    """UTC timestamps as int64 milliseconds, NaT as NAT_MS."""
+    as_ms = values.dt.tz_convert("UTC").dt.as_unit("ms") if len(values) else values
+    return np.asarray(as_ms.array.asi8 if len(values) else np.empty(0), dtype=np.int64)
+
+
+def account_chunks(account: np.ndarray, chunk_leads: int) -> list[tuple[int, int]]:
+    """Split leads (ordered by account; -1 = none) into [start, stop) ranges of whole accounts."""
+    n = account.shape[0]
+    starts = np.flatnonzero(np.r_[True, (account[1:] != account[:-1]) | (account[1:] < 0)])
+    bounds: list[tuple[int, int]] = []
+    first = 0
+    while first < n:
+        target = first + chunk_leads
+        if target >= n:
+            stop = n
+        else:
+            # the first account start at or after target; an oversized account stays whole.
+            at = int(np.searchsorted(starts, target, side="left"))
+            stop = int(starts[at]) if at < starts.shape[0] else n
+            if stop <= first:
+                stop = n
+        bounds.append((first, stop))
+        first = stop
+    return bounds
+
+
+def _row_leads(snapshot: Snapshot, rows: pd.DataFrame) -> np.ndarray:
+    index = pd.Index(snapshot.leads["lead_id"].to_numpy())
+    position = index.get_indexer(rows["lead_id"].to_numpy())
+    unknown = position < 0
+    if unknown.any():
+        examples = rows["lead_id"].to_numpy()[unknown][:3].tolist()
+        raise ContractError(
+            f"rows: column 'lead_id': {int(unknown.sum())} row(s) name leads not in the snapshot, "
+            f"e.g. {examples}"
+        )
+    return position.astype(np.int64)
+
+
+def build_features(
+    snapshot: Snapshot, rows: pd.DataFrame, config: Config, progress: Progress | None = None
+) -> pd.DataFrame:
+    """Features of each (lead_id, cutoff) row, using only what was known before its cutoff.
+
+    Returns a frame aligned with `rows` (same index), columns in `feature_spec` order.
+    """
+    spec = feature_spec(config, snapshot.flat)
+    row_lead = _row_leads(snapshot, rows)
+    fit = lead_fit(snapshot.leads, snapshot.custom_fields).iloc[row_lead].reset_index(drop=True)
+    if snapshot.flat:
+        fit.index = rows.index
+        return fit[list(spec.names)]
+    cutoff_ms = _ms(rows["cutoff"])
+    if (cutoff_ms == NAT_MS).any():
+        raise ContractError("rows: column 'cutoff': every row of a timestamped snapshot needs a cutoff")
+
+    leads = snapshot.leads
+    account, _ = pd.factorize(leads["account_id"], use_na_sentinel=True)
+    created, mql, sql = (_ms(leads[c]) for c in ("created_at", "mql_at", "sql_at"))
+    order = np.argsort(row_lead, kind="stable")
+    sorted_lead = row_lead[order]
+    windows = config.features.windows_days
+    parts: list[dict[str, np.ndarray]] = []
+    total = len(leads)
+    for first, stop in account_chunks(account, config.features.chunk_leads):
+        r0, r1 = np.searchsorted(sorted_lead, [first, stop], side="left")
+        if r1 > r0:
+            e0, e1 = snapshot.events.lead_bounds(first, stop)
+            chunk_account = account[first:stop]
+            real = chunk_account >= 0
+            offset = int(chunk_account[real].min()) if real.any() else 0
+            parts.append(
+                chunk_features(
+                    snapshot.events.lead[e0:e1] - first,
+                    snapshot.events.at_ms[e0:e1],
+                    snapshot.events.kind[e0:e1],
+                    sorted_lead[r0:r1] - first,
+                    cutoff_ms[order[r0:r1]],
+                    ChunkLeads(
+                        np.where(real, chunk_account - offset, -1),
+                        created[first:stop],
+                        mql[first:stop],
+                        sql[first:stop],
+                    ),
+                    windows,
+                )
+            )
+        if progress is not None:
+            progress(stop, total)
+
+    names = engagement_names(windows) + account_names(windows)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.shape[0])
+    columns = {
+        name: (np.concatenate([p[name] for p in parts]) if parts else np.empty(0))[inverse]
+        for name in names
+    }
+    frame = pd.concat([fit, pd.DataFrame(columns)], axis=1)
+    frame.index = rows.index
+    return frame[list(spec.names)]
+
+
+def build_training_set(
+    snapshot: Snapshot, config: Config, progress: Progress | None = None
+) -> tuple[pd.DataFrame, RowCounts]:
+    """The labelled training set: (lead_id, cutoff, label, features...) and the row counts."""
+    rows, counts = training_rows(snapshot.leads, snapshot.as_of, config, snapshot.flat)
+    features = build_features(snapshot, rows, config, progress)
+    return pd.concat([rows, features], axis=1), counts

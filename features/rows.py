@@ -1,0 +1,132 @@
+"""Training rows: which (lead, cutoff) pairs exist, their labels, and which are censored.
+
+A row is a lead seen at a cutoff. By default the cutoff is `mql_at`; the snapshot policy can
+add one every week while the lead stays open. The label is "an SQL within `horizon_days`
+after the cutoff". A row whose horizon has not closed by the snapshot's as-of time and that
+has not converted is censored: its outcome is unknown, so it is left out and counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.config import Config
+from features.contract import CONVERTED, ContractError
+
+DAY = pd.Timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """How many candidate rows each rule kept or left out."""
+
+    candidates: int = 0
+    converted_before_cutoff: int = 0
+    disqualified_before_cutoff: int = 0
+    after_as_of: int = 0
+    censored: int = 0
+    no_outcome: int = 0
+    kept: int = 0
+    positives: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def candidate_cutoffs(leads: pd.DataFrame, weekly_weeks: int) -> pd.DataFrame:
+    """(lead_id, cutoff) at every mql_at, plus mql_at + 7k days for k = 1..weekly_weeks."""
+    mqls = leads.loc[leads["mql_at"].notna(), ["lead_id", "mql_at"]]
+    frames = [
+        pd.DataFrame({"lead_id": mqls["lead_id"].to_numpy(), "cutoff": mqls["mql_at"] + k * 7 * DAY})
+        for k in range(weekly_weeks + 1)
+    ]
+    rows = pd.concat(frames, ignore_index=True)
+    return rows.sort_values(["lead_id", "cutoff"], kind="stable", ignore_index=True)
+
+
+def label_rows(
+    rows: pd.DataFrame, leads: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int
+) -> tuple[pd.DataFrame, RowCounts]:
+    """Keep rows open at their cutoff whose outcome is known by `as_of`, and label them.
+
+    Returns (lead_id, cutoff, label) and the counts of what was left out.
+    """
+    facts = leads.set_index("lead_id")[["sql_at", "disqualified_at"]]
+    joined = facts.reindex(rows["lead_id"].to_numpy())
+    as_of_value = np.datetime64(as_of.tz_convert("UTC").tz_localize(None), "ms")
+    cutoff_naive = rows["cutoff"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    sql_naive = joined["sql_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    disq_naive = joined["disqualified_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    horizon_end = cutoff_naive + np.timedelta64(horizon_days, "D")
+
+    with np.errstate(invalid="ignore"):
+        sql_known = ~np.isnat(sql_naive) & (sql_naive <= as_of_value)
+        disq_known = ~np.isnat(disq_naive) & (disq_naive <= as_of_value)
+        after_as_of = cutoff_naive >= as_of_value
+        converted_before = sql_known & (sql_naive <= cutoff_naive)
+        disqualified_before = ~converted_before & disq_known & (disq_naive <= cutoff_naive)
+        label = sql_known & (sql_naive > cutoff_naive) & (sql_naive <= horizon_end)
+        closed = disq_known & (disq_naive <= horizon_end)
+        censored = ~label & (horizon_end > as_of_value) & ~closed
+
+    dropped_after = after_as_of
+    dropped_conv = ~dropped_after & converted_before
+    dropped_disq = ~dropped_after & ~converted_before & disqualified_before
+    dropped_cens = ~(dropped_after | dropped_conv | dropped_disq) & censored
+    keep = ~(dropped_after | dropped_conv | dropped_disq | dropped_cens)
+    out = pd.DataFrame(
+        {
+            "lead_id": rows["lead_id"].to_numpy()[keep],
+            "cutoff": rows["cutoff"].to_numpy()[keep],
+            "label": label[keep].astype(np.int8),
+        }
+    )
+    counts = RowCounts(
+        candidates=len(rows),
+        converted_before_cutoff=int(dropped_conv.sum()),
+        disqualified_before_cutoff=int(dropped_disq.sum()),
+        after_as_of=int(dropped_after.sum()),
+        censored=int(dropped_cens.sum()),
+        kept=int(keep.sum()),
+        positives=int(label[keep].sum()),
+    )
+    return out, counts
+
+
+def flat_rows(leads: pd.DataFrame) -> tuple[pd.DataFrame, RowCounts]:
+    """A flat export: one row per lead with a known `converted` outcome and no cutoff."""
+    if CONVERTED not in leads:
+        raise ContractError(
+            "leads: column 'converted': a flat export needs an outcome column; map yours onto "
+            "'converted' under mapping.leads"
+        )
+    known = leads[CONVERTED].notna().to_numpy()
+    out = pd.DataFrame(
+        {
+            "lead_id": leads["lead_id"].to_numpy()[known],
+            "cutoff": pd.Series(pd.NaT, index=range(int(known.sum())), dtype="datetime64[ms, UTC]"),
+            "label": leads[CONVERTED].to_numpy()[known].astype(np.int8),
+        }
+    )
+    counts = RowCounts(
+        candidates=len(leads),
+        no_outcome=int((~known).sum()),
+        kept=len(out),
+        positives=int(out["label"].sum()),
+    )
+    return out, counts
+
+
+def training_rows(
+    leads: pd.DataFrame, as_of: pd.Timestamp | None, config: Config, flat: bool
+) -> tuple[pd.DataFrame, RowCounts]:
+    """The labelled rows of a snapshot, following the snapshot policy."""
+    if flat:
+        return flat_rows(leads)
+    if as_of is None:
+        raise ContractError("the snapshot has no timestamps, so its as-of time is unknown; set as_of")
+    candidates = candidate_cutoffs(leads, config.snapshot_policy.weekly_weeks)
+    return label_rows(candidates, leads, as_of, config.horizon_days)
