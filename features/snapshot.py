@@ -275,9 +275,8 @@ def parse_company_size(values: pd.Series, mapping: MappingConfig) -> tuple[pd.Se
 def free_mail_flag(emails: pd.Series, mapping: MappingConfig) -> pd.Series:
     """Whether each address is at a free-mail provider: the only thing an email may become."""
     text = clean_text(emails, mapping, "email").str.casefold()
-    domain = text.str.rpartition("@")[2]
-    flag = domain.isin(FREE_MAIL_DOMAINS).astype("boolean")
-    return flag.mask(text.isna() | ~text.str.contains("@", regex=False).fillna(False))
+    domain = text.str.extract(r"@([^@\s]+)$", expand=False)
+    return domain.isin(FREE_MAIL_DOMAINS).astype("boolean").mask(domain.isna())
 
 
 def parse_flags(
