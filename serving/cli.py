@@ -197,7 +197,9 @@ def features(
                 "horizon_days": settings.horizon_days,
                 "snapshot_policy": settings.snapshot_policy.model_dump(),
                 "rows": counts.as_dict(),
-                "features": dict(zip(spec.names, spec.kinds, strict=True)),
+                "features": [
+                    {"name": n, "kind": k} for n, k in zip(spec.names, spec.kinds, strict=True)
+                ],
                 "read": snap.report.lines(),
             },
             summary_path,
