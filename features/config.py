@@ -36,8 +36,12 @@ class SourceConfig(_Strict):
     path: Path | None = Field(None, description="Folder holding the leads and events files.")
     url: str | None = Field(None, description="SQLAlchemy URL of a database holding the tables.")
     leads: str = Field("leads", description="Leads file (name with or without extension) or table.")
-    events: str | None = Field("events", description="Events file or table; null for a flat export.")
-    db_schema: str | None = Field(None, alias="schema", description="Database schema of the tables.")
+    events: str | None = Field(
+        "events", description="Events file or table; null for a flat export."
+    )
+    db_schema: str | None = Field(
+        None, alias="schema", description="Database schema of the tables."
+    )
     flat: bool = Field(
         False,
         description="A flat export: one row per lead, no timestamps, aggregated engagement and "
@@ -56,18 +60,23 @@ class SourceConfig(_Strict):
 class MappingConfig(_Strict):
     """How a real export's column names and values map onto the contract."""
 
-    leads: dict[str, str] = Field(default_factory=dict, description="Export column -> contract column.")
-    events: dict[str, str] = Field(default_factory=dict, description="Export column -> contract column.")
+    leads: dict[str, str] = Field(
+        default_factory=dict, description="Export column -> contract column."
+    )
+    events: dict[str, str] = Field(
+        default_factory=dict, description="Export column -> contract column."
+    )
     values: dict[str, dict[str, str]] = Field(
         default_factory=dict,
-        description="Per contract column, raw value -> contract value (matched case-insensitively), "
-        "e.g. event_type: {'Email Opened': email_open}.",
+        description="Per contract column, raw value -> contract value (matched "
+        "case-insensitively), e.g. event_type: {'Email Opened': email_open}.",
     )
     missing_values: tuple[str, ...] = Field(
         DEFAULT_MISSING, description="Placeholders read as missing (case-insensitive, trimmed)."
     )
     true_values: tuple[str, ...] = Field(
-        ("1", "true", "yes", "y", "t", "converted"), description="Values of `converted` read as true."
+        ("1", "true", "yes", "y", "t", "converted"),
+        description="Values of `converted` read as true.",
     )
     false_values: tuple[str, ...] = Field(
         ("0", "false", "no", "n", "f"), description="Values of `converted` read as false."
@@ -82,8 +91,12 @@ class MappingConfig(_Strict):
 class CustomField(_Strict):
     """An extra column of the leads table used as a feature."""
 
-    column: str = Field(description="Column name as it is after mapping (the export's name if unmapped).")
-    kind: Literal["fit", "engagement"] = Field(description="fit: who the lead is; engagement: what it did.")
+    column: str = Field(
+        description="Column name as it is after mapping (the export's name if unmapped)."
+    )
+    kind: Literal["fit", "engagement"] = Field(
+        description="fit: who the lead is; engagement: what it did."
+    )
     type: Literal["categorical", "numeric", "boolean"] | None = Field(
         None, description="Default: categorical for fit, numeric for engagement."
     )
@@ -97,18 +110,26 @@ class CustomField(_Strict):
     @property
     def feature(self) -> str:
         """The feature's name: `custom_` plus the column in snake case."""
-        return "custom_" + "".join(c if c.isalnum() else "_" for c in self.column.strip().casefold())
+        return "custom_" + "".join(
+            c if c.isalnum() else "_" for c in self.column.strip().casefold()
+        )
 
 
 class SnapshotPolicy(_Strict):
     """Which cutoffs make training rows: mql_at, and optionally weekly while the lead is open."""
 
-    weekly_weeks: int = Field(0, ge=0, le=52, description="Also add a row every 7 days after mql_at, up to N.")
+    weekly_weeks: int = Field(
+        0, ge=0, le=52, description="Also add a row every 7 days after mql_at, up to N."
+    )
 
 
 class FeatureConfig(_Strict):
-    windows_days: tuple[int, ...] = Field((7, 30, 90), description="Engagement count windows, in days.")
-    chunk_leads: int = Field(100_000, ge=1, le=131_072, description="Leads per chunk (whole accounts).")
+    windows_days: tuple[int, ...] = Field(
+        (7, 30, 90), description="Engagement count windows, in days."
+    )
+    chunk_leads: int = Field(
+        100_000, ge=1, le=131_072, description="Leads per chunk (whole accounts)."
+    )
 
     @field_validator("windows_days")
     @classmethod
@@ -124,11 +145,15 @@ class Config(_Strict):
     source: SourceConfig = Field(default_factory=lambda: SourceConfig(path=Path("data/snapshot")))
     mapping: MappingConfig = Field(default_factory=MappingConfig)
     custom_fields: tuple[CustomField, ...] = ()
-    exclude: tuple[str, ...] = Field((), description="Columns dropped on read (export or contract names).")
+    exclude: tuple[str, ...] = Field(
+        (), description="Columns dropped on read (export or contract names)."
+    )
     horizon_days: int = Field(90, ge=1, le=3650, description="An SQL within this many days counts.")
     snapshot_policy: SnapshotPolicy = Field(default_factory=SnapshotPolicy)
     features: FeatureConfig = Field(default_factory=FeatureConfig)
-    as_of: datetime | None = Field(None, description="The snapshot's as-of time; default: its latest timestamp.")
+    as_of: datetime | None = Field(
+        None, description="The snapshot's as-of time; default: its latest timestamp."
+    )
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -164,7 +189,9 @@ def _describe(error: ValidationError, origin: str) -> str:
     for item in error.errors():
         key = ".".join(str(p) for p in item["loc"]) or "(top level)"
         got = item.get("input")
-        shown = "" if isinstance(got, dict | list) or item["type"] == "missing" else f" (got {got!r})"
+        shown = (
+            "" if isinstance(got, dict | list) or item["type"] == "missing" else f" (got {got!r})"
+        )
         lines.append(f"  {key}: {item['msg']}{shown}")
     return "\n".join(lines)
 

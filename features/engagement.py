@@ -23,7 +23,7 @@ NAT_MS = np.iinfo(np.int64).min
 
 @dataclass(frozen=True)
 class ChunkLeads:
-    """The leads of one chunk: account index per lead (-1: no account) and their timestamps in ms."""
+    """The leads of one chunk: account index per lead (-1: none) and their timestamps in ms."""
 
     account: np.ndarray
     created_ms: np.ndarray
@@ -160,8 +160,20 @@ def chunk_features(
     out["days_since_mql"] = np.where(
         (mql != NAT_MS) & (mql <= row_cutoff_ms), (row_cutoff_ms - mql) / DAY_MS, np.nan
     )
-    out.update(_account_features(ev_lead, ev_ms, row_lead, row_cutoff_ms, leads, windows_ms,
-                                 windows, base, time_bits, out))
+    out.update(
+        _account_features(
+            ev_lead,
+            ev_ms,
+            row_lead,
+            row_cutoff_ms,
+            leads,
+            windows_ms,
+            windows,
+            base,
+            time_bits,
+            out,
+        )
+    )
     return out
 
 

@@ -5,26 +5,26 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success it replaces `target`, else it is removed."""
+    """Yield a temporary path beside `target`; on success it replaces `target`, else it goes."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     temporary = Path(name)
     try:
         yield temporary
-        with open(temporary, "rb") as handle:
+        with temporary.open("rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(temporary, target)
+        temporary.replace(target)
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -41,4 +41,8 @@ def write_parquet(frame: pd.DataFrame, target: Path) -> None:
 
 def write_json(payload: Mapping[str, Any], target: Path) -> None:
     text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
-    write_atomic(target, lambda p: p.write_text(text, encoding="utf-8"))
+
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+
+    write_atomic(target, write)

@@ -42,9 +42,7 @@ def feature_spec(config: Config, flat: bool) -> FeatureSpec:
     """The features built for this config; a flat export has fit and custom features only."""
     custom: tuple[CustomField, ...] = config.custom_fields
     names = fit_names(custom)
-    categorical = set(CATEGORICAL) | {
-        cf.feature for cf in custom if cf.value_type == "categorical"
-    }
+    categorical = set(CATEGORICAL) | {cf.feature for cf in custom if cf.value_type == "categorical"}
     if not flat:
         windows = config.features.windows_days
         names += engagement_names(windows) + account_names(windows)
@@ -109,7 +107,9 @@ def build_features(
         return fit[list(spec.names)]
     cutoff_ms = _ms(rows["cutoff"])
     if (cutoff_ms == NAT_MS).any():
-        raise ContractError("rows: column 'cutoff': every row of a timestamped snapshot needs a cutoff")
+        raise ContractError(
+            "rows: column 'cutoff': every row of a timestamped snapshot needs a cutoff"
+        )
 
     leads = snapshot.leads
     account, _ = pd.factorize(leads["account_id"], use_na_sentinel=True)

@@ -40,7 +40,9 @@ def candidate_cutoffs(leads: pd.DataFrame, weekly_weeks: int) -> pd.DataFrame:
     """(lead_id, cutoff) at every mql_at, plus mql_at + 7k days for k = 1..weekly_weeks."""
     mqls = leads.loc[leads["mql_at"].notna(), ["lead_id", "mql_at"]]
     frames = [
-        pd.DataFrame({"lead_id": mqls["lead_id"].to_numpy(), "cutoff": mqls["mql_at"] + k * 7 * DAY})
+        pd.DataFrame(
+            {"lead_id": mqls["lead_id"].to_numpy(), "cutoff": mqls["mql_at"] + k * 7 * DAY}
+        )
         for k in range(weekly_weeks + 1)
     ]
     rows = pd.concat(frames, ignore_index=True)
@@ -127,6 +129,8 @@ def training_rows(
     if flat:
         return flat_rows(leads)
     if as_of is None:
-        raise ContractError("the snapshot has no timestamps, so its as-of time is unknown; set as_of")
+        raise ContractError(
+            "the snapshot has no timestamps, so its as-of time is unknown; set as_of"
+        )
     candidates = candidate_cutoffs(leads, config.snapshot_policy.weekly_weeks)
     return label_rows(candidates, leads, as_of, config.horizon_days)

@@ -104,7 +104,7 @@ class EventLog:
             {
                 "lead_id": lead_ids.to_numpy()[self.lead],
                 "occurred_at": pd.to_datetime(self.at_ms, unit="ms", utc=True),
-                "event_type": pd.Categorical.from_codes(self.kind, categories=list(EVENT_TYPES)),
+                "event_type": pd.Categorical.from_codes(self.kind, categories=pd.Index(EVENT_TYPES)),
             }
         )
 
@@ -112,7 +112,7 @@ class EventLog:
 def sort_events(
     lead: np.ndarray, at_ms: np.ndarray, kind: np.ndarray, bucket_leads: int = 100_000
 ) -> tuple[EventLog, int]:
-    """Sort events by (lead, time, type) and drop exact duplicates; returns the log and the count dropped.
+    """Sort events by (lead, time, type) and drop exact duplicates; returns the log and the count.
 
     Events are bucketed by lead range first (a radix pass), then each bucket is sorted on one
     packed int64 key (lead offset | time | type), which is several times faster than lexsort.
@@ -126,8 +126,8 @@ def sort_events(
     lead_bits = max((bucket_leads - 1).bit_length(), 1)
     if lead_bits + time_bits + 5 > 63:
         raise ContractError(
-            f"events: column 'occurred_at': the events span {span / 86_400_000 / 365.25:.0f} years, "
-            "too long to index; check for wrong dates"
+            f"events: column 'occurred_at': the events span {span / 86_400_000 / 365.25:.0f} "
+            "years, too long to index; check for wrong dates"
         )
     bucket = (lead // bucket_leads).astype(np.int32)
     n_buckets = int(bucket.max()) + 1
@@ -172,7 +172,9 @@ class ReadReport:
     excluded_columns: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        lines = [f"{self.leads:,} leads, {self.events_kept:,} events kept of {self.events_read:,} read"]
+        lines = [
+            f"{self.leads:,} leads, {self.events_kept:,} events kept of {self.events_read:,} read"
+        ]
         if self.events_unknown_lead:
             lines.append(f"{self.events_unknown_lead:,} events of unknown leads dropped")
         if self.events_duplicate:
@@ -231,7 +233,7 @@ def clean_category(values: pd.Series, mapping: MappingConfig, column: str) -> pd
 
 
 def parse_timestamps(values: pd.Series, mapping: MappingConfig) -> tuple[pd.Series, np.ndarray]:
-    """ISO 8601 timestamps as UTC (a value without a zone is UTC); returns them and a bad-row mask."""
+    """ISO 8601 timestamps as UTC (a value without a zone is UTC), and a mask of bad rows."""
     if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values):
         parsed = pd.to_datetime(values, utc=True)
         bad = np.zeros(len(values), dtype=bool)
@@ -304,8 +306,11 @@ def _rename(
     if missing:
         shown = ", ".join(repr(c) for c in list(columns)[:12])
         problem = Problem(
-            table, missing[0], f"(all): mapping.{key} names columns not in the file: {missing}; "
-            f"its columns are {shown}", len(frame)
+            table,
+            missing[0],
+            f"(all): mapping.{key} names columns not in the file: {missing}; "
+            f"its columns are {shown}",
+            len(frame),
         )
         return frame, [problem]
     frame = frame.rename(columns={c: str(c).strip() for c in frame.columns})
@@ -349,8 +354,12 @@ def prepare_leads(
         found = ", ".join(repr(str(c)) for c in frame.columns[:12])
         raise_problems(
             [
-                Problem(table, c, f"(all): required column is missing; found {found}"
-                        + _delimiter_hint(frame), len(frame))
+                Problem(
+                    table,
+                    c,
+                    f"(all): required column is missing; found {found}" + _delimiter_hint(frame),
+                    len(frame),
+                )
                 for c in missing
             ]
         )
@@ -358,7 +367,10 @@ def prepare_leads(
     custom = {cf.column.strip(): cf for cf in config.custom_fields}
     absent = [name for name in custom if name not in frame.columns]
     raise_problems(
-        [Problem(table, n, "(all): custom field column is not in the table", len(frame)) for n in absent]
+        [
+            Problem(table, n, "(all): custom field column is not in the table", len(frame))
+            for n in absent
+        ]
     )
     known = set(LEAD_COLUMNS) | {CONVERTED} | set(custom)
     report.ignored_columns = [str(c) for c in frame.columns if str(c) not in known]
@@ -367,23 +379,45 @@ def prepare_leads(
     problems = []
     ids = clean_text(frame["lead_id"], mapping, "lead_id")
     if ids.isna().any():
-        problems.append(Problem(table, "lead_id", "have no lead_id", int(ids.isna().sum()),
-                                _examples(frame["lead_id"], ids.isna().to_numpy())))
+        problems.append(
+            Problem(
+                table,
+                "lead_id",
+                "have no lead_id",
+                int(ids.isna().sum()),
+                _examples(frame["lead_id"], ids.isna().to_numpy()),
+            )
+        )
     dup = ids.duplicated(keep=False) & ids.notna()
     if dup.any():
-        problems.append(Problem(table, "lead_id", "share a lead_id with another row (duplicate ids)",
-                                int(dup.sum()), _examples(ids, dup.to_numpy())))
+        problems.append(
+            Problem(
+                table,
+                "lead_id",
+                "share a lead_id with another row (duplicate ids)",
+                int(dup.sum()),
+                _examples(ids, dup.to_numpy()),
+            )
+        )
     out["lead_id"] = ids
     out["account_id"] = (
         clean_text(frame["account_id"], mapping, "account_id")
-        if "account_id" in frame else pd.Series(pd.NA, index=frame.index, dtype="str")
+        if "account_id" in frame
+        else pd.Series(pd.NA, index=frame.index, dtype="str")
     )
     for column in LEAD_TIMESTAMPS:
         if column in frame:
             parsed, bad = parse_timestamps(frame[column], mapping)
             if bad.any():
-                problems.append(Problem(table, column, "have a timestamp that is not ISO 8601",
-                                        int(bad.sum()), _examples(frame[column], bad)))
+                problems.append(
+                    Problem(
+                        table,
+                        column,
+                        "have a timestamp that is not ISO 8601",
+                        int(bad.sum()),
+                        _examples(frame[column], bad),
+                    )
+                )
             out[column] = parsed
         else:
             out[column] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ms, UTC]")
@@ -391,34 +425,58 @@ def prepare_leads(
         early = (out["sql_at"] < out["mql_at"]).fillna(False).to_numpy()
         if early.any():
             shown = frame["sql_at"].astype("str") + " < mql_at " + frame["mql_at"].astype("str")
-            problems.append(Problem(table, "sql_at", "have sql_at before mql_at", int(early.sum()),
-                                    _examples(shown, early)))
+            problems.append(
+                Problem(
+                    table,
+                    "sql_at",
+                    "have sql_at before mql_at",
+                    int(early.sum()),
+                    _examples(shown, early),
+                )
+            )
     out["job_title"] = (
         clean_text(frame["job_title"], mapping, "job_title")
-        if "job_title" in frame else pd.Series(pd.NA, index=frame.index, dtype="str")
+        if "job_title" in frame
+        else pd.Series(pd.NA, index=frame.index, dtype="str")
     )
     for column in LEAD_CATEGORIES:
         out[column] = (
             clean_category(frame[column], mapping, column)
-            if column in frame else pd.Series(pd.NA, index=frame.index, dtype="str")
+            if column in frame
+            else pd.Series(pd.NA, index=frame.index, dtype="str")
         )
     if "company_size" in frame:
         size, bad = parse_company_size(frame["company_size"], mapping)
         if bad.any():
-            problems.append(Problem(table, "company_size", "are not a non-negative number of employees",
-                                    int(bad.sum()), _examples(frame["company_size"], bad)))
+            problems.append(
+                Problem(
+                    table,
+                    "company_size",
+                    "are not a non-negative number of employees",
+                    int(bad.sum()),
+                    _examples(frame["company_size"], bad),
+                )
+            )
         out["company_size"] = size
     else:
         out["company_size"] = np.nan
     out["email_free"] = (
         free_mail_flag(frame["email"], mapping)
-        if "email" in frame else pd.Series(pd.NA, index=frame.index, dtype="boolean")
+        if "email" in frame
+        else pd.Series(pd.NA, index=frame.index, dtype="boolean")
     )
     if CONVERTED in frame:
         flag, bad = parse_flags(frame[CONVERTED], mapping, CONVERTED)
         if bad.any():
-            problems.append(Problem(table, CONVERTED, "are neither a true nor a false value",
-                                    int(bad.sum()), _examples(frame[CONVERTED], bad)))
+            problems.append(
+                Problem(
+                    table,
+                    CONVERTED,
+                    "are neither a true nor a false value",
+                    int(bad.sum()),
+                    _examples(frame[CONVERTED], bad),
+                )
+            )
         out[CONVERTED] = flag
     for name, cf in custom.items():
         values = frame[name]
@@ -427,8 +485,15 @@ def prepare_leads(
         elif cf.value_type == "boolean":
             flag, bad = parse_flags(values, mapping, name)
             if bad.any():
-                problems.append(Problem(table, name, "are neither a true nor a false value",
-                                        int(bad.sum()), _examples(values, bad)))
+                problems.append(
+                    Problem(
+                        table,
+                        name,
+                        "are neither a true nor a false value",
+                        int(bad.sum()),
+                        _examples(values, bad),
+                    )
+                )
             out[cf.feature] = flag.astype("float64")
         else:
             if pd.api.types.is_numeric_dtype(values):
@@ -439,8 +504,9 @@ def prepare_leads(
                 number = pd.to_numeric(text, errors="coerce").astype("float64")
                 bad = (text.notna() & number.isna()).to_numpy()
             if bad.any():
-                problems.append(Problem(table, name, "are not numbers", int(bad.sum()),
-                                        _examples(values, bad)))
+                problems.append(
+                    Problem(table, name, "are not numbers", int(bad.sum()), _examples(values, bad))
+                )
             out[cf.feature] = number
     raise_problems(problems)
 
@@ -480,7 +546,7 @@ def encode_events(
     """
     codes, uniques = pd.factorize(chunk["lead_id"], use_na_sentinel=True)
     cleaned = pd.Series(uniques).astype("str").str.strip()
-    lookup = np.append(lead_index.get_indexer(cleaned), -1).astype(np.int32)
+    lookup = np.append(lead_index.get_indexer(pd.Index(cleaned)), -1).astype(np.int32)
     lead = lookup[codes]
 
     parsed, bad = parse_timestamps(chunk["occurred_at"], mapping)
@@ -489,11 +555,25 @@ def encode_events(
     if bad.any() or missing_time.any():
         problems = []
         if bad.any():
-            problems.append(Problem(table, "occurred_at", "have a timestamp that is not ISO 8601",
-                                    int(bad.sum()), _examples(chunk["occurred_at"], bad, row_offset)))
+            problems.append(
+                Problem(
+                    table,
+                    "occurred_at",
+                    "have a timestamp that is not ISO 8601",
+                    int(bad.sum()),
+                    _examples(chunk["occurred_at"], bad, row_offset),
+                )
+            )
         if missing_time.any():
-            problems.append(Problem(table, "occurred_at", "have no timestamp", int(missing_time.sum()),
-                                    _examples(chunk["occurred_at"], missing_time, row_offset)))
+            problems.append(
+                Problem(
+                    table,
+                    "occurred_at",
+                    "have no timestamp",
+                    int(missing_time.sum()),
+                    _examples(chunk["occurred_at"], missing_time, row_offset),
+                )
+            )
         raise_problems(problems)
 
     type_codes, type_names = pd.factorize(chunk["event_type"], use_na_sentinel=True)
@@ -504,12 +584,14 @@ def encode_events(
     unknown_types = {
         ("<missing>" if i < 0 else str(names.iloc[i])): int(counts[i + 1])
         for i in range(-1, len(names))
-        if per_name[i] == OTHER and counts[i + 1] > 0
+        if per_name[i] == OTHER
+        and counts[i + 1] > 0
         and not (i >= 0 and str(names.iloc[i]).strip().casefold() == "other")
     }
     known = lead >= 0
-    return _EventChunk(lead[known], np.asarray(at_ms)[known], kind[known],
-                       int((~known).sum()), unknown_types)
+    return _EventChunk(
+        lead[known], np.asarray(at_ms)[known], kind[known], int((~known).sum()), unknown_types
+    )
 
 
 def collect_events(
@@ -534,11 +616,18 @@ def collect_events(
         missing = [c for c, needed in EVENT_COLUMNS.items() if needed and c not in frame.columns]
         if missing:
             found = ", ".join(repr(str(c)) for c in frame.columns[:12])
-            raise_problems([
-                Problem(table, c, f"(all): required column is missing; found {found}"
-                        + _delimiter_hint(frame), len(frame))
-                for c in missing
-            ])
+            raise_problems(
+                [
+                    Problem(
+                        table,
+                        c,
+                        f"(all): required column is missing; found {found}"
+                        + _delimiter_hint(frame),
+                        len(frame),
+                    )
+                    for c in missing
+                ]
+            )
         part = encode_events(frame, lead_index, config.mapping, table, offset)
         parts.append(part)
         offset += len(frame)
@@ -568,8 +657,9 @@ def snapshot_from_frames(
     clean, report = prepare_leads(leads, config, names[0])
     chunks = [] if events is None else [events]
     log = collect_events(chunks, clean, config, names[1], report)
-    return Snapshot(clean, log, _as_of(config, clean, log), config.source.flat,
-                    config.custom_fields, report)
+    return Snapshot(
+        clean, log, _as_of(config, clean, log), config.source.flat, config.custom_fields, report
+    )
 
 
 def _as_of(config: Config, leads: pd.DataFrame, events: EventLog) -> pd.Timestamp | None:
@@ -601,8 +691,14 @@ def _read_csv(path: Path, source: SourceConfig, chunksize: int | None = None) ->
     sep = "\t" if path.suffix == ".tsv" else source.delimiter
     try:
         return pd.read_csv(
-            path, sep=sep, dtype="str", keep_default_na=False, na_filter=False,
-            encoding=source.encoding, chunksize=chunksize, skipinitialspace=False,
+            path,
+            sep=sep,
+            dtype="str",
+            keep_default_na=False,
+            na_filter=False,
+            encoding=source.encoding,
+            chunksize=chunksize,
+            skipinitialspace=False,
         )
     except pd.errors.EmptyDataError:
         raise ContractError(f"{path}: the file is empty (no header row)") from None
@@ -656,7 +752,9 @@ def _event_source_columns(config: Config) -> list[str]:
     return [reverse.get(c, c) for c, needed in EVENT_COLUMNS.items() if needed]
 
 
-def read_tables(config: Config) -> tuple[pd.DataFrame, Iterator[pd.DataFrame] | None, tuple[str, str]]:
+def read_tables(
+    config: Config,
+) -> tuple[pd.DataFrame, Iterator[pd.DataFrame] | None, tuple[str, str]]:
     """Open the configured source: the leads frame, event chunks (None if flat) and their names."""
     source = config.source
     if source.url:
@@ -727,5 +825,6 @@ def read_snapshot(config: Config) -> Snapshot:
     clean, report = prepare_leads(raw_leads, config, leads_name)
     del raw_leads
     log = collect_events(chunks or [], clean, config, events_name, report)
-    return Snapshot(clean, log, _as_of(config, clean, log), config.source.flat,
-                    config.custom_fields, report)
+    return Snapshot(
+        clean, log, _as_of(config, clean, log), config.source.flat, config.custom_fields, report
+    )

@@ -46,7 +46,8 @@ SnapshotOption = Annotated[
     typer.Option(
         "--snapshot",
         "-s",
-        help="Snapshot folder (CSV or Parquet files) or SQLAlchemy URL; overrides the config's source.",
+        help="Snapshot folder (CSV or Parquet files) or SQLAlchemy URL; "
+        "overrides the config's source.",
     ),
 ]
 
@@ -96,18 +97,20 @@ def _config(config: Path | None, snapshot: str | None) -> Config:
 
 @app.command()
 def generate(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the snapshot into.")] = Path(
-        "data/snapshot"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder to write the snapshot into.")
+    ] = Path("data/snapshot"),
     leads: Annotated[int, typer.Option("--leads", "-n", min=1, help="Number of leads.")] = 50_000,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same snapshot.")] = 7,
-    as_of: Annotated[str, typer.Option("--as-of", help="The snapshot's as-of date.")] = "2026-06-30",
+    seed: Annotated[
+        int, typer.Option(help="Random seed: the same seed gives the same snapshot.")
+    ] = 7,
+    as_of: Annotated[
+        str, typer.Option("--as-of", help="The snapshot's as-of date.")
+    ] = "2026-06-30",
     events_per_lead: Annotated[
         float, typer.Option(help="Average engagement events per lead.")
     ] = 50.0,
-    file_format: Annotated[
-        str, typer.Option("--format", help="parquet or csv.")
-    ] = "parquet",
+    file_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
 ) -> None:
     """Generate a synthetic CRM snapshot with known truth.
 
@@ -146,12 +149,16 @@ def validate(
         snap = read_snapshot(settings)
     for line in snap.report.lines():
         console.print(line, highlight=False)
-    console.print(f"as of {snap.as_of}; {'flat export' if snap.flat else 'timestamped'}: contract OK")
+    console.print(
+        f"as of {snap.as_of}; {'flat export' if snap.flat else 'timestamped'}: contract OK"
+    )
 
 
 @app.command()
 def features(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Training set file to write (.parquet).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Training set file to write (.parquet).")
+    ],
     snapshot: SnapshotOption = None,
     config: ConfigOption = None,
     weekly_weeks: Annotated[
@@ -159,7 +166,8 @@ def features(
         typer.Option(help="Also add a row each week after mql_at while the lead is open, up to N."),
     ] = None,
     horizon_days: Annotated[
-        int | None, typer.Option(help="An SQL within this many days after the cutoff is a positive.")
+        int | None,
+        typer.Option(help="An SQL within this many days after the cutoff is a positive."),
     ] = None,
 ) -> None:
     """Build the training set: point-in-time features and labels of (lead, cutoff) rows.

@@ -12,7 +12,9 @@ from features.contract import EVENT_TYPES
 START = pd.Timestamp("2025-01-01", tz="UTC")
 
 
-def random_crm(n_leads: int = 300, seed: int = 0, events_per_lead: int = 12) -> tuple[pd.DataFrame, pd.DataFrame]:
+def random_crm(
+    n_leads: int = 300, seed: int = 0, events_per_lead: int = 12
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Raw contract frames: accounts with several leads, MQLs, SQLs, events around them."""
     rng = np.random.default_rng(seed)
     n_accounts = max(n_leads // 3, 1)
@@ -31,7 +33,9 @@ def random_crm(n_leads: int = 300, seed: int = 0, events_per_lead: int = 12) -> 
             "created_at": created,
             "mql_at": pd.Series(mql).where(is_mql),
             "sql_at": pd.Series(sql).where(converts),
-            "job_title": rng.choice(["VP Marketing", "Head of Growth", "Marketing Intern", "", "CTO"], n_leads),
+            "job_title": rng.choice(
+                ["VP Marketing", "Head of Growth", "Marketing Intern", "", "CTO"], n_leads
+            ),
             "country": rng.choice(["United States", " germany", "INDIA", "n/a"], n_leads),
             "industry": rng.choice(["Software", "retail ", "Finance"], n_leads),
             "lead_source": rng.choice(["paid_search", "webinar", "referral"], n_leads),

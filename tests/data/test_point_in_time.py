@@ -61,10 +61,13 @@ def _one_row(lead_id: str, cutoff: pd.Timestamp) -> pd.DataFrame:
 
 def _assert_same(expected: pd.Series, got: pd.Series, what: str) -> None:
     differ = [
-        name for name in expected.index
+        name
+        for name in expected.index
         if not (expected[name] == got[name] or (pd.isna(expected[name]) and pd.isna(got[name])))
     ]
-    assert not differ, f"{what} changed {differ[:5]}: {expected[differ[:5]].tolist()} -> {got[differ[:5]].tolist()}"
+    shown = differ[:5]
+    before, after = expected[shown].tolist(), got[shown].tolist()
+    assert not differ, f"{what} changed {shown}: {before} -> {after}"
 
 
 def future_events_change(config: Config, seed: int = 0) -> None:
@@ -85,7 +88,9 @@ def future_events_change(config: Config, seed: int = 0) -> None:
         future.loc[0, "lead_id"] = lead_id  # one event of the lead exactly at its cutoff
         row = _one_row(lead_id, cutoff)
         got = _features(leads, pd.concat([events, future], ignore_index=True), config, row)
-        _assert_same(base.loc[(lead_id, cutoff)], got.iloc[0], f"future events of {lead_id}@{cutoff}")
+        _assert_same(
+            base.loc[(lead_id, cutoff)], got.iloc[0], f"future events of {lead_id}@{cutoff}"
+        )
 
 
 def test_future_events_change_no_feature(weekly: Config) -> None:
@@ -107,11 +112,15 @@ def test_future_outcomes_of_other_leads_change_no_feature(weekly: Config) -> Non
             moved.loc[later & moved[column].notna(), column] = cutoff
         # not-yet SQL peers become SQLs right at the cutoff, and the lead's own SQL moves too
         open_peers = peers & moved["sql_at"].isna() & (moved["lead_id"] != lead_id)
-        moved.loc[open_peers, "sql_at"] = moved.loc[open_peers, ["mql_at"]].max(axis=1).fillna(cutoff).clip(lower=cutoff)
+        moved.loc[open_peers, "sql_at"] = (
+            moved.loc[open_peers, ["mql_at"]].max(axis=1).fillna(cutoff).clip(lower=cutoff)
+        )
         own = moved["lead_id"] == lead_id
         moved.loc[own, "sql_at"] = cutoff + pd.Timedelta(days=1)
         got = _features(moved, events, weekly, _one_row(lead_id, cutoff))
-        _assert_same(base.loc[(lead_id, cutoff)], got.iloc[0], f"moved outcomes around {lead_id}@{cutoff}")
+        _assert_same(
+            base.loc[(lead_id, cutoff)], got.iloc[0], f"moved outcomes around {lead_id}@{cutoff}"
+        )
 
 
 def test_a_lead_scored_alone_gets_the_same_features(weekly: Config) -> None:
@@ -126,8 +135,11 @@ def test_a_lead_scored_alone_gets_the_same_features(weekly: Config) -> None:
         _assert_same(base.loc[(lead_id, cutoff)], got.iloc[0], f"{lead_id} with its account only")
         alone = leads[leads["lead_id"] == lead_id]
         got = _features(alone, events[events["lead_id"] == lead_id], weekly, row)
-        _assert_same(base.loc[(lead_id, cutoff)].drop(account_columns),
-                     got.iloc[0].drop(account_columns), f"{lead_id} alone")
+        _assert_same(
+            base.loc[(lead_id, cutoff)].drop(account_columns),
+            got.iloc[0].drop(account_columns),
+            f"{lead_id} alone",
+        )
 
 
 def test_chunk_size_changes_nothing(weekly: Config) -> None:
@@ -144,8 +156,9 @@ def test_row_order_changes_nothing(weekly: Config) -> None:
     pd.testing.assert_frame_equal(base.loc[again.index], again)
 
 
-def _leaky_counts(keys: np.ndarray, row_key: np.ndarray, row_start: np.ndarray,
-                  windows_ms: list[int]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+def _leaky_counts(
+    keys: np.ndarray, row_key: np.ndarray, row_start: np.ndarray, windows_ms: list[int]
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """A kernel with an off-by-one: counts events at exactly the cutoff."""
     hi = np.searchsorted(keys, row_key, side="right")
     per_window = [hi - np.searchsorted(keys, row_key - w, side="left") for w in windows_ms]
@@ -165,7 +178,11 @@ def _leaky_before(times: np.ndarray, cutoff: np.ndarray) -> np.ndarray:
     ],
 )
 def test_a_leaking_kernel_is_caught(
-    monkeypatch: pytest.MonkeyPatch, weekly: Config, name: str, leak: Callable[..., object], check: str
+    monkeypatch: pytest.MonkeyPatch,
+    weekly: Config,
+    name: str,
+    leak: Callable[..., object],
+    check: str,
 ) -> None:
     monkeypatch.setattr(engagement, name, leak)
     checks = {

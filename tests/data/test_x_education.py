@@ -52,7 +52,9 @@ def test_leaking_columns_are_excluded_and_select_is_missing(
     assert training_set["custom_specialization"].isna().mean() > 0.3
 
 
-def test_features_follow_the_spec_and_carry_signal(config: Config, training_set: pd.DataFrame) -> None:
+def test_features_follow_the_spec_and_carry_signal(
+    config: Config, training_set: pd.DataFrame
+) -> None:
     spec = feature_spec(config, flat=True)
     assert list(training_set.columns[3:]) == list(spec.names)
     assert "custom_lead_origin" in spec.categorical

@@ -27,7 +27,9 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_generate_then_features(snapshot: Path, tmp_path: Path) -> None:
-    assert {"leads.parquet", "events.parquet", "truth.parquet"} <= {p.name for p in snapshot.iterdir()}
+    assert {"leads.parquet", "events.parquet", "truth.parquet"} <= {
+        p.name for p in snapshot.iterdir()
+    }
     out = tmp_path / "training_set.parquet"
     result = runner.invoke(app, ["features", "--snapshot", str(snapshot), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -45,7 +47,9 @@ def test_generate_then_features(snapshot: Path, tmp_path: Path) -> None:
 def test_weekly_policy_adds_rows(snapshot: Path, tmp_path: Path) -> None:
     single, weekly = tmp_path / "single.parquet", tmp_path / "weekly.parquet"
     assert runner.invoke(app, ["features", "-s", str(snapshot), "-o", str(single)]).exit_code == 0
-    result = runner.invoke(app, ["features", "-s", str(snapshot), "-o", str(weekly), "--weekly-weeks", "4"])
+    result = runner.invoke(
+        app, ["features", "-s", str(snapshot), "-o", str(weekly), "--weekly-weeks", "4"]
+    )
     assert result.exit_code == 0, result.output
     a, b = pd.read_parquet(single), pd.read_parquet(weekly)
     assert len(b) > len(a)
@@ -88,10 +92,20 @@ def test_every_command_explains_itself() -> None:
 def test_console_script_runs_in_a_real_process(snapshot: Path, tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("leadscore")
     out = tmp_path / "ts.parquet"
-    done = subprocess.run([str(script), "features", "-s", str(snapshot), "-o", str(out)],
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [str(script), "features", "-s", str(snapshot), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert out.exists()
-    missing = subprocess.run([str(script), "features", "-s", str(tmp_path / "none"), "-o", str(out)],
-                             capture_output=True, text=True, timeout=300, check=False)
+    missing = subprocess.run(
+        [str(script), "features", "-s", str(tmp_path / "none"), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert missing.returncode == 2 and "snapshot folder not found" in missing.stderr

@@ -38,7 +38,9 @@ def _training_set(source: dict[str, object]) -> pd.DataFrame:
     return training_set
 
 
-def test_csv_folder(tmp_path: Path, frames: tuple[pd.DataFrame, pd.DataFrame], expected: pd.DataFrame) -> None:
+def test_csv_folder(
+    tmp_path: Path, frames: tuple[pd.DataFrame, pd.DataFrame], expected: pd.DataFrame
+) -> None:
     leads, events = frames
     leads.to_csv(tmp_path / "leads.csv", index=False)
     # ISO 8601 with and without a zone: naive times are UTC
@@ -48,14 +50,18 @@ def test_csv_folder(tmp_path: Path, frames: tuple[pd.DataFrame, pd.DataFrame], e
     pd.testing.assert_frame_equal(_training_set({"path": str(tmp_path)}), expected)
 
 
-def test_parquet_folder(tmp_path: Path, frames: tuple[pd.DataFrame, pd.DataFrame], expected: pd.DataFrame) -> None:
+def test_parquet_folder(
+    tmp_path: Path, frames: tuple[pd.DataFrame, pd.DataFrame], expected: pd.DataFrame
+) -> None:
     leads, events = frames
     leads.to_parquet(tmp_path / "leads.parquet")
     events.to_parquet(tmp_path / "events.parquet")
     pd.testing.assert_frame_equal(_training_set({"path": str(tmp_path)}), expected)
 
 
-def test_sqlite(tmp_path: Path, frames: tuple[pd.DataFrame, pd.DataFrame], expected: pd.DataFrame) -> None:
+def test_sqlite(
+    tmp_path: Path, frames: tuple[pd.DataFrame, pd.DataFrame], expected: pd.DataFrame
+) -> None:
     url = f"sqlite:///{tmp_path / 'crm.db'}"
     engine = sa.create_engine(url)
     leads, events = frames
@@ -72,7 +78,9 @@ def postgres_schema() -> Iterator[str]:
     try:
         with engine.begin() as conn:
             conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as error:  # pragma: no cover - the server is part of this machine
+    except (
+        sa.exc.OperationalError
+    ) as error:  # pragma: no cover - the server is part of this machine
         pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {error}")
     yield schema
     with engine.begin() as conn:
@@ -81,14 +89,21 @@ def postgres_schema() -> Iterator[str]:
 
 
 @pytest.mark.postgres
-def test_postgresql(postgres_schema: str, frames: tuple[pd.DataFrame, pd.DataFrame], expected: pd.DataFrame) -> None:
+def test_postgresql(
+    postgres_schema: str, frames: tuple[pd.DataFrame, pd.DataFrame], expected: pd.DataFrame
+) -> None:
     engine = sa.create_engine(POSTGRES_URL)
     leads, events = frames
     leads.to_sql("crm_leads", engine, schema=postgres_schema, index=False)
     events.to_sql("crm_events", engine, schema=postgres_schema, index=False)
     engine.dispose()
     got = _training_set(
-        {"url": POSTGRES_URL, "schema": postgres_schema, "leads": "crm_leads", "events": "crm_events"}
+        {
+            "url": POSTGRES_URL,
+            "schema": postgres_schema,
+            "leads": "crm_leads",
+            "events": "crm_events",
+        }
     )
     pd.testing.assert_frame_equal(got, expected)
 
@@ -102,15 +117,19 @@ def test_postgresql_missing_table_is_named(postgres_schema: str) -> None:
 def test_missing_files_and_folders_are_named(tmp_path: Path) -> None:
     with pytest.raises(ContractError, match="snapshot folder not found"):
         _training_set({"path": str(tmp_path / "nope")})
-    with pytest.raises(ContractError, match=r"no 'leads' file .*leads\.parquet, leads\.pq, leads\.csv"):
+    with pytest.raises(
+        ContractError, match=r"no 'leads' file .*leads\.parquet, leads\.pq, leads\.csv"
+    ):
         _training_set({"path": str(tmp_path)})
     (tmp_path / "leads.csv").write_text("")
-    with pytest.raises(ContractError, match="leads.csv: the file is empty"):
+    with pytest.raises(ContractError, match=r"leads\.csv: the file is empty"):
         _training_set({"path": str(tmp_path)})
 
 
 def test_non_utf8_bytes_are_named(tmp_path: Path) -> None:
-    (tmp_path / "leads.csv").write_bytes("lead_id,created_at,country\nl1,2025-01-01,M\xe9xico\n".encode("latin-1"))
+    (tmp_path / "leads.csv").write_bytes(
+        "lead_id,created_at,country\nl1,2025-01-01,M\xe9xico\n".encode("latin-1")
+    )
     (tmp_path / "events.csv").write_text("lead_id,occurred_at,event_type\n")
     with pytest.raises(ContractError, match="not valid utf-8"):
         _training_set({"path": str(tmp_path)})

@@ -40,13 +40,19 @@ def test_bad_yaml_and_missing_file_are_clear(tmp_path: Path) -> None:
     bad.write_text("source: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad, environ={})
-    with pytest.raises(ConfigError, match="either source.path or source.url"):
+    with pytest.raises(ConfigError, match=r"either source\.path or source\.url"):
         build_config({"source": {"path": "a", "url": "sqlite://"}})
 
 
 def test_custom_field_names_and_types() -> None:
-    config = build_config({"custom_fields": [{"column": "Total Time Spent", "kind": "engagement"},
-                                             {"column": "Lead Origin", "kind": "fit"}]})
+    config = build_config(
+        {
+            "custom_fields": [
+                {"column": "Total Time Spent", "kind": "engagement"},
+                {"column": "Lead Origin", "kind": "fit"},
+            ]
+        }
+    )
     first, second = config.custom_fields
     assert (first.feature, first.value_type) == ("custom_total_time_spent", "numeric")
     assert (second.feature, second.value_type) == ("custom_lead_origin", "categorical")

@@ -1,5 +1,7 @@
 """Feature values on a tiny hand-checked snapshot, and the training rows' labels and censoring."""
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,8 +35,15 @@ EVENTS = pd.DataFrame(
             "2025-01-09T00:00:00Z",
             "2025-01-12T00:00:00Z",
         ],
-        "event_type": ["webinar", "pricing_page_view", "email_open", "demo_request", "page_view",
-                       "demo_request", "demo_request"],
+        "event_type": [
+            "webinar",
+            "pricing_page_view",
+            "email_open",
+            "demo_request",
+            "page_view",
+            "demo_request",
+            "demo_request",
+        ],
     },
     dtype="str",
 )
@@ -112,6 +121,6 @@ def test_account_chunks_keep_accounts_whole() -> None:
     account = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3, -1, -1])
     chunks = account_chunks(account, 4)
     assert chunks[0][0] == 0 and chunks[-1][1] == len(account)
-    for first, stop in chunks:
+    for first, _ in chunks:
         assert first == 0 or account[first] < 0 or account[first] != account[first - 1]
-    assert all(b[0] == a[1] for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(b[0] == a[1] for a, b in itertools.pairwise(chunks))

@@ -83,14 +83,34 @@ def test_mapping_renames_columns_and_values() -> None:
 @pytest.mark.parametrize(
     ("leads", "events", "expected"),
     [
-        (_leads().drop(columns="created_at"), None, r"leads: column 'created_at': .*required column is missing"),
-        (_leads(lead_id=["a", "a", "c"]), None, r"column 'lead_id': 2 row\(s\) share a lead_id.*row 1: 'a'"),
-        (_leads(created_at=["2025-01-01", "yesterday", "31/12/2024"]), None,
-         r"column 'created_at': 2 row\(s\) have a timestamp that is not ISO 8601; e.g. row 2: 'yesterday'"),
-        (_leads(sql_at=["2025-01-09", "", ""]), None, r"column 'sql_at': 1 row\(s\) have sql_at before mql_at"),
+        (
+            _leads().drop(columns="created_at"),
+            None,
+            r"leads: column 'created_at': .*required column is missing",
+        ),
+        (
+            _leads(lead_id=["a", "a", "c"]),
+            None,
+            r"column 'lead_id': 2 row\(s\) share a lead_id.*row 1: 'a'",
+        ),
+        (
+            _leads(created_at=["2025-01-01", "yesterday", "31/12/2024"]),
+            None,
+            r"column 'created_at': 2 row\(s\) have a timestamp that is not ISO 8601; "
+            r"e.g. row 2: 'yesterday'",
+        ),
+        (
+            _leads(sql_at=["2025-01-09", "", ""]),
+            None,
+            r"column 'sql_at': 1 row\(s\) have sql_at before mql_at",
+        ),
         (_leads(company_size=["-5", "10", "many"]), None, r"column 'company_size': 2 row\(s\)"),
-        (_leads(), _events(occurred_at=["2025-01-05", "soon", "2025-01-01", ""]),
-         r"events: column 'occurred_at': 1 row\(s\) have a timestamp that is not ISO 8601; e.g. row 2: 'soon'"),
+        (
+            _leads(),
+            _events(occurred_at=["2025-01-05", "soon", "2025-01-01", ""]),
+            r"events: column 'occurred_at': 1 row\(s\) have a timestamp that is not ISO 8601; "
+            r"e.g. row 2: 'soon'",
+        ),
         (_leads(), _events().drop(columns="event_type"), r"events: column 'event_type'.*missing"),
     ],
 )
