@@ -12,6 +12,7 @@ and a single lead posted to the API needs no pandas machinery at all.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -104,7 +105,9 @@ class EventLog:
             {
                 "lead_id": lead_ids.to_numpy()[self.lead],
                 "occurred_at": pd.to_datetime(self.at_ms, unit="ms", utc=True),
-                "event_type": pd.Categorical.from_codes(self.kind, categories=pd.Index(EVENT_TYPES)),
+                "event_type": pd.Categorical.from_codes(
+                    self.kind, categories=pd.Index(EVENT_TYPES)
+                ),
             }
         )
 
@@ -817,8 +820,33 @@ def _read_sql_tables(
     return leads, chunks(), (named(source.leads), named(events_table))
 
 
+def _declared_as_of(config: Config) -> Config:
+    """A folder may declare its as-of time in `snapshot.json`; the config's value wins."""
+    folder = config.source.path
+    if config.as_of is not None or config.source.url or folder is None:
+        return config
+    manifest = folder / "snapshot.json"
+    if not manifest.is_file():
+        return config
+    try:
+        declared = json.loads(manifest.read_text(encoding="utf-8")).get("as_of")
+    except (ValueError, AttributeError) as error:
+        raise ContractError(f"{manifest}: not a readable JSON object: {error}") from None
+    if declared is None:
+        return config
+    try:
+        return config.model_copy(update={"as_of": pd.Timestamp(declared).to_pydatetime()})
+    except ValueError:
+        raise ContractError(f"{manifest}: as_of {declared!r} is not an ISO 8601 time") from None
+
+
 def read_snapshot(config: Config) -> Snapshot:
-    """Read and check the configured snapshot (folder or database)."""
+    """Read and check the configured snapshot (folder or database).
+
+    The as-of time is the config's, else the folder's `snapshot.json` `as_of`, else the latest
+    timestamp in the data.
+    """
+    config = _declared_as_of(config)
     raw_leads, chunks, (leads_name, events_name) = read_tables(config)
     if raw_leads.empty and len(raw_leads.columns) == 0:
         raise ContractError(f"{leads_name}: the table is empty")

@@ -46,7 +46,7 @@ _SENIORITY_PATTERNS: Final[tuple[tuple[str, str], ...]] = (
     (
         "c_level",
         r"\b(ceo|cto|cmo|cfo|coo|cio|cro|ciso|cpo|cdo|chief|founder|co-?founder|owner|"
-        r"president|managing director|geschäftsführer|partner)\b",
+        r"(?<!vice )(?<!vice-)president|managing director|geschäftsführer|partner)\b",
     ),
     ("vp", r"\b(vp|svp|evp|avp|vice[- ]president)\b"),
     ("director", r"\b(director|head|dir)\b"),
@@ -83,7 +83,10 @@ _FUNCTION_PATTERNS: Final[tuple[tuple[str, str], ...]] = (
     ("finance", r"\b(finance|financial|cfo|accountant|accounting|controller|procurement)\b"),
     ("hr", r"\b(hr|human resources|people|talent|recruiter|recruiting)\b"),
     ("operations", r"\b(operations|ops|coo|supply chain|logistics|customer success|support)\b"),
-    ("executive", r"\b(ceo|founder|co-?founder|owner|president|managing director|partner)\b"),
+    (
+        "executive",
+        r"\b(ceo|founder|co-?founder|owner|(?<!vice )president|managing director|partner)\b",
+    ),
 )
 
 _COMPILED_SENIORITY = tuple((name, re.compile(p)) for name, p in _SENIORITY_PATTERNS)

@@ -16,6 +16,8 @@ from features.titles import parse_title, parse_titles
         ("Chief Revenue Officer", "c_level", "sales"),
         ("marketing manager", "manager", "marketing"),
         ("Student", "intern", "other"),
+        ("Vice President, Engineering", "vp", "engineering"),
+        ("President & CEO", "c_level", "executive"),
         ("", "unknown", "unknown"),
         (None, "unknown", "unknown"),
     ],
