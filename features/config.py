@@ -88,6 +88,11 @@ class MappingConfig(_Strict):
         return tuple(v.strip().casefold() for v in values)
 
 
+def custom_feature_name(column: str) -> str:
+    """A custom field's feature name: `custom_` plus the column in snake case."""
+    return "custom_" + "".join(c if c.isalnum() else "_" for c in column.strip().casefold())
+
+
 class CustomField(_Strict):
     """An extra column of the leads table used as a feature."""
 
@@ -109,10 +114,7 @@ class CustomField(_Strict):
 
     @property
     def feature(self) -> str:
-        """The feature's name: `custom_` plus the column in snake case."""
-        return "custom_" + "".join(
-            c if c.isalnum() else "_" for c in self.column.strip().casefold()
-        )
+        return custom_feature_name(self.column)
 
 
 class SnapshotPolicy(_Strict):
@@ -139,6 +141,101 @@ class FeatureConfig(_Strict):
         return tuple(sorted(set(windows)))
 
 
+class SplitConfig(_Strict):
+    """Shares of rows, in time order by cutoff: train, early stopping, calibration, test (last)."""
+
+    train: float = Field(0.6, gt=0, lt=1)
+    validation: float = Field(0.1, gt=0, lt=1)
+    calibration: float = Field(0.1, gt=0, lt=1)
+    test: float = Field(0.2, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitConfig:
+        total = self.train + self.validation + self.calibration + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + validation + calibration + test must be 1 (is {total:g})")
+        return self
+
+
+class TierPolicy(_Strict):
+    """How probability cut points for tiers A-C are chosen on the calibration slice (D is the rest).
+
+    capacity: each tier's share of MQLs (what sales can work); precision: each tier's minimum
+    expected conversion rate (A at the 60-70% acceptance sales teams aim for).
+    """
+
+    kind: Literal["capacity", "precision"] = "capacity"
+    capacity: dict[str, float] = Field(default_factory=lambda: {"A": 0.10, "B": 0.20, "C": 0.30})
+    precision: dict[str, float] = Field(default_factory=lambda: {"A": 0.65, "B": 0.40, "C": 0.20})
+
+    @field_validator("capacity", "precision")
+    @classmethod
+    def _tiers_a_to_c(cls, values: dict[str, float]) -> dict[str, float]:
+        if list(values) != ["A", "B", "C"] or any(not 0 < v < 1 for v in values.values()):
+            raise ValueError("give A, B and C in order, each between 0 and 1")
+        return values
+
+
+def _lightgbm_defaults() -> dict[str, Any]:
+    return {
+        "objective": "binary",
+        "learning_rate": 0.03,
+        "num_leaves": 31,
+        "min_data_in_leaf": 40,
+        "feature_fraction": 0.7,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "lambda_l2": 1.0,
+        "cat_smooth": 20.0,
+        "max_cat_to_onehot": 8,
+    }
+
+
+class TrainingConfig(_Strict):
+    """The model, its calibration and tiers, and the leakage audit."""
+
+    seed: int = Field(42, description="One seed for LightGBM, bagging and every split.")
+    params: dict[str, Any] = Field(
+        default_factory=_lightgbm_defaults, description="LightGBM parameters (merged on defaults)."
+    )
+    num_boost_round: int = Field(3000, ge=1)
+    early_stopping_rounds: int = Field(100, ge=1)
+    num_threads: int = Field(0, ge=0, description="0: all cores.")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    calibration: tuple[Literal["isotonic", "sigmoid"], ...] = ("isotonic", "sigmoid")
+    tiers: TierPolicy = Field(default_factory=TierPolicy)
+    audit_auc: float = Field(
+        0.9, gt=0.5, le=1.0, description="Flag features whose single-feature AUC exceeds this."
+    )
+    shap_sample: int = Field(2000, ge=100, description="Rows of the test slice for SHAP plots.")
+    rules: Path | None = Field(None, description="Points rules YAML; default: the shipped rules.")
+
+    @field_validator("params")
+    @classmethod
+    def _merge_defaults(cls, params: dict[str, Any]) -> dict[str, Any]:
+        return {**_lightgbm_defaults(), **params}
+
+
+class GateConfig(_Strict):
+    """What a challenger must show, on the same recent test slice, to replace the champion."""
+
+    auc_tolerance: float = Field(0.005, ge=0, description="Challenger AUC >= champion AUC - this.")
+    max_ece: float = Field(0.02, gt=0, description="Challenger expected calibration error bound.")
+
+
+class MlflowConfig(_Strict):
+    tracking_uri: str = Field(
+        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
+        description="Tracking store; default a local SQLite file (or $MLFLOW_TRACKING_URI).",
+    )
+    artifact_location: str | None = Field(
+        "mlartifacts", description="Where a new experiment keeps artifacts (local stores)."
+    )
+    experiment: str = "leadscore"
+    model_name: str = Field("leadscore", description="Registered model name.")
+    gate: GateConfig = Field(default_factory=GateConfig)
+
+
 class Config(_Strict):
     """Everything a run needs; every field has a default, so no file is needed."""
 
@@ -151,6 +248,8 @@ class Config(_Strict):
     horizon_days: int = Field(90, ge=1, le=3650, description="An SQL within this many days counts.")
     snapshot_policy: SnapshotPolicy = Field(default_factory=SnapshotPolicy)
     features: FeatureConfig = Field(default_factory=FeatureConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     as_of: datetime | None = Field(
         None, description="The snapshot's as-of time; default: its latest timestamp."
     )

@@ -12,14 +12,14 @@ from features.snapshot import snapshot_from_frames
 
 LEADS = pd.DataFrame(
     {
-        "lead_id": ["a", "b", "c", "d"],
-        "account_id": ["x", "x", "", "y"],
-        "created_at": ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-01"],
-        "mql_at": ["2025-01-10", "2025-01-20", "2025-01-10", "2025-11-20"],
-        "sql_at": ["2025-03-01", "2025-01-25", "", ""],
-        "disqualified_at": ["", "", "2025-02-01", ""],
-        "job_title": ["VP Marketing", "", "Marketing Intern", "CEO"],
-        "email": ["a@gmail.com", "b@acme.com", "", "d@y.com"],
+        "lead_id": ["a", "b", "c", "d", "e"],
+        "account_id": ["x", "x", "", "y", "z"],
+        "created_at": ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-01", "2025-11-01"],
+        "mql_at": ["2025-01-10", "2025-01-20", "2025-01-10", "2025-11-20", "2025-11-20"],
+        "sql_at": ["2025-03-01", "2025-01-25", "", "", "2025-11-25"],
+        "disqualified_at": ["", "", "2025-02-01", "", ""],
+        "job_title": ["VP Marketing", "", "Marketing Intern", "CEO", "CTO"],
+        "email": ["a@gmail.com", "b@acme.com", "", "d@y.com", "e@z.com"],
     },
     dtype="str",
 )
@@ -107,8 +107,10 @@ def test_rows_labels_and_censoring() -> None:
     # d: MQL on Nov 20, no outcome yet and its horizon runs past Dec 1: censored, counted;
     # its third weekly cutoff (Dec 4) lies after the as-of time
     assert not any(lead == "d" for lead, _ in labels)
-    assert counts.candidates == 12 and counts.censored == 2 and counts.after_as_of == 1
-    assert counts.converted_before_cutoff == 2 and counts.kept == 7 and counts.positives == 4
+    # e: converted within its still-open window: censored too, or recent rows skew positive
+    assert not any(lead == "e" for lead, _ in labels)
+    assert counts.candidates == 15 and counts.censored == 3 and counts.after_as_of == 2
+    assert counts.converted_before_cutoff == 3 and counts.kept == 7 and counts.positives == 4
 
 
 def test_feature_spec_matches_columns(training_set: pd.DataFrame) -> None:
