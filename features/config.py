@@ -160,13 +160,13 @@ class SplitConfig(_Strict):
 class TierPolicy(_Strict):
     """How probability cut points for tiers A-C are chosen on the calibration slice (D is the rest).
 
-    capacity: each tier's share of MQLs (what sales can work); precision: each tier's minimum
-    expected conversion rate (A at the 60-70% acceptance sales teams aim for).
+    capacity: each tier's share of MQLs (what sales can work); precision: the conversion rate of
+    the tier and those above it (A at the 60-70% acceptance sales teams aim for).
     """
 
     kind: Literal["capacity", "precision"] = "capacity"
     capacity: dict[str, float] = Field(default_factory=lambda: {"A": 0.10, "B": 0.20, "C": 0.30})
-    precision: dict[str, float] = Field(default_factory=lambda: {"A": 0.65, "B": 0.40, "C": 0.20})
+    precision: dict[str, float] = Field(default_factory=lambda: {"A": 0.65, "B": 0.45, "C": 0.30})
 
     @field_validator("capacity", "precision")
     @classmethod
@@ -180,9 +180,11 @@ def _lightgbm_defaults() -> dict[str, Any]:
     return {
         "objective": "binary",
         "learning_rate": 0.03,
-        "num_leaves": 31,
-        "min_data_in_leaf": 40,
-        "feature_fraction": 0.7,
+        # small trees: SHAP cost grows with leaves x depth^2, and on the synthetic CRM 4-6
+        # leaves matched 31 in AUC and beat it in Brier score
+        "num_leaves": 5,
+        "min_data_in_leaf": 300,
+        "feature_fraction": 0.9,
         "bagging_fraction": 0.8,
         "bagging_freq": 1,
         "lambda_l2": 1.0,

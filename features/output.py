@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -10,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -20,6 +23,9 @@ def atomic_path(target: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     temporary = Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
+    temporary.chmod(0o666 & ~umask)  # mkstemp makes 0600; results are meant to be read
     try:
         yield temporary
         with temporary.open("rb") as handle:
@@ -39,8 +45,32 @@ def write_parquet(frame: pd.DataFrame, target: Path) -> None:
     write_atomic(target, lambda p: frame.to_parquet(p, index=False))
 
 
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON values: numpy and pandas scalars unwrapped, NaN and infinities to None."""
+    if isinstance(value, Mapping):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, pd.DataFrame):
+        return [to_jsonable(row) for row in value.to_dict(orient="records")]
+    if isinstance(value, pd.Series | np.ndarray | list | tuple | set | frozenset):
+        return [to_jsonable(item) for item in list(value)]
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp | dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return str(value)
+
+
 def write_json(payload: Mapping[str, Any], target: Path) -> None:
-    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    """Strict JSON (NaN becomes null, numpy values plain), written atomically."""
+    text = json.dumps(to_jsonable(payload), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
     def write(path: Path) -> None:
         path.write_text(text, encoding="utf-8")

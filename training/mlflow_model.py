@@ -1,0 +1,35 @@
+"""The MLflow model, from code: MLflow logs this file, not a pickled object.
+
+Loading it reads plain artifacts (booster text, calibrator and spec JSON, tier cut points,
+rules YAML) through `training.scorer`, which MLflow bundles with the model (`code_paths`), so
+`mlflow.pyfunc.load_model` and `mlflow models serve` need nothing unpickled. Input: feature
+rows as built by `features.pipeline.build_features`; output: probability, tier, raw score.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.pyfunc import PythonModel, PythonModelContext
+
+
+class LeadScoreModel(PythonModel):
+    """Calibrated MQL-to-SQL probability and tier for feature rows."""
+
+    def load_context(self, context: PythonModelContext) -> None:
+        from training.scorer import Scorer
+
+        self.scorer = Scorer.from_files(context.artifacts)
+
+    def predict(
+        self,
+        context: PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        return self.scorer.score(model_input).reset_index(drop=True)
+
+
+mlflow.models.set_model(LeadScoreModel())

@@ -1,0 +1,63 @@
+"""The booster: LightGBM on the feature matrix, with native categoricals and early stopping.
+
+Deterministic for a seed: the same rows, parameters and seed give the same model file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from training.scorer import ModelSpec
+
+
+def booster_params(params: Mapping[str, Any], seed: int, num_threads: int) -> dict[str, Any]:
+    """The configured parameters plus what makes a run reproducible."""
+    return {
+        **params,
+        "objective": "binary",
+        "seed": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": num_threads,
+        "verbosity": -1,
+    }
+
+
+def fit_booster(
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    spec: ModelSpec,
+    params: Mapping[str, Any],
+    num_boost_round: int,
+    early_stopping_rounds: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> lgb.Booster:
+    """Train on `train`, stop when log loss on `validation` stops improving."""
+    kwargs: dict[str, Any] = {
+        "feature_name": list(spec.names),
+        "categorical_feature": spec.categorical_index,
+        "free_raw_data": False,
+    }
+    train_set = lgb.Dataset(train[0], label=train[1], params=dict(params), **kwargs)
+    valid_set = lgb.Dataset(validation[0], label=validation[1], reference=train_set, **kwargs)
+    callbacks: list[Callable[..., None]] = [
+        lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False)
+    ]
+    if progress is not None:
+
+        def report(env: lgb.callback.CallbackEnv) -> None:
+            progress(env.iteration + 1, num_boost_round)
+
+        callbacks.append(report)
+    return lgb.train(
+        {**params, "metric": ["binary_logloss", "auc"]},
+        train_set,
+        num_boost_round=num_boost_round,
+        valid_sets=[valid_set],
+        valid_names=["validation"],
+        callbacks=callbacks,
+    )

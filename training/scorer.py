@@ -1,0 +1,162 @@
+"""Scoring with a trained model: features in, calibrated probability, tier and reasons out.
+
+Everything a model needs travels as plain files (the booster in LightGBM's text format, the
+calibrator, the feature spec with its category lists, the tier cut points), so a model loads
+without unpickling anything. Categories become integer codes here, in the same way for
+training and scoring, so no pandas category machinery is needed at serving time.
+
+This module imports only numpy, pandas and lightgbm: MLflow bundles it with the model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from training.calibrate import Calibrator
+from training.tiers import Tiers
+
+FILES = {
+    "booster": "booster.txt",
+    "calibrator": "calibrator.json",
+    "spec": "spec.json",
+    "tiers": "tiers.json",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model's features in order, their kinds, and each categorical feature's categories."""
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    categories: Mapping[str, tuple[str, ...]]
+
+    @property
+    def categorical_index(self) -> list[int]:
+        return [i for i, kind in enumerate(self.kinds) if kind == "categorical"]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "names": list(self.names),
+                "kinds": list(self.kinds),
+                "categories": {k: list(v) for k, v in self.categories.items()},
+            },
+            indent=1,
+        )
+
+    @staticmethod
+    def from_json(text: str) -> ModelSpec:
+        data = json.loads(text)
+        return ModelSpec(
+            tuple(data["names"]),
+            tuple(data["kinds"]),
+            {k: tuple(v) for k, v in data["categories"].items()},
+        )
+
+
+def learn_spec(features: pd.DataFrame, categorical: set[str]) -> ModelSpec:
+    """The spec of a training slice: categories are the values seen there, sorted."""
+    names = tuple(str(c) for c in features.columns)
+    kinds = tuple("categorical" if n in categorical else "numeric" for n in names)
+    categories = {
+        n: tuple(sorted(str(v) for v in features[n].dropna().unique()))
+        for n, k in zip(names, kinds, strict=True)
+        if k == "categorical"
+    }
+    return ModelSpec(names, kinds, categories)
+
+
+def feature_matrix(features: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
+    """The float matrix the booster sees: categories as codes, unseen or missing ones as NaN.
+
+    Raises KeyError naming the features that are missing from the frame.
+    """
+    missing = [n for n in spec.names if n not in features.columns]
+    if missing:
+        raise KeyError(f"features missing from the input: {missing[:10]}")
+    matrix = np.empty((len(features), len(spec.names)), dtype=np.float64)
+    for j, (name, kind) in enumerate(zip(spec.names, spec.kinds, strict=True)):
+        column = features[name]
+        if kind == "categorical":
+            codes = pd.Categorical(column.astype("str"), categories=spec.categories[name]).codes
+            matrix[:, j] = np.where(codes < 0, np.nan, codes)
+        else:
+            matrix[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+    return matrix
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A trained model ready to score feature rows."""
+
+    booster: lgb.Booster
+    calibrator: Calibrator
+    spec: ModelSpec
+    tiers: Tiers
+
+    @staticmethod
+    def from_files(paths: Mapping[str, str | Path]) -> Scorer:
+        """Load from the four files (keys as in FILES), e.g. MLflow's context.artifacts."""
+        text = {key: Path(paths[key]).read_text(encoding="utf-8") for key in FILES}
+        return Scorer(
+            booster=lgb.Booster(model_str=text["booster"]),
+            calibrator=Calibrator.from_json(text["calibrator"]),
+            spec=ModelSpec.from_json(text["spec"]),
+            tiers=Tiers.from_json(text["tiers"]),
+        )
+
+    @staticmethod
+    def from_dir(folder: Path) -> Scorer:
+        return Scorer.from_files({key: folder / name for key, name in FILES.items()})
+
+    def save(self, folder: Path) -> dict[str, Path]:
+        """Write the four files into `folder`; returns their paths by key."""
+        folder.mkdir(parents=True, exist_ok=True)
+        contents = {
+            "booster": self.booster.model_to_string(),
+            "calibrator": self.calibrator.to_json(),
+            "spec": self.spec.to_json(),
+            "tiers": self.tiers.to_json(),
+        }
+        paths = {key: folder / FILES[key] for key in FILES}
+        for key, path in paths.items():
+            path.write_text(contents[key], encoding="utf-8")
+        return paths
+
+    def raw_score(self, matrix: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(matrix, raw_score=True), dtype=np.float64)
+
+    def probability(self, matrix: np.ndarray) -> np.ndarray:
+        return self.calibrator.apply(self.raw_score(matrix))
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """SHAP values in log-odds, one column per feature plus the expected value last."""
+        return np.asarray(self.booster.predict(matrix, pred_contrib=True), dtype=np.float64)
+
+    def score(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Probability, tier and raw score of each feature row."""
+        raw = self.raw_score(feature_matrix(features, self.spec))
+        probability = self.calibrator.apply(raw)
+        return pd.DataFrame(
+            {"probability": probability, "tier": self.tiers.assign(probability), "raw_score": raw},
+            index=features.index,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "features": list(self.spec.names),
+            "calibration": self.calibrator.method,
+            "tiers": self.tiers.as_dict(),
+            "trees": self.booster.num_trees(),
+        }

@@ -1,0 +1,281 @@
+"""MLflow: one run per training, the model as one pyfunc from code, the registry and its aliases.
+
+A new version gets the alias `challenger`; it becomes `champion` only if it passes the gate
+against the current champion, both scored on the same recent test slice. `promote` and
+`rollback` move the alias by hand; the previous champion is remembered in a registry tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.config import Config, GateConfig, MlflowConfig
+from training.evaluate import classification_metrics
+from training.train import TrainResult
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_TAG = "previous_champion"
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+
+
+class RegistryError(RuntimeError):
+    """A registry operation cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether the challenger may replace the champion, and why."""
+
+    passed: bool
+    reasons: list[str]
+    challenger: dict[str, float]
+    champion: dict[str, float] | None = None
+    champion_version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def gate(
+    challenger: Mapping[str, float], champion: Mapping[str, float] | None, bounds: GateConfig
+) -> GateDecision:
+    """Compare metrics measured on the same test slice (pure: no registry access)."""
+    reasons = []
+    passed = True
+    if challenger["ece"] > bounds.max_ece:
+        passed = False
+        reasons.append(f"calibration error {challenger['ece']:.4f} above {bounds.max_ece}")
+    if champion is None:
+        reasons.append("no champion yet")
+    elif challenger["roc_auc"] < champion["roc_auc"] - bounds.auc_tolerance:
+        passed = False
+        reasons.append(
+            f"AUC {challenger['roc_auc']:.4f} below the champion's {champion['roc_auc']:.4f} "
+            f"by more than {bounds.auc_tolerance}"
+        )
+    else:
+        reasons.append(
+            f"AUC {challenger['roc_auc']:.4f} against the champion's {champion['roc_auc']:.4f}"
+        )
+    return GateDecision(
+        passed, reasons, dict(challenger), None if champion is None else dict(champion)
+    )
+
+
+def _mlflow() -> Any:
+    import mlflow
+
+    return mlflow
+
+
+def connect(settings: MlflowConfig) -> str:
+    """Point MLflow at the configured store; returns the experiment id (created if needed)."""
+    mlflow = _mlflow()
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    experiment = mlflow.get_experiment_by_name(settings.experiment)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = settings.artifact_location
+    if location and "://" not in location:
+        location = Path(location).resolve().as_uri()
+    return str(mlflow.create_experiment(settings.experiment, artifact_location=location))
+
+
+def git_commit() -> str:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+            cwd=Path(__file__).parent,
+        )
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def fingerprint(training_set: pd.DataFrame) -> str:
+    """A hash of the rows (lead, cutoff, label) and feature names: which data trained the model."""
+    hashed = pd.util.hash_pandas_object(
+        training_set[["lead_id", "cutoff", "label"]], index=False
+    ).to_numpy()
+    digest = hashlib.sha256(hashed.tobytes())
+    digest.update("|".join(map(str, training_set.columns)).encode())
+    return digest.hexdigest()[:16]
+
+
+def _flat_params(config: Config, result: TrainResult) -> dict[str, Any]:
+    params: dict[str, Any] = {f"lgb.{k}": v for k, v in config.training.params.items()}
+    params.update(
+        {
+            "seed": config.training.seed,
+            "horizon_days": config.horizon_days,
+            "weekly_weeks": config.snapshot_policy.weekly_weeks,
+            "windows_days": ",".join(map(str, config.features.windows_days)),
+            "split": result.split.kind,
+            "calibration": result.scorer.calibrator.method,
+            "tier_policy": config.training.tiers.kind,
+            "best_iteration": result.scorer.booster.current_iteration(),
+            "n_features": len(result.scorer.spec.names),
+        }
+    )
+    return params
+
+
+def _flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for scorer, values in metrics["test"].items():
+        for key, value in values.items():
+            if isinstance(value, int | float) and np.isfinite(value):
+                flat[f"test_{scorer}_{key}"] = float(value)
+    return flat
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("mlflow", "lightgbm", "pandas", "numpy", "pyarrow")]
+
+
+def log_training(
+    result: TrainResult,
+    config: Config,
+    training_set: pd.DataFrame,
+    *,
+    report_dir: Path | None,
+    rules_yaml: str | None,
+    tags: Mapping[str, str] | None = None,
+) -> tuple[str, str]:
+    """Log one run: params, config, data fingerprint, git commit, metrics, report, the model.
+
+    Returns (run_id, model_uri).
+    """
+    mlflow = _mlflow()
+    from mlflow.models import infer_signature
+
+    experiment_id = connect(config.mlflow)
+    example = result.test_features.head(5).reset_index(drop=True)
+    example = example.astype(dict.fromkeys(example.select_dtypes("number").columns, "float64"))
+    output = result.scorer.score(example)
+    signature = infer_signature(example, output)
+    with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_params(_flat_params(config, result))
+        mlflow.log_dict(config.model_dump(mode="json"), "config.json")
+        mlflow.set_tags(
+            {
+                "git_commit": git_commit(),
+                "data_fingerprint": fingerprint(training_set),
+                "rows": str(len(training_set)),
+                **{f"rows_{k}": str(v) for k, v in result.split.counts().items()},
+                **(tags or {}),
+            }
+        )
+        mlflow.log_metrics(_flat_metrics(result.metrics))
+        if report_dir is not None:
+            mlflow.log_artifacts(str(report_dir), "report")
+        artifacts = {k: str(v) for k, v in result.scorer.save(Path(tmp) / "model").items()}
+        if rules_yaml is not None:
+            rules_path = Path(tmp) / "model" / "rules.yaml"
+            rules_path.write_text(rules_yaml, encoding="utf-8")
+            artifacts["rules"] = str(rules_path)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),
+            artifacts=artifacts,
+            code_paths=[str(MODEL_CODE.parent)],
+            signature=signature,
+            input_example=example,
+            pip_requirements=_requirements(),
+        )
+    return str(run.info.run_id), str(info.model_uri)
+
+
+def _client(settings: MlflowConfig) -> Any:
+    mlflow = _mlflow()
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    return mlflow.MlflowClient()
+
+
+def alias_version(settings: MlflowConfig, alias: str) -> str | None:
+    """The version behind an alias, or None."""
+    client = _client(settings)
+    try:
+        return str(client.get_model_version_by_alias(settings.model_name, alias).version)
+    except Exception:  # MlflowException when the model or alias does not exist
+        return None
+
+
+def register(settings: MlflowConfig, model_uri: str) -> str:
+    """Register the logged model as a new version with the alias `challenger`."""
+    mlflow = _mlflow()
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    version = mlflow.register_model(model_uri, settings.model_name)
+    _client(settings).set_registered_model_alias(settings.model_name, CHALLENGER, version.version)
+    return str(version.version)
+
+
+def champion_metrics(
+    settings: MlflowConfig, features: pd.DataFrame, labels: np.ndarray
+) -> tuple[str | None, dict[str, float] | None, str | None]:
+    """Score the current champion on these test rows: (version, metrics, problem)."""
+    version = alias_version(settings, CHAMPION)
+    if version is None:
+        return None, None, None
+    mlflow = _mlflow()
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@{CHAMPION}")
+        spec_names = model.metadata.get_input_schema().input_names()
+        scored = model.predict(features[spec_names])
+    except Exception as error:  # the champion may expect features this data no longer has
+        return (
+            version,
+            None,
+            f"the champion (version {version}) cannot score this test slice: {error}",
+        )
+    return version, classification_metrics(labels, scored["probability"].to_numpy()), None
+
+
+def set_champion(settings: MlflowConfig, version: str) -> str | None:
+    """Move `champion` to `version`, remembering the one it replaces; returns that one."""
+    client = _client(settings)
+    previous = alias_version(settings, CHAMPION)
+    client.set_registered_model_alias(settings.model_name, CHAMPION, version)
+    if previous is not None and previous != version:
+        client.set_registered_model_tag(settings.model_name, PREVIOUS_TAG, previous)
+    return previous
+
+
+def promote(settings: MlflowConfig, version: str) -> str | None:
+    """Make `version` the champion by hand; returns the previous champion."""
+    client = _client(settings)
+    try:
+        client.get_model_version(settings.model_name, version)
+    except Exception:
+        raise RegistryError(f"{settings.model_name} has no version {version}") from None
+    return set_champion(settings, version)
+
+
+def rollback(settings: MlflowConfig) -> tuple[str, str]:
+    """Give `champion` back to the previous champion; returns (from, to)."""
+    client = _client(settings)
+    current = alias_version(settings, CHAMPION)
+    try:
+        model = client.get_registered_model(settings.model_name)
+    except Exception:
+        raise RegistryError(f"no registered model named {settings.model_name}") from None
+    previous = model.tags.get(PREVIOUS_TAG)
+    if current is None or previous is None:
+        raise RegistryError(f"{settings.model_name} has no previous champion to roll back to")
+    client.set_registered_model_alias(settings.model_name, CHAMPION, previous)
+    client.set_registered_model_tag(settings.model_name, PREVIOUS_TAG, current)
+    return current, previous
