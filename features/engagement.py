@@ -218,7 +218,8 @@ def _account_features(
         _, _, n = _counts(keys, row_key, row_start, ())
         out[name] = (n - _before(times[row_lead], row_cutoff_ms)).astype(np.float64)
 
-    keys = np.sort((account[ev_lead] << time_bits) | (ev_ms - base))
+    # events come sorted by (lead, time) and leads by account: sorted runs, which timsort merges
+    keys = np.sort((account[ev_lead] << time_bits) | (ev_ms - base), kind="stable")
     _, per_window, n_all = _counts(keys, row_key, row_start, windows_ms)
     for w, n in zip(windows, per_window, strict=True):
         out[f"account_other_events_{w}d"] = (n - own[f"n_events_{w}d"]).astype(np.float64)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,9 @@ class EventLog:
 
     def lead_bounds(self, first: int, stop: int) -> tuple[int, int]:
         """The slice of events that belong to leads first..stop-1."""
-        lo, hi = np.searchsorted(self.lead, [first, stop], side="left")
+        # needles of the log's own dtype: a list would cast the whole array to int64 each call
+        needles = np.array([first, stop], dtype=self.lead.dtype)
+        lo, hi = np.searchsorted(self.lead, needles, side="left")
         return int(lo), int(hi)
 
     def to_frame(self, lead_ids: pd.Series) -> pd.DataFrame:
@@ -127,6 +129,9 @@ def sort_events(
     span = int(at_ms.max()) - base
     time_bits = max(span.bit_length(), 1)
     lead_bits = max((bucket_leads - 1).bit_length(), 1)
+    if max(int(lead.max()).bit_length(), 1) + time_bits + 5 <= 63:
+        bucket_leads = int(lead.max()) + 1  # everything fits one packed key: one sort, no buckets
+        lead_bits = max((bucket_leads - 1).bit_length(), 1)
     if lead_bits + time_bits + 5 > 63:
         raise ContractError(
             f"events: column 'occurred_at': the events span {span / 86_400_000 / 365.25:.0f} "
@@ -213,14 +218,37 @@ class Snapshot:
 # --------------------------------------------------------------------------- cleaning
 
 
+#: Unicode whitespace as a character class: unlike `\s` it stays on pyarrow's fast regex path.
+_WHITESPACE = "[" + "".join(c for c in map(chr, range(0x3001)) if c.isspace()) + "]+"
+
+
+def per_distinct(values: pd.Series, clean: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """Apply `clean` once per distinct value and spread the results back (NA stays NA).
+
+    A column of a million leads has a few hundred countries: clean those, not a million cells.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if 2 * len(uniques) > len(values):
+        return clean(values)
+    if len(uniques) == 0:
+        return pd.Series(pd.NA, index=values.index, dtype="str")
+    cleaned = clean(pd.Series(np.asarray(uniques, dtype=object), dtype="str"))
+    spread = cleaned.take(np.where(codes < 0, 0, codes)).mask(codes < 0)
+    return spread.set_axis(values.index)
+
+
 def _fold(values: pd.Series) -> pd.Series:
     """Trim, collapse inner whitespace and case-fold text values."""
-    return values.str.strip().str.replace(r"\s+", " ", regex=True).str.casefold()
+    return values.str.strip().str.replace(_WHITESPACE, " ", regex=True).str.casefold()
 
 
 def clean_text(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Series:
     """Trimmed text with the config's missing placeholders as NA and its value map applied."""
-    text = values.astype("str").str.strip().str.replace(r"\s+", " ", regex=True)
+    return per_distinct(values.astype("str"), lambda v: _clean_text(v, mapping, column))
+
+
+def _clean_text(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Series:
+    text = values.str.strip().str.replace(_WHITESPACE, " ", regex=True)
     folded = text.str.casefold()
     text = text.mask(folded.isin(mapping.missing_values) | text.isna())
     value_map = {k.strip().casefold(): v for k, v in mapping.values.get(column, {}).items()}
@@ -232,7 +260,7 @@ def clean_text(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Ser
 
 def clean_category(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Series:
     """A categorical fit attribute: cleaned, then case-folded so 'USA ' and 'usa' agree."""
-    return _fold(clean_text(values, mapping, column))
+    return per_distinct(values.astype("str"), lambda v: _fold(_clean_text(v, mapping, column)))
 
 
 def parse_timestamps(values: pd.Series, mapping: MappingConfig) -> tuple[pd.Series, np.ndarray]:
@@ -279,8 +307,9 @@ def parse_company_size(values: pd.Series, mapping: MappingConfig) -> tuple[pd.Se
 
 def free_mail_flag(emails: pd.Series, mapping: MappingConfig) -> pd.Series:
     """Whether each address is at a free-mail provider: the only thing an email may become."""
-    text = clean_text(emails, mapping, "email").str.casefold()
-    domain = text.str.extract(r"@([^@\s]+)$", expand=False)
+    text = clean_text(emails, mapping, "email")
+    domain = text.str.extract(r"@([^@ ]+)$", expand=False)  # clean_text left no other spaces
+    domain = per_distinct(domain, lambda d: d.str.casefold())
     return domain.isin(FREE_MAIL_DOMAINS).astype("boolean").mask(domain.isna())
 
 
@@ -741,7 +770,9 @@ def _parquet_chunks(path: Path, wanted: Sequence[str]) -> Iterator[pd.DataFrame]
     import pyarrow.parquet as pq
 
     try:
-        file = pq.ParquetFile(path)
+        names = pq.read_schema(path).names
+        # ids and types as dictionaries: each distinct string is read and hashed once
+        file = pq.ParquetFile(path, read_dictionary=[c for c in names if c in wanted])
     except Exception as error:
         raise ContractError(f"{path}: not a readable Parquet file: {error}") from None
     columns = [c for c in file.schema_arrow.names if c in wanted] or None
