@@ -222,7 +222,12 @@ class GateConfig(_Strict):
     """What a challenger must show, on the same recent test slice, to replace the champion."""
 
     auc_tolerance: float = Field(0.005, ge=0, description="Challenger AUC >= champion AUC - this.")
-    max_ece: float = Field(0.02, gt=0, description="Challenger expected calibration error bound.")
+    max_ece: float = Field(
+        0.02,
+        gt=0,
+        description="Bound on the challenger's expected calibration error beyond chance (the "
+        "ECE a calibrated model would show on the same rows).",
+    )
 
 
 class MlflowConfig(_Strict):

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -222,6 +224,176 @@ def features(
         highlight=False,
     )
     console.print(f"wrote {out} and {summary_path} in {time.perf_counter() - started:.1f} s")
+
+
+def _truth_of(folder: Path | None, rows: pd.DataFrame) -> np.ndarray | None:
+    """The generator's true probability per (lead_id, cutoff) row, when the snapshot has it."""
+    if folder is None or not (folder / "truth.parquet").is_file():
+        return None
+    truth = pd.read_parquet(folder / "truth.parquet", columns=["lead_id", "cutoff", "p_true"])
+    truth["cutoff"] = truth["cutoff"].dt.as_unit("ms")
+    keys = rows[["lead_id", "cutoff"]].assign(cutoff=lambda d: d["cutoff"].dt.as_unit("ms"))
+    joined = keys.merge(truth, on=["lead_id", "cutoff"], how="left")
+    return joined["p_true"].to_numpy(dtype=np.float64)
+
+
+@app.command()
+def train(
+    snapshot: SnapshotOption = None,
+    training_set_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--training-set",
+            "-t",
+            help="A training set built by `leadscore features` (instead of --snapshot).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    report_dir: Annotated[
+        Path, typer.Option("--report-dir", "-r", help="Where to write the HTML report.")
+    ] = Path("data/report"),
+    register: Annotated[
+        bool,
+        typer.Option(help="Log to MLflow, register as challenger and apply the champion gate."),
+    ] = True,
+) -> None:
+    """Train the MQL-to-SQL model: LightGBM, calibrated, tiered, evaluated beside the rules.
+
+    Splits in time order (train, early stopping, calibration, test: the most recent), audits
+    each feature for leakage, writes a report with plots, logs one MLflow run with the model,
+    registers it as `challenger`, and makes it `champion` if it passes the gate against the
+    current champion on the same test slice.
+    """
+    import training.rules as rules_module
+    from features.pipeline import build_training_set
+    from features.snapshot import read_snapshot
+    from training import tracking
+    from training.reporting import summary_lines, tier_lines, write_training_report
+    from training.train import TrainingError, train_model
+
+    with _clear_errors():
+        settings = _config(config, snapshot)
+        rule_set = rules_module.load_rules(settings.training.rules)
+        points: np.ndarray | None = None
+        truth: np.ndarray | None = None
+        if training_set_path is not None:
+            training_set = pd.read_parquet(training_set_path)
+            console.print(f"read {len(training_set):,} rows from {training_set_path}")
+        else:
+            snap = read_snapshot(settings)
+            for line in snap.report.lines():
+                console.print(line, highlight=False)
+            with _progress("building features") as update:
+                training_set, counts = build_training_set(snap, settings, update)
+            console.print(
+                f"{counts.kept:,} rows, {counts.censored:,} censored (horizon still open)",
+                highlight=False,
+            )
+            if not snap.flat:
+                rows = training_set[["lead_id", "cutoff"]]
+                inputs = rules_module.rule_inputs(snap, rows, rule_set)
+                points = rules_module.score_points(inputs, rule_set).total
+            truth = _truth_of(settings.source.path, training_set) if not snap.flat else None
+        try:
+            with _progress("boosting rounds") as update:
+                result = train_model(
+                    training_set, settings, points=points, truth=truth, progress=update
+                )
+        except TrainingError as error:
+            console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+            raise typer.Exit(code=2) from None
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", markup=True, highlight=False)
+    for line in summary_lines(result) + tier_lines(result):
+        console.print(line, highlight=False)
+    report = write_training_report(
+        result, report_dir, thresholds=dict(rule_set.thresholds) if points is not None else None
+    )
+    console.print(f"report: {report}")
+    if not register:
+        return
+    if not result.registrable:
+        console.print(
+            f"[bold red]refused:[/] excluded columns are still features: "
+            f"{result.excluded_present}; not logged or registered",
+            markup=True,
+        )
+        raise typer.Exit(code=2)
+    run_id, model_uri = tracking.log_training(
+        result,
+        settings,
+        training_set,
+        report_dir=report_dir,
+        rules_yaml=rules_module.rules_to_yaml(rule_set),
+    )
+    version = tracking.register(settings.mlflow, model_uri)
+    test = result.scored["slice"] == "test"
+    champion_version, champion, problem = tracking.champion_metrics(
+        settings.mlflow, result.test_features, result.scored.loc[test, "label"].to_numpy()
+    )
+    decision = tracking.gate(result.metrics["test"]["model"], champion, settings.mlflow.gate)
+    console.print(
+        f"MLflow run {run_id}; registered {settings.mlflow.model_name} version "
+        f"{version} as challenger"
+    )
+    if problem is not None:
+        console.print(
+            f"[yellow]gate:[/] {problem}; promote by hand if it should serve",
+            markup=True,
+            highlight=False,
+        )
+    elif decision.passed:
+        tracking.set_champion(settings.mlflow, version)
+        console.print(
+            f"gate passed ({'; '.join(decision.reasons)}): version {version} is champion",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"[yellow]gate failed:[/] {'; '.join(decision.reasons)}; champion stays "
+            f"version {champion_version}",
+            markup=True,
+            highlight=False,
+        )
+    console.print(
+        f"see it: mlflow ui --backend-store-uri {settings.mlflow.tracking_uri}  "
+        f"(then http://127.0.0.1:5000), and open {report}"
+    )
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="The model version to make champion.")],
+    config: ConfigOption = None,
+) -> None:
+    """Make a registered model version the champion by hand (the old one is remembered)."""
+    from training import tracking
+
+    with _clear_errors():
+        settings = _config(config, None)
+    try:
+        previous = tracking.promote(settings.mlflow, version)
+    except tracking.RegistryError as error:
+        console.print(f"[bold red]error:[/] {error}", markup=True)
+        raise typer.Exit(code=2) from None
+    console.print(f"{settings.mlflow.model_name}@champion: version {previous} -> {version}")
+
+
+@app.command()
+def rollback(config: ConfigOption = None) -> None:
+    """Give the champion alias back to the previous champion."""
+    from training import tracking
+
+    with _clear_errors():
+        settings = _config(config, None)
+    try:
+        before, after = tracking.rollback(settings.mlflow)
+    except tracking.RegistryError as error:
+        console.print(f"[bold red]error:[/] {error}", markup=True)
+        raise typer.Exit(code=2) from None
+    console.print(f"{settings.mlflow.model_name}@champion: version {before} -> {after}")
 
 
 def main() -> None:  # pragma: no cover - the console script

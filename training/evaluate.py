@@ -168,6 +168,22 @@ def ece(
     return float(np.sum(share * gap))
 
 
+def ece_floor(p: npt.ArrayLike, bins: int = 15, strategy: BinStrategy = "quantile") -> float:
+    """The ECE a perfectly calibrated model with these predictions would show on average.
+
+    Outcomes drawn from p still scatter around it: per bin the observed rate has standard
+    deviation sqrt(sum p(1-p)) / n, and E|N(0, s)| = s sqrt(2/pi). On a few thousand test rows
+    this floor is about 0.01-0.02, so an ECE bound means little without it.
+    """
+    prob = _scores(p, np.asarray(p).size, name="p", probability=True)
+    ids = _bin_ids(prob, bins, strategy)
+    total = np.bincount(ids, minlength=bins)
+    variance = np.bincount(ids, weights=prob * (1 - prob), minlength=bins)
+    kept = total > 0
+    spread = np.sqrt(variance[kept]) / total[kept]
+    return float(np.sum(total[kept] / prob.size * spread) * math.sqrt(2 / math.pi))
+
+
 def _expit(eta: np.ndarray) -> np.ndarray:
     """Numerically stable logistic function."""
     return 0.5 * (1.0 + np.tanh(0.5 * eta))
@@ -225,7 +241,8 @@ def classification_metrics(y: npt.ArrayLike, p: npt.ArrayLike) -> dict[str, floa
     """Discrimination and calibration of predicted probabilities.
 
     Keys: n, base_rate, roc_auc, pr_auc (average precision), log_loss, brier, ece (15 equal-mass
-    bins), calibration_slope, calibration_intercept.
+    bins), ece_floor (what a calibrated model would show by chance on these rows),
+    calibration_slope, calibration_intercept.
     """
     labels = _labels(y, both_classes=True)
     prob = _scores(p, labels.size, name="p", probability=True)
@@ -238,6 +255,7 @@ def classification_metrics(y: npt.ArrayLike, p: npt.ArrayLike) -> dict[str, floa
         "log_loss": float(log_loss(labels, prob, labels=[0, 1])),
         "brier": float(brier_score_loss(labels, prob)),
         "ece": ece(labels, prob, bins=15, strategy="quantile"),
+        "ece_floor": ece_floor(prob, bins=15, strategy="quantile"),
         "calibration_slope": slope,
         "calibration_intercept": intercept,
     }

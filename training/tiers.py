@@ -2,8 +2,8 @@
 
 capacity: A is the top share of MQLs sales can work first, then B, C; D is the rest.
 precision: A starts at the lowest probability where the leads at or above it still convert at
-the target rate (e.g. 65%); B where A and B together convert at B's target, and C likewise. Cut points are probabilities, so new
-leads are tiered without re-ranking anyone.
+the target rate (e.g. 65%); B where A and B together convert at B's target, and C likewise.
+Cut points are probabilities, so new leads are tiered without re-ranking anyone.
 """
 
 from __future__ import annotations

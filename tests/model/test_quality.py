@@ -71,7 +71,9 @@ def test_no_feature_is_flagged_as_leaking(result: TrainResult) -> None:
     assert result.audit["auc"].max() < 0.8
 
 
-def test_training_is_deterministic(training: tuple[pd.DataFrame, np.ndarray], config: Config) -> None:
+def test_training_is_deterministic(
+    training: tuple[pd.DataFrame, np.ndarray], config: Config
+) -> None:
     small = training[0].iloc[:8000]
     one = train_model(small, config).scorer
     two = train_model(small, config).scorer

@@ -296,3 +296,12 @@ def test_bad_inputs_are_errors_naming_the_problem() -> None:
         ranking_metrics(y, [1, 2, 3, 4], fractions=(0.0,))
     with pytest.raises(ValueError, match="no conversions"):
         gains_table([0, 0], [1, 2])
+
+
+def test_ece_floor_matches_the_ece_of_calibrated_draws() -> None:
+    from training.evaluate import ece, ece_floor
+
+    rng = np.random.default_rng(12)
+    p = rng.beta(1.0, 3.0, 3000)
+    draws = [ece((rng.random(p.size) < p).astype(int), p) for _ in range(200)]
+    assert ece_floor(p) == pytest.approx(np.mean(draws), rel=0.1)

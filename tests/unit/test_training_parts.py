@@ -117,3 +117,17 @@ def test_excluded_columns_are_found_as_custom_features() -> None:
         "Lead Quality",
         "Tags",
     ]
+
+
+def test_gate() -> None:
+    from features.config import GateConfig
+    from training.tracking import gate
+
+    bounds = GateConfig(auc_tolerance=0.005, max_ece=0.02)
+    good = {"roc_auc": 0.80, "ece": 0.025, "ece_floor": 0.01}
+    assert gate(good, None, bounds).passed  # first model: calibration only
+    assert gate(good, {"roc_auc": 0.804, "ece": 0.01}, bounds).passed  # within tolerance
+    worse = gate(good, {"roc_auc": 0.81, "ece": 0.01}, bounds)
+    assert not worse.passed and "below the champion" in worse.reasons[0]
+    miscalibrated = gate({**good, "ece": 0.04}, None, bounds)
+    assert not miscalibrated.passed and "calibration error" in miscalibrated.reasons[0]

@@ -1,0 +1,214 @@
+"""Training end to end through MLflow: runs, the registry, aliases and the champion gate,
+against the local SQLite store, a real `mlflow server` process, and `mlflow models serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.synthetic import generate, write_snapshot
+from serving.cli import app
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+BIN = Path(sys.executable).parent
+runner = CliRunner()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer in {seconds} s")
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("mlflow") / "snapshot"
+    write_snapshot(generate(15_000, seed=31), folder)
+    return folder
+
+
+def _env(tracking_uri: str, artifacts: Path, **extra: str) -> dict[str, str]:
+    return {
+        "LEADSCORE__MLFLOW__TRACKING_URI": tracking_uri,
+        "LEADSCORE__MLFLOW__ARTIFACT_LOCATION": str(artifacts),
+        **extra,
+    }
+
+
+def _train(snapshot: Path, report: Path, env: dict[str, str], *args: str) -> str:
+    result = runner.invoke(app, ["train", "-s", str(snapshot), "-r", str(report), *args], env=env)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _aliases(tracking_uri: str) -> dict[str, str]:
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    return {k: str(v) for k, v in client.get_registered_model("leadscore").aliases.items()}
+
+
+def test_train_register_gate_promote_rollback(snapshot: Path, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = _env(uri, tmp_path / "artifacts")
+    output = _train(snapshot, tmp_path / "report", env)
+    assert "version 1 is champion" in output
+    assert (tmp_path / "report" / "index.html").is_file()
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert {"model", "rules", "truth"} <= set(metrics["test"])
+    assert _aliases(uri) == {"challenger": "1", "champion": "1"}
+
+    run = mlflow.MlflowClient(tracking_uri=uri).search_runs(
+        [mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name("leadscore").experiment_id]
+    )[0]
+    assert run.data.tags["data_fingerprint"] and run.data.tags["git_commit"]
+    assert run.data.metrics["test_model_roc_auc"] > 0.7
+    assert "lgb.num_leaves" in run.data.params
+
+    # a second model that cannot meet a strict calibration bound stays challenger
+    strict = {**env, "LEADSCORE__MLFLOW__GATE__MAX_ECE": "0.0001"}
+    assert "gate failed" in _train(snapshot, tmp_path / "report2", strict)
+    assert _aliases(uri) == {"challenger": "2", "champion": "1"}
+
+    assert runner.invoke(app, ["promote", "2"], env=env).exit_code == 0
+    assert _aliases(uri)["champion"] == "2"
+    rolled = runner.invoke(app, ["rollback"], env=env)
+    assert rolled.exit_code == 0 and "version 2 -> 1" in rolled.output
+    assert _aliases(uri)["champion"] == "1"
+    missing = runner.invoke(app, ["promote", "9"], env=env)
+    assert missing.exit_code == 2 and "no version 9" in missing.output
+
+
+def test_training_refuses_to_register_an_excluded_column(snapshot: Path, tmp_path: Path) -> None:
+    features = tmp_path / "ts.parquet"
+    assert runner.invoke(app, ["features", "-s", str(snapshot), "-o", str(features)]).exit_code == 0
+    config = tmp_path / "c.yaml"
+    config.write_text("exclude: [country]\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = runner.invoke(
+        app,
+        ["train", "-t", str(features), "-c", str(config), "-r", str(tmp_path / "r")],
+        env=_env(uri, tmp_path / "a"),
+    )
+    assert result.exit_code == 2 and "refused" in result.output and "country" in result.output
+    assert (
+        not (tmp_path / "mlflow.db").exists()
+        or not mlflow.MlflowClient(tracking_uri=uri).search_registered_models()
+    )
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/health", process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_against_a_real_mlflow_server(snapshot: Path, tmp_path: Path, mlflow_server: str) -> None:
+    env = {
+        "LEADSCORE__MLFLOW__TRACKING_URI": mlflow_server,
+        "LEADSCORE__MLFLOW__ARTIFACT_LOCATION": "null",
+    }
+    assert "version 1 is champion" in _train(snapshot, tmp_path / "report", env)
+    mlflow.set_tracking_uri(mlflow_server)
+    model = mlflow.pyfunc.load_model("models:/leadscore@champion")
+    example = pd.DataFrame(model.input_example) if model.input_example is not None else None
+    assert example is not None
+    scored = model.predict(example)
+    assert scored["probability"].between(0, 1).all()
+    assert set(scored["tier"]) <= {"A", "B", "C", "D"}
+
+
+def test_mlflow_models_serve_answers(snapshot: Path, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _train(snapshot, tmp_path / "report", _env(uri, tmp_path / "artifacts"))
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model("models:/leadscore@champion")
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/leadscore@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            "1",
+        ],
+        # mlflow starts `uvicorn` through the shell: the venv's bin must be on PATH
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/ping", process)
+        example = pd.DataFrame(model.input_example)
+        payload = json.dumps(
+            {"dataframe_split": json.loads(example.to_json(orient="split", index=False))}
+        ).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=payload,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+            served = pd.DataFrame(json.loads(response.read())["predictions"])
+        expected = model.predict(example)
+        np.testing.assert_allclose(served["probability"], expected["probability"], rtol=1e-9)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
