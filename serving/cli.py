@@ -258,6 +258,15 @@ def train(
         bool,
         typer.Option(help="Log to MLflow, register as challenger and apply the champion gate."),
     ] = True,
+    cv: Annotated[
+        int | None,
+        typer.Option(
+            "--cv",
+            min=2,
+            help="Only cross-validate: stratified K-fold AUC (for flat exports with no time "
+            "order); nothing is logged or registered.",
+        ),
+    ] = None,
 ) -> None:
     """Train the MQL-to-SQL model: LightGBM, calibrated, tiered, evaluated beside the rules.
 
@@ -271,7 +280,7 @@ def train(
     from features.snapshot import read_snapshot
     from training import tracking
     from training.reporting import summary_lines, tier_lines, write_training_report
-    from training.train import TrainingError, train_model
+    from training.train import TrainingError, cross_validated_auc, train_model
 
     with _clear_errors():
         settings = _config(config, snapshot)
@@ -296,6 +305,11 @@ def train(
                 inputs = rules_module.rule_inputs(snap, rows, rule_set)
                 points = rules_module.score_points(inputs, rule_set).total
             truth = _truth_of(settings.source.path, training_set) if not snap.flat else None
+        if cv is not None:
+            aucs = cross_validated_auc(training_set, settings, cv)
+            shown = ", ".join(f"{a:.4f}" for a in aucs)
+            console.print(f"{cv}-fold AUC: mean {np.mean(aucs):.4f} (folds: {shown})")
+            return
         try:
             with _progress("boosting rounds") as update:
                 result = train_model(
@@ -394,6 +408,79 @@ def rollback(config: ConfigOption = None) -> None:
         console.print(f"[bold red]error:[/] {error}", markup=True)
         raise typer.Exit(code=2) from None
     console.print(f"{settings.mlflow.model_name}@champion: version {before} -> {after}")
+
+
+rules_app = typer.Typer(
+    help="The rule-based points model marketing teams use.", no_args_is_help=True
+)
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("suggest")
+def rules_suggest(
+    snapshot: SnapshotOption = None,
+    config: ConfigOption = None,
+    rules_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--rules", help="Rules YAML to re-estimate; default: the config's or shipped."
+        ),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Where to write the suggested rules YAML.")
+    ] = Path("data/rules.suggested.yaml"),
+) -> None:
+    """Fit points to data: what the rules' weights should be, as integer points.
+
+    A regularised logistic regression on exactly what the rules score, rescaled to points on
+    the current scale. It is fitted on the older 70% of MQLs (by cutoff) and both point sets
+    are compared on the newest 30%, so the figures are honest out-of-time AUCs.
+    """
+    import training.rules as rules_module
+    from features.pipeline import build_training_set
+    from features.snapshot import read_snapshot
+    from training.evaluate import ranking_metrics
+
+    with _clear_errors():
+        settings = _config(config, snapshot)
+        rule_set = rules_module.load_rules(rules_path or settings.training.rules)
+        snap = read_snapshot(settings)
+        if snap.flat:
+            raise ContractError(
+                "rules need engagement events with timestamps; this is a flat export"
+            )
+        with _progress("building rows") as update:
+            training_set, _ = build_training_set(snap, settings, update)
+        rows = training_set[["lead_id", "cutoff"]]
+        labels = training_set["label"].to_numpy()
+        inputs = rules_module.rule_inputs(snap, rows, rule_set)
+    order = np.argsort(training_set["cutoff"].to_numpy(), kind="stable")
+    older, newer = order[: int(0.7 * len(order))], order[int(0.7 * len(order)) :]
+    suggested, table = rules_module.suggest_points(
+        inputs.iloc[older].reset_index(drop=True), labels[older], rule_set
+    )
+    current_auc = ranking_metrics(
+        labels[newer],
+        rules_module.score_points(inputs.iloc[newer].reset_index(drop=True), rule_set).total,
+    )["roc_auc"]
+    new_auc = ranking_metrics(
+        labels[newer],
+        rules_module.score_points(inputs.iloc[newer].reset_index(drop=True), suggested).total,
+    )["roc_auc"]
+    from features.output import write_atomic
+
+    text = rules_module.rules_to_yaml(suggested)
+
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+
+    write_atomic(out, write)
+    console.print(table.to_string(index=False), highlight=False)
+    console.print(
+        f"AUC on the newest 30% of MQLs: current points {current_auc:.4f}, "
+        f"suggested {new_auc:.4f}. Wrote {out}; use it with training.rules in the config.",
+        highlight=False,
+    )
 
 
 def main() -> None:  # pragma: no cover - the console script
