@@ -87,7 +87,7 @@ def feature_matrix(features: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
     for j, (name, kind) in enumerate(zip(spec.names, spec.kinds, strict=True)):
         column = features[name]
         if kind == "categorical":
-            codes = pd.Index(spec.categories[name]).get_indexer(column.astype("str"))
+            codes = pd.Index(spec.categories[name]).get_indexer(pd.Index(column.astype("str")))
             matrix[:, j] = np.where(codes < 0, np.nan, codes)  # unseen or missing: NaN
         else:
             matrix[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(
