@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-LEADS  ?= 50000
+LEADS  ?= 200000
 SEED   ?= 7
 
 .PHONY: demo test install dev lint bench clean
@@ -26,12 +26,19 @@ dev: $(VENV)/.dev
 demo: install
 	$(BIN)/leadscore generate --leads $(LEADS) --seed $(SEED) --out data/snapshot
 	$(BIN)/leadscore features --snapshot data/snapshot --out data/training_set.parquet
+	$(BIN)/leadscore train --training-set data/training_set.parquet --snapshot data/snapshot --report-dir data/report
 	@echo
-	@echo "Done. data/snapshot/ holds a synthetic CRM snapshot (truth.parquet: the true probabilities);"
-	@echo "data/training_set.parquet holds one row per MQL at its mql_at: features and label."
-	@echo "Next: inspect it with  $(BIN)/python -c \"import pandas as pd; print(pd.read_parquet('data/training_set.parquet').describe().T)\""
-	@echo "      try a real export: $(BIN)/leadscore features -c examples/x-education.yaml --out data/x-education.parquet"
-	@echo "      every job:         $(BIN)/leadscore --help"
+	@echo "Done:"
+	@echo "  data/snapshot/              a synthetic CRM snapshot (truth.parquet: the true probabilities)"
+	@echo "  data/training_set.parquet   one row per MQL at its mql_at: point-in-time features and label"
+	@echo "  data/report/index.html      the model against the rules and the truth: reliability, lift, SHAP, tiers"
+	@echo "  mlflow.db, mlartifacts/     the MLflow run and the registered model leadscore@champion"
+	@echo "Next:"
+	@echo "  open the report:     xdg-open data/report/index.html"
+	@echo "  browse MLflow:       $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db   (http://127.0.0.1:5000)"
+	@echo "  fit the rule points: $(BIN)/leadscore rules suggest --snapshot data/snapshot"
+	@echo "  a real export:       $(BIN)/leadscore train -c examples/x-education.yaml --cv 5"
+	@echo "  every job:           $(BIN)/leadscore --help"
 
 test: dev
 	$(BIN)/python -m pytest

@@ -290,21 +290,23 @@ def train(
         if training_set_path is not None:
             training_set = pd.read_parquet(training_set_path)
             console.print(f"read {len(training_set):,} rows from {training_set_path}")
-        else:
+        # the snapshot, when there is one, also gives the rules' points and the truth
+        if training_set_path is None or snapshot is not None:
             snap = read_snapshot(settings)
             for line in snap.report.lines():
                 console.print(line, highlight=False)
-            with _progress("building features") as update:
-                training_set, counts = build_training_set(snap, settings, update)
-            console.print(
-                f"{counts.kept:,} rows, {counts.censored:,} censored (horizon still open)",
-                highlight=False,
-            )
+            if training_set_path is None:
+                with _progress("building features") as update:
+                    training_set, counts = build_training_set(snap, settings, update)
+                console.print(
+                    f"{counts.kept:,} rows, {counts.censored:,} censored (horizon still open)",
+                    highlight=False,
+                )
             if not snap.flat:
                 rows = training_set[["lead_id", "cutoff"]]
                 inputs = rules_module.rule_inputs(snap, rows, rule_set)
                 points = rules_module.score_points(inputs, rule_set).total
-            truth = _truth_of(settings.source.path, training_set) if not snap.flat else None
+                truth = _truth_of(settings.source.path, training_set)
         if cv is not None:
             aucs = cross_validated_auc(training_set, settings, cv)
             shown = ", ".join(f"{a:.4f}" for a in aucs)
