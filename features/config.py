@@ -243,6 +243,22 @@ class MlflowConfig(_Strict):
     gate: GateConfig = Field(default_factory=GateConfig)
 
 
+class ServeConfig(_Strict):
+    """The scoring API. API keys are secrets: they come from the environment only
+    (LEADSCORE_API_KEYS, LEADSCORE_ADMIN_KEYS, comma-separated), never from a file."""
+
+    model_uri: str = Field("models:/leadscore@champion", description="Registry URI to serve.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    batch_limit: int = Field(1000, ge=1, description="Most leads in one batch request.")
+    reasons: int = Field(3, ge=0, le=20, description="Top positive and negative reasons.")
+    poll_seconds: float = Field(
+        0, ge=0, description="Reload when the alias moves, checked this often; 0: never."
+    )
+    startup_attempts: int = Field(5, ge=1, description="Model load attempts at start-up.")
+    startup_wait_seconds: float = Field(2.0, ge=0)
+
+
 class Config(_Strict):
     """Everything a run needs; every field has a default, so no file is needed."""
 
@@ -257,6 +273,7 @@ class Config(_Strict):
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     as_of: datetime | None = Field(
         None, description="The snapshot's as-of time; default: its latest timestamp."
     )

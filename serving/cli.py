@@ -412,6 +412,43 @@ def rollback(config: ConfigOption = None) -> None:
     console.print(f"{settings.mlflow.model_name}@champion: version {before} -> {after}")
 
 
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    model_uri: Annotated[
+        str | None, typer.Option(help="Registry URI to serve; default models:/leadscore@champion.")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Run the scoring API under uvicorn: POST /v1/score, /v1/score/batch; GET /v1/model,
+    /healthz, /readyz, /metrics; docs at /docs.
+
+    The model is loaded once at start-up (with bounded retries) and reloaded by POST
+    /v1/admin/reload or, with serve.poll_seconds, when its alias moves. Set LEADSCORE_API_KEYS
+    and LEADSCORE_ADMIN_KEYS (comma-separated) to require keys in the X-API-Key header.
+    """
+    import logging
+
+    import uvicorn
+
+    from serving.app import create_app
+
+    with _clear_errors():
+        settings = _config(config, None)
+        overrides = {
+            k: v for k, v in {"model_uri": model_uri, "host": host, "port": port}.items() if v
+        }
+        if overrides:
+            values = settings.model_dump(by_alias=True)
+            values["serve"] = {**values["serve"], **overrides}
+            settings = Config.model_validate(values)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(create_app(settings), host=settings.serve.host, port=settings.serve.port)
+
+
 rules_app = typer.Typer(
     help="The rule-based points model marketing teams use.", no_args_is_help=True
 )

@@ -19,9 +19,17 @@ class LeadScoreModel(PythonModel):
     """Calibrated MQL-to-SQL probability and tier for feature rows."""
 
     def load_context(self, context: PythonModelContext) -> None:
+        from pathlib import Path
+
         from training.scorer import Scorer
 
         self.scorer = Scorer.from_files(context.artifacts)
+        # the rules and the feature config travel with the model, for the scoring API
+        self.texts = {
+            key: Path(context.artifacts[key]).read_text(encoding="utf-8")
+            for key in ("rules", "config")
+            if key in context.artifacts
+        }
 
     def predict(
         self,

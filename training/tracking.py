@@ -193,6 +193,10 @@ def log_training(
             rules_path = Path(tmp) / "model" / "rules.yaml"
             rules_path.write_text(rules_yaml, encoding="utf-8")
             artifacts["rules"] = str(rules_path)
+        # how features are built (windows, mapping, custom fields): serving must build the same
+        config_path = Path(tmp) / "model" / "config.json"
+        config_path.write_text(config.model_dump_json(indent=1), encoding="utf-8")
+        artifacts["config"] = str(config_path)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),

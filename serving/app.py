@@ -1,0 +1,245 @@
+"""The scoring API: FastAPI, model loaded once in the lifespan and kept on app.state.
+
+Scoring endpoints are plain `def` (CPU-bound; FastAPI runs them in its thread pool). Bad
+input gets a 4xx naming the field, never a 500; with no model loaded the answer is a 503.
+API keys come from the environment and are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from features.config import Config
+from features.contract import ContractError
+from serving.model_store import LoadedModel, ModelStore, ModelUnavailableError
+from serving.schemas import BatchOut, BatchRequest, ModelOut, Problem, ScoreOut, ScoreRequest
+from serving.scoring import score
+
+log = logging.getLogger("leadscore.serving")
+API_KEY_HEADER = "X-API-Key"
+
+
+def _keys(variable: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in os.environ.get(variable, "").split(",") if k.strip())
+
+
+class Metrics:
+    """Prometheus metrics of one app (its own registry, so apps in tests don't collide)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "leadscore_requests_total", "Requests", ["endpoint", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "leadscore_request_seconds",
+            "Request latency",
+            ["endpoint"],
+            buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.tiers = Counter(
+            "leadscore_scores_total", "Scores by tier", ["tier"], registry=self.registry
+        )
+
+
+def _require(allowed: tuple[str, ...], given: str | None) -> None:
+    """401 without a key, 403 with a wrong one; open when no keys are configured."""
+    if not allowed:
+        return
+    if not given:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"missing {API_KEY_HEADER} header")
+    if not any(hmac.compare_digest(given.encode(), key.encode()) for key in allowed):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this API key is not allowed here")
+
+
+def scoring_key(request: Request) -> None:
+    keys = request.app.state.api_keys + request.app.state.admin_keys
+    _require(keys, request.headers.get(API_KEY_HEADER))
+
+
+def admin_key(request: Request) -> None:
+    _require(request.app.state.admin_keys, request.headers.get(API_KEY_HEADER))
+    if not request.app.state.admin_keys:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "set LEADSCORE_ADMIN_KEYS to use admin")
+
+
+def current_model(request: Request) -> LoadedModel:
+    model = request.app.state.store.current
+    if model is None:
+        error = request.app.state.store.last_error or "still loading"
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no model loaded: {error}")
+    return model
+
+
+Model = Annotated[LoadedModel, Depends(current_model)]
+
+
+def _poll(app: FastAPI, seconds: float, stop: threading.Event) -> None:
+    while not stop.wait(seconds):
+        store: ModelStore = app.state.store
+        if store.current is None:
+            store.load_with_retries(1, 0)
+        elif store.poll_once():
+            log.info("alias moved: now serving version %s", store.current.version)
+
+
+def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
+    """The app; `store` may be given (tests), else one for config.serve.model_uri is made."""
+    serve = config.serve
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.store.current is None:
+            app.state.store.load_with_retries(serve.startup_attempts, serve.startup_wait_seconds)
+        stop = threading.Event()
+        poller = None
+        if serve.poll_seconds > 0 or app.state.store.current is None:
+            every = serve.poll_seconds or serve.startup_wait_seconds or 5.0
+            poller = threading.Thread(target=_poll, args=(app, every, stop), daemon=True)
+            poller.start()
+        yield
+        stop.set()
+
+    app = FastAPI(
+        title="leadscore",
+        version="1",
+        summary="Calibrated MQL-to-SQL probabilities with reasons, beside the rule points.",
+        lifespan=lifespan,
+    )
+    app.state.store = store or ModelStore(serve.model_uri, config.mlflow.tracking_uri)
+    app.state.api_keys = _keys("LEADSCORE_API_KEYS")
+    app.state.admin_keys = _keys("LEADSCORE_ADMIN_KEYS")
+    app.state.metrics = Metrics()
+    app.state.batch_limit = serve.batch_limit
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:  # never a bare 500 page: log without the body (it holds PII)
+            log.exception("unexpected error on %s", request.url.path)
+            response = JSONResponse({"detail": "internal error"}, status_code=500)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        metrics: Metrics = request.app.state.metrics
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(ContractError)
+    async def contract_error(request: Request, error: ContractError) -> JSONResponse:
+        """A value the contract cannot read (e.g. company_size 'many'): 422 naming each field,
+        shaped like FastAPI's own validation errors."""
+        problems = getattr(error, "problems", None) or []
+        detail = [
+            {
+                "loc": ["body", "events" if p.table == "events" else "lead", p.column],
+                "msg": str(p),
+                "type": "contract",
+            }
+            for p in problems
+        ] or [{"loc": ["body"], "msg": str(error), "type": "contract"}]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    responses: dict[int | str, dict[str, Any]] = {
+        401: {"model": Problem},
+        403: {"model": Problem},
+        503: {"model": Problem},
+    }
+
+    @app.post(
+        "/v1/score",
+        response_model=ScoreOut,
+        responses=responses,
+        dependencies=[Depends(scoring_key)],
+        summary="Score one lead: probability, tier, rule points and reasons",
+    )
+    def score_one(body: ScoreRequest, model: Model, request: Request) -> ScoreOut:
+        result = score(model, body)
+        request.app.state.metrics.tiers.labels(result.tier).inc()
+        return result
+
+    @app.post(
+        "/v1/score/batch",
+        response_model=BatchOut,
+        responses={**responses, 413: {"model": Problem}},
+        dependencies=[Depends(scoring_key)],
+        summary="Score up to the configured number of leads",
+    )
+    def score_batch(body: BatchRequest, model: Model, request: Request) -> BatchOut:
+        limit = request.app.state.batch_limit
+        if len(body.leads) > limit:
+            raise HTTPException(
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                f"leads: {len(body.leads)} leads, more than the limit of {limit}",
+            )
+        results = [score(model, lead) for lead in body.leads]
+        for result in results:
+            request.app.state.metrics.tiers.labels(result.tier).inc()
+        return BatchOut(results=results)
+
+    @app.get("/v1/model", response_model=ModelOut, responses=responses)
+    def describe_model(model: Model) -> ModelOut:
+        """The served model: name, version, alias, training date, test metrics, tiers, features."""
+        return ModelOut(
+            name=model.name,
+            version=model.version,
+            alias=model.alias,
+            uri=model.uri,
+            trained_at=model.trained_at,
+            test_metrics=model.test_metrics,
+            tiers=model.scorer.tiers.as_dict(),
+            features=list(model.scorer.spec.names),
+        )
+
+    @app.post(
+        "/v1/admin/reload",
+        response_model=ModelOut,
+        responses=responses,
+        dependencies=[Depends(admin_key)],
+    )
+    def reload(request: Request) -> ModelOut:
+        """Load the model URI again (e.g. after a promotion); in-flight requests finish first
+        on the old model."""
+        try:
+            request.app.state.store.reload()
+        except ModelUnavailableError as error:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
+        return describe_model(current_model(request))
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"model": Problem}})
+    def readyz(request: Request) -> dict[str, str]:
+        model = current_model(request)
+        return {"status": "ready", "model": f"{model.name}/{model.version}"}
+
+    @app.get("/metrics", response_class=Response)
+    def metrics(request: Request) -> Response:
+        body = generate_latest(request.app.state.metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return app

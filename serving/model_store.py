@@ -1,0 +1,154 @@
+"""The loaded model, loaded once and swapped atomically on reload.
+
+A request takes `store.current` once and uses that object to the end, so a reload (by the
+admin endpoint or the alias poll) never drops or mixes an in-flight request: the old model
+finishes what it started, new requests get the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from features.config import Config
+from training.rules import Rules, rules_from_yaml
+from training.scorer import Scorer
+
+log = logging.getLogger("leadscore.serving")
+
+
+class ModelUnavailableError(RuntimeError):
+    """No model could be loaded; the message says from where and why."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A scorer with its rules, feature config and registry facts."""
+
+    scorer: Scorer
+    rules: Rules
+    config: Config
+    name: str
+    version: str
+    alias: str | None
+    uri: str
+    trained_at: datetime | None
+    test_metrics: dict[str, float]
+
+
+def _parse_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """(name, alias, version) of a models:/ URI."""
+    path = uri.removeprefix("models:/")
+    if "@" in path:
+        name, alias = path.split("@", 1)
+        return name, alias, None
+    name, _, version = path.partition("/")
+    return name, None, version or None
+
+
+def load_model(uri: str, tracking_uri: str) -> LoadedModel:
+    """Load a registered pyfunc by URI (e.g. models:/leadscore@champion) without unpickling."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    name, alias, version = _parse_uri(uri)
+    try:
+        if alias is not None:
+            model_version = client.get_model_version_by_alias(name, alias)
+        else:
+            model_version = client.get_model_version(name, version or "1")
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{model_version.version}")
+    except Exception as error:
+        raise ModelUnavailableError(f"cannot load {uri} from {tracking_uri}: {error}") from None
+    inner: Any = pyfunc.unwrap_python_model()
+    texts: dict[str, str] = getattr(inner, "texts", {})
+    if "rules" not in texts or "config" not in texts:
+        raise ModelUnavailableError(f"{uri} carries no rules or config; retrain it with leadscore")
+    metrics: dict[str, float] = {}
+    if model_version.run_id:
+        run = client.get_run(model_version.run_id)
+        metrics = {
+            k.removeprefix("test_model_"): v
+            for k, v in run.data.metrics.items()
+            if k.startswith("test_model_")
+        }
+    created = model_version.creation_timestamp
+    return LoadedModel(
+        scorer=inner.scorer,
+        rules=rules_from_yaml(texts["rules"], f"{uri} rules"),
+        config=Config.model_validate_json(texts["config"]),
+        name=name,
+        version=str(model_version.version),
+        alias=alias,
+        uri=uri,
+        trained_at=datetime.fromtimestamp(created / 1000, tz=UTC) if created else None,
+        test_metrics=metrics,
+    )
+
+
+def alias_version(uri: str, tracking_uri: str) -> str | None:
+    """The version an alias URI points at now (None if it cannot be read)."""
+    import mlflow
+
+    name, alias, version = _parse_uri(uri)
+    if alias is None:
+        return version
+    try:
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except Exception:
+        return None
+
+
+class ModelStore:
+    """Holds the current model; `reload` swaps it in one assignment."""
+
+    def __init__(self, uri: str, tracking_uri: str) -> None:
+        self.uri = uri
+        self.tracking_uri = tracking_uri
+        self.current: LoadedModel | None = None
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+
+    def reload(self) -> LoadedModel:
+        """Load the URI's model and make it current; the old one serves until the swap."""
+        with self._lock:  # one load at a time; requests never wait on this lock
+            try:
+                model = load_model(self.uri, self.tracking_uri)
+            except ModelUnavailableError as error:
+                self.last_error = str(error)
+                raise
+            self.current = model
+            self.last_error = None
+            log.info("loaded %s version %s", model.name, model.version)
+            return model
+
+    def load_with_retries(self, attempts: int, wait_seconds: float) -> bool:
+        """Try to load at start-up, a bounded number of times; never hangs."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self.reload()
+                return True
+            except ModelUnavailableError as error:
+                log.warning("model load attempt %d/%d failed: %s", attempt, attempts, error)
+                if attempt < attempts:
+                    time.sleep(wait_seconds)
+        return False
+
+    def poll_once(self) -> bool:
+        """Reload if the alias now points at another version; True if it did."""
+        target = alias_version(self.uri, self.tracking_uri)
+        current = self.current
+        if target is None or (current is not None and current.version == target):
+            return False
+        try:
+            self.reload()
+        except ModelUnavailableError as error:
+            log.warning("alias moved to version %s but it did not load: %s", target, error)
+            return False
+        return True

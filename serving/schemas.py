@@ -1,0 +1,126 @@
+"""The API's request and response models: one family per boundary, with examples for /docs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EXAMPLE_LEAD: dict[str, Any] = {
+    "lead_id": "L0001234",
+    "account_id": "A000321",
+    "created_at": "2026-05-02T09:14:00Z",
+    "mql_at": "2026-05-20T16:02:00Z",
+    "job_title": "VP Marketing",
+    "country": "United States",
+    "industry": "Software",
+    "lead_source": "webinar",
+    "company_size": 350,
+    "email": "jane@example.com",
+}
+EXAMPLE_EVENTS: list[dict[str, Any]] = [
+    {"event_type": "webinar_attendance", "occurred_at": "2026-05-12T15:00:00Z"},
+    {"event_type": "pricing_page_view", "occurred_at": "2026-05-19T10:31:00Z", "url": "/pricing"},
+    {"event_type": "demo_request", "occurred_at": "2026-05-20T16:00:00"},
+]
+
+
+class LeadIn(BaseModel):
+    """A lead's profile, in the data contract's terms. Extra keys are custom fields."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [EXAMPLE_LEAD]})
+
+    lead_id: str = Field(min_length=1, max_length=200)
+    account_id: str | None = Field(None, max_length=200)
+    created_at: datetime | None = None
+    mql_at: datetime | None = None
+    job_title: str | None = Field(None, max_length=500)
+    country: str | None = Field(None, max_length=200)
+    industry: str | None = Field(None, max_length=200)
+    lead_source: str | None = Field(None, max_length=200)
+    company_size: float | str | None = Field(
+        None, description="Employees: a number, or a range such as '51-200'."
+    )
+    email: str | None = Field(
+        None, max_length=320, description="Only whether it is free mail is used; never logged."
+    )
+
+
+class EventIn(BaseModel):
+    """One engagement touch; a timestamp without a zone is UTC."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_type: str = Field(min_length=1, max_length=200)
+    occurred_at: datetime
+    campaign: str | None = Field(None, max_length=500)
+    url: str | None = Field(None, max_length=2000)
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"lead": EXAMPLE_LEAD, "events": EXAMPLE_EVENTS}]},  # type: ignore[dict-item]
+    )
+
+    lead: LeadIn
+    events: list[EventIn] = Field(default_factory=list, max_length=100_000)
+    as_of: datetime | None = Field(None, description="Score as of this time; default: now.")
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    leads: list[ScoreRequest]
+
+
+class Reason(BaseModel):
+    feature: str
+    value: float | str | None
+    contribution: float = Field(description="SHAP contribution in log-odds.")
+    sentence: str
+
+
+class Points(BaseModel):
+    total: float
+    breakdown: dict[str, float]
+    thresholds_passed: list[str]
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class ScoreOut(BaseModel):
+    lead_id: str
+    probability: float = Field(ge=0, le=1, description="Calibrated P(SQL within the horizon).")
+    tier: str
+    points: Points
+    reasons_positive: list[Reason]
+    reasons_negative: list[Reason]
+    unknown_event_types: dict[str, int] = Field(
+        default_factory=dict, description="Event types kept as 'other', by name."
+    )
+    model: ModelRef
+    as_of: datetime
+
+
+class BatchOut(BaseModel):
+    results: list[ScoreOut]
+
+
+class ModelOut(BaseModel):
+    name: str
+    version: str
+    alias: str | None
+    uri: str
+    trained_at: datetime | None
+    test_metrics: dict[str, float]
+    tiers: dict[str, float | str]
+    features: list[str]
+
+
+class Problem(BaseModel):
+    detail: str

@@ -1,0 +1,149 @@
+"""Scoring one lead: features from its raw events, the calibrated probability, the tier, the
+rules' points, and the reasons (SHAP contributions in log-odds, with a plain sentence each).
+
+Pure functions of (loaded model, request); the API and tests call them the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.contract import EVENT_TYPES
+from serving.lead import LeadFeatures, lead_features, model_row
+from serving.model_store import LoadedModel
+from serving.schemas import ModelRef, Points, Reason, ScoreOut, ScoreRequest
+from training.rules import explain_row, half_lives, score_points
+
+_TYPE_WORDS = {t: t.replace("_", " ") for t in EVENT_TYPES}
+_FIT_WORDS = {
+    "seniority": "seniority",
+    "job_function": "function",
+    "industry": "industry",
+    "country": "country",
+    "region": "region",
+    "lead_source": "lead source",
+}
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def describe(feature: str, value: Any) -> str:
+    """What a feature's value says, in words ('2 demo requests in the last 30 days')."""
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    if feature in _FIT_WORDS:
+        return f"no {_FIT_WORDS[feature]} known" if missing else f"{_FIT_WORDS[feature]}: {value}"
+    if feature == "company_size":
+        return "company size unknown" if missing else f"{_number(value)} employees"
+    if feature == "email_free":
+        if missing:
+            return "no email address"
+        return "a free-mail address" if value else "a company email address"
+    if feature.startswith("n_") and feature[2:].rsplit("_", 1)[0] in _TYPE_WORDS | {"events": 0}:
+        kind, window = feature[2:].rsplit("_", 1)
+        what = "events" if kind == "events" else _TYPE_WORDS[kind]
+        when = "in total" if window == "all" else f"in the last {window.removesuffix('d')} days"
+        return f"{_number(value)} × {what} {when}"
+    if feature.startswith("days_since_"):
+        what = feature.removeprefix("days_since_")
+        label = {"last_event": "any activity", "created": "creation", "mql": "becoming an MQL"}
+        what = label.get(what, _TYPE_WORDS.get(what, what))
+        return f"no {what} yet" if missing else f"{_number(value)} days since {what}"
+    if feature.startswith("active_days_"):
+        window = feature.removeprefix("active_days_")
+        when = "in total" if window == "all" else f"in the last {window.removesuffix('d')} days"
+        return f"active on {_number(value)} days {when}"
+    if feature.startswith("trend_"):
+        if missing:
+            return "no activity trend"
+        return (
+            "activity rising"
+            if value > 0.1
+            else "activity falling"
+            if value < -0.1
+            else ("activity steady")
+        )
+    if feature.startswith("account_"):
+        if missing:
+            return "no account known"
+        what = feature.removeprefix("account_other_").replace("_", " ")
+        return f"{_number(value)} {what} at the account (other leads)"
+    shown = "missing" if missing else (_number(value) if isinstance(value, int | float) else value)
+    return f"{feature.removeprefix('custom_').replace('_', ' ')}: {shown}"
+
+
+def sentence(feature: str, value: Any, contribution: float) -> str:
+    verb = "raises" if contribution > 0 else "lowers"
+    return f"{describe(feature, value)} {verb} the chance"
+
+
+def reasons(
+    names: tuple[str, ...], values: Mapping[str, Any], contributions: np.ndarray, top: int
+) -> tuple[list[Reason], list[Reason]]:
+    """The strongest positive and negative contributions, strongest first."""
+    order = np.argsort(-contributions, kind="stable")
+
+    def reason(i: int) -> Reason:
+        value = values.get(names[i])
+        shown = None if isinstance(value, float) and math.isnan(value) else value
+        return Reason(
+            feature=names[i],
+            value=shown,
+            contribution=float(contributions[i]),
+            sentence=sentence(names[i], value, float(contributions[i])),
+        )
+
+    positive = [reason(int(i)) for i in order[:top] if contributions[i] > 0]
+    negative = [reason(int(i)) for i in order[::-1][:top] if contributions[i] < 0]
+    return positive, negative
+
+
+def _as_utc(moment: datetime | None) -> datetime:
+    if moment is None:
+        return datetime.now(UTC)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def rule_points(model: LoadedModel, features: LeadFeatures) -> Points:
+    """The rules' points for one lead, from the same fit values and decayed counts."""
+    row = {**features.values, **{f"decayed_{k}": v for k, v in features.decayed.items()}}
+    points = score_points(pd.DataFrame([row]), model.rules)
+    explained = explain_row(points, 0)
+    return Points(
+        total=float(explained["total"]),
+        breakdown={k: float(v) for k, v in explained["breakdown"].items()},
+        thresholds_passed=list(explained["thresholds"]),
+    )
+
+
+def score(model: LoadedModel, request: ScoreRequest) -> ScoreOut:
+    """Score one lead as of `request.as_of` (default now)."""
+    as_of = _as_utc(request.as_of)
+    profile = request.lead.model_dump()
+    events = [e.model_dump() for e in request.events]
+    features = lead_features(profile, events, as_of, model.config, half_lives(model.rules))
+    scorer = model.scorer
+    row = model_row(features.values, scorer.spec)
+    contributions = scorer.contributions(row)[0]
+    probability = float(scorer.calibrator.apply(np.array([contributions.sum()]))[0])
+    positive, negative = reasons(
+        scorer.spec.names, features.values, contributions[:-1], model.config.serve.reasons
+    )
+    return ScoreOut(
+        lead_id=request.lead.lead_id,
+        probability=probability,
+        tier=str(scorer.tiers.assign(np.array([probability]))[0]),
+        points=rule_points(model, features),
+        reasons_positive=positive,
+        reasons_negative=negative,
+        unknown_event_types=features.unknown_event_types,
+        model=ModelRef(name=model.name, version=model.version),
+        as_of=as_of,
+    )

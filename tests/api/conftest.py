@@ -1,0 +1,94 @@
+"""A trained, registered model in a temporary MLflow store, shared by the API tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from features.config import Config, build_config
+from features.synthetic import generate, write_snapshot
+from serving.app import create_app
+from serving.cli import app as cli
+from serving.model_store import ModelStore
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Train and register a champion once: snapshot folder and tracking URI."""
+    root = tmp_path_factory.mktemp("api")
+    snapshot = root / "snapshot"
+    write_snapshot(generate(12_000, seed=77), snapshot)
+    tracking = f"sqlite:///{root / 'mlflow.db'}"
+    env = {
+        "LEADSCORE__MLFLOW__TRACKING_URI": tracking,
+        "LEADSCORE__MLFLOW__ARTIFACT_LOCATION": str(root / "artifacts"),
+    }
+    result = CliRunner().invoke(
+        cli, ["train", "-s", str(snapshot), "-r", str(root / "report")], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "is champion" in result.output
+    return {"snapshot": str(snapshot), "tracking": tracking, "root": str(root)}
+
+
+@pytest.fixture(scope="session")
+def serve_config(registry: dict[str, str]) -> Config:
+    return build_config(
+        {"mlflow": {"tracking_uri": registry["tracking"]}, "serve": {"batch_limit": 5}}
+    )
+
+
+@pytest.fixture(scope="session")
+def store(serve_config: Config) -> ModelStore:
+    store = ModelStore(serve_config.serve.model_uri, serve_config.mlflow.tracking_uri)
+    store.reload()
+    return store
+
+
+@pytest.fixture
+def client(
+    serve_config: Config, store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
+    monkeypatch.delenv("LEADSCORE_API_KEYS", raising=False)
+    monkeypatch.delenv("LEADSCORE_ADMIN_KEYS", raising=False)
+    with TestClient(create_app(serve_config, store)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def leads(registry: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    folder = Path(registry["snapshot"])
+    return pd.read_parquet(folder / "leads.parquet"), pd.read_parquet(folder / "events.parquet")
+
+
+def request_for(
+    leads: pd.DataFrame, events: pd.DataFrame, lead_id: str, as_of: pd.Timestamp
+) -> dict[str, object]:
+    """The JSON a CRM webhook would post for one lead: its profile and its events."""
+    row = leads.loc[leads["lead_id"] == lead_id].iloc[0]
+    profile = {
+        k: (None if pd.isna(v) else (v.isoformat() if isinstance(v, pd.Timestamp) else v))
+        for k, v in row.items()
+        if k not in ("sql_at", "disqualified_at")
+    }
+    if profile.get("company_size") is not None:
+        profile["company_size"] = float(profile["company_size"])
+    own = events[events["lead_id"] == lead_id]
+    return {
+        "lead": profile,
+        "events": [
+            {
+                "event_type": e.event_type,
+                "occurred_at": e.occurred_at.isoformat(),
+                **({"campaign": e.campaign} if isinstance(e.campaign, str) else {}),
+                **({"url": e.url} if isinstance(e.url, str) else {}),
+            }
+            for e in own.itertuples()
+        ],
+        "as_of": as_of.isoformat(),
+    }

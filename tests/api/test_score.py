@@ -1,0 +1,185 @@
+"""The API with TestClient: answers, no training/serving skew, and 4xx for bad input."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from features.config import Config, build_config
+from features.pipeline import build_features
+from features.snapshot import read_snapshot
+from serving.app import create_app
+from serving.model_store import ModelStore
+from tests.api.conftest import request_for
+
+pytestmark = pytest.mark.api
+
+
+def _mql_lead_ids(leads: pd.DataFrame, n: int, seed: int = 0) -> list[str]:
+    mqls = leads.loc[leads["mql_at"].notna(), "lead_id"].to_numpy()
+    return list(np.random.default_rng(seed).choice(mqls, n, replace=False))
+
+
+def test_score_one_lead(client: TestClient, leads: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    lead_id = _mql_lead_ids(leads[0], 1)[0]
+    as_of = leads[0].loc[leads[0]["lead_id"] == lead_id, "mql_at"].iloc[0]
+    response = client.post("/v1/score", json=request_for(*leads, lead_id, as_of))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert 0 < body["probability"] < 1 and body["tier"] in {"A", "B", "C", "D"}
+    assert body["model"] == {"name": "leadscore", "version": "1"}
+    assert set(body["points"]) == {"total", "breakdown", "thresholds_passed"}
+    assert sum(body["points"]["breakdown"].values()) == pytest.approx(body["points"]["total"])
+    for reason in body["reasons_positive"]:
+        assert reason["contribution"] > 0 and "raises the chance" in reason["sentence"]
+    for reason in body["reasons_negative"]:
+        assert reason["contribution"] < 0 and "lowers the chance" in reason["sentence"]
+    assert (
+        len(body["reasons_positive"]) <= 3 and body["reasons_positive"] + body["reasons_negative"]
+    )
+
+
+def test_api_and_batch_features_agree(
+    client: TestClient,
+    leads: tuple[pd.DataFrame, pd.DataFrame],
+    store: ModelStore,
+    registry: dict[str, str],
+) -> None:
+    """No training/serving skew: a lead posted alone scores as the batch path scores it
+    (leads without an account, since the API sees no other account leads)."""
+    frame = leads[0]
+    alone = frame[frame["account_id"].isna() & frame["mql_at"].notna()]
+    ids = list(alone["lead_id"].head(15))
+    config = store.current.config.model_copy(
+        update={"source": build_config({"source": {"path": registry["snapshot"]}}).source}
+    )
+    snapshot = read_snapshot(config)
+    rows = pd.DataFrame(
+        {
+            "lead_id": ids,
+            "cutoff": alone.set_index("lead_id").loc[ids, "mql_at"].dt.as_unit("ms").to_numpy(),
+        }
+    )
+    expected = store.current.scorer.score(build_features(snapshot, rows, config))
+    for i, lead_id in enumerate(ids):
+        body = client.post("/v1/score", json=request_for(*leads, lead_id, rows["cutoff"][i])).json()
+        assert body["probability"] == pytest.approx(expected["probability"].iloc[i], abs=1e-12)
+        assert body["tier"] == expected["tier"].iloc[i]
+
+
+def test_lead_id_changes_nothing_and_naive_times_are_utc(
+    client: TestClient, leads: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    lead_id = _mql_lead_ids(leads[0], 1, seed=3)[0]
+    as_of = pd.Timestamp("2026-06-01", tz="UTC")
+    payload = request_for(*leads, lead_id, as_of)
+    first = client.post("/v1/score", json=payload).json()
+    renamed = {**payload, "lead": {**payload["lead"], "lead_id": "someone-else"}}
+    naive = {
+        **payload,
+        "events": [
+            {**e, "occurred_at": pd.Timestamp(e["occurred_at"]).tz_convert(None).isoformat()}
+            for e in payload["events"]
+        ],
+        "as_of": "2026-06-01T00:00:00",
+    }
+    for variant in (renamed, naive):
+        again = client.post("/v1/score", json=variant).json()
+        assert again["probability"] == first["probability"]
+        assert again["reasons_positive"] == first["reasons_positive"]
+
+
+def test_unknown_event_types_and_no_events(client: TestClient) -> None:
+    lead = {"lead_id": "x1", "created_at": "2026-05-01T00:00:00Z", "job_title": "CTO"}
+    events = [
+        {"event_type": "Chat Started", "occurred_at": "2026-05-02T10:00:00Z"},
+        {"event_type": "demo_request", "occurred_at": "2026-05-03T10:00:00+02:00"},
+    ]
+    body = client.post(
+        "/v1/score", json={"lead": lead, "events": events, "as_of": "2026-05-04T00:00:00Z"}
+    ).json()
+    assert body["unknown_event_types"] == {"Chat Started": 1}
+    empty = client.post("/v1/score", json={"lead": lead, "events": []})
+    assert empty.status_code == 200 and 0 < empty.json()["probability"] < 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"lead": {"lead_id": "a", "company_size": [1]}}, "company_size"),
+        (
+            {"lead": {"lead_id": "a"}, "events": [{"event_type": "x", "occurred_at": "soon"}]},
+            "occurred_at",
+        ),
+        ({"lead": {"lead_id": "a"}, "events": [{"occurred_at": "2026-01-01"}]}, "event_type"),
+        ({"lead": {}}, "lead_id"),
+        ({"lead": {"lead_id": "a"}, "as_of": "yesterday"}, "as_of"),
+    ],
+)
+def test_wrong_input_gets_422_naming_the_field(
+    client: TestClient, payload: dict, field: str
+) -> None:
+    response = client.post("/v1/score", json=payload)
+    assert response.status_code == 422
+    assert any(field in map(str, error["loc"]) for error in response.json()["detail"])
+
+
+def test_batch_and_its_limit(client: TestClient) -> None:
+    one = {"lead": {"lead_id": "b1", "created_at": "2026-05-01T00:00:00Z"}, "events": []}
+    ok = client.post("/v1/score/batch", json={"leads": [one] * 5})
+    assert ok.status_code == 200 and len(ok.json()["results"]) == 5
+    too_many = client.post("/v1/score/batch", json={"leads": [one] * 6})
+    assert too_many.status_code == 413 and "limit of 5" in too_many.json()["detail"]
+
+
+def test_model_health_and_metrics(client: TestClient) -> None:
+    model = client.get("/v1/model").json()
+    assert model["version"] == "1" and model["alias"] == "champion"
+    assert "roc_auc" in model["test_metrics"] and set(model["tiers"]) >= {"A", "B", "C"}
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").json()["status"] == "ready"
+    client.post("/v1/score", json={"lead": {"lead_id": "m", "created_at": "2026-05-01"}})
+    text = client.get("/metrics").text
+    assert 'leadscore_requests_total{endpoint="/v1/score",status="200"}' in text
+    assert "leadscore_request_seconds_bucket" in text and "leadscore_scores_total{tier=" in text
+
+
+def test_no_model_is_a_clear_503(serve_config: Config) -> None:
+    config = build_config(
+        {**serve_config.model_dump(), "serve": {"startup_attempts": 1, "startup_wait_seconds": 0}}
+    )
+    missing = ModelStore("models:/nothing@champion", serve_config.mlflow.tracking_uri)
+    with TestClient(create_app(config, missing)) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "no model loaded" in ready.json()["detail"]
+        scored = client.post("/v1/score", json={"lead": {"lead_id": "a"}})
+        assert scored.status_code == 503 and "nothing" in scored.json()["detail"]
+
+
+def test_api_keys(serve_config: Config, store: ModelStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADSCORE_API_KEYS", "k1,k2")
+    monkeypatch.setenv("LEADSCORE_ADMIN_KEYS", "root")
+    with TestClient(create_app(serve_config, store)) as client:
+        body = {"lead": {"lead_id": "a", "created_at": "2026-05-01T00:00:00Z"}}
+        assert client.post("/v1/score", json=body).status_code == 401
+        assert client.post("/v1/score", json=body, headers={"X-API-Key": "nope"}).status_code == 403
+        assert client.post("/v1/score", json=body, headers={"X-API-Key": "k2"}).status_code == 200
+        assert client.post("/v1/admin/reload", headers={"X-API-Key": "k1"}).status_code == 403
+        reloaded = client.post("/v1/admin/reload", headers={"X-API-Key": "root"})
+        assert reloaded.status_code == 200 and reloaded.json()["version"] == "1"
+        assert client.get("/healthz").status_code == 200  # health needs no key
+
+
+def test_email_never_reaches_the_logs(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "jane.secret@example.org"
+    lead = {"lead_id": "p", "email": secret, "created_at": "2026-05-01"}
+    assert client.post("/v1/score", json={"lead": lead}).status_code == 200
+    bad = client.post("/v1/score", json={"lead": {**lead, "company_size": "many"}})
+    assert bad.status_code == 422 and "company_size" in bad.text and secret not in bad.text
+    assert secret not in caplog.text
