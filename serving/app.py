@@ -30,7 +30,7 @@ from features.config import Config
 from features.contract import ContractError
 from serving.model_store import LoadedModel, ModelStore, ModelUnavailableError
 from serving.schemas import BatchOut, BatchRequest, ModelOut, Problem, ScoreOut, ScoreRequest
-from serving.scoring import score
+from serving.scoring import score, warm_up
 
 log = logging.getLogger("leadscore.serving")
 API_KEY_HEADER = "X-API-Key"
@@ -124,7 +124,9 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
         summary="Calibrated MQL-to-SQL probabilities with reasons, beside the rule points.",
         lifespan=lifespan,
     )
-    app.state.store = store or ModelStore(serve.model_uri, config.mlflow.tracking_uri)
+    app.state.store = store or ModelStore(
+        serve.model_uri, config.mlflow.tracking_uri, on_load=warm_up
+    )
     app.state.api_keys = _keys("LEADSCORE_API_KEYS")
     app.state.admin_keys = _keys("LEADSCORE_ADMIN_KEYS")
     app.state.metrics = Metrics()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -108,9 +109,12 @@ def alias_version(uri: str, tracking_uri: str) -> str | None:
 class ModelStore:
     """Holds the current model; `reload` swaps it in one assignment."""
 
-    def __init__(self, uri: str, tracking_uri: str) -> None:
+    def __init__(
+        self, uri: str, tracking_uri: str, on_load: Callable[[LoadedModel], None] | None = None
+    ) -> None:
         self.uri = uri
         self.tracking_uri = tracking_uri
+        self.on_load = on_load
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
         self._lock = threading.Lock()
@@ -120,6 +124,8 @@ class ModelStore:
         with self._lock:  # one load at a time; requests never wait on this lock
             try:
                 model = load_model(self.uri, self.tracking_uri)
+                if self.on_load is not None:
+                    self.on_load(model)  # e.g. warm caches before the model takes traffic
             except ModelUnavailableError as error:
                 self.last_error = str(error)
                 raise

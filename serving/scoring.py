@@ -12,13 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from features.contract import EVENT_TYPES
-from serving.lead import LeadFeatures, lead_features, model_row
+from serving.lead import LeadFeatures, lead_features, model_row, rule_values
 from serving.model_store import LoadedModel
 from serving.schemas import ModelRef, Points, Reason, ScoreOut, ScoreRequest
-from training.rules import explain_row, half_lives, score_points
+from training.rules import explain_values, half_lives
 
 _TYPE_WORDS = {t: t.replace("_", " ") for t in EVENT_TYPES}
 _FIT_WORDS = {
@@ -113,9 +112,7 @@ def _as_utc(moment: datetime | None) -> datetime:
 
 def rule_points(model: LoadedModel, features: LeadFeatures) -> Points:
     """The rules' points for one lead, from the same fit values and decayed counts."""
-    row = {**features.values, **{f"decayed_{k}": v for k, v in features.decayed.items()}}
-    points = score_points(pd.DataFrame([row]), model.rules)
-    explained = explain_row(points, 0)
+    explained = explain_values(rule_values(features), model.rules)
     return Points(
         total=float(explained["total"]),
         breakdown={k: float(v) for k, v in explained["breakdown"].items()},
@@ -147,3 +144,16 @@ def score(model: LoadedModel, request: ScoreRequest) -> ScoreOut:
         model=ModelRef(name=model.name, version=model.version),
         as_of=as_of,
     )
+
+
+def warm_up(model: LoadedModel) -> None:
+    """Score one made-up lead so that caches (title parser, category plans) are built before
+    the first real request arrives."""
+    request = ScoreRequest.model_validate(
+        {
+            "lead": {"lead_id": "warm-up", "created_at": "2026-01-01T00:00:00Z"},
+            "events": [{"event_type": "page_view", "occurred_at": "2026-01-02T00:00:00Z"}],
+            "as_of": "2026-01-03T00:00:00Z",
+        }
+    )
+    score(model, request)

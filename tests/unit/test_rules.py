@@ -428,3 +428,32 @@ def test_suggest_points_checks_labels(hand: Rules) -> None:
         suggest_points(inputs, np.array([0, 1]), hand)
     with pytest.raises(ValueError, match="scale"):
         suggest_points(inputs, np.array([0, 1, 1]), hand, scale=-5.0)
+
+
+def test_explain_values_matches_score_points_row_by_row() -> None:
+    """The API's one-lead points are the batch points, exactly."""
+    from training.rules import explain_row, explain_values, load_rules, score_points
+
+    rules = load_rules()
+    rng = np.random.default_rng(9)
+    n = 400
+    inputs = pd.DataFrame(
+        {
+            "seniority": rng.choice(["vp", "intern", "unknown", "c_level"], n),
+            "job_function": rng.choice(["marketing", "sales", "hr"], n),
+            "industry": pd.Series(
+                rng.choice(["software", " Software ", "retail", None], n), dtype="str"
+            ),
+            "country": pd.Series(rng.choice(["united states", "india", None], n), dtype="str"),
+            "region": pd.Series(rng.choice(["north_america", "apac", None], n), dtype="str"),
+            "lead_source": rng.choice(["referral", "webinar", "paid_social"], n),
+            "company_size": np.where(rng.random(n) < 0.2, np.nan, rng.integers(1, 20000, n)),
+            "email_free": rng.choice([0.0, 1.0, np.nan], n),
+        }
+    )
+    for name in input_names(rules):
+        if name.startswith("decayed_"):
+            inputs[name] = np.where(rng.random(n) < 0.5, 0.0, rng.exponential(2.0, n))
+    points = score_points(inputs, rules)
+    for i in range(n):
+        assert explain_values(inputs.iloc[i].to_dict(), rules) == explain_row(points, i)
