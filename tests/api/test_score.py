@@ -183,3 +183,27 @@ def test_email_never_reaches_the_logs(client: TestClient, caplog: pytest.LogCapt
     bad = client.post("/v1/score", json={"lead": {**lead, "company_size": "many"}})
     assert bad.status_code == 422 and "company_size" in bad.text and secret not in bad.text
     assert secret not in caplog.text
+
+
+def test_the_alias_poll_reloads_a_promoted_version(registry: dict[str, str], tmp_path) -> None:
+    """A new champion is picked up by the poll; the registry here is a copy of the shared one."""
+    import shutil
+
+    import mlflow
+
+    from features.config import MlflowConfig
+    from training import tracking
+
+    database = tmp_path / "mlflow.db"
+    shutil.copy(registry["tracking"].removeprefix("sqlite:///"), database)
+    uri = f"sqlite:///{database}"
+    store = ModelStore("models:/leadscore@champion", uri)
+    store.reload()
+    assert store.poll_once() is False  # nothing moved
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    source = client.get_model_version("leadscore", "1").source
+    settings = MlflowConfig(tracking_uri=uri)
+    version = tracking.register(settings, source)
+    tracking.promote(settings, version)
+    assert store.poll_once() is True
+    assert store.current is not None and store.current.version == version == "2"
