@@ -76,6 +76,12 @@ def gate(
 
 
 def _mlflow() -> Any:
+    import logging
+    import os
+
+    # a terminal job: no per-artifact progress bars or store-migration chatter
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     import mlflow
 
     return mlflow
