@@ -193,7 +193,7 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
         limit = request.app.state.batch_limit
         if len(body.leads) > limit:
             raise HTTPException(
-                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                status.HTTP_413_CONTENT_TOO_LARGE,
                 f"leads: {len(body.leads)} leads, more than the limit of {limit}",
             )
         results = [score(model, lead) for lead in body.leads]
