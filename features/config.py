@@ -307,8 +307,9 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _describe(error: ValidationError, origin: str) -> str:
-    lines = [f"invalid config ({origin}):"]
+def describe_error(error: ValidationError, origin: str, what: str = "config") -> str:
+    """Pydantic's error as one line per bad key: `key.path: message (got value)`."""
+    lines = [f"invalid {what} ({origin}):"]
     for item in error.errors():
         key = ".".join(str(p) for p in item["loc"]) or "(top level)"
         got = item.get("input")
@@ -324,7 +325,7 @@ def build_config(values: Mapping[str, Any] | None = None, origin: str = "config"
     try:
         return Config.model_validate(dict(values or {}))
     except ValidationError as error:
-        raise ConfigError(_describe(error, origin)) from None
+        raise ConfigError(describe_error(error, origin)) from None
 
 
 def load_config(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Config:

@@ -36,7 +36,7 @@ from pydantic import (
     field_validator,
 )
 
-from features.config import ConfigError
+from features.config import ConfigError, describe_error
 from features.contract import EVENT_TYPES
 from features.decay import decayed_counts, decayed_name
 from features.fit import REGION_OF, lead_fit
@@ -188,18 +188,6 @@ class Rules(_Strict):
 # --------------------------------------------------------------------------- reading, writing
 
 
-def _describe(error: ValidationError, origin: str) -> str:
-    lines = [f"invalid rules ({origin}):"]
-    for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        got = item.get("input")
-        shown = (
-            "" if isinstance(got, dict | list) or item["type"] == "missing" else f" (got {got!r})"
-        )
-        lines.append(f"  {key}: {item['msg']}{shown}")
-    return "\n".join(lines)
-
-
 def rules_from_yaml(text: str, origin: str = "rules") -> Rules:
     """Parse and validate rules from YAML text; raises `ConfigError` naming each bad key."""
     try:
@@ -211,7 +199,7 @@ def rules_from_yaml(text: str, origin: str = "rules") -> Rules:
     try:
         return Rules.model_validate(values)
     except ValidationError as error:
-        raise ConfigError(_describe(error, origin)) from None
+        raise ConfigError(describe_error(error, origin, "rules")) from None
 
 
 def load_rules(path: Path | None = None) -> Rules:
