@@ -9,8 +9,10 @@
    tests/api/conftest.py `request_for` builds the body.
 2. In-process (this script with --inprocess-job, in a fresh child process): the floor,
    `booster.predict(row, raw_score=True)` + `booster.predict(row, pred_contrib=True)` on the
-   ready float row; `serving.scoring.score(model, request)` whole; and score()'s stages one by
-   one. Each also with LightGBM held to one thread (`num_threads=1`), alternating in blocks.
+   ready float row, with LightGBM's default threads and with num_threads=1;
+   `serving.scoring.score(model, request)` whole; and its stages, timed by wrapping what
+   score() calls (lead_features, model_row, booster.predict, calibrate, tier, rule_points,
+   reasons, ScoreOut; the rest is request to dicts and glue).
 3. Servers: `leadscore serve --port P` (one uvicorn worker, no API keys, as shipped) and
    `mlflow models serve -m models:/leadscore@champion --env-manager local -w 1` posted the
    model's feature row of the same lead (`dataframe_split`; it answers the probability only);
@@ -246,6 +248,70 @@ def _alternate(
     return out
 
 
+#: What score() calls, timed by wrapping each callee (see `_stage_timers`); the rest of
+#: score() (request to dicts, glue) is its total minus these.
+STAGES = (
+    "lead_features",
+    "model_row",
+    "booster.predict",
+    "calibrate",
+    "tier",
+    "rule_points",
+    "reasons",
+    "ScoreOut",
+)
+
+
+class _Timed:
+    """A callable that adds its callee's nanoseconds to a running sum."""
+
+    def __init__(self, function: Callable[..., Any], sums: dict[str, int], stage: str) -> None:
+        self.function, self.sums, self.stage = function, sums, stage
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter_ns()
+        try:
+            return self.function(*args, **kwargs)
+        finally:
+            self.sums[self.stage] += time.perf_counter_ns() - started
+
+
+def _stage_timers(scoring: ModuleType, model: Any, sums: dict[str, int]) -> Callable[[], None]:
+    """Wrap what `serving.scoring.score` calls, by name in its module and on the model's
+    objects, so the split follows score() as it is now. Returns the undo."""
+    undo: list[Callable[[], None]] = []
+
+    def wrap(owner: Any, name: str, stage: str, instance: bool = False) -> None:
+        original = getattr(owner, name)
+        timed = _Timed(original, sums, stage)
+        if instance:  # frozen dataclasses too: an instance attribute shadows the method
+            object.__setattr__(owner, name, timed)
+            undo.append(lambda: object.__delattr__(owner, name))
+        else:
+            setattr(owner, name, timed)
+            undo.append(lambda: setattr(owner, name, original))
+
+    for name, stage in (
+        ("lead_features", "lead_features"),
+        ("model_row", "model_row"),
+        ("rule_points", "rule_points"),
+        ("reasons", "reasons"),
+        ("ScoreOut", "ScoreOut"),
+    ):
+        if hasattr(scoring, name):
+            wrap(scoring, name, stage)
+    scorer = model.scorer
+    wrap(scorer.booster, "predict", "booster.predict", instance=True)
+    wrap(scorer.calibrator, "apply", "calibrate", instance=True)
+    wrap(scorer.tiers, "assign", "tier", instance=True)
+
+    def restore() -> None:
+        for step in reversed(undo):
+            step()
+
+    return restore
+
+
 def inprocess_job(tracking_uri: str, body_path: Path, calls: int) -> None:
     """Child process: the floor, score() and its stages, as one JSON line on stdout."""
     _use_package()
@@ -255,9 +321,8 @@ def inprocess_job(tracking_uri: str, body_path: Path, calls: int) -> None:
     from serving import scoring
     from serving.lead import lead_features, model_row
     from serving.model_store import load_model
-    from serving.schemas import ModelRef, ScoreOut, ScoreRequest
+    from serving.schemas import ScoreRequest
     from training.rules import half_lives
-    from training.scorer import Scorer
 
     raw_body = body_path.read_bytes()
     model = load_model(MODEL_URI, tracking_uri)
@@ -267,34 +332,24 @@ def inprocess_job(tracking_uri: str, body_path: Path, calls: int) -> None:
     request = ScoreRequest.model_validate_json(raw_body)
     result = scoring.score(model, request)
 
-    as_of = scoring._as_utc(request.as_of)
     features = lead_features(
         request.lead.model_dump(),
         [e.model_dump() for e in request.events],
-        as_of,
+        scoring._as_utc(request.as_of),
         model.config,
         half_lives(model.rules),
     )
     row = model_row(features.values, scorer.spec)
 
     # mlflow models serve's input: the same lead's feature row, as build_features gives it
-    frame = pd.DataFrame([{name: features.values[name] for name in scorer.spec.names}])
-    numeric = [
-        n for n, k in zip(scorer.spec.names, scorer.spec.kinds, strict=True) if k != "categorical"
-    ]
+    names, kinds = scorer.spec.names, scorer.spec.kinds
+    frame = pd.DataFrame([{name: features.values[name] for name in names}])
+    numeric = [n for n, k in zip(names, kinds, strict=True) if k != "categorical"]
     frame = frame.astype(dict.fromkeys(numeric, "float64"))
     mlflow_body = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
     pyfunc_probability = float(scorer.score(frame)["probability"].iloc[0])
 
-    shipped = Scorer.contributions
-
-    def one_thread(self: Scorer, matrix: np.ndarray) -> np.ndarray:
-        """The proposed fix: LightGBM on one thread for a request's few rows."""
-        return np.asarray(
-            self.booster.predict(matrix, pred_contrib=True, num_threads=1), dtype=np.float64
-        )
-
-    def floor() -> None:
+    def floor() -> None:  # as Scorer.raw_score and Scorer.contributions call it
         booster.predict(row, raw_score=True)
         booster.predict(row, pred_contrib=True)
 
@@ -302,76 +357,8 @@ def inprocess_job(tracking_uri: str, body_path: Path, calls: int) -> None:
         booster.predict(row, raw_score=True, num_threads=1)
         booster.predict(row, pred_contrib=True, num_threads=1)
 
-    def whole(patch: Callable[..., np.ndarray]) -> Callable[[], Any]:
-        def case() -> Any:
-            Scorer.contributions = patch  # type: ignore[method-assign]
-            return scoring.score(model, request)
-
-        return case
-
-    stage_names = (
-        "request to dicts",
-        "lead_features",
-        "model_row",
-        "pred_contrib",
-        "calibrate + tier",
-        "rule points",
-        "reasons",
-        "ScoreOut",
-    )
-    stage_times: dict[str, dict[str, list[int]]] = {
-        label: {s: [] for s in stage_names} for label in ("shipped", "one_thread")
-    }
-
-    def staged(label: str, patch: Callable[..., np.ndarray]) -> Callable[[], Any]:
-        """score()'s steps one by one (serving/scoring.py `score`), each timed."""
-        times = stage_times[label]
-        clock = time.perf_counter_ns
-
-        def case() -> Any:
-            Scorer.contributions = patch  # type: ignore[method-assign]
-            t0 = clock()
-            moment = scoring._as_utc(request.as_of)
-            profile = request.lead.model_dump()
-            events = [e.model_dump() for e in request.events]
-            t1 = clock()
-            lf = lead_features(profile, events, moment, model.config, half_lives(model.rules))
-            t2 = clock()
-            matrix = model_row(lf.values, scorer.spec)
-            t3 = clock()
-            contributions = scorer.contributions(matrix)[0]
-            t4 = clock()
-            p = float(scorer.calibrator.apply(np.array([contributions.sum()]))[0])
-            tier = str(scorer.tiers.assign(np.array([p]))[0])
-            t5 = clock()
-            points = scoring.rule_points(model, lf)
-            t6 = clock()
-            positive, negative = scoring.reasons(
-                scorer.spec.names, lf.values, contributions[:-1], model.config.serve.reasons
-            )
-            t7 = clock()
-            out = ScoreOut(
-                lead_id=request.lead.lead_id,
-                probability=p,
-                tier=tier,
-                points=points,
-                reasons_positive=positive,
-                reasons_negative=negative,
-                unknown_event_types=lf.unknown_event_types,
-                model=ModelRef(name=model.name, version=model.version),
-                as_of=moment,
-            )
-            t8 = clock()
-            for name, a, b in zip(
-                stage_names,
-                (t0, t1, t2, t3, t4, t5, t6, t7),
-                (t1, t2, t3, t4, t5, t6, t7, t8),
-                strict=True,
-            ):
-                times[name].append(b - a)
-            return out
-
-        return case
+    def whole() -> Any:
+        return scoring.score(model, request)
 
     def parse() -> Any:  # what FastAPI does with the body, roughly: json.loads, then validate
         return ScoreRequest.model_validate(json.loads(raw_body))
@@ -381,39 +368,47 @@ def inprocess_job(tracking_uri: str, body_path: Path, calls: int) -> None:
 
     busy = _cpu_counters()
     started = time.perf_counter()
-    _alternate({"warm": floor, "warm_1": floor_1, "score": whole(shipped)}, 200)
-    floors = _alternate({"shipped": floor, "one_thread": floor_1}, calls)
-    wholes = _alternate({"shipped": whole(shipped), "one_thread": whole(one_thread)}, calls)
-    _alternate(
-        {"shipped": staged("shipped", shipped), "one_thread": staged("one_thread", one_thread)},
-        calls,
-    )
+    _alternate({"floor": floor, "floor_1": floor_1, "score": whole}, 200)
+    floors = _alternate({"default_threads": floor, "one_thread": floor_1}, calls)
+    wholes = _alternate({"score": whole}, calls)["score"]
+
+    # the stage split: score() again, its callees wrapped; one sum per call and stage
+    sums = dict.fromkeys(STAGES, 0)
+    stages: dict[str, list[int]] = {name: [] for name in (*STAGES, "rest of score()")}
+    restore = _stage_timers(scoring, model, sums)
+    try:
+        for _ in range(calls):
+            for name in sums:
+                sums[name] = 0
+            t = time.perf_counter_ns()
+            scoring.score(model, request)
+            total = time.perf_counter_ns() - t
+            for name, ns in sums.items():
+                stages[name].append(ns)
+            stages["rest of score()"].append(total - sum(sums.values()))
+    finally:
+        restore()
     http_side = _alternate({"parse": parse, "serialize": serialize}, calls)
-    Scorer.contributions = shipped  # type: ignore[method-assign]
     seconds = time.perf_counter() - started
     cpu = _cpu_counters()
+    own = cpu["own"] - busy["own"]
     print(
         RESULT_PREFIX
         + json.dumps(
             {
                 "lightgbm": lgb.__version__,
                 "trees": booster.num_trees(),
-                "features": len(scorer.spec.names),
+                "features": len(names),
                 "booster_num_threads": booster.params.get("num_threads"),
                 "calibration": scorer.calibrator.method,
                 "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
                 "calls": calls,
                 "seconds": seconds,
-                "own_cpu_s": cpu["own"] - busy["own"],
-                "others_cpu_s": max(
-                    cpu["machine"] - busy["machine"] - (cpu["own"] - busy["own"]), 0.0
-                ),
+                "own_cpu_s": own,
+                "others_cpu_s": max(cpu["machine"] - busy["machine"] - own, 0.0),
                 "floor": {k: _ms(v) for k, v in floors.items()},
-                "score": {k: _ms(v) for k, v in wholes.items()},
-                "stages": {
-                    label: {s: _ms(v) for s, v in times.items()}
-                    for label, times in stage_times.items()
-                },
+                "score": _ms(wholes),
+                "stages": {k: _ms(v) for k, v in stages.items() if any(v)},
                 "http_side": {k: _ms(v) for k, v in http_side.items()},
                 "probability": result.probability,
                 "tier": result.tier,
@@ -906,6 +901,8 @@ def main() -> None:
 
     import psutil
 
+    # stopped (kill PID): still stop the servers and remove the work folder, in `finally`
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bf = _bench_features()
     bin_dir = Path(sys.executable).parent
     leadscore = str(bin_dir / "leadscore")
@@ -1089,22 +1086,25 @@ def main() -> None:
             f"{c['server_cpu_ms_per_request']:>11.2f}"
             f"{c['cpu_s']['others'] + p['cpu_s']['others']:>14.1f}"
         )
-    for label, key in (("score()", "score"), ("floor", "floor")):
-        for variant in ("shipped", "one_thread"):
-            name = f"{label}{' 1 thr' if variant == 'one_thread' else ''}"
-            print(f"{name:<18}{_cells(inproc[key][variant], 3)}")
+    rows = (
+        ("score()", inproc["score"]),
+        ("floor", inproc["floor"]["default_threads"]),
+        ("floor 1 thread", inproc["floor"]["one_thread"]),
+    )
+    for name, lat in rows:
+        print(f"{name:<18}{_cells(lat, 3)}")
     print(
-        f"(in-process: {inproc['calls']} calls per case; others used "
+        f"(in-process, {inproc['calls']} calls each; floor = booster.predict raw_score + "
+        f"pred_contrib, LightGBM's default threads or num_threads=1; others used "
         f"{inproc['others_cpu_s']:.1f} CPU s meanwhile)"
     )
     print()
-    print("score() stages, ms (p50 / p99; shipped | LightGBM on one thread):")
-    for stage, lat in inproc["stages"]["shipped"].items():
-        one = inproc["stages"]["one_thread"][stage]
-        print(f"  {stage:<18}{_pair(lat)}   |{_pair(one)}")
+    print("score() stages, ms (p50 / p99), in-process:")
+    for stage, lat in inproc["stages"].items():
+        print(f"  {stage:<24}{_pair(lat)}")
     for stage, lat in inproc["http_side"].items():
         name = f"request {stage}" if stage == "parse" else f"answer {stage}"
-        print(f"  {name:<18}{_pair(lat)}   (pydantic + json, as FastAPI does)")
+        print(f"  {name:<24}{_pair(lat)}   (pydantic + json, as FastAPI does)")
     if "categories_ms_per_request" in profile:
         print()
         print(
@@ -1115,7 +1115,8 @@ def main() -> None:
             print(f"  {name:<40}{ms:>7.3f}")
     elif profile:
         print(f"profile: {profile['error']}")
-    print()
+    if loads:
+        print()
     for name, run in loads.items():
         lat = run["latency_ms"]
         print(
