@@ -789,6 +789,8 @@ def profile_server(server: Server, seconds: int, py_spy: Path, out: Path) -> dic
     of the other thread left out. GIL ms per request = samples / rate / requests.
     """
     rate = 200
+    if not py_spy.is_file():
+        return {"error": f"no {py_spy} (pip install py-spy)"}
     spy = subprocess.Popen(
         [
             str(py_spy),

@@ -70,23 +70,28 @@ def _require(allowed: tuple[str, ...], given: str | None) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this API key is not allowed here")
 
 
-def scoring_key(request: Request) -> None:
+async def scoring_key(request: Request) -> None:
     keys = request.app.state.api_keys + request.app.state.admin_keys
     _require(keys, request.headers.get(API_KEY_HEADER))
 
 
-def admin_key(request: Request) -> None:
+async def admin_key(request: Request) -> None:
     _require(request.app.state.admin_keys, request.headers.get(API_KEY_HEADER))
     if not request.app.state.admin_keys:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "set LEADSCORE_ADMIN_KEYS to use admin")
 
 
-def current_model(request: Request) -> LoadedModel:
+def _model_or_503(request: Request) -> LoadedModel:
     model = request.app.state.store.current
     if model is None:
         error = request.app.state.store.last_error or "still loading"
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no model loaded: {error}")
     return model
+
+
+async def current_model(request: Request) -> LoadedModel:
+    """The dependency: async, so FastAPI does not hand it to its thread pool per request."""
+    return _model_or_503(request)
 
 
 Model = Annotated[LoadedModel, Depends(current_model)]
@@ -228,7 +233,7 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
             request.app.state.store.reload()
         except ModelUnavailableError as error:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
-        return describe_model(current_model(request))
+        return describe_model(_model_or_503(request))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -236,7 +241,7 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
 
     @app.get("/readyz", responses={503: {"model": Problem}})
     def readyz(request: Request) -> dict[str, str]:
-        model = current_model(request)
+        model = _model_or_503(request)
         return {"status": "ready", "model": f"{model.name}/{model.version}"}
 
     @app.get("/metrics", response_class=Response)
