@@ -454,6 +454,85 @@ def serve(
     )
 
 
+# --- leadscore predict (batch scoring; the work is in serving/batch.py and batch_io.py) ---
+@app.command()
+def predict(
+    as_of: Annotated[
+        str,
+        typer.Option("--as-of", help="Score the MQLs open at this time (ISO 8601; naive: UTC)."),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Scores file to write (.parquet or .csv).")
+    ],
+    snapshot: SnapshotOption = None,
+    config: ConfigOption = None,
+    model_uri: Annotated[
+        str | None, typer.Option(help="Registry URI; default serve.model_uri (…@champion).")
+    ] = None,
+    to_sql: Annotated[
+        str | None,
+        typer.Option("--to-sql", help="Also upsert into this database (SQLAlchemy URL)."),
+    ] = None,
+    table: Annotated[
+        str | None, typer.Option("--table", help="The table for --to-sql (created if missing).")
+    ] = None,
+) -> None:
+    """Score every open MQL as of a time: probability, tier, points, top reasons.
+
+    Open: an MQL by --as-of, not converted or disqualified by then, its horizon still running.
+    Works in chunks of whole accounts; writes the file atomically (a killed run leaves the old
+    file or none); with --to-sql, upserts the table in one transaction. Prints the leads per
+    tier and what changed since the previous run.
+    """
+    import logging
+
+    from serving.batch import as_utc
+    from serving.batch_io import OutputError, check_writable, predict_job
+    from serving.model_store import ModelUnavailableError, load_model
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    with _clear_errors():
+        if (to_sql is None) != (table is None):
+            raise ContractError("--to-sql and --table go together")
+        moment = as_utc(as_of, "--as-of")
+        check_writable(out)
+        settings = _config(config, snapshot)
+        uri = model_uri or settings.serve.model_uri
+        try:
+            model = load_model(uri, settings.mlflow.tracking_uri)
+        except ModelUnavailableError as error:
+            raise ContractError(str(error)) from None
+        # the snapshot is read as the model was trained (mapping, custom fields)
+        snap = read_snapshot_for(model.config, settings)
+        for line in snap.report.lines():
+            console.print(line, highlight=False)
+        try:
+            with _progress("scoring open MQLs") as update:
+                summary = predict_job(
+                    snap,
+                    model,
+                    moment,
+                    out,
+                    horizon_days=model.config.horizon_days,
+                    reasons=settings.serve.reasons,
+                    chunk_leads=settings.features.chunk_leads,
+                    to_sql=(to_sql, table) if to_sql is not None and table is not None else None,
+                    progress=update,
+                )
+        except OutputError as error:
+            console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+            raise typer.Exit(code=1) from None
+    for line in summary.lines():
+        console.print(line, highlight=False)
+
+
+def read_snapshot_for(model_config: Config, settings: Config) -> Any:
+    """Read the settings' source with the model's mapping and custom fields."""
+    from features.snapshot import read_snapshot
+
+    return read_snapshot(model_config.model_copy(update={"source": settings.source}))
+
+
 rules_app = typer.Typer(
     help="The rule-based points model marketing teams use.", no_args_is_help=True
 )

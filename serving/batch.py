@@ -1,0 +1,363 @@
+"""Batch scoring: every open MQL as of a time, scored by the same code as training and the API.
+
+Pure functions, no I/O: `open_mql_rows` picks the (lead_id, cutoff) rows, `score_chunks`
+scores them chunk by chunk of whole accounts (features, probability, tier, points, reasons),
+and `score_rows` is the same as one frame. They work on any snapshot that holds whole accounts,
+so a Spark job can call them per group of accounts on a `features.snapshot.snapshot_from_frames`
+snapshot. `tier_changes` compares a run with the previous one. The CLI (`leadscore predict`)
+and `serving.batch_io` do the reading and writing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.contract import ContractError
+from features.pipeline import account_chunks, build_features
+from features.snapshot import EventLog, Snapshot
+from serving.model_store import LoadedModel
+from serving.scoring import sentence
+from training.rules import Rules, rule_inputs, score_points
+from training.scorer import feature_matrix
+from training.tiers import TIER_NAMES
+
+Progress = Callable[[int, int], None]
+
+#: The columns of a scores table, in order.
+COLUMNS = (
+    "lead_id",
+    "account_id",
+    "as_of",
+    "probability",
+    "tier",
+    "points",
+    "thresholds_passed",
+    "reasons",
+    "model_name",
+    "model_version",
+    "scored_at",
+)
+
+
+def as_utc(value: Any, what: str = "as_of") -> pd.Timestamp:
+    """A timestamp in UTC (naive is UTC); ContractError naming `what` if it is not a time."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ContractError(f"{what}: {value!r} is not an ISO 8601 time") from None
+    if stamp is pd.NaT or pd.isna(stamp):
+        raise ContractError(f"{what}: {value!r} is not an ISO 8601 time")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def open_mql_rows(leads: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+    """The MQLs open at `as_of`, as rows (lead_id, cutoff = as_of) in the leads' order.
+
+    Open: `mql_at <= as_of < mql_at + horizon_days` (the horizon still running, as in
+    training, where a row whose horizon has not closed is censored), not converted
+    (`sql_at` missing or after `as_of`) and not disqualified (`disqualified_at` missing or
+    after `as_of`). An SQL or a disqualification exactly at `as_of` closes the lead.
+    """
+    as_of = as_utc(as_of)
+    horizon = pd.Timedelta(days=horizon_days)
+    mql = leads["mql_at"]
+    is_open = mql.notna() & (mql <= as_of) & (mql + horizon > as_of)
+    for closing in ("sql_at", "disqualified_at"):
+        if closing in leads:
+            is_open &= leads[closing].isna() | (leads[closing] > as_of)
+    chosen = leads.loc[is_open.to_numpy(dtype=bool), "lead_id"].to_numpy()
+    return pd.DataFrame(
+        {
+            "lead_id": chosen,
+            "cutoff": pd.Series(as_of, index=range(len(chosen))).astype("datetime64[ms, UTC]"),
+        }
+    )
+
+
+def sub_snapshot(snapshot: Snapshot, first: int, stop: int) -> Snapshot:
+    """Leads first..stop-1 (whole accounts) and their events, as a snapshot of its own."""
+    e0, e1 = snapshot.events.lead_bounds(first, stop)
+    events = snapshot.events
+    return Snapshot(
+        leads=snapshot.leads.iloc[first:stop].reset_index(drop=True),
+        events=EventLog(events.lead[e0:e1] - first, events.at_ms[e0:e1], events.kind[e0:e1]),
+        as_of=snapshot.as_of,
+        flat=snapshot.flat,
+        custom_fields=snapshot.custom_fields,
+        report=snapshot.report,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class ScoredChunk:
+    """One chunk's scores (`COLUMNS`), and the features and arrays behind them (for monitoring).
+
+    `scores` and `features` share the index of the `rows` they came from.
+    """
+
+    scores: pd.DataFrame
+    features: pd.DataFrame
+    probability: np.ndarray
+    tier: np.ndarray
+
+
+def _json_value(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "null"
+    if isinstance(value, float | int | np.floating | np.integer):
+        return json.dumps(float(value))
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def reason_texts(
+    names: tuple[str, ...], features: pd.DataFrame, contributions: np.ndarray, top: int
+) -> np.ndarray:
+    """Each row's `top` strongest contributions (by size, zero ones left out) as JSON text:
+    a list of {feature, value, contribution, sentence}, strongest first.
+
+    The sentences are `serving.scoring.sentence`, as the API words them. A (feature, value,
+    direction) is worded once per call and reused, so the cost per reason is small.
+    """
+    n, width = contributions.shape
+    out = np.full(n, "[]", dtype=object)
+    if n == 0 or top == 0 or width == 0:
+        return out
+    k = min(top, width)
+    size = np.abs(contributions)
+    order = np.argsort(-size, axis=1, kind="stable")[:, :k]
+    chosen = np.take_along_axis(contributions, order, axis=1)
+    # the values behind the chosen reasons, gathered one feature column at a time
+    values = np.empty((n, k), dtype=object)
+    for j, name in enumerate(names):
+        hit = order == j
+        if not hit.any():
+            continue
+        rows, slots = np.nonzero(hit)
+        column = features[name].to_numpy(dtype=object)
+        values[rows, slots] = column[rows]
+    fragments: dict[tuple[int, Any, bool], str] = {}
+
+    def fragment(j: int, value: Any, positive: bool) -> str:
+        if isinstance(value, float) and math.isnan(value):
+            value = None
+        key = (j, value, positive)
+        found = fragments.get(key)
+        if found is None:
+            words = sentence(names[j], value, 1.0 if positive else -1.0)
+            found = (
+                f'{{"feature": {json.dumps(names[j])}, "value": {_json_value(value)}, '
+                f'"sentence": {json.dumps(words, ensure_ascii=False)}, "contribution": '
+            )
+            fragments[key] = found
+        return found
+
+    order_rows = order.tolist()
+    chosen_rows = chosen.tolist()
+    value_rows = values.tolist()
+    texts = []
+    for js, cs, vs in zip(order_rows, chosen_rows, value_rows, strict=True):
+        parts = [
+            fragment(j, v, c > 0) + repr(c) + "}"
+            for j, c, v in zip(js, cs, vs, strict=True)
+            if c != 0
+        ]
+        texts.append("[" + ", ".join(parts) + "]")
+    out[:] = texts
+    return out
+
+
+def threshold_texts(thresholds: pd.DataFrame) -> np.ndarray:
+    """The thresholds each row passes, as a JSON list of names in the rules' order."""
+    names = [str(c) for c in thresholds.columns]
+    passed = thresholds.to_numpy(dtype=bool)
+    code = passed.astype(np.int64) @ (1 << np.arange(len(names), dtype=np.int64))
+    texts = np.array(
+        [
+            json.dumps([name for i, name in enumerate(names) if combo >> i & 1])
+            for combo in range(1 << len(names))
+        ],
+        dtype=object,
+    )
+    return texts[code] if len(names) else np.full(len(thresholds), "[]", dtype=object)
+
+
+def _points(snapshot: Snapshot, rows: pd.DataFrame, rules: Rules) -> tuple[np.ndarray, np.ndarray]:
+    points = score_points(rule_inputs(snapshot, rows, rules), rules)
+    return points.total, threshold_texts(points.thresholds)
+
+
+def score_chunk(
+    snapshot: Snapshot,
+    rows: pd.DataFrame,
+    model: LoadedModel,
+    reasons: int,
+    scored_at: pd.Timestamp,
+) -> ScoredChunk:
+    """Score rows of one snapshot (whole accounts) at once; see `score_chunks`."""
+    scorer = model.scorer
+    features = build_features(snapshot, rows, model.config)
+    contributions = scorer.contributions(feature_matrix(features, scorer.spec))
+    # the raw score as the sum of the contributions: exactly what the API calibrates
+    probability = scorer.calibrator.apply(contributions.sum(axis=1))
+    tier = scorer.tiers.assign(probability)
+    total, passed = _points(snapshot, rows, model.rules)
+    lead_index = pd.Index(snapshot.leads["lead_id"].to_numpy())
+    account = snapshot.leads["account_id"].to_numpy(dtype=object)[
+        lead_index.get_indexer(rows["lead_id"].to_numpy())
+    ]
+    n = len(rows)
+    scores = pd.DataFrame(
+        {
+            "lead_id": rows["lead_id"].to_numpy(dtype=object),
+            "account_id": pd.array(account, dtype="str"),
+            "as_of": rows["cutoff"].to_numpy(),
+            "probability": probability,
+            "tier": tier,
+            "points": total,
+            "thresholds_passed": passed,
+            "reasons": reason_texts(scorer.spec.names, features, contributions[:, :-1], reasons),
+            "model_name": np.full(n, model.name, dtype=object),
+            "model_version": np.full(n, model.version, dtype=object),
+            "scored_at": pd.Series(scored_at, index=range(n)).astype("datetime64[ms, UTC]"),
+        },
+        index=rows.index,
+    )
+    return ScoredChunk(scores, features, probability, tier)
+
+
+def score_chunks(
+    snapshot: Snapshot,
+    rows: pd.DataFrame,
+    model: LoadedModel,
+    reasons: int = 3,
+    progress: Progress | None = None,
+    *,
+    chunk_leads: int | None = None,
+    scored_at: pd.Timestamp | None = None,
+) -> Iterator[ScoredChunk]:
+    """Score (lead_id, cutoff) rows chunk by chunk of whole accounts, in the snapshot's lead
+    order: features as of each cutoff, calibrated probability, tier, the rules' points and
+    thresholds, and the top `reasons` contributions with their sentences.
+
+    Memory is bounded by the chunk (`chunk_leads` leads, default the model config's), not by
+    the number of rows. `progress(done, total)` counts leads walked.
+    """
+    if snapshot.flat:
+        raise ContractError("batch scoring needs a timestamped snapshot; this is a flat export")
+    stamp = as_utc(scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC"), "scored_at")
+    size = chunk_leads or model.config.features.chunk_leads
+    leads = snapshot.leads
+    lead_index = pd.Index(leads["lead_id"].to_numpy())
+    position = lead_index.get_indexer(rows["lead_id"].to_numpy())
+    if (position < 0).any():
+        examples = rows["lead_id"].to_numpy()[position < 0][:3].tolist()
+        raise ContractError(
+            f"rows: column 'lead_id': {int((position < 0).sum())} row(s) name leads not in the "
+            f"snapshot, e.g. {examples}"
+        )
+    order = np.argsort(position, kind="stable")
+    sorted_position = position[order]
+    account, _ = pd.factorize(leads["account_id"], use_na_sentinel=True)
+    total = len(leads)
+    for first, stop in account_chunks(account, size):
+        r0, r1 = np.searchsorted(sorted_position, [first, stop], side="left")
+        if r1 > r0:
+            chunk_rows = rows.iloc[order[r0:r1]]
+            yield score_chunk(
+                sub_snapshot(snapshot, first, stop), chunk_rows, model, reasons, stamp
+            )
+        if progress is not None:
+            progress(stop, total)
+
+
+def score_rows(
+    snapshot: Snapshot,
+    rows: pd.DataFrame,
+    model: LoadedModel,
+    reasons: int = 3,
+    progress: Progress | None = None,
+    *,
+    chunk_leads: int | None = None,
+    scored_at: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """The scores (`COLUMNS`) of (lead_id, cutoff) rows, aligned with `rows` (same index and
+    order); see `score_chunks`."""
+    parts = [
+        chunk.scores
+        for chunk in score_chunks(
+            snapshot, rows, model, reasons, progress, chunk_leads=chunk_leads, scored_at=scored_at
+        )
+    ]
+    if not parts:
+        return empty_scores()
+    return pd.concat(parts).loc[rows.index]
+
+
+def empty_scores() -> pd.DataFrame:
+    """A scores frame with no rows and the right columns and types."""
+    return pd.DataFrame(
+        {
+            "lead_id": pd.array([], dtype=object),
+            "account_id": pd.array([], dtype="str"),
+            "as_of": pd.Series([], dtype="datetime64[ms, UTC]"),
+            "probability": np.empty(0),
+            "tier": pd.array([], dtype=object),
+            "points": np.empty(0),
+            "thresholds_passed": pd.array([], dtype=object),
+            "reasons": pd.array([], dtype=object),
+            "model_name": pd.array([], dtype=object),
+            "model_version": pd.array([], dtype=object),
+            "scored_at": pd.Series([], dtype="datetime64[ms, UTC]"),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class TierChanges:
+    """How a run's tiers compare with the previous run's, lead by lead."""
+
+    new: int
+    gone: int
+    up: int
+    down: int
+    same: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "new": self.new,
+            "gone": self.gone,
+            "up": self.up,
+            "down": self.down,
+            "same": self.same,
+        }
+
+
+def tier_counts(tier: np.ndarray) -> dict[str, int]:
+    """Leads per tier, A to D (every tier listed)."""
+    values, counts = np.unique(np.asarray(tier, dtype=str), return_counts=True)
+    found = dict(zip(values.tolist(), counts.tolist(), strict=True))
+    return {name: int(found.get(name, 0)) for name in TIER_NAMES}
+
+
+def tier_changes(previous: pd.DataFrame, current: pd.DataFrame) -> TierChanges:
+    """Compare (lead_id, tier) frames: leads new and gone, tier moves up (towards A) or down."""
+    rank = {name: i for i, name in enumerate(TIER_NAMES)}
+    before = previous.drop_duplicates("lead_id", keep="last").set_index("lead_id")["tier"]
+    after = current.drop_duplicates("lead_id", keep="last").set_index("lead_id")["tier"]
+    both = after.index.intersection(before.index)
+    old = before.loc[both].map(rank).to_numpy(dtype=np.float64)
+    new = after.loc[both].map(rank).to_numpy(dtype=np.float64)
+    return TierChanges(
+        new=int((~after.index.isin(before.index)).sum()),
+        gone=int((~before.index.isin(after.index)).sum()),
+        up=int((new < old).sum()),
+        down=int((new > old).sum()),
+        same=int((new == old).sum()),
+    )
