@@ -7,6 +7,7 @@ finishes what it started, new requests get the new one.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -39,6 +40,7 @@ class LoadedModel:
     uri: str
     trained_at: datetime | None
     test_metrics: dict[str, float]
+    reference: dict[str, Any] | None = None  # drift reference; None for older models
 
 
 def _parse_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -89,6 +91,7 @@ def load_model(uri: str, tracking_uri: str) -> LoadedModel:
         uri=uri,
         trained_at=datetime.fromtimestamp(created / 1000, tz=UTC) if created else None,
         test_metrics=metrics,
+        reference=json.loads(texts["reference"]) if "reference" in texts else None,
     )
 
 

@@ -1,9 +1,10 @@
 """The MLflow model, from code: MLflow logs this file, not a pickled object.
 
 Loading it reads plain artifacts (booster text, calibrator and spec JSON, tier cut points,
-rules YAML) through `training.scorer`, which MLflow bundles with the model (`code_paths`), so
-`mlflow.pyfunc.load_model` and `mlflow models serve` need nothing unpickled. Input: feature
-rows as built by `features.pipeline.build_features`; output: probability, tier, raw score.
+rules YAML, the drift reference JSON) through `training.scorer`, which MLflow bundles with the
+model (`code_paths`), so `mlflow.pyfunc.load_model` and `mlflow models serve` need nothing
+unpickled. Input: feature rows as built by `features.pipeline.build_features`; output:
+probability, tier, raw score.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ class LeadScoreModel(PythonModel):
         from training.scorer import Scorer
 
         self.scorer = Scorer.from_files(context.artifacts)
-        # the rules and the feature config travel with the model, for the scoring API
+        # the rules and the feature config travel with the model, for the scoring API, and
+        # the drift reference (older models have none), for monitoring
         self.texts = {
             key: Path(context.artifacts[key]).read_text(encoding="utf-8")
-            for key in ("rules", "config")
+            for key in ("rules", "config", "reference")
             if key in context.artifacts
         }
 

@@ -8,6 +8,7 @@ against the current champion, both scored on the same recent test slice. `promot
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ import pandas as pd
 
 from features.config import Config, GateConfig, MlflowConfig
 from training.evaluate import classification_metrics
+from training.monitor import reference_profile
 from training.train import TrainResult
 
 CHAMPION = "champion"
@@ -158,6 +160,18 @@ def _requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("mlflow", "lightgbm", "pandas", "numpy", "pyarrow")]
 
 
+def training_reference(result: TrainResult, config: Config) -> dict[str, Any]:
+    """The drift reference of a trained model: its test slice's features, scores and tiers."""
+    test = (result.scored["slice"] == "test").to_numpy()
+    return reference_profile(
+        result.test_features,
+        result.scored["probability"].to_numpy()[test],
+        result.scored["tier"].to_numpy()[test],
+        result.scorer.spec,
+        horizon_days=config.horizon_days,
+    )
+
+
 def log_training(
     result: TrainResult,
     config: Config,
@@ -199,6 +213,12 @@ def log_training(
             rules_path = Path(tmp) / "model" / "rules.yaml"
             rules_path.write_text(rules_yaml, encoding="utf-8")
             artifacts["rules"] = str(rules_path)
+        # the drift reference (the test slice's distributions), for `leadscore monitor`
+        reference_path = Path(tmp) / "model" / "reference.json"
+        reference_path.write_text(
+            json.dumps(training_reference(result, config), indent=1), encoding="utf-8"
+        )
+        artifacts["reference"] = str(reference_path)
         # how features are built (windows, mapping, custom fields): serving must build the same
         config_path = Path(tmp) / "model" / "config.json"
         config_path.write_text(config.model_dump_json(indent=1), encoding="utf-8")

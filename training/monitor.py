@@ -1,0 +1,396 @@
+"""Drift monitoring: a reference profile at training time, counts per scoring run, PSI.
+
+The reference is computed in training on the **test slice**: the most recent period, scored
+out of sample by the final (calibrated) model, so it is the distribution the model was last
+seen to work on and the closest to what a scoring run sees next. It holds, for each model
+feature, fixed bins (numeric: up to 10 quantile bins of the reference plus a missing bin;
+categorical: the most frequent training categories, `other` and `missing`) and the reference
+share of each bin; the same for the calibrated probability; and the share of each tier.
+
+A scoring run counts its rows into the reference's bins (`profile_counts`, chunk by chunk with
+`merge_counts`, so memory stays bounded) and writes a monitoring record beside its scores
+(`monitor_record`, `write_monitor_record`, `monitor_path`). `leadscore monitor` reads those
+records and compares them with the reference embedded in them (`training.monitor_report`).
+
+Everything here is JSON-able plain data, and this module imports only numpy and pandas (and
+the scorer's spec), so MLflow can bundle it with the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from training.scorer import ModelSpec
+from training.tiers import TIER_NAMES
+
+REFERENCE_FORMAT = "leadscore.reference/1"
+COUNTS_FORMAT = "leadscore.counts/1"
+RECORD_FORMAT = "leadscore.monitor/1"
+#: Quantile bins of a numeric feature (fewer when values tie, e.g. zero-inflated counts).
+NUMERIC_BINS = 10
+#: Most categories of a categorical feature kept as their own bin; the rest are `other`.
+TOP_CATEGORIES = 20
+#: Share floor for empty bins in PSI (ln(0) is undefined).
+PSI_EPSILON = 1e-4
+OTHER = "other"
+MISSING = "missing"
+SCORE = "probability"
+
+
+class MonitorError(ValueError):
+    """Monitoring data cannot be used as given; the message says which file or key and why."""
+
+
+# --------------------------------------------------------------------------- binning
+
+
+def _numeric_values(values: npt.ArrayLike) -> np.ndarray:
+    series = pd.Series(values) if not isinstance(values, pd.Series) else values
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def quantile_edges(values: npt.ArrayLike, bins: int = NUMERIC_BINS) -> list[float]:
+    """Inner bin edges: the distinct 1/bins .. (bins-1)/bins quantiles of the non-missing values.
+
+    A value equal to an edge falls in the bin below it, so a feature that is mostly zero gets a
+    bin of exactly zero. No values: no edges (one bin plus missing).
+    """
+    numbers = _numeric_values(values)
+    numbers = numbers[np.isfinite(numbers)]
+    if numbers.size == 0:
+        return []
+    quantiles = np.quantile(numbers, np.linspace(0, 1, bins + 1)[1:-1])
+    return [float(edge) for edge in np.unique(quantiles)]
+
+
+def numeric_bin_labels(edges: Sequence[float]) -> list[str]:
+    """Readable names of the bins `(-inf, e0], (e0, e1], ..., (ek, inf)` and `missing`."""
+    if not edges:
+        return ["all", MISSING]
+    labels = [f"<= {edges[0]:.4g}"]
+    labels += [f"({low:.4g}, {high:.4g}]" for low, high in itertools.pairwise(edges)]
+    labels.append(f"> {edges[-1]:.4g}")
+    return [*labels, MISSING]
+
+
+def numeric_bin_counts(values: npt.ArrayLike, edges: Sequence[float]) -> np.ndarray:
+    """Counts per numeric bin (last: missing, which includes non-finite values)."""
+    numbers = _numeric_values(values)
+    finite = np.isfinite(numbers)
+    index = np.searchsorted(np.asarray(edges, dtype=np.float64), numbers[finite], side="left")
+    counts = np.bincount(index, minlength=len(edges) + 1)
+    return np.append(counts, int((~finite).sum())).astype(np.int64)
+
+
+def _category_strings(values: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """(present values as str, missing mask) of a categorical column."""
+    series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    missing = series.isna().to_numpy()
+    text = series.astype(object).where(~missing, "").astype(str).to_numpy(dtype=object)
+    return text, missing
+
+
+def top_categories(
+    values: npt.ArrayLike, known: Sequence[str], limit: int = TOP_CATEGORIES
+) -> list[str]:
+    """The `limit` known categories most frequent in `values` (ties by name), in that order."""
+    text, missing = _category_strings(values)
+    frequency = pd.Series(text[~missing]).value_counts()
+    ranked = sorted(known, key=lambda c: (-int(frequency.get(c, 0)), c))
+    return [str(c) for c in ranked[:limit]]
+
+
+def categorical_bin_counts(values: npt.ArrayLike, categories: Sequence[str]) -> np.ndarray:
+    """Counts per category in order, then `other` (any other value), then `missing`."""
+    text, missing = _category_strings(values)
+    position = pd.Index(list(categories), dtype=object).get_indexer(pd.Index(text))
+    position = np.where(
+        missing, len(categories) + 1, np.where(position < 0, len(categories), position)
+    )
+    return np.bincount(position, minlength=len(categories) + 2).astype(np.int64)
+
+
+def tier_counts(tier: npt.ArrayLike) -> np.ndarray:
+    """Leads per tier A-D; a label outside A-D is an error naming it."""
+    values = pd.Series(np.asarray(tier, dtype=object))
+    unknown = sorted({str(t) for t in values[~values.isin(TIER_NAMES)]})
+    if unknown:
+        raise MonitorError(f"tier: values outside {list(TIER_NAMES)}: {unknown[:5]}")
+    return np.array([int((values == name).sum()) for name in TIER_NAMES], dtype=np.int64)
+
+
+def _shares(counts: np.ndarray) -> list[float]:
+    total = int(counts.sum())
+    return [float(c) / total if total else 0.0 for c in counts]
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def _check_inputs(
+    features: pd.DataFrame, probability: np.ndarray, tier: np.ndarray, names: Sequence[str]
+) -> None:
+    missing = [n for n in names if n not in features.columns]
+    if missing:
+        raise MonitorError(
+            f"features: {len(missing)} model feature(s) missing from the frame, e.g. {missing[:5]}"
+        )
+    n = len(features)
+    if len(probability) != n or len(tier) != n:
+        raise MonitorError(
+            f"features has {n} rows but probability has {len(probability)} and tier {len(tier)}"
+        )
+
+
+def reference_id(reference: Mapping[str, Any]) -> str:
+    """A hash of the reference's bins: runs counted in the same bins share it."""
+    bins = {
+        "features": {
+            name: [item["kind"], item.get("edges"), item.get("categories")]
+            for name, item in reference["features"].items()
+        },
+        "score": reference["score"]["edges"],
+    }
+    text = json.dumps(bins, sort_keys=True, allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def reference_profile(
+    features: pd.DataFrame,
+    probability: np.ndarray,
+    tier: np.ndarray,
+    spec: ModelSpec,
+    *,
+    horizon_days: int | None = None,
+) -> dict[str, Any]:
+    """The reference distributions of a model's features, probability and tiers (JSON-able).
+
+    Args:
+        features: the reference rows (training uses the test slice), with the model features.
+        probability: the calibrated probability of each row.
+        tier: the tier (A-D) of each row.
+        spec: the model's feature spec (names, kinds, training categories).
+        horizon_days: the model's horizon, kept so that realised conversion is judged on it.
+    """
+    probability = np.asarray(probability, dtype=np.float64)
+    tier = np.asarray(tier, dtype=object)
+    _check_inputs(features, probability, tier, spec.names)
+    if len(features) == 0:
+        raise MonitorError("the reference needs at least one row")
+    profile: dict[str, dict[str, Any]] = {}
+    for name, kind in zip(spec.names, spec.kinds, strict=True):
+        column = features[name]
+        if kind == "categorical":
+            categories = top_categories(column, spec.categories.get(name, ()))
+            counts = categorical_bin_counts(column, categories)
+            profile[name] = {
+                "kind": "categorical",
+                "categories": categories,
+                "bins": [*categories, OTHER, MISSING],
+                "shares": _shares(counts),
+            }
+        else:
+            edges = quantile_edges(column)
+            counts = numeric_bin_counts(column, edges)
+            profile[name] = {
+                "kind": "numeric",
+                "edges": edges,
+                "bins": numeric_bin_labels(edges),
+                "shares": _shares(counts),
+            }
+    score_edges = quantile_edges(probability)
+    score_counts = numeric_bin_counts(probability, score_edges)
+    reference: dict[str, Any] = {
+        "format": REFERENCE_FORMAT,
+        "rows": len(features),
+        "slice": "test",
+        "horizon_days": horizon_days,
+        "features": profile,
+        "score": {
+            "kind": "numeric",
+            "edges": score_edges,
+            "bins": numeric_bin_labels(score_edges),
+            "shares": _shares(score_counts),
+            "mean": float(np.mean(probability)),
+        },
+        "tiers": {"names": list(TIER_NAMES), "shares": _shares(tier_counts(tier))},
+    }
+    reference["id"] = reference_id(reference)
+    return reference
+
+
+def check_reference(reference: Mapping[str, Any], origin: str = "reference") -> None:
+    """Raise MonitorError unless `reference` is a reference profile this code can read."""
+    if not isinstance(reference, Mapping) or reference.get("format") != REFERENCE_FORMAT:
+        got = reference.get("format") if isinstance(reference, Mapping) else type(reference)
+        raise MonitorError(f"{origin}: not a {REFERENCE_FORMAT} reference (format {got!r})")
+    for key in ("id", "features", "score", "tiers"):
+        if key not in reference:
+            raise MonitorError(f"{origin}: key '{key}' is missing")
+
+
+# --------------------------------------------------------------------------- counts
+
+
+def profile_counts(
+    features: pd.DataFrame,
+    probability: np.ndarray,
+    tier: np.ndarray,
+    reference: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Counts of scored rows in the reference's bins (JSON-able); add chunks with merge_counts."""
+    check_reference(reference)
+    probability = np.asarray(probability, dtype=np.float64)
+    tier = np.asarray(tier, dtype=object)
+    _check_inputs(features, probability, tier, list(reference["features"]))
+    counts: dict[str, list[int]] = {}
+    for name, item in reference["features"].items():
+        if item["kind"] == "categorical":
+            values = categorical_bin_counts(features[name], item["categories"])
+        else:
+            values = numeric_bin_counts(features[name], item["edges"])
+        counts[name] = [int(v) for v in values]
+    score = numeric_bin_counts(probability, reference["score"]["edges"])
+    return {
+        "format": COUNTS_FORMAT,
+        "reference_id": reference["id"],
+        "rows": len(features),
+        "features": counts,
+        "score": [int(v) for v in score],
+        "score_sum": float(np.nansum(probability)),
+        "tiers": [int(v) for v in tier_counts(tier)],
+    }
+
+
+def empty_counts(reference: Mapping[str, Any]) -> dict[str, Any]:
+    """Zero counts in the reference's bins: the start of a chunked count."""
+    check_reference(reference)
+    return {
+        "format": COUNTS_FORMAT,
+        "reference_id": reference["id"],
+        "rows": 0,
+        "features": {
+            name: [0] * len(item["shares"]) for name, item in reference["features"].items()
+        },
+        "score": [0] * len(reference["score"]["shares"]),
+        "score_sum": 0.0,
+        "tiers": [0] * len(TIER_NAMES),
+    }
+
+
+def _same_bins(a: Mapping[str, Any], b: Mapping[str, Any]) -> None:
+    if a.get("format") != COUNTS_FORMAT or b.get("format") != COUNTS_FORMAT:
+        raise MonitorError(f"merge_counts takes {COUNTS_FORMAT} counts")
+    if a["reference_id"] != b["reference_id"]:
+        raise MonitorError(
+            f"counts of different references ({a['reference_id']} and {b['reference_id']}) "
+            "cannot be added"
+        )
+    if set(a["features"]) != set(b["features"]):
+        raise MonitorError("counts over different features cannot be added")
+    for name, values in a["features"].items():
+        if len(values) != len(b["features"][name]):
+            raise MonitorError(f"feature '{name}': counts over different bins cannot be added")
+
+
+def merge_counts(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """The counts of two sets of rows counted in the same reference's bins (inputs unchanged)."""
+    _same_bins(a, b)
+
+    def add(x: Sequence[int], y: Sequence[int]) -> list[int]:
+        return [int(p) + int(q) for p, q in zip(x, y, strict=True)]
+
+    return {
+        "format": COUNTS_FORMAT,
+        "reference_id": a["reference_id"],
+        "rows": int(a["rows"]) + int(b["rows"]),
+        "features": {
+            name: add(values, b["features"][name]) for name, values in a["features"].items()
+        },
+        "score": add(a["score"], b["score"]),
+        "score_sum": float(a["score_sum"]) + float(b["score_sum"]),
+        "tiers": add(a["tiers"], b["tiers"]),
+    }
+
+
+# --------------------------------------------------------------------------- the run's record
+
+
+def monitor_path(scores: Path | str) -> Path:
+    """Where a scoring run's monitoring record lives: beside the scores, `<stem>.monitor.json`."""
+    path = Path(scores)
+    return path.with_name(f"{path.stem}.monitor.json")
+
+
+def monitor_record(
+    counts: Mapping[str, Any],
+    reference: Mapping[str, Any],
+    *,
+    model_name: str,
+    model_version: str,
+    as_of: pd.Timestamp | str,
+    scored_at: pd.Timestamp | str | None = None,
+) -> dict[str, Any]:
+    """What a scoring run writes beside its scores: its counts, the model and its reference.
+
+    The reference travels in the record, so `leadscore monitor` needs no registry access.
+    """
+    check_reference(reference)
+    if counts.get("reference_id") != reference["id"]:
+        raise MonitorError("the counts were not made in this reference's bins")
+    stamp = pd.Timestamp(as_of)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    scored = pd.Timestamp.now(tz="UTC") if scored_at is None else pd.Timestamp(scored_at)
+    return {
+        "format": RECORD_FORMAT,
+        "model_name": str(model_name),
+        "model_version": str(model_version),
+        "as_of": stamp.isoformat(),
+        "scored_at": scored.isoformat(),
+        "counts": dict(counts),
+        "reference": dict(reference),
+    }
+
+
+def write_monitor_record(record: Mapping[str, Any], scores: Path | str) -> Path:
+    """Write the record atomically beside the scores file; returns its path."""
+    from features.output import write_json
+
+    if record.get("format") != RECORD_FORMAT:
+        raise MonitorError(f"not a {RECORD_FORMAT} record")
+    target = monitor_path(scores)
+    write_json(record, target)
+    return target
+
+
+# --------------------------------------------------------------------------- PSI
+
+
+def psi(
+    expected_share: npt.ArrayLike, actual_share: npt.ArrayLike, epsilon: float = PSI_EPSILON
+) -> float:
+    """Population stability index: sum over bins of (actual - expected) * ln(actual / expected).
+
+    Shares below `epsilon` (empty bins) are floored at it. Rules of thumb: below 0.1 stable,
+    0.1-0.25 a moderate shift, above 0.25 a major one.
+    """
+    expected = np.asarray(expected_share, dtype=np.float64)
+    actual = np.asarray(actual_share, dtype=np.float64)
+    if expected.shape != actual.shape:
+        raise ValueError(f"{expected.size} expected shares but {actual.size} actual shares")
+    if epsilon <= 0:
+        raise ValueError("epsilon must be positive")
+    e = np.maximum(expected, epsilon)
+    a = np.maximum(actual, epsilon)
+    value = float(np.sum((a - e) * np.log(a / e)))
+    return value if math.isfinite(value) else math.inf
