@@ -226,17 +226,6 @@ def features(
     console.print(f"wrote {out} and {summary_path} in {time.perf_counter() - started:.1f} s")
 
 
-def _truth_of(folder: Path | None, rows: pd.DataFrame) -> np.ndarray | None:
-    """The generator's true probability per (lead_id, cutoff) row, when the snapshot has it."""
-    if folder is None or not (folder / "truth.parquet").is_file():
-        return None
-    truth = pd.read_parquet(folder / "truth.parquet", columns=["lead_id", "cutoff", "p_true"])
-    truth["cutoff"] = truth["cutoff"].dt.as_unit("ms")
-    keys = rows[["lead_id", "cutoff"]].assign(cutoff=lambda d: d["cutoff"].dt.as_unit("ms"))
-    joined = keys.merge(truth, on=["lead_id", "cutoff"], how="left")
-    return joined["p_true"].to_numpy(dtype=np.float64)
-
-
 @app.command()
 def train(
     snapshot: SnapshotOption = None,
@@ -278,6 +267,7 @@ def train(
     import training.rules as rules_module
     from features.pipeline import build_training_set
     from features.snapshot import read_snapshot
+    from features.truth import truth_of_rows
     from training import tracking
     from training.reporting import summary_lines, tier_lines, write_training_report
     from training.train import TrainingError, cross_validated_auc, train_model
@@ -306,7 +296,7 @@ def train(
                 rows = training_set[["lead_id", "cutoff"]]
                 inputs = rules_module.rule_inputs(snap, rows, rule_set)
                 points = rules_module.score_points(inputs, rule_set).total
-                truth = _truth_of(settings.source.path, training_set)
+                truth = truth_of_rows(settings.source.path, training_set)
         if cv is not None:
             aucs = cross_validated_auc(training_set, settings, cv)
             shown = ", ".join(f"{a:.4f}" for a in aucs)

@@ -449,3 +449,25 @@ def comparison_table(results: Mapping[str, Mapping[str, float]]) -> pd.DataFrame
         index=pd.Index(metrics, name="metric"),
     )
     return frame
+
+
+def percentile_rank(score: npt.ArrayLike) -> np.ndarray:
+    """Each lead's place in the list, from 0 (lowest score) to 1 (highest); ties share the mean
+    place, so the many ties of rule points get one value each."""
+    values = _scores(score, np.asarray(score).size)
+    if values.size < 2:
+        return np.full(values.size, 0.5)
+    ranks = pd.Series(values).rank(method="average").to_numpy(dtype=np.float64)
+    return (ranks - 1.0) / (values.size - 1)
+
+
+def rank_disagreement(model: npt.ArrayLike, rules: npt.ArrayLike) -> np.ndarray:
+    """How much higher the model places each lead in the list than the rules do, in [-1, 1].
+
+    The model's percentile rank minus the rules' (`percentile_rank`): +0.8 is a lead the model
+    puts near the top and the rules near the bottom, -0.8 the opposite. Ranks, not values,
+    because points and probabilities are on different scales.
+    """
+    model_values = np.asarray(model, dtype=float)
+    rules_values = _scores(rules, model_values.size, name="rules")
+    return percentile_rank(model_values) - percentile_rank(rules_values)
