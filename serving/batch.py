@@ -193,6 +193,12 @@ def _points(snapshot: Snapshot, rows: pd.DataFrame, rules: Rules) -> tuple[np.nd
     return points.total, threshold_texts(points.thresholds)
 
 
+def _repeat(stamp: pd.Timestamp, n: int) -> pd.DatetimeIndex:
+    """`stamp` n times, as UTC milliseconds."""
+    moment = stamp.tz_convert("UTC").tz_localize(None).to_datetime64().astype("datetime64[ms]")
+    return pd.DatetimeIndex(np.full(n, moment)).tz_localize("UTC")
+
+
 def score_chunk(
     snapshot: Snapshot,
     rows: pd.DataFrame,
@@ -225,7 +231,7 @@ def score_chunk(
             "reasons": reason_texts(scorer.spec.names, features, contributions[:, :-1], reasons),
             "model_name": np.full(n, model.name, dtype=object),
             "model_version": np.full(n, model.version, dtype=object),
-            "scored_at": pd.Series(scored_at, index=range(n)).astype("datetime64[ms, UTC]"),
+            "scored_at": _repeat(scored_at, n),
         },
         index=rows.index,
     )
@@ -252,6 +258,7 @@ def score_chunks(
     if snapshot.flat:
         raise ContractError("batch scoring needs a timestamped snapshot; this is a flat export")
     stamp = as_utc(scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC"), "scored_at")
+    stamp = stamp.floor("ms")
     size = chunk_leads or model.config.features.chunk_leads
     leads = snapshot.leads
     lead_index = pd.Index(leads["lead_id"].to_numpy())

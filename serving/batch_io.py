@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import glob
-import importlib
 import io
 import logging
 import os
@@ -38,6 +37,13 @@ from serving.batch import (
     tier_counts,
 )
 from serving.model_store import LoadedModel
+from training.monitor import (
+    empty_counts,
+    merge_counts,
+    monitor_record,
+    profile_counts,
+    write_monitor_record,
+)
 
 log = logging.getLogger("leadscore.batch")
 
@@ -78,9 +84,9 @@ def file_format(target: Path) -> str:
 
 def check_writable(target: Path) -> None:
     """Fail before any work if the scores cannot be written where asked."""
-    file_format(target)
     if target.is_dir():
         raise ContractError(f"--out {target}: is a folder; name a file")
+    file_format(target)
     folder = target.parent
     probe = folder
     while not probe.exists() and probe != probe.parent:
@@ -384,16 +390,13 @@ def predict_job(
     check_writable(out)
     rows = open_mql_rows(snapshot.leads, as_of, horizon_days)
     scored_at = pd.Timestamp.now(tz="UTC").floor("ms")
-    reference = getattr(model, "reference", None)
+    reference = model.reference
     if reference is None:
         log.warning(
             "model %s version %s has no reference profile: no monitoring record",
             model.name,
             model.version,
         )
-    # training.monitor (drift counts) is another helper's module, still in progress: imported
-    # only for a model that carries a reference profile
-    monitoring: Any = importlib.import_module("training.monitor") if reference is not None else None
     monitor: dict[str, Any] | None = None
     kept: list[pd.DataFrame] = []
 
@@ -404,10 +407,8 @@ def predict_job(
         ):
             kept.append(chunk.scores[["lead_id", "tier"]])
             if reference is not None:
-                counts = monitoring.profile_counts(
-                    chunk.features, chunk.probability, chunk.tier, reference
-                )
-                monitor = counts if monitor is None else monitoring.merge_counts(monitor, counts)
+                counts = profile_counts(chunk.features, chunk.probability, chunk.tier, reference)
+                monitor = counts if monitor is None else merge_counts(monitor, counts)
             yield chunk.scores
 
     with _run_lock(out):
@@ -418,8 +419,8 @@ def predict_job(
     )
     monitor_file = None
     if reference is not None:
-        counts = monitor if monitor is not None else monitoring.empty_counts(reference)
-        record = monitoring.monitor_record(
+        counts = monitor if monitor is not None else empty_counts(reference)
+        record = monitor_record(
             counts,
             reference,
             model_name=model.name,
@@ -427,7 +428,7 @@ def predict_job(
             as_of=as_of,
             scored_at=scored_at,
         )
-        monitor_file = monitoring.write_monitor_record(record, out)
+        monitor_file = write_monitor_record(record, out)
     compared_with = str(out) if previous is not None else None
     table = None
     if to_sql is not None:

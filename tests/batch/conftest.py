@@ -1,0 +1,81 @@
+"""A small trained, registered model in a temporary MLflow store, shared by the batch tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from features.config import build_config
+from features.snapshot import Snapshot, read_snapshot
+from features.synthetic import generate, write_snapshot
+from serving.cli import app as cli
+from serving.model_store import LoadedModel, load_model
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+#: An as-of time inside the synthetic data, where several hundred MQLs are open.
+AS_OF = pd.Timestamp("2026-04-15T12:00:00Z")
+LEADSCORE = str(Path(sys.executable).with_name("leadscore"))
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Train and register a model once: snapshot folder, tracking URI and the CLI env."""
+    root = tmp_path_factory.mktemp("batch")
+    snapshot = root / "snapshot"
+    write_snapshot(generate(8_000, seed=31), snapshot)
+    tracking = f"sqlite:///{root / 'mlflow.db'}"
+    env = {
+        "LEADSCORE__MLFLOW__TRACKING_URI": tracking,
+        "LEADSCORE__MLFLOW__ARTIFACT_LOCATION": str(root / "artifacts"),
+    }
+    result = CliRunner().invoke(
+        cli, ["train", "-s", str(snapshot), "-r", str(root / "report")], env=env
+    )
+    assert result.exit_code == 0, result.output
+    return {"snapshot": str(snapshot), "tracking": tracking, "root": str(root), **env}
+
+
+@pytest.fixture(scope="session")
+def model(registry: dict[str, str]) -> LoadedModel:
+    return load_model("models:/leadscore/1", registry["tracking"])
+
+
+@pytest.fixture(scope="session")
+def snapshot(registry: dict[str, str], model: LoadedModel) -> Snapshot:
+    source = build_config({"source": {"path": registry["snapshot"]}}).source
+    return read_snapshot(model.config.model_copy(update={"source": source}))
+
+
+@pytest.fixture
+def cli_env(registry: dict[str, str]) -> dict[str, str]:
+    """The environment of a `leadscore predict` subprocess against the test registry."""
+    return {
+        **os.environ,
+        "LEADSCORE__MLFLOW__TRACKING_URI": registry["tracking"],
+        "LEADSCORE__MLFLOW__ARTIFACT_LOCATION": registry["LEADSCORE__MLFLOW__ARTIFACT_LOCATION"],
+        "LEADSCORE__SERVE__MODEL_URI": "models:/leadscore/1",
+    }
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema in the real PostgreSQL, dropped afterwards."""
+    engine = sa.create_engine(POSTGRES_URL)
+    schema = f"leadscore_batch_{uuid.uuid4().hex[:8]}"
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.OperationalError as error:  # pragma: no cover - the server is on this machine
+        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {error}")
+    yield schema
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()

@@ -1,0 +1,110 @@
+"""Which MQLs are open at an as-of time, and the small pure helpers of the batch job."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.contract import ContractError
+from serving.batch import (
+    as_utc,
+    open_mql_rows,
+    reason_texts,
+    threshold_texts,
+    tier_changes,
+    tier_counts,
+)
+
+AS_OF = pd.Timestamp("2026-05-01T00:00:00Z")
+DAY = pd.Timedelta(days=1)
+NAT = pd.NaT
+
+
+def _leads(cases: dict[str, tuple[object, object, object]]) -> pd.DataFrame:
+    """lead_id -> (mql_at, sql_at, disqualified_at)."""
+    columns = list(zip(*cases.values(), strict=True))
+    return pd.DataFrame(
+        {
+            "lead_id": list(cases),
+            "mql_at": pd.to_datetime(pd.Series(columns[0]), utc=True),
+            "sql_at": pd.to_datetime(pd.Series(columns[1]), utc=True),
+            "disqualified_at": pd.to_datetime(pd.Series(columns[2]), utc=True),
+        }
+    )
+
+
+def test_open_mqls_at_the_boundaries() -> None:
+    cases = {
+        "open": (AS_OF - 10 * DAY, NAT, NAT),
+        "not_an_mql": (NAT, NAT, NAT),
+        "mql_after_as_of": (AS_OF + pd.Timedelta(seconds=1), NAT, NAT),
+        "mql_exactly_at_as_of": (AS_OF, NAT, NAT),
+        "converted_before": (AS_OF - 10 * DAY, AS_OF - DAY, NAT),
+        "converted_exactly_at_as_of": (AS_OF - 10 * DAY, AS_OF, NAT),
+        "converts_later": (AS_OF - 10 * DAY, AS_OF + DAY, NAT),
+        "disqualified_before": (AS_OF - 10 * DAY, NAT, AS_OF - DAY),
+        "disqualified_exactly_at_as_of": (AS_OF - 10 * DAY, NAT, AS_OF),
+        "disqualified_later": (AS_OF - 10 * DAY, NAT, AS_OF + DAY),
+        "horizon_closed": (AS_OF - 91 * DAY, NAT, NAT),
+        "horizon_ends_exactly_at_as_of": (AS_OF - 90 * DAY, NAT, NAT),
+        "horizon_ends_a_second_later": (AS_OF - 90 * DAY + pd.Timedelta(seconds=1), NAT, NAT),
+    }
+    rows = open_mql_rows(_leads(cases), AS_OF, horizon_days=90)
+    assert rows["lead_id"].tolist() == [
+        "open",
+        "mql_exactly_at_as_of",
+        "converts_later",
+        "disqualified_later",
+        "horizon_ends_a_second_later",
+    ]
+    assert (rows["cutoff"] == AS_OF).all()
+    assert str(rows["cutoff"].dtype) == "datetime64[ms, UTC]"
+
+
+def test_the_horizon_comes_from_the_argument() -> None:
+    leads = _leads({"old": (AS_OF - 40 * DAY, NAT, NAT)})
+    assert len(open_mql_rows(leads, AS_OF, horizon_days=30)) == 0
+    assert len(open_mql_rows(leads, AS_OF, horizon_days=60)) == 1
+
+
+def test_naive_as_of_is_utc_and_garbage_is_named() -> None:
+    assert as_utc("2026-05-01T00:00:00") == AS_OF
+    assert as_utc("2026-05-01T02:00:00+02:00") == AS_OF
+    for bad in ("yesterday-ish", "", "2026-13-45"):
+        with pytest.raises(ContractError, match="--as-of"):
+            as_utc(bad, "--as-of")
+
+
+def test_no_open_mqls_gives_an_empty_frame() -> None:
+    rows = open_mql_rows(_leads({"x": (NAT, NAT, NAT)}), AS_OF, 90)
+    assert rows.empty and list(rows.columns) == ["lead_id", "cutoff"]
+
+
+def test_reasons_strongest_first_zero_left_out() -> None:
+    features = pd.DataFrame(
+        {"industry": ["Software", None], "n_demo_request_30d": [2.0, np.nan], "x": [1.0, 1.0]}
+    )
+    contributions = np.array([[0.1, -0.5, 0.0], [0.0, 0.0, 0.0]])
+    texts = reason_texts(("industry", "n_demo_request_30d", "x"), features, contributions, 3)
+    first = json.loads(texts[0])
+    assert [r["feature"] for r in first] == ["n_demo_request_30d", "industry"]
+    assert first[0]["value"] == 2.0 and first[0]["contribution"] == -0.5
+    assert first[0]["sentence"] == "2 × demo request in the last 30 days lowers the chance"
+    assert first[1]["sentence"] == "industry: Software raises the chance"
+    assert json.loads(texts[1]) == []
+
+
+def test_thresholds_as_json_lists() -> None:
+    thresholds = pd.DataFrame({"mql": [True, True, False], "hot": [False, True, False]})
+    assert threshold_texts(thresholds).tolist() == ['["mql"]', '["mql", "hot"]', "[]"]
+
+
+def test_tier_changes_and_counts() -> None:
+    before = pd.DataFrame({"lead_id": ["a", "b", "c", "d"], "tier": ["A", "C", "B", "D"]})
+    after = pd.DataFrame({"lead_id": ["a", "b", "c", "e"], "tier": ["B", "A", "B", "A"]})
+    changes = tier_changes(before, after)
+    assert changes.as_dict() == {"new": 1, "gone": 1, "up": 1, "down": 1, "same": 1}
+    assert tier_counts(after["tier"].to_numpy()) == {"A": 2, "B": 2, "C": 0, "D": 0}

@@ -1,0 +1,101 @@
+"""Batch scores agree with the API lead by lead, and do not depend on how rows are chunked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.snapshot import Snapshot, snapshot_from_frames
+from serving.batch import COLUMNS, open_mql_rows, score_rows
+from serving.model_store import LoadedModel
+from serving.schemas import ScoreRequest
+from serving.scoring import score
+from tests.api.conftest import request_for
+from tests.batch.conftest import AS_OF
+
+
+@pytest.fixture(scope="module")
+def scores(snapshot: Snapshot, model: LoadedModel) -> pd.DataFrame:
+    rows = open_mql_rows(snapshot.leads, AS_OF, model.config.horizon_days)
+    assert len(rows) > 100
+    return score_rows(snapshot, rows, model, reasons=3)
+
+
+def test_columns_and_values(scores: pd.DataFrame, model: LoadedModel) -> None:
+    assert tuple(scores.columns) == COLUMNS
+    assert scores["lead_id"].is_unique
+    assert ((scores["probability"] > 0) & (scores["probability"] < 1)).all()
+    assert set(scores["tier"]) <= {"A", "B", "C", "D"} and scores["tier"].nunique() > 1
+    assert (scores["as_of"] == AS_OF).all()
+    assert (scores["model_version"] == model.version).all()
+    assert scores["scored_at"].nunique() == 1
+    for text in scores["reasons"]:
+        reasons = json.loads(text)
+        assert 1 <= len(reasons) <= 3
+        sizes = [abs(r["contribution"]) for r in reasons]
+        assert sizes == sorted(sizes, reverse=True)
+
+
+def test_the_api_scores_each_lead_the_same(
+    scores: pd.DataFrame, model: LoadedModel, registry: dict[str, str]
+) -> None:
+    """The same lead posted to the scoring function at the same as-of time: the same
+    probability (1e-9), tier, points, thresholds and reasons. The API sees no other account
+    leads, so both sides get the leads without their account (batch: a snapshot of just these
+    leads, built from frames as a Spark job builds its groups)."""
+    folder = Path(registry["snapshot"])
+    leads = pd.read_parquet(folder / "leads.parquet")
+    events = pd.read_parquet(folder / "events.parquet")
+    ids = scores["lead_id"].head(25).tolist()
+    alone = leads[leads["lead_id"].isin(ids)].assign(account_id=None)
+    own = events[events["lead_id"].isin(ids)]
+    snap = snapshot_from_frames(alone, own, model.config)
+    batch = score_rows(snap, open_mql_rows(snap.leads, AS_OF, model.config.horizon_days), model)
+    assert sorted(batch["lead_id"]) == sorted(ids)
+    for row in batch.itertuples():
+        request = ScoreRequest.model_validate(request_for(alone, own, str(row.lead_id), AS_OF))
+        api = score(model, request)
+        assert api.probability == pytest.approx(row.probability, abs=1e-9)
+        assert api.tier == row.tier
+        assert api.points.total == row.points
+        assert api.points.thresholds_passed == json.loads(str(row.thresholds_passed))
+        by_feature = {r.feature: r for r in api.reasons_positive + api.reasons_negative}
+        for reason in json.loads(str(row.reasons)):
+            # each batch reason is among the API's strongest of its sign, worded the same
+            same = by_feature[reason["feature"]]
+            assert same.contribution == pytest.approx(reason["contribution"], abs=1e-9)
+            assert same.sentence == reason["sentence"]
+
+
+def test_chunking_changes_nothing(
+    scores: pd.DataFrame, snapshot: Snapshot, model: LoadedModel
+) -> None:
+    """Small chunks of whole accounts (as a Spark job's groups would be) give the same scores."""
+    rows = open_mql_rows(snapshot.leads, AS_OF, model.config.horizon_days)
+    small = score_rows(
+        snapshot, rows, model, reasons=3, chunk_leads=97, scored_at=scores["scored_at"].iloc[0]
+    )
+    pd.testing.assert_frame_equal(small, scores)
+
+
+def test_any_rows_in_their_order(snapshot: Snapshot, model: LoadedModel) -> None:
+    """Rows in any order, several cutoffs of one lead: the result follows the rows."""
+    ids = snapshot.leads.loc[snapshot.leads["mql_at"].notna(), "lead_id"].to_numpy()[[40, 3, 17]]
+    rows = pd.DataFrame(
+        {
+            "lead_id": [ids[0], ids[1], ids[2], ids[0]],
+            "cutoff": pd.to_datetime(
+                ["2026-05-01", "2026-05-01", "2026-05-01", "2026-06-01"], utc=True
+            ).as_unit("ms"),
+        },
+        index=[10, 11, 12, 13],
+    )
+    got = score_rows(snapshot, rows, model)
+    assert got.index.tolist() == [10, 11, 12, 13]
+    assert got["lead_id"].tolist() == rows["lead_id"].tolist()
+    alone = score_rows(snapshot, rows.iloc[[3]], model, scored_at=got["scored_at"].iloc[0])
+    assert np.isclose(alone["probability"].iloc[0], got["probability"].iloc[3], atol=0, rtol=0)
