@@ -719,8 +719,35 @@ def _find_file(folder: Path, name: str) -> Path:
     raise ContractError(f"no '{name}' file in {folder} (looked for {shown})")
 
 
+def _encoding(source: SourceConfig) -> str:
+    """UTF-8 reads as utf-8-sig: a byte-order mark (as Excel writes) is not part of the header."""
+    return (
+        "utf-8-sig"
+        if source.encoding.replace("_", "-").lower() in ("utf-8", "utf8")
+        else (source.encoding)
+    )
+
+
+def _check_header(path: Path, sep: str, source: SourceConfig) -> None:
+    """Refuse a header that names one column twice (pandas would rename the second `x.1`)."""
+    import csv
+    import gzip
+
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding=_encoding(source), newline="") as handle:
+            header = next(csv.reader(handle, delimiter=sep), [])
+    except (UnicodeDecodeError, csv.Error, OSError, EOFError):
+        return  # pandas reports these with the file name
+    names = [name.strip() for name in header]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ContractError(f"{path}: the header names these columns more than once: {twice}")
+
+
 def _read_csv(path: Path, source: SourceConfig, chunksize: int | None = None) -> Any:
     sep = "\t" if path.suffix == ".tsv" else source.delimiter
+    _check_header(path, sep, source)
     try:
         return pd.read_csv(
             path,
@@ -728,7 +755,7 @@ def _read_csv(path: Path, source: SourceConfig, chunksize: int | None = None) ->
             dtype="str",
             keep_default_na=False,
             na_filter=False,
-            encoding=source.encoding,
+            encoding=_encoding(source),
             chunksize=chunksize,
             skipinitialspace=False,
         )
@@ -860,15 +887,218 @@ def _declared_as_of(config: Config) -> Config:
     if not manifest.is_file():
         return config
     try:
-        declared = json.loads(manifest.read_text(encoding="utf-8")).get("as_of")
-    except (ValueError, AttributeError) as error:
+        loaded = json.loads(manifest.read_text(encoding="utf-8"))
+    except ValueError as error:  # also bytes that are not UTF-8
         raise ContractError(f"{manifest}: not a readable JSON object: {error}") from None
+    if not isinstance(loaded, dict):
+        raise ContractError(f"{manifest}: must hold a JSON object, not {type(loaded).__name__}")
+    declared = loaded.get("as_of")
     if declared is None:
         return config
     try:
         return config.model_copy(update={"as_of": pd.Timestamp(declared).to_pydatetime()})
     except ValueError:
         raise ContractError(f"{manifest}: as_of {declared!r} is not an ISO 8601 time") from None
+
+
+# --------------------------------------------------------------------------- edge checks
+# Checks of a whole export read from files or a database: what no single posted lead can show.
+
+#: A text cell longer than this is no CRM value but a broken export (and a drain on memory).
+MAX_CELL_CHARS = 10_000
+#: Timestamps before this are placeholders (1900-01-01, 0000-01-01), not CRM history.
+EARLIEST = pd.Timestamp("1970-01-01", tz="UTC")
+
+
+def _char_lengths(values: pd.Series) -> np.ndarray | None:
+    """Characters per cell, or None when no cell can exceed `MAX_CELL_CHARS` (the fast path:
+    one pass over the byte lengths, which are never below the character counts)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arrow = pa.array(values, from_pandas=True)
+        if not (pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type)):
+            arrow = pa.array(values.astype("str"), from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError):
+        arrow = pa.array(values.astype("str"), from_pandas=True)
+    longest = pc.max(pc.binary_length(arrow)).as_py()
+    if longest is None or longest <= MAX_CELL_CHARS:
+        return None
+    return np.asarray(pc.fill_null(pc.utf8_length(arrow), 0).to_numpy(zero_copy_only=False))
+
+
+def _long_cells(
+    frame: pd.DataFrame, table: str, columns: Sequence[str] | None = None, row_offset: int = 0
+) -> list[Problem]:
+    """Text columns with cells longer than `MAX_CELL_CHARS`, one problem per column."""
+    problems = []
+    for column in frame.columns if columns is None else [c for c in columns if c in frame]:
+        values = frame[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            if _char_lengths(pd.Series(values.cat.categories.astype("str"))) is None:
+                continue
+            values = values.astype("str")
+        elif not (pd.api.types.is_string_dtype(values) or values.dtype == object):
+            continue
+        lengths = _char_lengths(values)
+        if lengths is None:
+            continue
+        too_long = lengths > MAX_CELL_CHARS
+        if too_long.any():
+            problems.append(
+                Problem(
+                    table,
+                    str(column),
+                    f"are longer than {MAX_CELL_CHARS:,} characters "
+                    f"(the longest has {int(lengths.max()):,})",
+                    int(too_long.sum()),
+                    _examples(values, too_long, row_offset),
+                )
+            )
+    return problems
+
+
+def _boolean_sizes(frame: pd.DataFrame, config: Config, table: str) -> list[Problem]:
+    """A typed source (Parquet, SQL) with true/false company sizes: no number of employees."""
+    column = {v: k for k, v in config.mapping.leads.items()}.get("company_size", "company_size")
+    if column not in frame or not pd.api.types.is_bool_dtype(frame[column]):
+        return []
+    bad = frame[column].notna().to_numpy()
+    return [
+        Problem(
+            table,
+            column,
+            "are true/false, not a non-negative number of employees",
+            int(bad.sum()),
+            _examples(frame[column], bad),
+        )
+    ]
+
+
+def _checked_chunks(
+    chunks: Iterable[pd.DataFrame], table: str, columns: Sequence[str]
+) -> Iterator[pd.DataFrame]:
+    """Event chunks whose id and type cells are of a sane length (checked as they stream)."""
+    offset = 0
+    for chunk in chunks:
+        raise_problems(_long_cells(chunk, table, columns, offset))
+        offset += len(chunk)
+        yield chunk
+
+
+def plausible_range(config: Config) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """Timestamps outside [1970, max(now, declared as-of) + 1 day] are errors in the export."""
+    latest = pd.Timestamp.now(tz="UTC")
+    if config.as_of is not None:
+        declared = pd.Timestamp(config.as_of)
+        declared = declared.tz_localize("UTC") if declared.tzinfo is None else declared
+        latest = max(latest, declared.tz_convert("UTC"))
+    return EARLIEST, latest + pd.Timedelta(days=1)
+
+
+def _by_lead(ids: pd.Series, values: pd.Series, mask: np.ndarray) -> tuple[str, ...]:
+    where = np.flatnonzero(mask)[:_EXAMPLES]
+    shown = []
+    for i in where:
+        value = values.iloc[i]
+        text = "<missing>" if pd.isna(value) else str(value)[:60]
+        shown.append(f"lead {str(ids.iloc[i])[:60]!r}: {text}")
+    return tuple(shown)
+
+
+def check_lead_timeline(clean: pd.DataFrame, config: Config, table: str) -> None:
+    """Every lead has a plausible created_at, and no MQL comes before the lead was created."""
+    problems = []
+    earliest, latest = plausible_range(config)
+    ids = clean["lead_id"]
+    for column in LEAD_TIMESTAMPS:
+        values = clean[column]
+        odd = ((values < earliest) | (values > latest)).fillna(False).to_numpy(dtype=bool)
+        if odd.any():
+            problems.append(
+                Problem(
+                    table,
+                    column,
+                    f"are implausible: before {earliest:%Y-%m-%d} or after {latest:%Y-%m-%d} "
+                    "(a placeholder date or a typo?)",
+                    int(odd.sum()),
+                    _by_lead(ids, values, odd),
+                )
+            )
+    if not config.source.flat:
+        missing = clean["created_at"].isna().to_numpy()
+        if missing.any():
+            odd_ids = ids[missing].astype("str")
+            hint = next(
+                (
+                    f" (ids holding {sep!r}: are some rows delimited differently?)"
+                    for sep in (";", "\t", "|", ",")
+                    if sep != config.source.delimiter
+                    and odd_ids.str.contains(sep, regex=False).any()
+                ),
+                "",
+            )
+            problems.append(
+                Problem(
+                    table,
+                    "created_at",
+                    "have no created_at, which the contract requires" + hint,
+                    int(missing.sum()),
+                    _by_lead(ids, clean["created_at"], missing),
+                )
+            )
+        early = (clean["mql_at"] < clean["created_at"]).fillna(False).to_numpy(dtype=bool)
+        if early.any():
+            shown = (
+                clean["mql_at"].astype("str") + " < created_at " + clean["created_at"].astype("str")
+            )
+            problems.append(
+                Problem(
+                    table,
+                    "mql_at",
+                    "have mql_at before created_at",
+                    int(early.sum()),
+                    _by_lead(ids, shown, early),
+                )
+            )
+    raise_problems(problems)
+
+
+def check_event_log(
+    log: EventLog, leads: pd.DataFrame, report: ReadReport, config: Config, names: tuple[str, str]
+) -> None:
+    """Events at plausible times, and not every one of them for a lead the leads table lacks."""
+    leads_name, events_name = names
+    if report.events_read and report.events_unknown_lead == report.events_read:
+        raise ContractError(
+            f"{events_name}: none of its {report.events_read:,} events belongs to a lead in "
+            f"{leads_name}: are both files from the same export, with ids written the same way?"
+        )
+    if not len(log):
+        return
+    earliest, latest = plausible_range(config)
+    lo, hi = earliest.value // 1_000_000, latest.value // 1_000_000  # ns to ms
+    odd = (log.at_ms < lo) | (log.at_ms > hi)
+    if odd.any():
+        where = np.flatnonzero(odd)[:_EXAMPLES]
+        shown = tuple(
+            f"lead {str(leads['lead_id'].iloc[log.lead[i]])[:60]!r}: "
+            f"{pd.Timestamp(int(log.at_ms[i]), unit='ms', tz='UTC')}"
+            for i in where
+        )
+        raise_problems(
+            [
+                Problem(
+                    events_name,
+                    "occurred_at",
+                    f"are implausible: before {earliest:%Y-%m-%d} or after {latest:%Y-%m-%d} "
+                    "(a placeholder date or a typo?)",
+                    int(odd.sum()),
+                    shown,
+                )
+            ]
+        )
 
 
 def read_snapshot(config: Config) -> Snapshot:
@@ -879,11 +1109,19 @@ def read_snapshot(config: Config) -> Snapshot:
     """
     config = _declared_as_of(config)
     raw_leads, chunks, (leads_name, events_name) = read_tables(config)
-    if raw_leads.empty and len(raw_leads.columns) == 0:
-        raise ContractError(f"{leads_name}: the table is empty")
+    if len(raw_leads) == 0:
+        only = " (a header only)" if len(raw_leads.columns) else ""
+        raise ContractError(f"{leads_name}: the table has no rows{only}")
+    raise_problems(
+        _long_cells(raw_leads, leads_name) + _boolean_sizes(raw_leads, config, leads_name)
+    )
     clean, report = prepare_leads(raw_leads, config, leads_name)
     del raw_leads
+    check_lead_timeline(clean, config, leads_name)
+    if chunks is not None:
+        chunks = _checked_chunks(chunks, events_name, _event_source_columns(config))
     log = collect_events(chunks or [], clean, config, events_name, report)
+    check_event_log(log, clean, report, config, (leads_name, events_name))
     return Snapshot(
         clean, log, _as_of(config, clean, log), config.source.flat, config.custom_fields, report
     )

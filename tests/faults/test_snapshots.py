@@ -1,0 +1,357 @@
+"""Malformed snapshots through the real CLI: each kind exits 2 with an error naming the file,
+the column and the count, and writes nothing (no output, no summary, no temporary file)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from serving.cli import app
+from tests.conftest import random_crm
+
+pytestmark = pytest.mark.integration
+runner = CliRunner()
+BIN = Path(sys.executable).parent
+Breaker = Callable[[Path], None]
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small, valid CSV snapshot: 40 leads, 200 events."""
+    folder = tmp_path_factory.mktemp("faults") / "good"
+    folder.mkdir()
+    leads, events = random_crm(40, seed=1, events_per_lead=5)
+    leads.to_csv(folder / "leads.csv", index=False)
+    events.to_csv(folder / "events.csv", index=False)
+    return folder
+
+
+def _frame(folder: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(folder / f"{name}.csv", dtype="str", keep_default_na=False)
+
+
+def _edit(name: str, change: Callable[[pd.DataFrame], pd.DataFrame]) -> Breaker:
+    """Rewrite one CSV table as `change` returns it."""
+
+    def apply(folder: Path) -> None:
+        change(_frame(folder, name)).to_csv(folder / f"{name}.csv", index=False)
+
+    return apply
+
+
+def _set(name: str, column: str, row: int, value: str) -> Breaker:
+    def change(frame: pd.DataFrame) -> pd.DataFrame:
+        frame.loc[row, column] = value
+        return frame
+
+    return _edit(name, change)
+
+
+def _lines(name: str, change: Callable[[list[str]], list[str]]) -> Breaker:
+    def apply(folder: Path) -> None:
+        path = folder / f"{name}.csv"
+        path.write_text("\n".join(change(path.read_text().splitlines())) + "\n")
+
+    return apply
+
+
+def _to_parquet(name: str, change: Callable[[pd.DataFrame], pd.DataFrame]) -> Breaker:
+    def apply(folder: Path) -> None:
+        frame = change(_frame(folder, name))
+        (folder / f"{name}.csv").unlink()
+        frame.to_parquet(folder / f"{name}.parquet", index=False)
+
+    return apply
+
+
+def _truncated_parquet(folder: Path) -> None:
+    _to_parquet("events", lambda f: f)(folder)
+    data = (folder / "events.parquet").read_bytes()
+    (folder / "events.parquet").write_bytes(data[: len(data) // 2])
+
+
+def _mql_before_created(frame: pd.DataFrame) -> pd.DataFrame:
+    row = int(frame.index[frame["mql_at"] != ""][0])
+    created = pd.Timestamp(str(frame.loc[row, "created_at"]))
+    frame.loc[row, "mql_at"] = (created - pd.Timedelta(days=3)).isoformat()
+    return frame
+
+
+def _write(name: str, data: bytes) -> Breaker:
+    def apply(folder: Path) -> None:
+        (folder / name).write_bytes(data)
+
+    return apply
+
+
+def _remove(*names: str) -> Breaker:
+    def apply(folder: Path) -> None:
+        for name in names:
+            (folder / name).unlink()
+
+    return apply
+
+
+def _latin1(folder: Path) -> None:
+    path = folder / "leads.csv"
+    path.write_bytes(path.read_bytes().replace(b"Marketing Intern", b"Directeur g\xe9n\xe9ral"))
+
+
+def _duplicate_header(lines: list[str]) -> list[str]:
+    return [lines[0] + ",country"] + [line + ",x" for line in lines[1:]]
+
+
+def _semicolons(lines: list[str]) -> list[str]:
+    return [line.replace(",", ";") for line in lines]
+
+
+def _one_row_with_semicolons(lines: list[str]) -> list[str]:
+    return [*lines[:3], lines[3].replace(",", ";"), *lines[4:]]
+
+
+def _bom(folder: Path) -> None:
+    path = folder / "leads.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+
+
+HUGE = "x" * 10_000_000  # a 10 MB cell
+
+#: (kind, break the good snapshot, what the error must say)
+CASES: list[tuple[str, Breaker, str]] = [
+    ("empty leads file", _write("leads.csv", b""), r"leads.csv: the file is empty"),
+    ("empty events file", _write("events.csv", b""), r"events.csv: the file is empty"),
+    (
+        "header-only leads",
+        _lines("leads", lambda lines: lines[:1]),
+        r"leads.csv: the table has no rows \(a header only\)",
+    ),
+    (
+        "wrong delimiter",
+        _lines("leads", _semicolons),
+        r"leads.csv: column 'lead_id': 40 row\(s\) \(all\): required column is missing.*"
+        r"is the delimiter wrong",
+    ),
+    (
+        "mixed delimiter",
+        _lines("leads", _one_row_with_semicolons),
+        r"column 'created_at': 1 row\(s\) have no created_at.*delimited differently",
+    ),
+    (
+        "missing required column",
+        _edit("leads", lambda f: f.drop(columns="created_at")),
+        r"leads.csv: column 'created_at': 40 row\(s\) \(all\): required column is missing",
+    ),
+    (
+        "missing event column",
+        _edit("events", lambda f: f.drop(columns="event_type")),
+        r"events.csv: column 'event_type': 200 row\(s\) \(all\): required column is missing",
+    ),
+    (
+        "bad timestamp",
+        _set("leads", "created_at", 2, "yesterday"),
+        r"column 'created_at': 1 row\(s\) have a timestamp that is not ISO 8601; "
+        r"e.g. row 3: 'yesterday'",
+    ),
+    (
+        "day-first timestamp in events",
+        _set("events", "occurred_at", 4, "31/12/2025 10:00"),
+        r"events.csv: column 'occurred_at': 1 row\(s\) have a timestamp that is not ISO 8601; "
+        r"e.g. row 5",
+    ),
+    (
+        "event without a timestamp",
+        _set("events", "occurred_at", 7, ""),
+        r"events.csv: column 'occurred_at': 1 row\(s\) have no timestamp",
+    ),
+    (
+        "lead without created_at",
+        _set("leads", "created_at", 5, ""),
+        r"column 'created_at': 1 row\(s\) have no created_at, which the contract requires; "
+        r"e.g. lead 'L00005'",
+    ),
+    (
+        "duplicate ids",
+        _set("leads", "lead_id", 1, "L00000"),
+        r"column 'lead_id': 2 row\(s\) share a lead_id with another row",
+    ),
+    (
+        "all ids empty",
+        _edit("leads", lambda f: f.assign(lead_id="")),
+        r"column 'lead_id': 40 row\(s\) have no lead_id",
+    ),
+    (
+        "huge string (10 MB cell)",
+        _set("leads", "job_title", 3, HUGE),
+        r"column 'job_title': 1 row\(s\) are longer than 10,000 characters "
+        r"\(the longest has 10,000,000\); e.g. row 4",
+    ),
+    (
+        "huge event type",
+        _set("events", "event_type", 9, HUGE),
+        r"events.csv: column 'event_type': 1 row\(s\) are longer than 10,000 characters",
+    ),
+    (
+        "non-UTF-8 bytes",
+        _latin1,
+        r"leads.csv: not valid utf-8 text at byte \d+; set source.encoding",
+    ),
+    (
+        "negative company size",
+        _set("leads", "company_size", 0, "-20"),
+        r"column 'company_size': 1 row\(s\) are not a non-negative number of employees; "
+        r"e.g. row 1: '-20'",
+    ),
+    (
+        "company size that is not a number",
+        _set("leads", "company_size", 6, "lots"),
+        r"column 'company_size': 1 row\(s\) .*e.g. row 7: 'lots'",
+    ),
+    (
+        "company size as booleans (Parquet)",
+        _to_parquet("leads", lambda f: f.assign(company_size=True)),
+        r"leads.parquet: column 'company_size': 40 row\(s\) are true/false, not a non-negative",
+    ),
+    (
+        "events only of unknown leads",
+        _edit("events", lambda f: f.assign(lead_id="X" + f["lead_id"])),
+        r"events.csv: none of its 200 events belongs to a lead in .*leads.csv",
+    ),
+    (
+        "event far in the future",
+        _set("events", "occurred_at", 3, "2999-01-01T00:00:00Z"),
+        r"events.csv: column 'occurred_at': 1 row\(s\) are implausible: before 1970-01-01 or "
+        r"after \d{4}-\d\d-\d\d.*2999-01-01",
+    ),
+    (
+        "year 0 timestamp",
+        _set("leads", "created_at", 2, "0000-01-01"),
+        r"column 'created_at': 1 row\(s\) are implausible.*lead 'L00002': 0000-01-01",
+    ),
+    (
+        "year 9999 timestamp",
+        _set("leads", "sql_at", 0, "9999-12-31T00:00:00Z"),
+        r"column 'sql_at': 1 row\(s\) are implausible",
+    ),
+    (
+        "mql_at before created_at",
+        _edit("leads", _mql_before_created),
+        r"column 'mql_at': 1 row\(s\) have mql_at before created_at",
+    ),
+    (
+        "sql_at before mql_at",
+        _set("leads", "sql_at", 0, "2025-01-01T00:00:00Z"),
+        r"column 'sql_at': 1 row\(s\) have sql_at before mql_at",
+    ),
+    ("leads file missing", _remove("leads.csv"), r"no 'leads' file in .*looked for leads.parquet"),
+    ("events file missing", _remove("events.csv"), r"no 'events' file in "),
+    ("empty snapshot folder", _remove("leads.csv", "events.csv"), r"no 'leads' file in "),
+    (
+        "Parquet timestamps as integers",
+        _to_parquet(
+            "leads", lambda f: f.assign(created_at=pd.to_datetime(f["created_at"]).astype("int64"))
+        ),
+        r"leads.parquet: column 'created_at': 40 row\(s\) have a timestamp that is not ISO 8601",
+    ),
+    (
+        "truncated Parquet file",
+        _truncated_parquet,
+        r"events.parquet: not a readable Parquet file",
+    ),
+    (
+        "malformed snapshot.json",
+        _write("snapshot.json", b'{"as_of": '),
+        r"snapshot.json: not a readable JSON object",
+    ),
+    (
+        "snapshot.json not an object",
+        _write("snapshot.json", b"[1, 2]"),
+        r"snapshot.json: must hold a JSON object, not list",
+    ),
+    (
+        "snapshot.json as_of not a time",
+        _write("snapshot.json", b'{"as_of": "next tuesday"}'),
+        r"snapshot.json: as_of 'next tuesday' is not an ISO 8601 time",
+    ),
+    (
+        "duplicate column names",
+        _lines("leads", _duplicate_header),
+        r"leads.csv: the header names these columns more than once: \['country'\]",
+    ),
+]
+
+
+def _broken(good: Path, tmp_path: Path, breaker: Breaker) -> Path:
+    folder = tmp_path / "snapshot"
+    shutil.copytree(good, folder)
+    breaker(folder)
+    return folder
+
+
+@pytest.mark.parametrize(("kind", "breaker", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_malformed_snapshot_exits_2_naming_the_problem_and_writes_nothing(
+    good: Path, tmp_path: Path, kind: str, breaker: Breaker, expected: str
+) -> None:
+    folder = _broken(good, tmp_path, breaker)
+    out = tmp_path / "out" / "training_set.parquet"
+    result = runner.invoke(app, ["features", "-s", str(folder), "-o", str(out)])
+    assert result.exit_code == 2, f"{kind}: {result.output}"
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    assert "error:" in result.output and "Traceback" not in result.output
+    assert re.search(expected, result.output, re.DOTALL), result.output
+    assert len(result.output) < 5_000  # a 10 MB cell is never echoed back
+    assert not out.exists() and not out.with_suffix(".json").exists()
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    checked = runner.invoke(app, ["validate", "-s", str(folder)])
+    assert checked.exit_code == 2 and "contract OK" not in checked.output
+
+
+def test_there_are_at_least_twenty_kinds() -> None:
+    assert len({kind for kind, _, _ in CASES}) >= 20
+
+
+@pytest.mark.parametrize(
+    ("kind", "breaker", "reported"),
+    [
+        ("byte-order mark (Excel)", _bom, "40 leads"),
+        (
+            "some events of unknown leads",
+            _set("events", "lead_id", 0, "nobody"),
+            "1 events of unknown leads dropped",
+        ),
+        (
+            "unknown event type",
+            _set("events", "event_type", 0, "Chat Started"),
+            "kept as 'other' ('Chat Started': 1)",
+        ),
+    ],
+    ids=["bom", "unknown-lead", "unknown-type"],
+)
+def test_tolerated_oddities_are_reported_not_rejected(
+    good: Path, tmp_path: Path, kind: str, breaker: Breaker, reported: str
+) -> None:
+    folder = _broken(good, tmp_path, breaker)
+    result = runner.invoke(app, ["validate", "-s", str(folder)])
+    assert result.exit_code == 0, f"{kind}: {result.output}"
+    assert reported in result.output and "contract OK" in result.output
+
+
+def test_the_console_script_exits_2_in_a_real_process(good: Path, tmp_path: Path) -> None:
+    folder = _broken(good, tmp_path, _set("leads", "job_title", 3, HUGE))
+    out = tmp_path / "ts.parquet"
+    done = subprocess.run(
+        [str(BIN / "leadscore"), "features", "-s", str(folder), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "longer than 10,000 characters" in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
