@@ -259,6 +259,43 @@ class ServeConfig(_Strict):
     startup_wait_seconds: float = Field(2.0, ge=0)
 
 
+class MonitorConfig(_Strict):
+    """`leadscore monitor`: when drift against the training reference is an alert (exit 3)."""
+
+    psi_feature_alert: float = Field(
+        0.25,
+        gt=0,
+        description="Alert when a feature's PSI against the reference exceeds what chance gives "
+        "at the run's size by more than this.",
+    )
+    psi_score_alert: float = Field(
+        0.2,
+        gt=0,
+        description="Alert when the probability's PSI against the reference exceeds what chance "
+        "gives at the run's size by more than this.",
+    )
+    tier_share_alert: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Alert when a tier's share of leads differs from the reference by more.",
+    )
+    calibration_gap_alert: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="Alert when realised conversion differs from the mean probability by more "
+        "(per scoring month, once its horizon has closed).",
+    )
+    calibration_min_rows: int = Field(
+        200, ge=1, description="Fewest leads in a month for its calibration gap to alert."
+    )
+    ignore_features: tuple[str, ...] = Field(
+        (), description="Features shown but never alerted on (e.g. known, accepted shifts)."
+    )
+    report_dir: Path = Field(Path("data/monitor"), description="Where the report is written.")
+
+
 class Config(_Strict):
     """Everything a run needs; every field has a default, so no file is needed."""
 
@@ -274,6 +311,7 @@ class Config(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     as_of: datetime | None = Field(
         None, description="The snapshot's as-of time; default: its latest timestamp."
     )

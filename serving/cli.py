@@ -523,6 +523,68 @@ def read_snapshot_for(model_config: Config, settings: Config) -> Any:
     return read_snapshot(model_config.model_copy(update={"source": settings.source}))
 
 
+# --- leadscore monitor (drift against the training reference; the work is in
+# training/monitor_report.py) ---
+@app.command()
+def monitor(
+    scores: Annotated[
+        list[Path],
+        typer.Option(
+            "--scores",
+            help="A scores file of `leadscore predict`, its <stem>.monitor.json beside it; "
+            "repeat for several runs.",
+        ),
+    ],
+    snapshot: Annotated[
+        str | None,
+        typer.Option(
+            "--snapshot",
+            "-s",
+            help="A later snapshot (folder or URL): realised conversion of the leads whose "
+            "horizon has closed by its as-of time.",
+        ),
+    ] = None,
+    report_dir: Annotated[
+        Path | None,
+        typer.Option("--report-dir", "-r", help="Report folder (default monitor.report_dir)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Compare scoring runs with the model's training reference; alert on drift.
+
+    PSI of every feature and of the probability, the share of leads per tier; with --snapshot,
+    realised conversion per tier and calibration by month of scoring. Writes report.html (with
+    plots) and monitor.json. Exit status: 0 no threshold passed, 3 a monitor.* threshold
+    passed (drift), 2 bad input (missing monitoring record, mixed model versions, bad config).
+    """
+    from features.snapshot import read_snapshot
+    from training import monitor_report
+    from training.monitor import MonitorError
+
+    with _clear_errors():
+        try:
+            settings = _config(config, snapshot)
+            runs = [monitor_report.read_run(path) for path in scores]
+            monitor_report.check_runs(runs)
+            leads, snapshot_as_of = None, None
+            if snapshot is not None:
+                snap = read_snapshot(settings)
+                leads, snapshot_as_of = snap.leads, snap.as_of
+            result = monitor_report.monitor(
+                runs, settings.monitor, leads=leads, snapshot_as_of=snapshot_as_of
+            )
+        except MonitorError as error:
+            raise ContractError(str(error)) from None
+    html_path, json_path = monitor_report.write_monitor_report(
+        result, report_dir or settings.monitor.report_dir
+    )
+    for line in monitor_report.summary_lines(result):
+        console.print(line, highlight=False)
+    console.print(f"report: {html_path} and {json_path}", highlight=False)
+    if result.alerting:
+        raise typer.Exit(code=monitor_report.ALERT_EXIT)
+
+
 rules_app = typer.Typer(
     help="The rule-based points model marketing teams use.", no_args_is_help=True
 )

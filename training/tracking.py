@@ -22,7 +22,7 @@ import pandas as pd
 from features.config import Config, GateConfig, MlflowConfig
 from training.evaluate import classification_metrics
 from training.monitor import reference_profile
-from training.train import TrainResult
+from training.train import TrainResult, feature_frame
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -160,15 +160,23 @@ def _requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("mlflow", "lightgbm", "pandas", "numpy", "pyarrow")]
 
 
-def training_reference(result: TrainResult, config: Config) -> dict[str, Any]:
-    """The drift reference of a trained model: its test slice's features, scores and tiers."""
-    test = (result.scored["slice"] == "test").to_numpy()
+def training_reference(
+    result: TrainResult, config: Config, training_set: pd.DataFrame
+) -> dict[str, Any]:
+    """The drift reference of a trained model: every slice's features, scores and tiers.
+
+    All slices, not the test slice alone: with weekly cutoffs the test slice (the newest
+    leads) lacks its leads' later rows, still censored, so it under-represents leads weeks
+    after their MQL, which batch runs score (see `training.monitor`).
+    """
     return reference_profile(
-        result.test_features,
-        result.scored["probability"].to_numpy()[test],
-        result.scored["tier"].to_numpy()[test],
+        feature_frame(training_set),
+        result.scored["probability"].to_numpy(),
+        result.scored["tier"].to_numpy(),
         result.scorer.spec,
         horizon_days=config.horizon_days,
+        weekly_weeks=config.snapshot_policy.weekly_weeks,
+        rows_from="train, validation, calibration and test slices",
     )
 
 
@@ -216,7 +224,7 @@ def log_training(
         # the drift reference (the test slice's distributions), for `leadscore monitor`
         reference_path = Path(tmp) / "model" / "reference.json"
         reference_path.write_text(
-            json.dumps(training_reference(result, config), indent=1), encoding="utf-8"
+            json.dumps(training_reference(result, config, training_set), indent=1), encoding="utf-8"
         )
         artifacts["reference"] = str(reference_path)
         # how features are built (windows, mapping, custom fields): serving must build the same

@@ -1,0 +1,796 @@
+"""`leadscore monitor`: scoring runs against the training reference, and outcomes once known.
+
+For each scoring run (a scores file with its `<stem>.monitor.json` beside it, written by
+`leadscore predict`):
+
+- PSI of every model feature and of the probability against the reference's bins;
+- the share of leads per tier against the reference's shares;
+- with a later snapshot: for runs whose horizon (`horizon_days` after the run's as-of time) has
+  closed by the snapshot's as-of time, the realised conversion per tier, and calibration over
+  time: the mean probability against the realised conversion, per month of scoring.
+
+Alerts follow the config's `monitor` thresholds. Reading and checking is separate from the
+computing (pure functions on frames and dicts) and from the writing (`write_monitor_report`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from features.config import MonitorConfig
+from features.output import to_jsonable, write_atomic, write_json
+from features.rows import label_rows
+from training.evaluate import tier_table, wilson_interval
+from training.monitor import (
+    RECORD_FORMAT,
+    MonitorError,
+    check_reference,
+    monitor_path,
+    psi,
+    psi_floor,
+)
+from training.report import SCORER_STYLE, _save, render_html, tier_plot
+from training.tiers import TIER_NAMES
+
+#: `leadscore monitor` exits with this status when drift passes a threshold.
+ALERT_EXIT = 3
+SCORE_COLUMNS = ("lead_id", "as_of", "probability", "tier", "model_name", "model_version")
+RUN_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+
+
+@dataclass(frozen=True)
+class ScoringRun:
+    """One run of `leadscore predict`: its scores and its monitoring record."""
+
+    path: Path
+    record: dict[str, Any]
+    scores: pd.DataFrame  # SCORE_COLUMNS
+
+    @property
+    def as_of(self) -> pd.Timestamp:
+        return pd.Timestamp(self.record["as_of"])
+
+    @property
+    def label(self) -> str:
+        """The run's name in tables and plots: its as-of time, shortest unambiguous form."""
+        stamp = self.as_of
+        return stamp.strftime("%Y-%m-%d") if stamp == stamp.floor("D") else stamp.isoformat()
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        return dict(self.record["counts"])
+
+    @property
+    def reference(self) -> dict[str, Any]:
+        return dict(self.record["reference"])
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_scores(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            present = set(pq.read_schema(path).names)
+            missing = [c for c in SCORE_COLUMNS if c not in present]
+            if missing:
+                raise MonitorError(f"scores {path}: columns {missing} are missing")
+            frame = pd.read_parquet(path, columns=list(SCORE_COLUMNS))
+        elif suffix == ".csv":
+            head = pd.read_csv(path, nrows=0)
+            missing = [c for c in SCORE_COLUMNS if c not in head.columns]
+            if missing:
+                raise MonitorError(f"scores {path}: columns {missing} are missing")
+            frame = pd.read_csv(path, usecols=list(SCORE_COLUMNS), dtype=str)
+            frame["probability"] = pd.to_numeric(frame["probability"], errors="coerce")
+        else:
+            raise MonitorError(f"scores {path}: expected a .parquet or .csv file")
+    except MonitorError:
+        raise
+    except Exception as error:  # pyarrow and pandas raise many kinds for a damaged file
+        raise MonitorError(f"scores {path}: cannot be read ({error})") from None
+    frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True, format="ISO8601")
+    frame["model_version"] = frame["model_version"].astype(str)
+    return frame
+
+
+def _read_record(path: Path, scores: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise MonitorError(
+            f"scores {scores}: no monitoring record {path} beside it (`leadscore predict` writes "
+            "one when the model carries a drift reference; a model trained before monitoring "
+            "existed has none: retrain it)"
+        )
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MonitorError(f"{path}: not readable JSON ({error})") from None
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        raise MonitorError(f"{path}: not a {RECORD_FORMAT} monitoring record")
+    for key in ("model_name", "model_version", "as_of", "counts", "reference"):
+        if key not in record:
+            raise MonitorError(f"{path}: key '{key}' is missing")
+    check_reference(record["reference"], f"{path} reference")
+    if record["counts"].get("reference_id") != record["reference"]["id"]:
+        raise MonitorError(f"{path}: its counts were not made in its reference's bins")
+    return record
+
+
+def read_run(scores: Path) -> ScoringRun:
+    """A scores file and its monitoring record, checked against each other."""
+    scores = Path(scores)
+    if not scores.is_file():
+        raise MonitorError(f"scores {scores}: no such file")
+    record_path = monitor_path(scores)
+    record = _read_record(record_path, scores)
+    frame = _read_scores(scores)
+    version = str(record["model_version"])
+    other = frame["model_version"] != version
+    if other.any() or (frame["model_name"] != record["model_name"]).any():
+        found = sorted(set(frame["model_version"].tolist()))
+        raise MonitorError(
+            f"scores {scores}: {int(other.sum()):,} of {len(frame):,} rows were scored by "
+            f"{record['model_name']} version(s) {found}, but its monitoring record {record_path} "
+            f"is of version {version}: the record belongs to another run"
+        )
+    if len(frame) != int(record["counts"]["rows"]):
+        raise MonitorError(
+            f"scores {scores}: {len(frame):,} rows, but its monitoring record {record_path} "
+            f"counted {int(record['counts']['rows']):,}: the record belongs to another run"
+        )
+    return ScoringRun(scores, record, frame)
+
+
+def check_runs(runs: Sequence[ScoringRun]) -> None:
+    """All runs must be of one model and reference: drift is measured against one baseline."""
+    if not runs:
+        raise MonitorError("no scores given: pass --scores at least once")
+    ids = {run.reference["id"] for run in runs}
+    if len(ids) > 1:
+        shown = "; ".join(
+            f"{run.path}: {run.record['model_name']} version {run.record['model_version']}"
+            for run in runs
+        )
+        raise MonitorError(
+            f"the scores come from models with different references ({shown}); "
+            "monitor one model version at a time"
+        )
+
+
+# --------------------------------------------------------------------------- drift
+
+
+def _shares(counts: Sequence[int]) -> np.ndarray:
+    values = np.asarray(counts, dtype=np.float64)
+    total = values.sum()
+    return values / total if total > 0 else values
+
+
+def _floor(expected: np.ndarray, actual: np.ndarray, rows: int, reference_rows: int) -> float:
+    """PSI by chance, counting the bins either side uses."""
+    used = int(((expected > 0) | (actual > 0)).sum())
+    return psi_floor(used, rows, reference_rows)
+
+
+def feature_drift(reference: Mapping[str, Any], counts: Mapping[str, Any]) -> pd.DataFrame:
+    """PSI of each feature, the PSI chance alone gives at these sizes, and the bin that moved
+    most (reference and run share)."""
+    rows = []
+    n, reference_rows = int(counts["rows"]), int(reference["rows"])
+    for name, item in reference["features"].items():
+        expected = np.asarray(item["shares"], dtype=np.float64)
+        actual = _shares(counts["features"][name])
+        moved = int(np.argmax(np.abs(actual - expected)))
+        rows.append(
+            {
+                "feature": name,
+                "kind": item["kind"],
+                "psi": psi(expected, actual),
+                "psi_floor": _floor(expected, actual, n, reference_rows),
+                "moved_bin": item["bins"][moved],
+                "reference_share": float(expected[moved]),
+                "run_share": float(actual[moved]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def score_drift(reference: Mapping[str, Any], counts: Mapping[str, Any]) -> dict[str, float]:
+    """PSI of the probability and its mean, against the reference."""
+    rows = int(counts["rows"])
+    expected = np.asarray(reference["score"]["shares"], dtype=np.float64)
+    actual = _shares(counts["score"])
+    return {
+        "psi": psi(expected, actual),
+        "psi_floor": _floor(expected, actual, rows, int(reference["rows"])),
+        "mean": float(counts["score_sum"]) / rows if rows else math.nan,
+        "reference_mean": float(reference["score"].get("mean", math.nan)),
+    }
+
+
+def tier_shares(reference: Mapping[str, Any], counts: Mapping[str, Any]) -> pd.DataFrame:
+    """Share of leads per tier in the run against the reference."""
+    shares = _shares(counts["tiers"])
+    expected = np.asarray(reference["tiers"]["shares"], dtype=np.float64)
+    return pd.DataFrame(
+        {
+            "tier": list(TIER_NAMES),
+            "n": [int(c) for c in counts["tiers"]],
+            "share": shares,
+            "reference_share": expected,
+            "difference": shares - expected,
+        }
+    )
+
+
+@dataclass
+class RunDrift:
+    """A run's drift against the reference."""
+
+    run: ScoringRun
+    features: pd.DataFrame
+    score: dict[str, float]
+    tiers: pd.DataFrame
+
+    def summary(self, ignored: Sequence[str]) -> dict[str, Any]:
+        watched = self.features[~self.features["feature"].isin(list(ignored))]
+        top = watched.sort_values("psi", ascending=False).head(1)
+        return {
+            "scores": str(self.run.path),
+            "as_of": self.run.label,
+            "rows": int(self.run.counts["rows"]),
+            "psi_score": self.score["psi"],
+            "mean_probability": self.score["mean"],
+            "max_feature_psi": float(top["psi"].iloc[0]) if len(top) else 0.0,
+            "max_feature": str(top["feature"].iloc[0]) if len(top) else "",
+            **{
+                f"share_{t}": float(s) for t, s in zip(TIER_NAMES, self.tiers["share"], strict=True)
+            },
+        }
+
+
+def run_drift(run: ScoringRun) -> RunDrift:
+    reference, counts = run.reference, run.counts
+    return RunDrift(
+        run,
+        feature_drift(reference, counts),
+        score_drift(reference, counts),
+        tier_shares(reference, counts),
+    )
+
+
+def drift_alerts(drift: RunDrift, thresholds: MonitorConfig) -> list[str]:
+    """The thresholds this run passes, one sentence each."""
+    if int(drift.run.counts["rows"]) == 0:
+        return []
+    alerts = []
+    label = drift.run.label
+    score = drift.score
+    if score["psi"] - score["psi_floor"] > thresholds.psi_score_alert:
+        alerts.append(
+            f"run {label}: probability PSI {score['psi']:.3f}, more than "
+            f"{thresholds.psi_score_alert} beyond the {score['psi_floor']:.3f} of chance"
+        )
+    watched = drift.features[~drift.features["feature"].isin(list(thresholds.ignore_features))]
+    beyond = watched["psi"] - watched["psi_floor"] > thresholds.psi_feature_alert
+    for row in watched[beyond].sort_values("psi", ascending=False).to_dict(orient="records"):
+        alerts.append(
+            f"run {label}: feature {row['feature']} PSI {row['psi']:.3f}, more than "
+            f"{thresholds.psi_feature_alert} beyond the {row['psi_floor']:.3f} of chance (bin "
+            f"{row['moved_bin']}: {row['reference_share']:.1%} in the reference, "
+            f"{row['run_share']:.1%} now)"
+        )
+    for tier in drift.tiers.to_dict(orient="records"):
+        if abs(float(tier["difference"])) > thresholds.tier_share_alert:
+            alerts.append(
+                f"run {label}: tier {tier['tier']} holds {tier['share']:.1%} of leads against "
+                f"{tier['reference_share']:.1%} in the reference (more than "
+                f"{thresholds.tier_share_alert:.0%} apart)"
+            )
+    return alerts
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+@dataclass
+class Outcomes:
+    """Realised conversion of the scored leads whose horizon has closed."""
+
+    rows: pd.DataFrame  # lead_id, as_of, probability, tier, label, month
+    tiers: pd.DataFrame  # tier_table with mean_expected
+    calibration: pd.DataFrame  # per month: n, predicted, realised, interval, gap
+    notes: list[str] = field(default_factory=list)
+
+
+def realised_labels(
+    scored: pd.DataFrame, leads: pd.DataFrame, snapshot_as_of: pd.Timestamp, horizon_days: int
+) -> tuple[pd.DataFrame, list[str]]:
+    """Label scored rows (lead_id, as_of, ...) as in training: an SQL within `horizon_days`
+    after the row's as-of time. Rows whose horizon is still open at `snapshot_as_of`, rows of
+    leads the snapshot lacks, and rows already converted or disqualified at scoring are left
+    out and counted in the notes."""
+    notes: list[str] = []
+    known = scored["lead_id"].isin(leads["lead_id"])
+    if (~known).any():
+        notes.append(
+            f"{int((~known).sum()):,} scored lead(s) are not in the snapshot, e.g. "
+            f"{scored.loc[~known, 'lead_id'].head(3).tolist()}; left out"
+        )
+    rows = scored.loc[known].rename(columns={"as_of": "cutoff"})
+    labelled, counts = label_rows(
+        rows[["lead_id", "cutoff"]].reset_index(drop=True), leads, snapshot_as_of, horizon_days
+    )
+    if counts.censored or counts.after_as_of:
+        notes.append(
+            f"{counts.censored + counts.after_as_of:,} scored lead(s) have a horizon still open "
+            f"at the snapshot's as-of time {snapshot_as_of.isoformat()}; their outcome is not "
+            "known yet"
+        )
+    closed = counts.converted_before_cutoff + counts.disqualified_before_cutoff
+    if closed:
+        notes.append(
+            f"{closed:,} scored lead(s) were already converted or disqualified at their scoring "
+            "time by the snapshot's account; left out"
+        )
+    labelled["cutoff"] = labelled["cutoff"].astype(rows["cutoff"].dtype)
+    merged = rows.merge(labelled, on=["lead_id", "cutoff"], how="inner", validate="many_to_one")
+    return merged.rename(columns={"cutoff": "as_of"}), notes
+
+
+def calibration_by_month(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per month of scoring: leads, mean probability, realised conversion (Wilson 95%), gap."""
+    records = []
+    for month, group in rows.groupby("month", sort=True):
+        n = len(group)
+        conversions = int(group["label"].sum())
+        low, high = wilson_interval(conversions, n)
+        predicted = float(group["probability"].mean())
+        realised = conversions / n
+        records.append(
+            {
+                "month": str(month),
+                "n": n,
+                "predicted": predicted,
+                "realised": realised,
+                "ci_low": low,
+                "ci_high": high,
+                "gap": realised - predicted,
+            }
+        )
+    columns = ["month", "n", "predicted", "realised", "ci_low", "ci_high", "gap"]
+    return pd.DataFrame(records, columns=columns)
+
+
+def outcomes(
+    runs: Sequence[ScoringRun], leads: pd.DataFrame, snapshot_as_of: pd.Timestamp, horizon_days: int
+) -> Outcomes:
+    """Realised conversion per tier and calibration per month, over the runs' closed horizons."""
+    scored = pd.concat([run.scores for run in runs], ignore_index=True)
+    rows, notes = realised_labels(scored, leads, snapshot_as_of, horizon_days)
+    rows["month"] = rows["as_of"].dt.tz_convert("UTC").dt.strftime("%Y-%m")
+    if rows.empty:
+        notes.append(
+            f"no scored lead's horizon ({horizon_days} days) has closed by the snapshot's as-of "
+            f"time {snapshot_as_of.isoformat()}: no realised conversion yet"
+        )
+    tiers = tier_table(
+        rows["label"].to_numpy(),
+        rows["tier"].to_numpy(dtype=object),
+        expected=rows["probability"].to_numpy(dtype=np.float64),
+    )
+    return Outcomes(rows, tiers, calibration_by_month(rows), notes)
+
+
+def calibration_alerts(calibration: pd.DataFrame, thresholds: MonitorConfig) -> list[str]:
+    alerts = []
+    for month in calibration.to_dict(orient="records"):
+        if (
+            int(month["n"]) >= thresholds.calibration_min_rows
+            and abs(float(month["gap"])) > thresholds.calibration_gap_alert
+        ):
+            alerts.append(
+                f"scored in {month['month']}: {month['realised']:.1%} converted against a mean "
+                f"probability of {month['predicted']:.1%} ({month['n']:,} leads; more than "
+                f"{thresholds.calibration_gap_alert:.0%} apart)"
+            )
+    return alerts
+
+
+# --------------------------------------------------------------------------- the whole check
+
+
+@dataclass
+class MonitorResult:
+    runs: list[RunDrift]
+    outcomes: Outcomes | None
+    alerts: list[str]
+    notes: list[str]
+    thresholds: MonitorConfig
+
+    @property
+    def alerting(self) -> bool:
+        return bool(self.alerts)
+
+    @property
+    def model(self) -> dict[str, Any]:
+        record = self.runs[0].run.record
+        reference = record["reference"]
+        return {
+            "name": record["model_name"],
+            "version": str(record["model_version"]),
+            "reference_id": reference["id"],
+            "reference_rows": reference.get("rows"),
+            "reference_rows_from": reference.get("rows_from"),
+            "horizon_days": reference.get("horizon_days"),
+        }
+
+    def summary_table(self) -> pd.DataFrame:
+        return pd.DataFrame([d.summary(self.thresholds.ignore_features) for d in self.runs])
+
+    def feature_table(self) -> pd.DataFrame:
+        """Features by run: PSI per run (columns named by as-of) and the largest, sorted."""
+        table = self.runs[0].features[["feature", "kind"]].copy()
+        for drift in self.runs:
+            table[f"psi {drift.run.label}"] = drift.features["psi"].to_numpy()
+        psi_columns = [c for c in table.columns if c.startswith("psi ")]
+        table["max_psi"] = table[psi_columns].max(axis=1)
+        table["ignored"] = table["feature"].isin(list(self.thresholds.ignore_features))
+        return table.sort_values("max_psi", ascending=False, kind="stable").reset_index(drop=True)
+
+    def payload(self) -> dict[str, Any]:
+        """Everything, for monitor.json."""
+        payload: dict[str, Any] = {
+            "status": "alert" if self.alerting else "ok",
+            "exit_code": ALERT_EXIT if self.alerting else 0,
+            "alerts": self.alerts,
+            "notes": self.notes,
+            "model": self.model,
+            "thresholds": self.thresholds.model_dump(mode="json"),
+            "runs": [
+                {
+                    **drift.summary(self.thresholds.ignore_features),
+                    "model_version": str(drift.run.record["model_version"]),
+                    "scored_at": drift.run.record.get("scored_at"),
+                    "features": drift.features,
+                    "tiers": drift.tiers,
+                }
+                for drift in self.runs
+            ],
+        }
+        if self.outcomes is not None:
+            payload["outcomes"] = {
+                "rows": len(self.outcomes.rows),
+                "tiers": self.outcomes.tiers,
+                "calibration": self.outcomes.calibration,
+                "notes": self.outcomes.notes,
+            }
+        return payload
+
+
+def monitor(
+    runs: Sequence[ScoringRun],
+    thresholds: MonitorConfig,
+    *,
+    leads: pd.DataFrame | None = None,
+    snapshot_as_of: pd.Timestamp | None = None,
+    horizon_days: int | None = None,
+) -> MonitorResult:
+    """Drift of each run against the reference; outcomes when a later snapshot's leads are given.
+
+    `horizon_days` defaults to the reference's (the model's) horizon.
+    """
+    check_runs(runs)
+    ordered = sorted(runs, key=lambda run: run.as_of)
+    drifts = [run_drift(run) for run in ordered]
+    alerts = [alert for drift in drifts for alert in drift_alerts(drift, thresholds)]
+    notes = []
+    unknown = sorted(set(thresholds.ignore_features) - set(drifts[0].features["feature"]))
+    if unknown:
+        notes.append(f"monitor.ignore_features names no model feature: {unknown}")
+    if ordered[0].reference.get("weekly_weeks") == 0:
+        notes.append(
+            "The model was trained on rows at mql_at only (snapshot_policy.weekly_weeks 0), so "
+            "its reference shows leads at their MQL date, while a scoring run scores open MQLs "
+            "up to horizon_days after it: time-since features and engagement windows differ by "
+            "construction. Train with snapshot_policy.weekly_weeks (e.g. 12) for a model and a "
+            "reference that match batch re-scoring."
+        )
+    empty = [drift.run.label for drift in drifts if int(drift.run.counts["rows"]) == 0]
+    if empty:
+        notes.append(f"runs with no scored leads (no drift measured): {empty}")
+    result_outcomes = None
+    if leads is not None:
+        if snapshot_as_of is None:
+            raise MonitorError("the snapshot has no as-of time; set as_of in the config")
+        horizon = horizon_days or ordered[0].reference.get("horizon_days")
+        if not horizon:
+            raise MonitorError("the reference has no horizon_days; set horizon_days in the config")
+        result_outcomes = outcomes(ordered, leads, snapshot_as_of, int(horizon))
+        notes.extend(result_outcomes.notes)
+        alerts.extend(calibration_alerts(result_outcomes.calibration, thresholds))
+    return MonitorResult(drifts, result_outcomes, alerts, notes, thresholds)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def psi_plot(table: pd.DataFrame, threshold: float, path: Path, top: int = 25) -> Path:
+    """Feature PSI, the largest first: a bar for the latest run, dots for earlier runs."""
+    shown = table.head(top).iloc[::-1]
+    psi_columns = [c for c in table.columns if c.startswith("psi ")]
+    figure = Figure(figsize=(8.0, max(3.0, 0.32 * len(shown) + 1.2)), layout="constrained")
+    axes = figure.subplots()
+    positions = np.arange(len(shown))
+    latest = psi_columns[-1]
+    axes.barh(
+        positions,
+        shown[latest].to_numpy(dtype=float),
+        color=SCORER_STYLE["model"]["color"],
+        alpha=0.8,
+        label=f"run {latest.removeprefix('psi ')}",
+    )
+    for position, column in enumerate(psi_columns[:-1][-len(RUN_COLORS) :]):
+        axes.scatter(
+            shown[column].to_numpy(dtype=float),
+            positions,
+            color=RUN_COLORS[position % len(RUN_COLORS)],
+            s=18,
+            zorder=3,
+            label=f"run {column.removeprefix('psi ')}",
+        )
+    axes.axvline(
+        threshold, color="#d62728", linestyle="--", linewidth=1, label=f"alert ({threshold})"
+    )
+    axes.set_yticks(positions, shown["feature"].tolist(), fontsize=8)
+    axes.set_xlabel("Population stability index against the training reference")
+    axes.set_title(f"Feature drift (top {len(shown)} by PSI)")
+    axes.legend(loc="lower right", fontsize=8)
+    axes.grid(alpha=0.3, axis="x")
+    return _save(figure, path)
+
+
+def psi_over_time_plot(summary: pd.DataFrame, thresholds: MonitorConfig, path: Path) -> Path:
+    """The probability's PSI and the largest feature PSI per run, in run order."""
+    figure = Figure(figsize=(7.0, 4.0), layout="constrained")
+    axes = figure.subplots()
+    x = np.arange(len(summary))
+    axes.plot(
+        x,
+        summary["psi_score"],
+        marker="o",
+        color=SCORER_STYLE["model"]["color"],
+        label="probability PSI",
+    )
+    axes.plot(
+        x, summary["max_feature_psi"], marker="s", color="#ff7f0e", label="largest feature PSI"
+    )
+    axes.axhline(
+        thresholds.psi_score_alert, color=SCORER_STYLE["model"]["color"], linestyle=":", linewidth=1
+    )
+    axes.axhline(thresholds.psi_feature_alert, color="#ff7f0e", linestyle=":", linewidth=1)
+    axes.set_xticks(x, summary["as_of"].tolist(), rotation=30, ha="right", fontsize=8)
+    axes.set_xlabel("Scoring run (as of)")
+    axes.set_ylabel("PSI")
+    axes.set_title("Drift per scoring run (dotted: alert thresholds)")
+    axes.legend(loc="upper left")
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def _grouped_bars(
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    path: Path,
+    title: str,
+    xlabel: str,
+) -> Path:
+    figure = Figure(figsize=(max(7.0, 0.45 * len(labels) + 3), 4.5), layout="constrained")
+    axes = figure.subplots()
+    positions = np.arange(len(labels))
+    width = 0.8 / max(len(series), 1)
+    for k, (name, values) in enumerate(series.items()):
+        color = "#bbbbbb" if name == "reference" else RUN_COLORS[(k - 1) % len(RUN_COLORS)]
+        if name != "reference" and k == len(series) - 1:
+            color = SCORER_STYLE["model"]["color"]
+        axes.bar(
+            positions + (k - (len(series) - 1) / 2) * width, values, width, color=color, label=name
+        )
+    axes.set_xticks(
+        positions,
+        list(labels),
+        rotation=30 if len(labels) > 6 else 0,
+        ha="right" if len(labels) > 6 else "center",
+        fontsize=8,
+    )
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("Share of leads")
+    axes.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
+    axes.set_title(title)
+    axes.legend(loc="upper right", fontsize=8)
+    axes.grid(alpha=0.3, axis="y")
+    return _save(figure, path)
+
+
+def calibration_plot(calibration: pd.DataFrame, path: Path) -> Path:
+    """Mean probability and realised conversion (Wilson 95%) per month of scoring."""
+    figure = Figure(figsize=(7.0, 4.5), layout="constrained")
+    axes = figure.subplots()
+    x = np.arange(len(calibration))
+    realised = calibration["realised"].to_numpy(dtype=float)
+    error = np.vstack(
+        [
+            realised - calibration["ci_low"].to_numpy(dtype=float),
+            calibration["ci_high"].to_numpy(dtype=float) - realised,
+        ]
+    )
+    axes.errorbar(
+        x,
+        realised,
+        yerr=error,
+        marker="o",
+        capsize=4,
+        color="#2ca02c",
+        label="realised conversion (95% CI)",
+    )
+    axes.plot(
+        x,
+        calibration["predicted"],
+        marker="D",
+        color=SCORER_STYLE["model"]["color"],
+        label="mean probability",
+    )
+    for position, n in enumerate(calibration["n"]):
+        axes.annotate(
+            f"n={int(n):,}",
+            xy=(position, 0.0),
+            xytext=(0, 4),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+        )
+    axes.set_xticks(x, calibration["month"].tolist())
+    axes.set_xlabel("Month of scoring")
+    axes.set_ylabel("Conversion to SQL within the horizon")
+    axes.set_ylim(
+        0,
+        max(
+            0.05,
+            float(np.nanmax(np.r_[calibration["ci_high"], calibration["predicted"], 0.0])) * 1.2,
+        ),
+    )
+    axes.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
+    axes.set_title("Calibration over time")
+    axes.legend(loc="upper right")
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_monitor_report(result: MonitorResult, report_dir: Path) -> tuple[Path, Path]:
+    """Plots, `report.html` and `monitor.json` in `report_dir`, each written atomically."""
+    folder = Path(report_dir)
+    plots_dir = folder / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    summary = result.summary_table()
+    features = result.feature_table()
+    latest = result.runs[-1]
+    reference = latest.run.reference
+    recent = result.runs[-len(RUN_COLORS) :]
+    plots: dict[str, Path] = {
+        "Feature drift: PSI against the training reference": psi_plot(
+            features[~features["ignored"]],
+            result.thresholds.psi_feature_alert,
+            plots_dir / "psi_features.png",
+        ),
+        "Drift per scoring run": psi_over_time_plot(
+            summary, result.thresholds, plots_dir / "psi_runs.png"
+        ),
+        "Share of leads per tier": _grouped_bars(
+            TIER_NAMES,
+            {
+                "reference": reference["tiers"]["shares"],
+                **{f"run {d.run.label}": d.tiers["share"].tolist() for d in recent},
+            },
+            plots_dir / "tier_shares.png",
+            "Share of leads per tier: training reference and scoring runs",
+            "Tier",
+        ),
+        "Probability distribution in the reference's bins": _grouped_bars(
+            reference["score"]["bins"][:-1],
+            {
+                "reference": reference["score"]["shares"][:-1],
+                **{
+                    f"run {d.run.label}": _shares(d.run.counts["score"])[:-1].tolist()
+                    for d in recent
+                },
+            },
+            plots_dir / "score_bins.png",
+            "Probability by reference decile",
+            "Probability bin",
+        ),
+    }
+    tables: dict[str, pd.DataFrame] = {
+        "Scoring runs": summary,
+        "Feature PSI by run (largest first)": features,
+        f"Tiers in run {latest.run.label}": latest.tiers,
+    }
+    if result.outcomes is not None and len(result.outcomes.rows):
+        plots["Realised conversion by tier (closed horizons)"] = tier_plot(
+            result.outcomes.tiers,
+            plots_dir / "realised_tiers.png",
+            "Realised conversion to SQL by tier",
+        )
+        plots["Calibration over time"] = calibration_plot(
+            result.outcomes.calibration, plots_dir / "calibration.png"
+        )
+        tables["Realised conversion by tier"] = result.outcomes.tiers
+        tables["Calibration by month of scoring"] = result.outcomes.calibration
+    model = result.model
+    head = {
+        "status": "ALERT" if result.alerting else "ok",
+        "model": f"{model['name']} version {model['version']}",
+        "reference": f"{model['reference_rows']:,} rows ({model['reference_rows_from']})",
+        "runs": len(result.runs),
+        "alerts": len(result.alerts),
+    }
+    metrics_html = {**head, "thresholds": result.thresholds.model_dump(mode="json")}
+    notes = [f"ALERT: {alert}" for alert in result.alerts] + result.notes
+    sources = {
+        name: plot.resolve().relative_to(folder.resolve()).as_posix()
+        for name, plot in plots.items()
+    }
+    page = render_html(
+        title="leadscore monitoring report",
+        metrics=to_jsonable(metrics_html),
+        tables=tables,
+        plot_sources=sources,
+        notes=notes,
+    )
+    html_path = folder / "report.html"
+
+    def write_page(temporary: Path) -> None:
+        temporary.write_text(page, encoding="utf-8")
+
+    write_atomic(html_path, write_page)
+    json_path = folder / "monitor.json"
+    write_json(result.payload(), json_path)
+    return html_path, json_path
+
+
+def summary_lines(result: MonitorResult) -> list[str]:
+    """A short table for the terminal: one line per run, outcomes per month, the alerts."""
+    lines = [f"{'as of':<12} {'leads':>8} {'PSI prob':>9} {'max PSI feature':>34}   A/B/C/D share"]
+    for row in result.summary_table().itertuples():
+        shares = "/".join(f"{getattr(row, f'share_{t}'):.0%}" for t in TIER_NAMES)
+        feature = f"{row.max_feature_psi:.3f} {row.max_feature}"
+        lines.append(
+            f"{row.as_of:<12} {row.rows:>8,} {row.psi_score:>9.3f} {feature[-34:]:>34}   {shares}"
+        )
+    reference = result.runs[0].run.reference["tiers"]["shares"]
+    lines.append(
+        f"{'reference':<12} {'':>8} {'':>9} {'':>34}   " + "/".join(f"{s:.0%}" for s in reference)
+    )
+    if result.outcomes is not None:
+        for row in result.outcomes.calibration.itertuples():
+            lines.append(
+                f"scored {row.month}: {row.n:,} leads, {row.realised:.1%} converted, mean "
+                f"probability {row.predicted:.1%}"
+            )
+    lines.extend(f"ALERT: {alert}" for alert in result.alerts)
+    lines.append("status: " + ("ALERT" if result.alerting else "ok"))
+    return lines
