@@ -14,7 +14,7 @@ import glob
 import io
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,9 +108,17 @@ def _table(frame: pd.DataFrame) -> pa.Table:
     return pa.table(columns, schema=SCHEMA)
 
 
-def write_scores(chunks: Iterable[pd.DataFrame], target: Path) -> int:
+def write_scores(
+    chunks: Iterable[pd.DataFrame],
+    target: Path,
+    before_replace: Callable[[Iterator[pd.DataFrame]], None] | None = None,
+) -> int:
     """Write score frames (`COLUMNS`) to `target` (.parquet or .csv) chunk by chunk, atomically;
-    returns the rows written. A failure or a kill leaves `target` as it was."""
+    returns the rows written. A failure or a kill leaves `target` as it was.
+
+    `before_replace`, if given, gets the written scores (read back in batches) before the new
+    file replaces the old one; if it raises, the old file stays.
+    """
     fmt = file_format(target)
     rows = 0
     with atomic_path(target) as temporary:
@@ -128,13 +136,18 @@ def write_scores(chunks: Iterable[pd.DataFrame], target: Path) -> int:
                     rows += len(frame)
                 if header:  # no rows: still a file with the header
                     pd.DataFrame(columns=list(COLUMNS)).to_csv(handle, index=False)
+        if before_replace is not None:
+            before_replace(read_scores(temporary, fmt=fmt))
     return rows
 
 
-def read_scores(path: Path, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-    """A scores file (.parquet or .csv) in batches of `READ_BATCH_ROWS`, typed as written."""
+def read_scores(
+    path: Path, columns: list[str] | None = None, fmt: str | None = None
+) -> Iterator[pd.DataFrame]:
+    """A scores file (.parquet or .csv, by extension unless `fmt` says) in batches of
+    `READ_BATCH_ROWS`, typed as written."""
     wanted = columns or list(COLUMNS)
-    if file_format(path) == "parquet":
+    if (fmt or file_format(path)) == "parquet":
         source = pq.ParquetFile(path)
         for batch in source.iter_batches(batch_size=READ_BATCH_ROWS, columns=wanted):
             yield batch.to_pandas()
@@ -411,9 +424,17 @@ def predict_job(
                 monitor = counts if monitor is None else merge_counts(monitor, counts)
             yield chunk.scores
 
+    # the table is upserted from the finished temporary file before it replaces `out`: if the
+    # database fails, neither the table nor the file changes
+    previous_table: list[pd.DataFrame] = []
+
+    def upsert(batches: Iterator[pd.DataFrame]) -> None:
+        if to_sql is not None:
+            previous_table.append(upsert_sql(to_sql[0], to_sql[1], batches))
+
     with _run_lock(out):
         previous = read_previous(out)
-        written = write_scores(scores(), out)
+        written = write_scores(scores(), out, before_replace=upsert)
     current = (
         pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=["lead_id", "tier"])
     )
@@ -432,8 +453,8 @@ def predict_job(
     compared_with = str(out) if previous is not None else None
     table = None
     if to_sql is not None:
-        url, table = to_sql
-        previous = upsert_sql(url, table, read_scores(out))
+        table = to_sql[1]
+        previous = previous_table[0]
         compared_with = f"table {table}"
     return PredictSummary(
         rows=written,

@@ -77,7 +77,7 @@ def test_chunking_changes_nothing(
     """Small chunks of whole accounts (as a Spark job's groups would be) give the same scores."""
     rows = open_mql_rows(snapshot.leads, AS_OF, model.config.horizon_days)
     small = score_rows(
-        snapshot, rows, model, reasons=3, chunk_leads=97, scored_at=scores["scored_at"].iloc[0]
+        snapshot, rows, model, reasons=3, chunk_leads=500, scored_at=scores["scored_at"].iloc[0]
     )
     pd.testing.assert_frame_equal(small, scores)
 
