@@ -369,6 +369,77 @@ def train(
     )
 
 
+# --- leadscore retrain (the scheduled loop; the work is in training/retrain.py) ---
+@app.command()
+def retrain(
+    snapshot: SnapshotOption = None,
+    snapshots_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--snapshots-root",
+            help="Folder of snapshot folders: train on the newest (by snapshot.json as_of, "
+            "else modification time).",
+            file_okay=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    report_dir: Annotated[
+        Path, typer.Option("--report-dir", "-r", help="Where to write the HTML report.")
+    ] = Path("data/report"),
+    lock_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Lock file (default: beside a SQLite store; a PostgreSQL store uses an "
+            "advisory lock)."
+        ),
+    ] = None,
+) -> None:
+    """Retrain from the latest snapshot: train, register as challenger, promote through the gate.
+
+    Safe on a schedule: one run per registry at a time (a second exits 3 at once), and the
+    champion moves only as the very last step, so a run that fails leaves it untouched.
+    Exit status: 0 registered (promoted or kept out by the gate), 1 failed midway,
+    2 bad snapshot, config or training data, 3 another retrain is running.
+    """
+    from training import retrain as loop
+    from training.train import TrainingError
+
+    def say(line: str) -> None:
+        console.print(line, highlight=False)
+
+    with _clear_errors():
+        if snapshot is not None and snapshots_root is not None:
+            raise ConfigError("give --snapshot or --snapshots-root, not both")
+        if snapshots_root is not None:
+            snapshot = str(loop.latest_snapshot(snapshots_root))
+        settings = _config(config, snapshot)
+    try:
+        with _clear_errors(), loop.registry_lock(settings.mlflow, lock_file):
+            outcome = loop.retrain(settings, report_dir, say=say, progress=_progress)
+    except typer.Exit:
+        raise
+    except loop.RetrainBusyError as error:
+        console.print(f"[bold yellow]busy:[/] {error}", markup=True, highlight=False)
+        raise typer.Exit(code=loop.EXIT_BUSY) from None
+    except TrainingError as error:
+        console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        raise typer.Exit(code=loop.EXIT_BAD_INPUT) from None
+    except Exception as error:  # a failure midway: say where, and that the champion stands
+        console.print(
+            f"[bold red]retrain failed:[/] {type(error).__name__}: {error}; the champion is "
+            "unchanged",
+            markup=True,
+            highlight=False,
+        )
+        raise typer.Exit(code=loop.EXIT_FAILED) from None
+    verdict = (
+        f"gate passed: version {outcome.version} is champion"
+        if outcome.promoted
+        else f"not promoted: champion stays version {outcome.champion_after or '(none)'}"
+    )
+    say(f"{verdict} ({'; '.join(outcome.reasons)}); {outcome.seconds:.0f} s")
+
+
 @app.command()
 def promote(
     version: Annotated[str, typer.Argument(help="The model version to make champion.")],
