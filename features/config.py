@@ -291,7 +291,10 @@ class MonitorConfig(_Strict):
         200, ge=1, description="Fewest leads in a month for its calibration gap to alert."
     )
     ignore_features: tuple[str, ...] = Field(
-        (), description="Features shown but never alerted on (e.g. known, accepted shifts)."
+        ("days_since_mql",),
+        description="Features shown but never alerted on. days_since_mql differs by "
+        "construction: training rows sit at mql_at or whole weeks after it, a scoring run's "
+        "open MQLs at any age up to horizon_days.",
     )
     report_dir: Path = Field(Path("data/monitor"), description="Where the report is written.")
 

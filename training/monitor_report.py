@@ -31,6 +31,7 @@ from features.output import to_jsonable, write_atomic, write_json
 from features.rows import label_rows
 from training.evaluate import tier_table, wilson_interval
 from training.monitor import (
+    PSI_EPSILON,
     RECORD_FORMAT,
     MonitorError,
     check_reference,
@@ -178,6 +179,14 @@ def _shares(counts: Sequence[int]) -> np.ndarray:
     return values / total if total > 0 else values
 
 
+def run_epsilon(rows: int) -> float:
+    """PSI's floor for empty bins: 1e-4, or half a lead's share in a small run.
+
+    A fixed 1e-4 makes one empty bin of a 40-lead run worth about 0.5 of PSI on its own.
+    """
+    return max(PSI_EPSILON, 0.5 / max(rows, 1))
+
+
 def _floor(expected: np.ndarray, actual: np.ndarray, rows: int, reference_rows: int) -> float:
     """PSI by chance, counting the bins either side uses."""
     used = int(((expected > 0) | (actual > 0)).sum())
@@ -197,7 +206,7 @@ def feature_drift(reference: Mapping[str, Any], counts: Mapping[str, Any]) -> pd
             {
                 "feature": name,
                 "kind": item["kind"],
-                "psi": psi(expected, actual),
+                "psi": psi(expected, actual, run_epsilon(n)),
                 "psi_floor": _floor(expected, actual, n, reference_rows),
                 "moved_bin": item["bins"][moved],
                 "reference_share": float(expected[moved]),
@@ -213,7 +222,7 @@ def score_drift(reference: Mapping[str, Any], counts: Mapping[str, Any]) -> dict
     expected = np.asarray(reference["score"]["shares"], dtype=np.float64)
     actual = _shares(counts["score"])
     return {
-        "psi": psi(expected, actual),
+        "psi": psi(expected, actual, run_epsilon(rows)),
         "psi_floor": _floor(expected, actual, rows, int(reference["rows"])),
         "mean": float(counts["score_sum"]) / rows if rows else math.nan,
         "reference_mean": float(reference["score"].get("mean", math.nan)),
@@ -671,7 +680,7 @@ def calibration_plot(calibration: pd.DataFrame, path: Path) -> Path:
             float(np.nanmax(np.r_[calibration["ci_high"], calibration["predicted"], 0.0])) * 1.2,
         ),
     )
-    axes.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
+    axes.yaxis.set_major_formatter(lambda value, _: f"{value:.1%}")
     axes.set_title("Calibration over time")
     axes.legend(loc="upper right")
     axes.grid(alpha=0.3)
@@ -772,7 +781,7 @@ def write_monitor_report(result: MonitorResult, report_dir: Path) -> tuple[Path,
     return html_path, json_path
 
 
-def summary_lines(result: MonitorResult) -> list[str]:
+def summary_lines(result: MonitorResult, shown_alerts: int = 12) -> list[str]:
     """A short table for the terminal: one line per run, outcomes per month, the alerts."""
     lines = [f"{'as of':<12} {'leads':>8} {'PSI prob':>9} {'max PSI feature':>34}   A/B/C/D share"]
     for row in result.summary_table().itertuples():
@@ -791,6 +800,8 @@ def summary_lines(result: MonitorResult) -> list[str]:
                 f"scored {row.month}: {row.n:,} leads, {row.realised:.1%} converted, mean "
                 f"probability {row.predicted:.1%}"
             )
-    lines.extend(f"ALERT: {alert}" for alert in result.alerts)
+    lines.extend(f"ALERT: {alert}" for alert in result.alerts[:shown_alerts])
+    if len(result.alerts) > shown_alerts:
+        lines.append(f"... and {len(result.alerts) - shown_alerts} more alerts (monitor.json)")
     lines.append("status: " + ("ALERT" if result.alerting else "ok"))
     return lines
