@@ -537,6 +537,18 @@ def predict(
     table: Annotated[
         str | None, typer.Option("--table", help="The table for --to-sql (created if missing).")
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="pandas (in this process) or spark (the same functions per group of accounts; "
+            "needs the spark extra and Java 17+).",
+        ),
+    ] = "pandas",
+    master: Annotated[
+        str | None,
+        typer.Option("--master", help="Spark master URL for --engine spark (default local[2])."),
+    ] = None,
 ) -> None:
     """Score every open MQL as of a time: probability, tier, points, top reasons.
 
@@ -555,6 +567,8 @@ def predict(
     with _clear_errors():
         if (to_sql is None) != (table is None):
             raise ContractError("--to-sql and --table go together")
+        if engine not in ("pandas", "spark") or (master is not None and engine != "spark"):
+            raise ContractError("--engine is pandas or spark; --master goes with --engine spark")
         moment = as_utc(as_of, "--as-of")
         check_writable(out)
         settings = _config(config, snapshot)
@@ -563,6 +577,10 @@ def predict(
             model = load_model(uri, settings.mlflow.tracking_uri)
         except ModelUnavailableError as error:
             raise ContractError(str(error)) from None
+        if engine == "spark":  # the same job on Spark: serving/spark_engine.py
+            sql = (to_sql, table) if to_sql is not None and table is not None else None
+            _predict_on_spark(settings, model, moment, out, master, sql)
+            return
         # the snapshot is read as the model was trained (mapping, custom fields)
         snap = read_snapshot_for(model.config, settings)
         for line in snap.report.lines():
@@ -592,6 +610,49 @@ def read_snapshot_for(model_config: Config, settings: Config) -> Any:
     from features.snapshot import read_snapshot
 
     return read_snapshot(model_config.model_copy(update={"source": settings.source}))
+
+
+# --- leadscore predict --engine spark (the work is in serving/spark_engine.py) ---
+def _predict_on_spark(
+    settings: Config,
+    model: Any,
+    as_of: pd.Timestamp,
+    out: Path,
+    master: str | None,
+    to_sql: tuple[str, str] | None,
+) -> None:
+    """Score on Spark (local[2] unless --master), write as the pandas engine, print the same."""
+    from serving.batch_io import OutputError
+    from serving.spark_engine import (
+        DEFAULT_MASTER,
+        predict_spark_job,
+        session_running,
+        spark_session,
+    )
+
+    ours = not session_running()  # a session already running (a notebook's) is left running
+    spark = spark_session(master or DEFAULT_MASTER)
+    try:
+        with _progress("Spark tasks") as update:
+            summary, result = predict_spark_job(
+                spark,
+                settings,
+                model,
+                as_of,
+                out,
+                reasons=settings.serve.reasons,
+                chunk_leads=settings.features.chunk_leads,
+                to_sql=to_sql,
+                progress=update,
+            )
+    except OutputError as error:
+        console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        raise typer.Exit(code=1) from None
+    finally:
+        if ours:
+            spark.stop()
+    for line in result.lines() + summary.lines():
+        console.print(line, highlight=False)
 
 
 # --- leadscore monitor (drift against the training reference; the work is in

@@ -1,0 +1,782 @@
+"""Batch scoring on Spark: the pandas batch job's own functions, run per group of whole accounts.
+
+`leadscore predict --engine spark [--master URL]` scores the same open MQLs as the pandas
+engine and gets the same rows, to the bit: every group is turned into a `Snapshot` by
+`features.snapshot.snapshot_from_frames` (the reader's own cleaning) and scored by
+`serving.batch.score_chunks` (the same features, booster, calibrator, tiers, points, reasons).
+
+How the data reach the groups:
+
+1. Spark reads the raw tables: Parquet folders natively (column by column, in parallel); CSV
+   files and SQL tables through the project's own reader on the driver (`read_tables`), so
+   their parsing (delimiter, encoding, empty cells) is exactly the pandas engine's.
+2. Each lead gets its cleaned `lead_id` and `account_id` by the reader's own `clean_text`
+   (a `mapInPandas` pass over the leads), and a bucket: a hash of the account, or of the lead
+   for a lead without one, modulo the number of buckets. Duplicate ids are found across the
+   whole table, as the reader finds them.
+3. Each event is tagged with its lead's bucket (the reader's key: the id with surrounding
+   whitespace stripped); events of unknown leads drop out here, as the reader drops them.
+4. `cogroup(...).applyInPandas` hands each bucket's leads and events (raw columns) to
+   `score_bucket`, which builds the snapshot of those whole accounts and scores its open MQLs.
+   Buckets hold tens of thousands of leads: far fewer Python calls than one group per account.
+
+The model reaches the executors as plain text (booster, calibrator, spec, tiers, rules,
+config, reference), broadcast once and parsed once per Python worker: nothing is pickled.
+The driver collects the scores (Arrow), orders them as the pandas engine does (by account and
+lead) and writes them with the same atomic writer.
+
+Differences, all on bad input only: a contract error is found per bucket, so its example rows
+are numbered within the bucket and only the first failing bucket's problems are listed; events
+of unknown leads are dropped before their timestamps are checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from features.config import Config
+from features.contract import ContractError
+from features.snapshot import (
+    _WHITESPACE,
+    Problem,
+    _declared_as_of,
+    _event_source_columns,
+    _find_file,
+    _long_cells,
+    check_event_log,
+    check_lead_timeline,
+    clean_text,
+    raise_problems,
+    read_tables,
+    snapshot_from_frames,
+)
+from serving.batch import (
+    COLUMNS,
+    as_utc,
+    empty_scores,
+    open_mql_rows,
+    score_chunks,
+    tier_changes,
+    tier_counts,
+)
+from serving.model_store import LoadedModel
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from serving.batch_io import PredictSummary
+
+Progress = Callable[[int, int], None]
+
+DEFAULT_MASTER = "local[2]"
+#: Leads per bucket (one pandas call each); each bucket's leads and events sit in memory.
+LEADS_PER_BUCKET = 50_000
+#: Up to this many leads, the (lead key -> bucket) table is broadcast to tag the events.
+BROADCAST_LEADS = 3_000_000
+
+_KEY, _ACCOUNT, _BUCKET, _EVENT_KEY, _EVENT_BUCKET, _REPORT = (
+    "_ls_lead_key",
+    "_ls_account_key",
+    "_ls_bucket",
+    "_ls_event_key",
+    "_ls_event_bucket",
+    "_ls_report",
+)
+_PANDAS_WARNING = "PySpark does not yet fully support pandas"
+_LOG4J = """status = error
+rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
+"""
+#: `str.strip()` as a Java regex: the same whitespace characters, at either end.
+_STRIP = f"^{_WHITESPACE}|{_WHITESPACE}$"
+
+
+# --------------------------------------------------------------------------- the session
+
+
+def _quiet_log4j() -> Path:
+    path = Path(tempfile.gettempdir()) / "leadscore-spark-log4j2.properties"
+    if not path.is_file() or path.read_text(encoding="utf-8") != _LOG4J:
+        path.write_text(_LOG4J, encoding="utf-8")
+    return path
+
+
+def session_running() -> bool:
+    """Whether this process already has an active Spark session (pyspark or not installed)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return False
+    return SparkSession.getActiveSession() is not None
+
+
+def spark_session(
+    master: str = DEFAULT_MASTER, *, app_name: str = "leadscore predict", memory: str = "4g"
+) -> SparkSession:
+    """A Spark session for the batch job: local mode by default, any cluster by URL.
+
+    Arrow on, timestamps in UTC, logs at ERROR, no UI or console bars. In local mode the
+    workers run this Python (`PYSPARK_PYTHON` wins if set) and bind to 127.0.0.1, and
+    `memory` is the driver's (which is also the executor's); on a cluster the cluster's
+    settings apply and the workers need leadscore installed.
+    """
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise ContractError(
+            "--engine spark needs pyspark: pip install 'leadscore[spark]' (and Java 17+)"
+        ) from None
+    warnings.filterwarnings("ignore", message=_PANDAS_WARNING, category=FutureWarning)
+    local = master.startswith("local")
+    if local:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    quiet = f"ignore:{_PANDAS_WARNING}:FutureWarning"
+    builder = (
+        SparkSession.builder.master(master)
+        .appName(app_name)
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_quiet_log4j()}")
+        .config("spark.executorEnv.PYTHONWARNINGS", quiet)
+    )
+    if local:
+        builder = builder.config("spark.driver.memory", memory).config(
+            "spark.driver.host", "127.0.0.1"
+        )
+    previous = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = quiet  # the local workers inherit the JVM's environment
+    try:
+        spark = builder.getOrCreate()
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = previous
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+# --------------------------------------------------------------------------- the model as text
+
+
+def model_texts(model: LoadedModel) -> dict[str, str]:
+    """Everything a worker needs to rebuild the model, as plain text (no pickle)."""
+    from training.rules import rules_to_yaml
+
+    scorer = model.scorer
+    facts = {
+        "name": model.name,
+        "version": model.version,
+        "alias": model.alias,
+        "uri": model.uri,
+        "trained_at": model.trained_at.isoformat() if model.trained_at else None,
+        "test_metrics": model.test_metrics,
+    }
+    texts = {
+        "booster": scorer.booster.model_to_string(),
+        "calibrator": scorer.calibrator.to_json(),
+        "spec": scorer.spec.to_json(),
+        "tiers": scorer.tiers.to_json(),
+        "rules": rules_to_yaml(model.rules),
+        "config": model.config.model_dump_json(),
+        "facts": json.dumps(facts),
+    }
+    reference = getattr(model, "reference", None)
+    if reference is not None:
+        texts["reference"] = json.dumps(reference)
+    return texts
+
+
+def texts_digest(texts: Mapping[str, str]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(texts):
+        digest.update(key.encode() + b"\0" + texts[key].encode() + b"\0")
+    return digest.hexdigest()
+
+
+def model_from_texts(texts: Mapping[str, str]) -> LoadedModel:
+    """The model `model_texts` describes."""
+    import lightgbm as lgb
+
+    from training.calibrate import Calibrator
+    from training.rules import rules_from_yaml
+    from training.scorer import ModelSpec, Scorer
+    from training.tiers import Tiers
+
+    facts = json.loads(texts["facts"])
+    extra: dict[str, Any] = {}
+    if "reference" in texts:
+        extra["reference"] = json.loads(texts["reference"])
+    return LoadedModel(
+        scorer=Scorer(
+            booster=lgb.Booster(model_str=texts["booster"]),
+            calibrator=Calibrator.from_json(texts["calibrator"]),
+            spec=ModelSpec.from_json(texts["spec"]),
+            tiers=Tiers.from_json(texts["tiers"]),
+        ),
+        rules=rules_from_yaml(texts["rules"], f"{facts['uri']} rules"),
+        config=Config.model_validate_json(texts["config"]),
+        name=facts["name"],
+        version=facts["version"],
+        alias=facts["alias"],
+        uri=facts["uri"],
+        trained_at=datetime.fromisoformat(facts["trained_at"]) if facts["trained_at"] else None,
+        test_metrics=facts["test_metrics"],
+        **extra,
+    )
+
+
+_MODELS: dict[str, LoadedModel] = {}
+_CONFIGS: dict[str, Config] = {}
+_LOCK = threading.Lock()
+
+
+def cached_model(digest: str, texts: Mapping[str, str]) -> LoadedModel:
+    """The model, parsed once per worker process (Python workers are reused across tasks)."""
+    with _LOCK:
+        model = _MODELS.get(digest)
+        if model is None:
+            model = _MODELS[digest] = model_from_texts(texts)
+        return model
+
+
+def _cached_config(text: str) -> Config:
+    with _LOCK:
+        config = _CONFIGS.get(text)
+        if config is None:
+            config = _CONFIGS[text] = Config.model_validate_json(text)
+        return config
+
+
+# --------------------------------------------------------------------------- one bucket
+
+
+def arrow_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as Python objects (None for missing) for PySpark's Arrow writer, which
+    cannot take pandas 3's Arrow-backed `str` arrays yet (it gets a ChunkedArray)."""
+    text = [c for c in frame.columns if isinstance(frame[c].dtype, pd.StringDtype)]
+    if not text:
+        return frame
+    return frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), None) for c in text})
+
+
+@dataclass(frozen=True)
+class BucketJob:
+    """What every bucket is scored with: plain values, cheap to ship to the executors."""
+
+    read_config: str  # Config JSON: the model's mapping and custom fields, the settings' source
+    model_digest: str
+    as_of: str
+    horizon_days: int
+    reasons: int
+    chunk_leads: int
+    scored_at: str
+    lead_columns: tuple[str, ...]
+    event_columns: tuple[str, ...]
+    names: tuple[str, str] = ("leads", "events")
+    monitor: bool = False
+
+
+def bucket_report(scores: pd.DataFrame, report: Mapping[str, Any]) -> pd.DataFrame:
+    """The bucket's scores followed by one row carrying its read report (`_REPORT`, JSON)."""
+    row = pd.DataFrame(
+        {c: pd.Series([None], dtype=scores[c].dtype) for c in scores.columns}
+        | {_REPORT: pd.Series([json.dumps(report)], dtype=object)}
+    )
+    body = scores.assign(**{_REPORT: pd.Series(None, index=scores.index, dtype=object)})
+    return pd.concat([body, row], ignore_index=True)
+
+
+def score_bucket(
+    job: BucketJob, texts: Mapping[str, str], leads: pd.DataFrame, events: pd.DataFrame
+) -> pd.DataFrame:
+    """Score the open MQLs of one bucket of whole accounts (raw leads and their raw events).
+
+    Pure pandas: the same reader cleaning and the same scoring as the pandas engine. Returns
+    the scores (`COLUMNS`) and one report row (see `bucket_report`).
+    """
+    model = cached_model(job.model_digest, texts)
+    config = _cached_config(job.read_config)
+    leads = leads.loc[:, list(job.lead_columns)].reset_index(drop=True)
+    events = events.loc[:, list(job.event_columns)].reset_index(drop=True)
+    # the reader's checks of a whole export, on this bucket's part of it
+    raise_problems(_long_cells(leads, job.names[0]))
+    raise_problems(_long_cells(events, job.names[1], _event_source_columns(config)))
+    snapshot = snapshot_from_frames(leads, events, config, job.names)
+    check_lead_timeline(snapshot.leads, config, job.names[0])
+    check_event_log(snapshot.events, snapshot.leads, snapshot.report, config, job.names)
+    rows = open_mql_rows(snapshot.leads, as_utc(job.as_of), job.horizon_days)
+    monitoring: Any = None
+    if job.monitor:
+        import training.monitor as monitoring
+    counts: dict[str, Any] | None = None
+    parts = []
+    for chunk in score_chunks(
+        snapshot,
+        rows,
+        model,
+        job.reasons,
+        chunk_leads=job.chunk_leads,
+        scored_at=as_utc(job.scored_at, "scored_at"),
+    ):
+        parts.append(chunk.scores)
+        if monitoring is not None:
+            found = monitoring.profile_counts(
+                chunk.features, chunk.probability, chunk.tier, model.reference
+            )
+            counts = found if counts is None else monitoring.merge_counts(counts, found)
+    scores = pd.concat(parts, ignore_index=True) if parts else empty_scores()
+    read = snapshot.report
+    report = {
+        "leads": read.leads,
+        "events_read": read.events_read,
+        "events_kept": read.events_kept,
+        "events_duplicate": read.events_duplicate,
+        "unknown_event_types": read.unknown_event_types,
+        "ignored_columns": read.ignored_columns,
+        "excluded_columns": read.excluded_columns,
+        "monitor": counts,
+    }
+    from features.output import to_jsonable
+
+    return arrow_safe(bucket_report(scores.reset_index(drop=True), to_jsonable(report)))
+
+
+# --------------------------------------------------------------------------- Spark plumbing
+
+
+def _source_column(columns: list[str], renames: Mapping[str, str], contract: str) -> str | None:
+    """The export's column that becomes `contract` (names compared stripped, as the reader)."""
+    wanted = next((k.strip() for k, v in renames.items() if v == contract), contract)
+    return next((c for c in columns if str(c).strip() == wanted), None)
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix in (".parquet", ".pq")
+
+
+def spark_tables(
+    spark: SparkSession, config: Config
+) -> tuple[DataFrame, DataFrame, tuple[str, str]]:
+    """The raw leads and events as Spark frames, and their names for messages.
+
+    A folder of Parquet files is read by Spark itself; CSV files and SQL tables are read on
+    the driver by the project's reader, so that they parse exactly as in the pandas engine.
+    """
+    source = config.source
+    if source.flat or source.events is None:
+        raise ContractError("batch scoring needs a timestamped snapshot; this is a flat export")
+    if source.url is None:
+        folder = source.path or Path("data/snapshot")
+        if not folder.is_dir():
+            raise ContractError(f"snapshot folder not found: {folder}")
+        leads_path = _find_file(folder, source.leads)
+        events_path = _find_file(folder, source.events)
+        if _is_parquet(leads_path) and _is_parquet(events_path):
+            wanted = _event_source_columns(config)
+            events = spark.read.parquet(str(events_path))
+            picked = [c for c in events.columns if c in wanted] or events.columns
+            return (
+                spark.read.parquet(str(leads_path)),
+                events.select(*[_column(c) for c in picked]),
+                (str(leads_path), str(events_path)),
+            )
+    raw_leads, chunks, names = read_tables(config)
+    assert chunks is not None
+    parts = list(chunks)
+    raw_events = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return _from_pandas(spark, raw_leads), _from_pandas(spark, raw_events), names
+
+
+def _from_pandas(spark: SparkSession, frame: pd.DataFrame) -> DataFrame:
+    # categorical columns (dictionary-read Parquet) go over as their values
+    plain = frame.apply(
+        lambda c: c.astype("str").mask(c.isna()) if isinstance(c.dtype, pd.CategoricalDtype) else c
+    )
+    return spark.createDataFrame(plain)
+
+
+def _column(name: str) -> Any:
+    from pyspark.sql import functions as F  # noqa: N812
+
+    return F.col(f"`{name.replace('`', '``')}`")
+
+
+def _check_columns(
+    leads: DataFrame, events: DataFrame, config: Config, names: tuple[str, str]
+) -> None:
+    """The contract's column checks, on the driver, before any work: the reader run on the
+    tables' headers (zero rows) raises exactly what the pandas engine raises for them."""
+    snapshot_from_frames(leads.limit(0).toPandas(), events.limit(0).toPandas(), config, names)
+
+
+def _keyed_leads(leads: DataFrame, config: Config) -> DataFrame:
+    """The raw leads with their cleaned lead key and account key (the reader's `clean_text`)."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    mapping = config.mapping
+    lead_column = _source_column(leads.columns, mapping.leads, "lead_id")
+    account_column = _source_column(leads.columns, mapping.leads, "account_id")
+    assert lead_column is not None  # _check_columns raised otherwise
+
+    def keys(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            key = clean_text(batch[lead_column], mapping, "lead_id")
+            account = (
+                clean_text(batch[account_column], mapping, "account_id")
+                if account_column is not None
+                else pd.Series(pd.NA, index=batch.index, dtype="str")
+            )
+            yield arrow_safe(batch.assign(**{_KEY: key, _ACCOUNT: account}))
+
+    schema = StructType(
+        [*leads.schema.fields, StructField(_KEY, StringType()), StructField(_ACCOUNT, StringType())]
+    )
+    return leads.mapInPandas(keys, schema)
+
+
+def _check_duplicates(keyed: DataFrame, table: str) -> None:
+    """Lead ids that occur twice anywhere in the table (buckets could not see it)."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    twice = keyed.where(F.col(_KEY).isNotNull()).groupBy(_KEY).count().where("count > 1")
+    found = twice.agg(F.sum("count").alias("rows"), F.count("*").alias("ids")).collect()[0]
+    if found["ids"]:
+        shown = [r[_KEY] for r in twice.orderBy(_KEY).limit(3).collect()]
+        raise_problems(
+            [
+                Problem(
+                    table,
+                    "lead_id",
+                    "share a lead_id with another row (duplicate ids)",
+                    int(found["rows"]),
+                    tuple(repr(s) for s in shown),
+                )
+            ]
+        )
+
+
+def _output_schema() -> Any:
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
+
+    kinds: dict[str, Any] = {"as_of": TimestampType(), "scored_at": TimestampType()}
+    kinds |= {"probability": DoubleType(), "points": DoubleType()}
+    return StructType(
+        [StructField(c, kinds.get(c, StringType())) for c in COLUMNS]
+        + [StructField(_REPORT, StringType())]
+    )
+
+
+def contract_errors_from_workers(error: Exception) -> Exception:
+    """A worker's ContractError as a ContractError on the driver (the message, no traceback)."""
+    text = str(error)
+    marker = "ContractError: "
+    if marker not in text:
+        return error
+    message = text.rsplit(marker, 1)[1]
+    for end in ("\n\nJVM stacktrace", "\nJVM stacktrace", "\n\tat "):
+        message = message.split(end, 1)[0]
+    return ContractError(message.rstrip())
+
+
+@contextmanager
+def _worker_errors() -> Iterator[None]:
+    try:
+        yield
+    except ContractError:
+        raise
+    except Exception as error:
+        converted = contract_errors_from_workers(error)
+        if converted is error:
+            raise
+        raise converted from None
+
+
+@contextmanager
+def _watch(spark: SparkSession, progress: Progress | None) -> Iterator[None]:
+    """Report the running stage's finished tasks to `progress(done, total)` twice a second."""
+    if progress is None:
+        yield
+        return
+    tracker = spark.sparkContext.statusTracker()
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.5):
+            found = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
+            stages = [s for s in found if s is not None]
+            if stages:
+                done = sum(int(s.numCompletedTasks) for s in stages)
+                progress(done, max(sum(int(s.numTasks) for s in stages), 1))
+
+    thread = threading.Thread(target=poll, name="spark-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@dataclass
+class SparkScores:
+    """The scores (`COLUMNS`, in the pandas engine's order) and what reading found."""
+
+    scores: pd.DataFrame
+    leads: int = 0
+    events_read: int = 0
+    events_kept: int = 0
+    events_unknown_lead: int = 0
+    events_duplicate: int = 0
+    buckets: int = 0
+    unknown_event_types: dict[str, int] = field(default_factory=dict)
+    monitor: dict[str, Any] | None = None
+
+    def lines(self) -> list[str]:
+        lines = [
+            f"{self.leads:,} leads, {self.events_kept:,} events kept of {self.events_read:,} "
+            f"read, in {self.buckets} Spark groups of whole accounts"
+        ]
+        if self.events_unknown_lead:
+            lines.append(f"{self.events_unknown_lead:,} events of unknown leads dropped")
+        if self.events_duplicate:
+            lines.append(f"{self.events_duplicate:,} duplicate events dropped")
+        if self.unknown_event_types:
+            total = sum(self.unknown_event_types.values())
+            lines.append(f"{total:,} events of unknown types kept as 'other'")
+        return lines
+
+
+def _restore(frame: pd.DataFrame) -> pd.DataFrame:
+    """Spark's frame back in the pandas engine's types and order."""
+    scores = frame.loc[:, list(COLUMNS)].copy()
+    for name in ("as_of", "scored_at"):
+        values = pd.to_datetime(scores[name])
+        values = values.dt.tz_localize("UTC") if values.dt.tz is None else values
+        scores[name] = values.dt.as_unit("ms")
+    for name in COLUMNS:
+        if name not in ("as_of", "scored_at", "probability", "points", "account_id"):
+            scores[name] = scores[name].to_numpy(dtype=object)
+    scores["account_id"] = scores["account_id"].astype("str")
+    return scores.sort_values(
+        ["account_id", "lead_id"], na_position="last", kind="stable", ignore_index=True
+    )
+
+
+def score_on_spark(
+    spark: SparkSession,
+    settings: Config,
+    model: LoadedModel,
+    as_of: pd.Timestamp,
+    *,
+    reasons: int,
+    chunk_leads: int,
+    scored_at: pd.Timestamp | None = None,
+    buckets: int | None = None,
+    progress: Progress | None = None,
+) -> SparkScores:
+    """Score every MQL open at `as_of` on Spark: the pandas engine's rows and values.
+
+    The snapshot is `settings.source` read with the model's mapping and custom fields, as the
+    pandas engine reads it; `buckets` defaults to one per `LEADS_PER_BUCKET` leads (at least
+    two per core).
+    """
+    from pyspark.sql import functions as F  # noqa: N812
+
+    # read as the pandas engine reads: the model's mapping, the settings' source, its as-of
+    read_config = _declared_as_of(model.config.model_copy(update={"source": settings.source}))
+    stamp = as_utc(scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC"), "scored_at")
+    texts = model_texts(model)
+    digest = texts_digest(texts)
+    reference = getattr(model, "reference", None)
+    with _worker_errors():
+        leads, events, names = spark_tables(spark, read_config)
+        _check_columns(leads, events, read_config, names)
+        keyed = _keyed_leads(leads, read_config).persist()
+        try:
+            n_leads = keyed.count()
+            if n_leads == 0:
+                raise ContractError(f"{names[0]}: the table has no rows")
+            _check_duplicates(keyed, names[0])
+            n_buckets = buckets or max(
+                2 * spark.sparkContext.defaultParallelism, math.ceil(n_leads / LEADS_PER_BUCKET)
+            )
+            bucketed = keyed.withColumn(
+                _BUCKET,
+                F.pmod(F.hash(F.coalesce(F.col(_ACCOUNT), F.col(_KEY))), F.lit(n_buckets)),
+            )
+            event_lead = _source_column(events.columns, read_config.mapping.events, "lead_id")
+            assert event_lead is not None
+            lookup = bucketed.where(F.col(_KEY).isNotNull()).select(
+                F.col(_KEY).alias(_EVENT_KEY), F.col(_BUCKET).alias(_EVENT_BUCKET)
+            )
+            if n_leads <= BROADCAST_LEADS:
+                lookup = F.broadcast(lookup)
+            tagged = events.withColumn(
+                _EVENT_KEY, F.regexp_replace(_column(event_lead).cast("string"), _STRIP, "")
+            ).join(lookup, on=_EVENT_KEY, how="inner")
+            job = BucketJob(
+                read_config=read_config.model_dump_json(),
+                model_digest=digest,
+                as_of=as_utc(as_of).isoformat(),
+                horizon_days=model.config.horizon_days,
+                reasons=reasons,
+                chunk_leads=chunk_leads,
+                scored_at=stamp.isoformat(),
+                lead_columns=tuple(leads.columns),
+                event_columns=tuple(events.columns),
+                names=names,
+                monitor=reference is not None,
+            )
+            shared = spark.sparkContext.broadcast(texts)
+
+            def score(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+                return score_bucket(job, shared.value, left, right)
+
+            grouped = bucketed.groupBy(_BUCKET).cogroup(tagged.groupBy(_EVENT_BUCKET))
+            with _watch(spark, progress):
+                collected = grouped.applyInPandas(score, _output_schema()).toPandas()
+            events_read = events.count()
+        finally:
+            keyed.unpersist()
+    is_report = collected[_REPORT].notna().to_numpy()
+    result = SparkScores(
+        scores=_restore(collected.loc[~is_report]) if (~is_report).any() else empty_scores(),
+        leads=n_leads,
+        events_read=events_read,
+        buckets=n_buckets,
+    )
+    monitoring: Any = None
+    if reference is not None:
+        import training.monitor as monitoring
+    for text in collected.loc[is_report, _REPORT]:
+        report = json.loads(text)
+        result.events_kept += report["events_kept"]
+        result.events_duplicate += report["events_duplicate"]
+        for name, count in report["unknown_event_types"].items():
+            result.unknown_event_types[name] = result.unknown_event_types.get(name, 0) + count
+        counts = report.get("monitor")
+        if monitoring is not None and counts is not None:
+            result.monitor = (
+                counts
+                if result.monitor is None
+                else monitoring.merge_counts(result.monitor, counts)
+            )
+    tagged_events = result.events_kept + result.events_duplicate
+    result.events_unknown_lead = result.events_read - tagged_events
+    if result.events_read and tagged_events == 0:
+        raise ContractError(
+            f"{names[1]}: none of its {result.events_read:,} events belongs to a lead in "
+            f"{names[0]}: are both files from the same export, with ids written the same way?"
+        )
+    return result
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def predict_spark_job(
+    spark: SparkSession,
+    settings: Config,
+    model: LoadedModel,
+    as_of: pd.Timestamp,
+    out: Path,
+    *,
+    reasons: int,
+    chunk_leads: int,
+    to_sql: tuple[str, str] | None = None,
+    progress: Progress | None = None,
+    buckets: int | None = None,
+) -> tuple[PredictSummary, SparkScores]:
+    """`serving.batch_io.predict_job` with the scores computed on Spark: the same file
+    (written atomically by the same writer), monitoring record, SQL upsert and tier changes."""
+    from serving.batch_io import (
+        PredictSummary,
+        _run_lock,
+        check_writable,
+        read_previous,
+        upsert_sql,
+        write_scores,
+    )
+    from training.monitor import empty_counts, monitor_record, write_monitor_record
+
+    check_writable(out)
+    scored_at = pd.Timestamp.now(tz="UTC").floor("ms")
+    result = score_on_spark(
+        spark,
+        settings,
+        model,
+        as_of,
+        reasons=reasons,
+        chunk_leads=chunk_leads,
+        scored_at=scored_at,
+        buckets=buckets,
+        progress=progress,
+    )
+    scores = result.scores
+    # as the pandas engine: the table is upserted from the finished temporary file before it
+    # replaces `out`, so a database failure changes neither
+    previous_table: list[pd.DataFrame] = []
+
+    def upsert(batches: Iterator[pd.DataFrame]) -> None:
+        if to_sql is not None:
+            previous_table.append(upsert_sql(to_sql[0], to_sql[1], batches))
+
+    with _run_lock(out):
+        previous = read_previous(out)
+        written = write_scores([scores], out, before_replace=upsert)
+    monitor_file = None
+    reference = getattr(model, "reference", None)
+    if reference is not None:
+        counts = result.monitor if result.monitor is not None else empty_counts(reference)
+        record = monitor_record(
+            counts,
+            reference,
+            model_name=model.name,
+            model_version=model.version,
+            as_of=as_of,
+            scored_at=scored_at,
+        )
+        monitor_file = write_monitor_record(record, out)
+    compared_with = str(out) if previous is not None else None
+    table = None
+    if to_sql is not None:
+        table = to_sql[1]
+        previous = previous_table[0]
+        compared_with = f"table {table}"
+    current = scores[["lead_id", "tier"]]
+    summary = PredictSummary(
+        rows=written,
+        tiers=tier_counts(current["tier"].to_numpy()),
+        changes=None if previous is None else tier_changes(previous, current),
+        compared_with=compared_with,
+        out=out,
+        monitor=monitor_file,
+        table=table,
+        model=f"{model.name} version {model.version}",
+        as_of=as_utc(as_of),
+    )
+    return summary, result
