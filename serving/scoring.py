@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -32,6 +32,24 @@ _FIT_WORDS = {
 
 def _number(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+_ACCOUNT_WORDS: Final = {
+    "leads": ("other lead", "other leads"),
+    "mqls": ("other MQL", "other MQLs"),
+    "sqls": ("other lead already an SQL", "other leads already SQLs"),
+}
+
+
+def _account_words(what: str, value: Any) -> str:
+    """'2 other leads already SQLs at the account', '40 events by colleagues ... 30 days'."""
+    one = float(value) == 1.0
+    if what in _ACCOUNT_WORDS:
+        singular, plural = _ACCOUNT_WORDS[what]
+        return f"{_number(value)} {singular if one else plural} at the account"
+    window = what.removeprefix("events_")
+    when = "in total" if window == "all" else f"in the last {window.removesuffix('d')} days"
+    return f"{_number(value)} {'event' if one else 'events'} by colleagues at the account {when}"
 
 
 def describe(feature: str, value: Any) -> str:
@@ -72,8 +90,7 @@ def describe(feature: str, value: Any) -> str:
     if feature.startswith("account_"):
         if missing:
             return "no account known"
-        what = feature.removeprefix("account_other_").replace("_", " ")
-        return f"{_number(value)} {what} at the account (other leads)"
+        return _account_words(feature.removeprefix("account_other_"), value)
     shown = "missing" if missing else (_number(value) if isinstance(value, int | float) else value)
     return f"{feature.removeprefix('custom_').replace('_', ' ')}: {shown}"
 
