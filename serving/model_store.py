@@ -17,6 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from features.config import Config
+from training.integrity import (
+    DIGESTS_KEY,
+    ArtifactIntegrityError,
+    check_model_dir,
+    recorded_digests,
+)
 from training.rules import Rules, rules_from_yaml
 from training.scorer import Scorer
 
@@ -53,10 +59,54 @@ def _parse_uri(uri: str) -> tuple[str, str | None, str | None]:
     return name, None, version or None
 
 
+#: MLflow's HTTP client retries 7 times with doubling waits (minutes) by default; serving
+#: has its own bounded retries (serve.startup_attempts), so each attempt stays short.
+MLFLOW_HTTP_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
+
+
+def bound_mlflow_http() -> None:
+    """Short MLflow HTTP retries, unless the environment already sets them."""
+    import os
+
+    for variable, value in MLFLOW_HTTP_BOUNDS.items():
+        os.environ.setdefault(variable, value)
+
+
+def _load_checked(name: str, version: str, run: Any) -> Any:
+    """Download the version, check it (code model, no pickles, digests as logged), load it."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    label = f"{name} version {version}"
+    with tempfile.TemporaryDirectory(prefix="leadscore-model-") as tmp:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=tmp
+            )
+        )
+        _, digests = check_model_dir(local, label)
+        logged = recorded_digests(run.data.tags.get(DIGESTS_KEY)) if run is not None else None
+        if logged is not None and digests != logged:
+            raise ArtifactIntegrityError(
+                f"{label}: the digests in its MLmodel differ from those its run recorded at "
+                "logging: the model folder was altered; refusing to load it"
+            )
+        if digests is None:
+            log.warning("%s was logged without artifact digests; loading it unchecked", label)
+        return mlflow.pyfunc.load_model(str(local))
+
+
 def load_model(uri: str, tracking_uri: str) -> LoadedModel:
     """Load a registered pyfunc by URI (e.g. models:/leadscore@champion) without unpickling."""
     import mlflow
 
+    bound_mlflow_http()
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient()
     name, alias, version = _parse_uri(uri)
@@ -65,7 +115,10 @@ def load_model(uri: str, tracking_uri: str) -> LoadedModel:
             model_version = client.get_model_version_by_alias(name, alias)
         else:
             model_version = client.get_model_version(name, version or "1")
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{model_version.version}")
+        run = client.get_run(model_version.run_id) if model_version.run_id else None
+        pyfunc = _load_checked(name, str(model_version.version), run)
+    except ArtifactIntegrityError as error:
+        raise ModelUnavailableError(f"refusing {uri}: {error}") from None
     except Exception as error:
         raise ModelUnavailableError(f"cannot load {uri} from {tracking_uri}: {error}") from None
     inner: Any = pyfunc.unwrap_python_model()
@@ -73,8 +126,7 @@ def load_model(uri: str, tracking_uri: str) -> LoadedModel:
     if "rules" not in texts or "config" not in texts:
         raise ModelUnavailableError(f"{uri} carries no rules or config; retrain it with leadscore")
     metrics: dict[str, float] = {}
-    if model_version.run_id:
-        run = client.get_run(model_version.run_id)
+    if run is not None:
         metrics = {
             k.removeprefix("test_model_"): v
             for k, v in run.data.metrics.items()
@@ -102,6 +154,7 @@ def alias_version(uri: str, tracking_uri: str) -> str | None:
     name, alias, version = _parse_uri(uri)
     if alias is None:
         return version
+    bound_mlflow_http()
     try:
         client = mlflow.MlflowClient(tracking_uri=tracking_uri)
         return str(client.get_model_version_by_alias(name, alias).version)

@@ -22,8 +22,11 @@ class LeadScoreModel(PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
         from pathlib import Path
 
+        from training.integrity import DIGESTS_KEY, verify_artifacts
         from training.scorer import Scorer
 
+        # nothing is parsed before every file matches the digests recorded at logging
+        verify_artifacts(context.artifacts, (context.model_config or {}).get(DIGESTS_KEY))
         self.scorer = Scorer.from_files(context.artifacts)
         # the rules and the feature config travel with the model, for the scoring API, and
         # the drift reference (older models have none), for monitoring

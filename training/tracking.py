@@ -21,6 +21,7 @@ import pandas as pd
 
 from features.config import Config, GateConfig, MlflowConfig
 from training.evaluate import classification_metrics
+from training.integrity import DIGESTS_KEY, artifact_digests
 from training.monitor import reference_profile
 from training.train import TrainResult, feature_frame
 
@@ -231,10 +232,14 @@ def log_training(
         config_path = Path(tmp) / "model" / "config.json"
         config_path.write_text(config.model_dump_json(indent=1), encoding="utf-8")
         artifacts["config"] = str(config_path)
+        # what was logged, byte for byte: checked at every load (training.integrity)
+        digests = artifact_digests(artifacts)
+        mlflow.set_tag(DIGESTS_KEY, json.dumps(digests, sort_keys=True))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),
             artifacts=artifacts,
+            model_config={DIGESTS_KEY: digests},
             code_paths=[str(MODEL_CODE.parent)],
             signature=signature,
             input_example=example,

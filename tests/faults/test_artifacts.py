@@ -1,0 +1,211 @@
+"""A corrupt or tampered model artifact is refused with an error naming it: by the serving
+loader, by any `mlflow.pyfunc.load_model`, and by `leadscore serve` (503 on /readyz)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from features.synthetic import generate, write_snapshot
+from serving.cli import app
+from serving.model_store import ModelUnavailableError, load_model
+from tests.faults.serve_process import free_port, serve_process, wait_for_answer
+from training.integrity import DIGESTS_KEY, artifact_digests
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+URI = "models:/leadscore@champion"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One small registered champion in a temporary SQLite store."""
+    root = tmp_path_factory.mktemp("artifacts")
+    write_snapshot(generate(3_000, seed=21), root / "snapshot")
+    env = {
+        "LEADSCORE__MLFLOW__TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "LEADSCORE__MLFLOW__ARTIFACT_LOCATION": str(root / "store"),
+        "LEADSCORE__MLFLOW__GATE__MAX_ECE": "1",  # any model will do: the files are the point
+        "LEADSCORE__TRAINING__SHAP_SAMPLE": "100",
+    }
+    result = CliRunner().invoke(
+        app, ["train", "-s", str(root / "snapshot"), "-r", str(root / "report")], env=env
+    )
+    assert result.exit_code == 0, result.output
+    return {"root": str(root), "tracking": env["LEADSCORE__MLFLOW__TRACKING_URI"]}
+
+
+@pytest.fixture
+def model_dir(registry: dict[str, str]) -> Iterator[Path]:
+    """The champion's folder in the artifact store, restored after each test."""
+    (folder,) = Path(registry["root"]).glob("store/models/*/artifacts")
+    backup = folder.with_name("pristine")
+    shutil.copytree(folder, backup)
+    yield folder
+    shutil.rmtree(folder)
+    backup.rename(folder)
+
+
+def _rewrite(name: str, change: Callable[[str], str]) -> Callable[[Path], None]:
+    def apply(folder: Path) -> None:
+        path = folder / "artifacts" / name
+        path.write_text(change(path.read_text(encoding="utf-8")), encoding="utf-8")
+
+    return apply
+
+
+def _truncate(name: str) -> Callable[[Path], None]:
+    def apply(folder: Path) -> None:
+        path = folder / "artifacts" / name
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    return apply
+
+
+def _nudge_a_leaf(text: str) -> str:
+    """A valid booster whose first leaf value is changed: parses, scores, and lies."""
+    found = re.search(r"leaf_value=([-+0-9.eE]+)", text)
+    assert found is not None
+    nudged = str(float(found.group(1)) + 0.5)
+    return text[: found.start(1)] + nudged + text[found.end(1) :]
+
+
+def _pickle_instead(folder: Path) -> None:
+    (folder / "artifacts" / "calibrator.json").write_bytes(pickle.dumps({"method": "isotonic"}))
+
+
+def _delete(name: str) -> Callable[[Path], None]:
+    def apply(folder: Path) -> None:
+        (folder / "artifacts" / name).unlink()
+
+    return apply
+
+
+#: (what, how, the artifact the error must name)
+TAMPERING = [
+    ("booster truncated", _truncate("booster.txt"), "artifact 'booster' (booster.txt)"),
+    ("booster leaf nudged", _rewrite("booster.txt", _nudge_a_leaf), "artifact 'booster'"),
+    ("calibrator not JSON", _rewrite("calibrator.json", lambda t: "{oops"), "'calibrator'"),
+    ("calibrator swapped for a pickle", _pickle_instead, "artifact 'calibrator'"),
+    (
+        "spec with a category renamed",
+        _rewrite("spec.json", lambda t: t.replace('"united states"', '"atlantis"', 1)),
+        "artifact 'spec'",
+    ),
+    (
+        "tier cut points edited",
+        _rewrite("tiers.json", lambda t: t.replace("0.", "0.9", 1)),
+        "'tiers'",
+    ),
+    ("rules edited", _rewrite("rules.yaml", lambda t: t + "\n# more points\n"), "'rules'"),
+    ("config edited", _rewrite("config.json", lambda t: t.replace("90", "30", 1)), "'config'"),
+    ("an artifact deleted", _delete("tiers.json"), "tiers"),
+]
+
+
+def test_the_untouched_model_loads_and_records_every_artifact_digest(
+    registry: dict[str, str], model_dir: Path
+) -> None:
+    model = load_model(URI, registry["tracking"])
+    assert model.version == "1"
+    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+    recorded = mlmodel["flavors"]["python_function"]["config"][DIGESTS_KEY]
+    names = set(mlmodel["flavors"]["python_function"]["artifacts"])
+    assert set(recorded) == names >= {"booster", "calibrator", "spec", "tiers", "rules", "config"}
+    files = {n: model_dir / "artifacts" / Path(p).name for n, p in _paths(mlmodel).items()}
+    assert artifact_digests(files) == recorded
+    run = mlflow.MlflowClient(tracking_uri=registry["tracking"]).get_run(
+        mlmodel["run_id"]
+    )  # a second copy, outside the artifact store
+    assert json.loads(run.data.tags[DIGESTS_KEY]) == recorded
+
+
+def _paths(mlmodel: dict[str, object]) -> dict[str, str]:
+    flavor = mlmodel["flavors"]["python_function"]  # type: ignore[index]
+    return {name: info["path"] for name, info in flavor["artifacts"].items()}
+
+
+@pytest.mark.parametrize(("what", "tamper", "named"), TAMPERING, ids=[t[0] for t in TAMPERING])
+def test_a_tampered_artifact_is_refused_naming_it(
+    registry: dict[str, str], model_dir: Path, what: str, tamper: Callable[[Path], None], named: str
+) -> None:
+    tamper(model_dir)
+    with pytest.raises(ModelUnavailableError) as refused:
+        load_model(URI, registry["tracking"])
+    assert "refusing models:/leadscore@champion" in str(refused.value)
+    assert named in str(refused.value), str(refused.value)
+    # any pyfunc loader refuses it too (mlflow models serve, the gate's champion scoring)
+    with pytest.raises(Exception, match=r"corrupt or was tampered with|missing|not those recorded"):
+        mlflow.pyfunc.load_model(str(model_dir))
+
+
+def test_rewriting_the_recorded_digests_too_is_caught_by_the_run_tag(
+    registry: dict[str, str], model_dir: Path
+) -> None:
+    _rewrite("booster.txt", _nudge_a_leaf)(model_dir)
+    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+    files = {n: model_dir / p for n, p in _paths(mlmodel).items()}
+    mlmodel["flavors"]["python_function"]["config"][DIGESTS_KEY] = artifact_digests(files)
+    (model_dir / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    with pytest.raises(ModelUnavailableError, match="differ from those its run recorded"):
+        load_model(URI, registry["tracking"])
+
+
+def test_a_pickled_python_model_is_never_unpickled(
+    registry: dict[str, str], model_dir: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "unpickled"
+    payload = pickle.dumps(_Touch(str(marker)))
+    (model_dir / "python_model.pkl").write_bytes(payload)
+    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+    flavor = mlmodel["flavors"]["python_function"]
+    flavor["loader_module"] = "mlflow.pyfunc.model"
+    flavor["python_model"] = "python_model.pkl"
+    flavor.pop("model_code_path", None)
+    (model_dir / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    with pytest.raises(ModelUnavailableError, match="not a models-from-code pyfunc"):
+        load_model(URI, registry["tracking"])
+    assert not marker.exists()
+
+
+class _Touch:
+    """Unpickling this creates a file: proof that a loader ran pickled code."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (self.path, "w"))
+
+
+def test_serve_answers_503_naming_the_tampered_artifact(
+    registry: dict[str, str], model_dir: Path, tmp_path: Path
+) -> None:
+    _truncate("booster.txt")(model_dir)
+    log = tmp_path / "serve.log"
+    port = free_port()
+    env = {
+        **os.environ,
+        "LEADSCORE__MLFLOW__TRACKING_URI": registry["tracking"],
+        "LEADSCORE__SERVE__STARTUP_ATTEMPTS": "2",
+        "LEADSCORE__SERVE__STARTUP_WAIT_SECONDS": "0.2",
+    }
+    started = time.monotonic()
+    with serve_process(env, port, log) as process:
+        answer = wait_for_answer(f"http://127.0.0.1:{port}/readyz", process, 90)
+    assert time.monotonic() - started < 90
+    assert answer is not None, log.read_text()
+    status, body = answer
+    assert status == 503 and "artifact 'booster' (booster.txt)" in body, body
+    text = log.read_text()
+    assert "model load attempt 2/2 failed" in text and "tampered" in text
