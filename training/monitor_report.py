@@ -333,6 +333,11 @@ def realised_labels(
     out and counted in the notes."""
     notes: list[str] = []
     known = scored["lead_id"].isin(leads["lead_id"])
+    if len(scored) and not known.any():
+        raise MonitorError(
+            f"none of the {len(scored):,} scored leads is in the snapshot (e.g. "
+            f"{scored['lead_id'].head(3).tolist()}): is it a snapshot of the same CRM?"
+        )
     if (~known).any():
         notes.append(
             f"{int((~known).sum()):,} scored lead(s) are not in the snapshot, e.g. "

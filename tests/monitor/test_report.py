@@ -266,3 +266,27 @@ def test_counts_of_another_run_are_refused(tmp_path: Path, reference: dict[str, 
     monitor_path(path).write_text(json.dumps(record), encoding="utf-8")
     code, output = _monitor("--scores", str(path))
     assert code == 2 and "50 rows, but its monitoring record" in output and "counted 49" in output
+
+
+def test_a_snapshot_of_another_crm_is_refused(tmp_path: Path, reference: dict[str, object]) -> None:
+    path = _write_run(tmp_path, "run", reference, n=50, seed=1, as_of="2025-01-01")
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    leads = pd.DataFrame(
+        {
+            "lead_id": ["X1", "X2"],
+            "created_at": ["2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z"],
+            "mql_at": ["2024-01-02T00:00:00Z", None],
+        }
+    )
+    leads.to_csv(snapshot / "leads.csv", index=False)
+    pd.DataFrame(
+        {"lead_id": ["X1"], "occurred_at": ["2024-01-01T10:00:00Z"], "event_type": ["page_view"]}
+    ).to_csv(snapshot / "events.csv", index=False)
+    (snapshot / "snapshot.json").write_text('{"as_of": "2026-06-30T00:00:00Z"}')
+    code, output = _monitor(
+        "--scores", str(path), "--snapshot", str(snapshot), "-r", str(tmp_path / "report")
+    )
+    assert code == 2, output
+    assert "none of the 50 scored leads is in the snapshot" in output
+    assert not (tmp_path / "report").exists()
