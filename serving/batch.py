@@ -131,46 +131,50 @@ def reason_texts(
         return out
     k = min(top, width)
     size = np.abs(contributions)
-    order = np.argsort(-size, axis=1, kind="stable")[:, :k]
+    if k < width:  # the k largest, then in order (ties: the lower feature index first)
+        order = np.sort(np.argpartition(-size, k - 1, axis=1)[:, :k], axis=1)
+        order = np.take_along_axis(
+            order, np.argsort(-np.take_along_axis(size, order, axis=1), axis=1, kind="stable"), 1
+        )
+    else:
+        order = np.argsort(-size, axis=1, kind="stable")
     chosen = np.take_along_axis(contributions, order, axis=1)
-    # the values behind the chosen reasons, gathered one feature column at a time
-    values = np.empty((n, k), dtype=object)
+    # each reason's text up to its contribution, worded once per distinct (feature, value,
+    # direction) of this call: Python work per distinct value, not per row
+    heads = np.empty((n, k), dtype=object)
     for j, name in enumerate(names):
-        hit = order == j
-        if not hit.any():
+        rows, slots = np.nonzero(order == j)
+        if rows.shape[0] == 0:
             continue
-        rows, slots = np.nonzero(hit)
-        column = features[name].to_numpy(dtype=object)
-        values[rows, slots] = column[rows]
-    fragments: dict[tuple[int, Any, bool], str] = {}
-
-    def fragment(j: int, value: Any, positive: bool) -> str:
-        if isinstance(value, float) and math.isnan(value):
-            value = None
-        key = (j, value, positive)
-        found = fragments.get(key)
-        if found is None:
-            words = sentence(names[j], value, 1.0 if positive else -1.0)
-            found = (
-                f'{{"feature": {json.dumps(names[j])}, "value": {_json_value(value)}, '
-                f'"sentence": {json.dumps(words, ensure_ascii=False)}, "contribution": '
-            )
-            fragments[key] = found
-        return found
-
-    order_rows = order.tolist()
-    chosen_rows = chosen.tolist()
-    value_rows = values.tolist()
-    texts = []
-    for js, cs, vs in zip(order_rows, chosen_rows, value_rows, strict=True):
-        parts = [
-            fragment(j, v, c > 0) + repr(c) + "}"
-            for j, c, v in zip(js, cs, vs, strict=True)
-            if c != 0
+        column = features[name]
+        codes, uniques = pd.factorize(column.to_numpy(dtype=object)[rows])
+        # a missing value as the API holds it: NaN for a number, None for a category
+        missing = math.nan if pd.api.types.is_numeric_dtype(column.dtype) else None
+        key = 2 * (codes + 1) + (chosen[rows, slots] > 0)
+        used, inverse = np.unique(key, return_inverse=True)
+        texts = [
+            _reason_head(name, missing if u < 2 else uniques[u // 2 - 1], bool(u % 2))
+            for u in used.tolist()
         ]
-        texts.append("[" + ", ".join(parts) + "]")
-    out[:] = texts
+        heads[rows, slots] = np.asarray(texts, dtype=object)[inverse.reshape(-1)]
+    # shortest round-trip text of each contribution, as repr() writes it
+    numbers = chosen.astype(str).astype(object)
+    pieces = heads + numbers + "}"
+    shown = (chosen != 0).sum(axis=1)  # zeros sort last: the shown reasons are a prefix
+    text = np.where(shown > 0, "[" + pieces[:, 0], "[")
+    for r in range(1, k):
+        text = np.where(shown > r, text + ", " + pieces[:, r], text)
+    out[:] = text + "]"
     return out
+
+
+def _reason_head(feature: str, value: Any, positive: bool) -> str:
+    """A reason's JSON object up to the contribution's number (a NaN value shows as null)."""
+    words = sentence(feature, value, 1.0 if positive else -1.0)
+    return (
+        f'{{"feature": {json.dumps(feature)}, "value": {_json_value(value)}, '
+        f'"sentence": {json.dumps(words, ensure_ascii=False)}, "contribution": '
+    )
 
 
 def threshold_texts(thresholds: pd.DataFrame) -> np.ndarray:
@@ -209,9 +213,15 @@ def score_chunk(
     """Score rows of one snapshot (whole accounts) at once; see `score_chunks`."""
     scorer = model.scorer
     features = build_features(snapshot, rows, model.config)
-    contributions = scorer.contributions(feature_matrix(features, scorer.spec))
-    # the raw score as the sum of the contributions: exactly what the API calibrates
-    probability = scorer.calibrator.apply(contributions.sum(axis=1))
+    matrix = feature_matrix(features, scorer.spec)
+    if reasons > 0:
+        contributions = scorer.contributions(matrix)
+        # the raw score as the sum of the contributions: exactly what the API calibrates
+        probability = scorer.calibrator.apply(contributions.sum(axis=1))
+        texts = reason_texts(scorer.spec.names, features, contributions[:, :-1], reasons)
+    else:  # no reasons: the plain prediction, many times cheaper than the contributions
+        probability = scorer.probability(matrix)
+        texts = np.full(len(rows), "[]", dtype=object)
     tier = scorer.tiers.assign(probability)
     total, passed = _points(snapshot, rows, model.rules)
     lead_index = pd.Index(snapshot.leads["lead_id"].to_numpy())
@@ -228,7 +238,7 @@ def score_chunk(
             "tier": tier,
             "points": total,
             "thresholds_passed": passed,
-            "reasons": reason_texts(scorer.spec.names, features, contributions[:, :-1], reasons),
+            "reasons": texts,
             "model_name": np.full(n, model.name, dtype=object),
             "model_version": np.full(n, model.version, dtype=object),
             "scored_at": _repeat(scored_at, n),

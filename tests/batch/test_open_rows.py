@@ -108,3 +108,40 @@ def test_tier_changes_and_counts() -> None:
     changes = tier_changes(before, after)
     assert changes.as_dict() == {"new": 1, "gone": 1, "up": 1, "down": 1, "same": 1}
     assert tier_counts(after["tier"].to_numpy()) == {"A": 2, "B": 2, "C": 0, "D": 0}
+
+
+def test_reasons_match_a_row_by_row_reading() -> None:
+    """The vectorised reasons equal the plain reading of each row: the three largest non-zero
+    contributions by size (ties: lower feature index), worded by `sentence` as the API does."""
+    from serving.scoring import sentence
+
+    rng = np.random.default_rng(5)
+    n, names = 400, ("industry", "n_page_view_30d", "days_since_last_event", "company_size", "x")
+    features = pd.DataFrame(
+        {
+            "industry": rng.choice(np.array(["Software", "Retail", None], dtype=object), n),
+            "n_page_view_30d": rng.integers(0, 4, n).astype(float),
+            "days_since_last_event": np.where(rng.random(n) < 0.3, np.nan, rng.random(n) * 50),
+            "company_size": rng.choice([10.0, 250.0, np.nan], n),
+            "x": rng.random(n),
+        }
+    )
+    contributions = np.round(rng.normal(size=(n, len(names))), 2)
+    contributions[rng.random((n, len(names))) < 0.3] = 0.0
+    got = [json.loads(t) for t in reason_texts(names, features, contributions, 3)]
+    for i in range(n):
+        ranked = sorted(range(len(names)), key=lambda j: (-abs(contributions[i, j]), j))
+        expected = []
+        for j in [j for j in ranked if contributions[i, j] != 0][:3]:
+            value = features[names[j]].iloc[i]
+            value = None if value is None or pd.isna(value) else value
+            raw = features[names[j]].iloc[i]
+            expected.append(
+                {
+                    "feature": names[j],
+                    "value": value,
+                    "sentence": sentence(names[j], raw, contributions[i, j]),
+                    "contribution": contributions[i, j],
+                }
+            )
+        assert got[i] == expected, i
