@@ -511,7 +511,9 @@ def monitor(
     drifts = [run_drift(run) for run in ordered]
     alerts = [alert for drift in drifts for alert in drift_alerts(drift, thresholds)]
     notes = []
-    unknown = sorted(set(thresholds.ignore_features) - set(drifts[0].features["feature"]))
+    default = set(MonitorConfig().ignore_features)  # e.g. absent from a flat export's model
+    named = set(thresholds.ignore_features) - default
+    unknown = sorted(named - set(drifts[0].features["feature"]))
     if unknown:
         notes.append(f"monitor.ignore_features names no model feature: {unknown}")
     if ordered[0].reference.get("weekly_weeks") == 0:

@@ -130,6 +130,9 @@ def test_ignored_feature_is_shown_but_does_not_alert(
         MonitorConfig(ignore_features=("engagement",), psi_score_alert=5, tier_share_alert=1),
     )
     assert drift.alerts == []
+    assert drift.notes == []  # days_since_mql, ignored by default, is no feature here: no note
+    typo = monitor([_read(runs[0])], MonitorConfig(ignore_features=("engagment",)))
+    assert "monitor.ignore_features names no model feature: ['engagment']" in typo.notes
     features = drift.runs[0].features
     assert features.loc[features["feature"] == "engagement", "psi"].iloc[0] > 0.25
 
