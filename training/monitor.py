@@ -96,41 +96,47 @@ def numeric_bin_counts(values: npt.ArrayLike, edges: Sequence[float]) -> np.ndar
     return np.append(counts, int((~finite).sum())).astype(np.int64)
 
 
-def _category_strings(values: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """(present values as str, missing mask) of a categorical column."""
+def _category_text(values: npt.ArrayLike) -> pd.Series:
+    """A categorical column as pandas strings, missing values kept missing."""
     series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
-    missing = series.isna().to_numpy()
-    text = series.astype(object).where(~missing, "").astype(str).to_numpy(dtype=object)
-    return text, missing
+    return series if isinstance(series.dtype, pd.StringDtype) else series.astype("str")
 
 
 def top_categories(
     values: npt.ArrayLike, known: Sequence[str], limit: int = TOP_CATEGORIES
 ) -> list[str]:
     """The `limit` known categories most frequent in `values` (ties by name), in that order."""
-    text, missing = _category_strings(values)
-    frequency = pd.Series(text[~missing]).value_counts()
+    frequency = _category_text(values).value_counts(dropna=True)
     ranked = sorted(known, key=lambda c: (-int(frequency.get(c, 0)), c))
     return [str(c) for c in ranked[:limit]]
 
 
+def _positions(values: npt.ArrayLike, categories: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(position of each value in `categories`, -1 if absent; missing mask), hashing each
+    distinct value once."""
+    codes, uniques = pd.factorize(_category_text(values), use_na_sentinel=True)
+    lookup = pd.Index(list(categories), dtype=object).get_indexer(pd.Index(uniques, dtype=object))
+    missing = codes < 0
+    return np.where(
+        missing, -1, lookup[np.where(missing, 0, codes)] if lookup.size else -1
+    ), missing
+
+
 def categorical_bin_counts(values: npt.ArrayLike, categories: Sequence[str]) -> np.ndarray:
     """Counts per category in order, then `other` (any other value), then `missing`."""
-    text, missing = _category_strings(values)
-    position = pd.Index(list(categories), dtype=object).get_indexer(pd.Index(text))
-    position = np.where(
-        missing, len(categories) + 1, np.where(position < 0, len(categories), position)
-    )
+    found, missing = _positions(values, categories)
+    position = np.where(missing, len(categories) + 1, np.where(found < 0, len(categories), found))
     return np.bincount(position, minlength=len(categories) + 2).astype(np.int64)
 
 
 def tier_counts(tier: npt.ArrayLike) -> np.ndarray:
-    """Leads per tier A-D; a label outside A-D is an error naming it."""
-    values = pd.Series(np.asarray(tier, dtype=object))
-    unknown = sorted({str(t) for t in values[~values.isin(TIER_NAMES)]})
-    if unknown:
+    """Leads per tier A-D; a label outside A-D (or a missing one) is an error naming it."""
+    found, _ = _positions(pd.Series(np.asarray(tier, dtype=object), dtype=object), TIER_NAMES)
+    if (found < 0).any():
+        values = np.asarray(tier, dtype=object)[found < 0]
+        unknown = sorted({str(t) for t in values})
         raise MonitorError(f"tier: values outside {list(TIER_NAMES)}: {unknown[:5]}")
-    return np.array([int((values == name).sum()) for name in TIER_NAMES], dtype=np.int64)
+    return np.bincount(found, minlength=len(TIER_NAMES)).astype(np.int64)
 
 
 def _shares(counts: np.ndarray) -> list[float]:
