@@ -397,10 +397,10 @@ def spark_tables(
         events_path = _find_file(folder, source.events)
         if _is_parquet(leads_path) and _is_parquet(events_path):
             wanted = _event_source_columns(config)
-            events = spark.read.parquet(str(events_path))
+            events = _read_parquet(spark, events_path)
             picked = [c for c in events.columns if c in wanted] or events.columns
             return (
-                spark.read.parquet(str(leads_path)),
+                _read_parquet(spark, leads_path),
                 events.select(*[_column(c) for c in picked]),
                 (str(leads_path), str(events_path)),
             )
@@ -409,6 +409,28 @@ def spark_tables(
     parts = list(chunks)
     raw_events = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     return _from_pandas(spark, raw_leads), _from_pandas(spark, raw_events), names
+
+
+def _read_parquet(spark: SparkSession, path: Path) -> DataFrame:
+    """A Parquet file as Spark reads it, nanosecond timestamps included (pandas writes those;
+    Spark reads them as integers, turned here into its microsecond timestamps, truncated as
+    the reader truncates them to milliseconds)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F  # noqa: N812
+
+    try:
+        schema = pq.read_schema(path)
+    except Exception as error:  # pyarrow raises several unrelated types
+        raise ContractError(f"{path}: not a readable Parquet file: {error}") from None
+    nanos = [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
+    if nanos:
+        spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+    frame = spark.read.parquet(str(path))
+    for name in nanos:
+        quoted = "`" + name.replace("`", "``") + "`"
+        frame = frame.withColumn(name, F.expr(f"timestamp_micros({quoted} div 1000)"))
+    return frame
 
 
 def _from_pandas(spark: SparkSession, frame: pd.DataFrame) -> DataFrame:
@@ -635,9 +657,13 @@ def score_on_spark(
             )
             if n_leads <= BROADCAST_LEADS:
                 lookup = F.broadcast(lookup)
-            tagged = events.withColumn(
-                _EVENT_KEY, F.regexp_replace(_column(event_lead).cast("string"), _STRIP, "")
-            ).join(lookup, on=_EVENT_KEY, how="inner")
+            tagged = (
+                events.withColumn(
+                    _EVENT_KEY, F.regexp_replace(_column(event_lead).cast("string"), _STRIP, "")
+                )
+                .join(lookup, on=_EVENT_KEY, how="inner")
+                .drop(_EVENT_KEY)
+            )  # not shuffled twice
             job = BucketJob(
                 read_config=read_config.model_dump_json(),
                 model_digest=digest,

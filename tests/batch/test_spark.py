@@ -23,6 +23,7 @@ from features.contract import ContractError
 from features.snapshot import Snapshot
 from serving.batch import COLUMNS, open_mql_rows, score_rows
 from serving.cli import app as cli
+from serving.cli import read_snapshot_for
 from serving.model_store import LoadedModel
 from tests.batch.conftest import AS_OF
 
@@ -108,16 +109,33 @@ def test_predict_cli_with_engine_spark_writes_the_pandas_engines_file(
     assert spark_file["scored_at"].nunique() == 1
 
 
-def test_a_contract_error_in_a_worker_reaches_the_user_as_one(
+def test_nanosecond_timestamps_and_contract_errors_from_the_workers(
     spark: Any, registry: dict[str, str], model: LoadedModel, tmp_path: Path
 ) -> None:
-    """A lead id given twice (in different accounts, so different groups) and a timestamp that
-    is not ISO 8601 fail with the reader's messages, not a Java stack trace."""
+    """Parquet with nanosecond timestamps (as pandas writes them; Spark cannot read them as
+    timestamps) scores as in the pandas engine. A lead id given twice (in different accounts,
+    so different groups) and a timestamp that is not ISO 8601 fail with the reader's messages,
+    not a Java stack trace."""
     folder = tmp_path / "snapshot"
     shutil.copytree(registry["snapshot"], folder)
-    leads = pd.read_parquet(folder / "leads.parquet").head(400)  # small: errors come fast
+    leads = pd.read_parquet(folder / "leads.parquet").head(600)  # small: quick runs
     events = pd.read_parquet(folder / "events.parquet")
-    events[events["lead_id"].isin(leads["lead_id"])].to_parquet(folder / "events.parquet")
+    events = events[events["lead_id"].isin(leads["lead_id"])]
+    nanos = pd.Timedelta(nanoseconds=123_456_789)
+    times = {c: leads[c].dt.as_unit("ns") + nanos for c in ("created_at", "mql_at")}
+    leads.assign(**times).to_parquet(folder / "leads.parquet", index=False)
+    shifted = events.assign(occurred_at=events["occurred_at"].dt.as_unit("ns") + nanos)
+    shifted.to_parquet(folder / "events.parquet", index=False)
+    snapshot = read_snapshot_for(model.config, _settings(folder))
+    rows = open_mql_rows(snapshot.leads, AS_OF, model.config.horizon_days)
+    assert len(rows) > 10
+    expected = score_rows(snapshot, rows, model, scored_at=SCORED_AT).reset_index(drop=True)
+    got = spark_engine.score_on_spark(
+        spark, _settings(folder), model, AS_OF, reasons=3, chunk_leads=100, scored_at=SCORED_AT
+    )
+    _assert_same(got.scores, expected)
+
+    events.to_parquet(folder / "events.parquet", index=False)
     twin = leads[leads["account_id"].notna()].iloc[[0]].assign(account_id="A-other")
     pd.concat([leads, twin]).to_parquet(folder / "leads.parquet", index=False)
     with pytest.raises(ContractError, match=r"lead_id.*1 row|duplicate ids") as caught:
