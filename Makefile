@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-LEADS  ?= 200000
+LEADS  ?= 400000
 SEED   ?= 7
 
 .PHONY: demo test install dev lint bench clean

@@ -312,8 +312,12 @@ def test_default_rules_carry_signal_but_miss_some(
     assert 0.2 < points.thresholds["mql"].mean() < 0.95  # the thresholds split the MQLs
     rules_auc = roc_auc_score(label, points.total)
     truth_auc = roc_auc_score(label, p_true)
-    assert rules_auc > 0.7  # measured 0.774: real signal
-    assert truth_auc - rules_auc > 0.04  # measured 0.849: the rules miss structure
+    # measured 0.645: real signal, about what hand-written points reach among MQLs (who all
+    # passed an engagement threshold already)...
+    assert rules_auc > 0.6
+    # ...but the points miss what sales knows: who can buy at which size, the buying group,
+    # tire-kicking, recency (measured truth 0.825)
+    assert truth_auc - rules_auc > 0.1
 
 
 def test_more_decayed_engagement_never_lowers_points(
