@@ -21,20 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from features.config import build_config
-from features.pipeline import build_training_set
-from features.snapshot import read_snapshot
-from features.synthetic import generate, write_snapshot
-from features.truth import truth_of_rows
-from training import rules as rules_module
-from training.train import train_model
-
-RESULTS = Path(__file__).parent / "results"
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
 
 
 def goals(model: dict[str, float], truth: dict[str, float], rules: dict[str, float]) -> dict:
@@ -57,6 +51,15 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="Snapshot folder to reuse or fill.")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
+    # imported here: bench/features.py would shadow the package while bench/ is on sys.path
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+    from features.config import build_config
+    from features.pipeline import build_training_set
+    from features.snapshot import read_snapshot
+    from features.synthetic import generate, write_snapshot
+    from features.truth import truth_of_rows
+    from training import rules as rules_module
+    from training.train import train_model
 
     started = time.perf_counter()
     folder = args.data_dir or Path("data") / "bench" / f"quality_{args.leads}_{args.seed}"

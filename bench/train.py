@@ -328,7 +328,12 @@ def stages_job(training_set_path: Path, folder: Path, out: Path) -> None:
         settings.mlflow, result.test_features, result.scored.loc[test, "label"].to_numpy()
     )
     lap("champion_metrics")
-    decision = tracking.gate(result.metrics["test"]["model"], champion, settings.mlflow.gate)
+    decision = tracking.gate(
+        result.metrics["test"]["model"],
+        champion,
+        settings.mlflow.gate,
+        rules=result.metrics["test"].get("rules"),
+    )
     if problem is None and decision.passed:
         tracking.set_champion(settings.mlflow, version)
     lap("gate and alias")

@@ -339,7 +339,12 @@ def train(
     champion_version, champion, problem = tracking.champion_metrics(
         settings.mlflow, result.test_features, result.scored.loc[test, "label"].to_numpy()
     )
-    decision = tracking.gate(result.metrics["test"]["model"], champion, settings.mlflow.gate)
+    decision = tracking.gate(
+        result.metrics["test"]["model"],
+        champion,
+        settings.mlflow.gate,
+        rules=result.metrics["test"].get("rules"),
+    )
     console.print(
         f"MLflow run {run_id}; registered {settings.mlflow.model_name} version "
         f"{version} as challenger"

@@ -295,7 +295,12 @@ def retrain(
             settings.mlflow, result.test_features, result.scored.loc[test, "label"].to_numpy()
         ),
     )
-    decision = tracking.gate(result.metrics["test"]["model"], champion, settings.mlflow.gate)
+    decision = tracking.gate(
+        result.metrics["test"]["model"],
+        champion,
+        settings.mlflow.gate,
+        rules=result.metrics["test"].get("rules"),
+    )
     outcome.reasons = list(decision.reasons)
     if problem is not None:
         outcome.reasons = [problem]

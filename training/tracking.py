@@ -48,11 +48,24 @@ class GateDecision:
 
 
 def gate(
-    challenger: Mapping[str, float], champion: Mapping[str, float] | None, bounds: GateConfig
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    bounds: GateConfig,
+    rules: Mapping[str, float] | None = None,
 ) -> GateDecision:
-    """Compare metrics measured on the same test slice (pure: no registry access)."""
+    """Compare metrics measured on the same test slice (pure: no registry access).
+
+    `rules`, when the rules' points were scored on the slice too: a model that ranks no better
+    than the points marketing already has is not worth serving, champion or not.
+    """
     reasons = []
     passed = True
+    if rules is not None and challenger["roc_auc"] <= rules["roc_auc"]:
+        passed = False
+        reasons.append(
+            f"AUC {challenger['roc_auc']:.4f} no better than the rules' points "
+            f"({rules['roc_auc']:.4f})"
+        )
     # the bound is on the calibration error beyond what chance alone gives on these rows
     bound = bounds.max_ece + challenger.get("ece_floor", 0.0)
     if challenger["ece"] > bound:

@@ -129,5 +129,8 @@ def test_gate() -> None:
     assert gate(good, {"roc_auc": 0.804, "ece": 0.01}, bounds).passed  # within tolerance
     worse = gate(good, {"roc_auc": 0.81, "ece": 0.01}, bounds)
     assert not worse.passed and "below the champion" in worse.reasons[0]
+    no_better = gate(good, None, bounds, rules={"roc_auc": 0.85})  # than the points
+    assert not no_better.passed and "no better than the rules" in no_better.reasons[0]
+    assert gate(good, None, bounds, rules={"roc_auc": 0.7}).passed
     miscalibrated = gate({**good, "ece": 0.04}, None, bounds)
     assert not miscalibrated.passed and "calibration error" in miscalibrated.reasons[0]
