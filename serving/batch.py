@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 
 from features.contract import ContractError
+from features.decay import decayed_counts
 from features.pipeline import account_chunks, build_features
 from features.snapshot import EventLog, Snapshot
 from serving.model_store import LoadedModel
 from serving.scoring import sentence
-from training.rules import Rules, rule_inputs, score_points
+from training.rules import Rules, fit_inputs, half_lives, score_points
 from training.scorer import feature_matrix
 from training.tiers import TIER_NAMES
 
@@ -192,8 +193,14 @@ def threshold_texts(thresholds: pd.DataFrame) -> np.ndarray:
     return texts[code] if len(names) else np.full(len(thresholds), "[]", dtype=object)
 
 
-def _points(snapshot: Snapshot, rows: pd.DataFrame, rules: Rules) -> tuple[np.ndarray, np.ndarray]:
-    points = score_points(rule_inputs(snapshot, rows, rules), rules)
+def _points(
+    snapshot: Snapshot, rows: pd.DataFrame, features: pd.DataFrame, rules: Rules
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rules' points and thresholds passed: `rule_inputs` with the fit values taken from
+    the features already built (the same `lead_fit` columns), not computed a second time."""
+    decayed = decayed_counts(snapshot, rows, half_lives(rules))
+    inputs = pd.concat([features[fit_inputs(rules)], decayed], axis=1)
+    points = score_points(inputs, rules)
     return points.total, threshold_texts(points.thresholds)
 
 
@@ -223,7 +230,7 @@ def score_chunk(
         probability = scorer.probability(matrix)
         texts = np.full(len(rows), "[]", dtype=object)
     tier = scorer.tiers.assign(probability)
-    total, passed = _points(snapshot, rows, model.rules)
+    total, passed = _points(snapshot, rows, features, model.rules)
     lead_index = pd.Index(snapshot.leads["lead_id"].to_numpy())
     account = snapshot.leads["account_id"].to_numpy(dtype=object)[
         lead_index.get_indexer(rows["lead_id"].to_numpy())

@@ -119,3 +119,26 @@ def test_unwritable_out_is_named_before_any_work(registry: dict[str, str], tmp_p
         assert code == 2, output
         assert message in output and str(out) in " ".join(output.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_sqlite_table_is_upserted_too(registry: dict[str, str], tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    out = tmp_path / "scores.parquet"
+    for _ in range(2):
+        code, output = _predict(
+            registry, "--as-of", AS_OF.isoformat(), "--out", str(out), "--to-sql", url,
+            "--table", "scores",
+        )  # fmt: skip
+        assert code == 0, output
+    written = pd.read_parquet(out)
+    assert f"0 new, 0 gone, 0 moved up a tier, 0 moved down, {len(written):,} unchanged" in output
+    engine = sa.create_engine(url)
+    table = pd.read_sql_table("scores", engine).sort_values("lead_id", ignore_index=True)
+    engine.dispose()
+    written = written.sort_values("lead_id", ignore_index=True)
+    assert table["lead_id"].tolist() == written["lead_id"].tolist()
+    assert table["tier"].tolist() == written["tier"].tolist()
+    assert table["reasons"].tolist() == written["reasons"].tolist()
+    assert (table["probability"] == written["probability"]).all()

@@ -99,3 +99,18 @@ def test_any_rows_in_their_order(snapshot: Snapshot, model: LoadedModel) -> None
     assert got["lead_id"].tolist() == rows["lead_id"].tolist()
     alone = score_rows(snapshot, rows.iloc[[3]], model, scored_at=got["scored_at"].iloc[0])
     assert np.isclose(alone["probability"].iloc[0], got["probability"].iloc[3], atol=0, rtol=0)
+
+
+def test_points_are_the_rules_points(
+    scores: pd.DataFrame, snapshot: Snapshot, model: LoadedModel
+) -> None:
+    """Every row's points and thresholds are those `training.rules` gives on its inputs."""
+    from training.rules import rule_inputs, score_points
+
+    rows = open_mql_rows(snapshot.leads, AS_OF, model.config.horizon_days)
+    points = score_points(rule_inputs(snapshot, rows, model.rules), model.rules)
+    assert (scores["points"].to_numpy() == points.total).all()
+    passed = points.thresholds.to_numpy(dtype=bool)
+    names = list(points.thresholds.columns)
+    expected = [json.dumps([n for n, p in zip(names, row, strict=True) if p]) for row in passed]
+    assert scores["thresholds_passed"].tolist() == expected
