@@ -163,8 +163,11 @@ def spark_session(
         .config("spark.executorEnv.PYTHONWARNINGS", quiet)
     )
     if local:
-        builder = builder.config("spark.driver.memory", memory).config(
-            "spark.driver.host", "127.0.0.1"
+        # the driver collects every score to write them (1M rows with reasons: about 0.7 GB)
+        builder = (
+            builder.config("spark.driver.memory", memory)
+            .config("spark.driver.maxResultSize", "0")
+            .config("spark.driver.host", "127.0.0.1")
         )
     previous = os.environ.get("PYTHONWARNINGS")
     os.environ["PYTHONWARNINGS"] = quiet  # the local workers inherit the JVM's environment
