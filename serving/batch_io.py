@@ -14,7 +14,7 @@ import glob
 import io
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -380,44 +380,35 @@ def _run_lock(target: Path) -> Iterator[None]:
         yield
 
 
-def predict_job(
-    snapshot: Snapshot,
+def publish_scores(
+    scores: Iterable[tuple[pd.DataFrame, Mapping[str, Any] | None]],
     model: LoadedModel,
     as_of: pd.Timestamp,
     out: Path,
     *,
-    horizon_days: int,
-    reasons: int,
-    chunk_leads: int,
+    scored_at: pd.Timestamp,
     to_sql: tuple[str, str] | None = None,
-    progress: Progress | None = None,
 ) -> PredictSummary:
-    """Score every open MQL of the snapshot as of `as_of`, write `out` atomically (and the
-    monitoring record beside it when the model has a reference), upsert the SQL table if
-    asked, and compare the tiers with the previous run (the table's, else the file's)."""
-    check_writable(out)
-    rows = open_mql_rows(snapshot.leads, as_of, horizon_days)
-    scored_at = pd.Timestamp.now(tz="UTC").floor("ms")
+    """What a batch job does after scoring, whichever engine scored: write `out` atomically
+    (under the run lock), the monitoring record beside it when the model has a reference,
+    upsert the SQL table if asked, and compare the tiers with the previous run (the table's,
+    else the file's).
+
+    `scores` yields score frames (`COLUMNS`), each with the monitoring counts of its rows (in
+    the model's reference bins; None when there is none); they are consumed under the lock,
+    so a lazy iterator scores while the file is written.
+    """
     reference = model.reference
-    if reference is None:
-        log.warning(
-            "model %s version %s has no reference profile: no monitoring record",
-            model.name,
-            model.version,
-        )
     monitor: dict[str, Any] | None = None
     kept: list[pd.DataFrame] = []
 
-    def scores() -> Iterator[pd.DataFrame]:
+    def frames() -> Iterator[pd.DataFrame]:
         nonlocal monitor
-        for chunk in score_chunks(
-            snapshot, rows, model, reasons, progress, chunk_leads=chunk_leads, scored_at=scored_at
-        ):
-            kept.append(chunk.scores[["lead_id", "tier"]])
-            if reference is not None:
-                counts = profile_counts(chunk.features, chunk.probability, chunk.tier, reference)
-                monitor = counts if monitor is None else merge_counts(monitor, counts)
-            yield chunk.scores
+        for frame, counts in scores:
+            kept.append(frame[["lead_id", "tier"]])
+            if reference is not None and counts is not None:
+                monitor = dict(counts) if monitor is None else merge_counts(monitor, counts)
+            yield frame
 
     # the table is upserted from the finished temporary file before it replaces `out`: if the
     # database fails, neither the table nor the file changes
@@ -429,15 +420,14 @@ def predict_job(
 
     with _run_lock(out):
         previous = read_previous(out)
-        written = write_scores(scores(), out, before_replace=upsert)
+        written = write_scores(frames(), out, before_replace=upsert)
     current = (
         pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=["lead_id", "tier"])
     )
     monitor_file = None
     if reference is not None:
-        counts = monitor if monitor is not None else empty_counts(reference)
         record = monitor_record(
-            counts,
+            monitor if monitor is not None else empty_counts(reference),
             reference,
             model_name=model.name,
             model_version=model.version,
@@ -462,3 +452,40 @@ def predict_job(
         model=f"{model.name} version {model.version}",
         as_of=as_of,
     )
+
+
+def predict_job(
+    snapshot: Snapshot,
+    model: LoadedModel,
+    as_of: pd.Timestamp,
+    out: Path,
+    *,
+    horizon_days: int,
+    reasons: int,
+    chunk_leads: int,
+    to_sql: tuple[str, str] | None = None,
+    progress: Progress | None = None,
+) -> PredictSummary:
+    """Score every open MQL of the snapshot as of `as_of` and publish the scores
+    (`publish_scores`: the file, the monitoring record, the SQL table, the tier changes)."""
+    check_writable(out)
+    rows = open_mql_rows(snapshot.leads, as_of, horizon_days)
+    scored_at = pd.Timestamp.now(tz="UTC").floor("ms")
+    reference = model.reference
+    if reference is None:
+        log.warning(
+            "model %s version %s has no reference profile: no monitoring record",
+            model.name,
+            model.version,
+        )
+
+    def scores() -> Iterator[tuple[pd.DataFrame, dict[str, Any] | None]]:
+        for chunk in score_chunks(
+            snapshot, rows, model, reasons, progress, chunk_leads=chunk_leads, scored_at=scored_at
+        ):
+            counts = None
+            if reference is not None:
+                counts = profile_counts(chunk.features, chunk.probability, chunk.tier, reference)
+            yield chunk.scores, counts
+
+    return publish_scores(scores(), model, as_of, out, scored_at=scored_at, to_sql=to_sql)

@@ -71,8 +71,6 @@ from serving.batch import (
     empty_scores,
     open_mql_rows,
     score_chunks,
-    tier_changes,
-    tier_counts,
 )
 from serving.model_store import LoadedModel
 
@@ -740,17 +738,10 @@ def predict_spark_job(
     progress: Progress | None = None,
     buckets: int | None = None,
 ) -> tuple[PredictSummary, SparkScores]:
-    """`serving.batch_io.predict_job` with the scores computed on Spark: the same file
-    (written atomically by the same writer), monitoring record, SQL upsert and tier changes."""
-    from serving.batch_io import (
-        PredictSummary,
-        _run_lock,
-        check_writable,
-        read_previous,
-        upsert_sql,
-        write_scores,
-    )
-    from training.monitor import empty_counts, monitor_record, write_monitor_record
+    """`serving.batch_io.predict_job` with the scores computed on Spark, published by the same
+    `serving.batch_io.publish_scores`: the same file (written atomically by the same writer),
+    monitoring record, SQL upsert and tier changes."""
+    from serving.batch_io import check_writable, publish_scores
 
     check_writable(out)
     scored_at = pd.Timestamp.now(tz="UTC").floor("ms")
@@ -765,47 +756,12 @@ def predict_spark_job(
         buckets=buckets,
         progress=progress,
     )
-    scores = result.scores
-    # as the pandas engine: the table is upserted from the finished temporary file before it
-    # replaces `out`, so a database failure changes neither
-    previous_table: list[pd.DataFrame] = []
-
-    def upsert(batches: Iterator[pd.DataFrame]) -> None:
-        if to_sql is not None:
-            previous_table.append(upsert_sql(to_sql[0], to_sql[1], batches))
-
-    with _run_lock(out):
-        previous = read_previous(out)
-        written = write_scores([scores], out, before_replace=upsert)
-    monitor_file = None
-    reference = getattr(model, "reference", None)
-    if reference is not None:
-        counts = result.monitor if result.monitor is not None else empty_counts(reference)
-        record = monitor_record(
-            counts,
-            reference,
-            model_name=model.name,
-            model_version=model.version,
-            as_of=as_of,
-            scored_at=scored_at,
-        )
-        monitor_file = write_monitor_record(record, out)
-    compared_with = str(out) if previous is not None else None
-    table = None
-    if to_sql is not None:
-        table = to_sql[1]
-        previous = previous_table[0]
-        compared_with = f"table {table}"
-    current = scores[["lead_id", "tier"]]
-    summary = PredictSummary(
-        rows=written,
-        tiers=tier_counts(current["tier"].to_numpy()),
-        changes=None if previous is None else tier_changes(previous, current),
-        compared_with=compared_with,
-        out=out,
-        monitor=monitor_file,
-        table=table,
-        model=f"{model.name} version {model.version}",
-        as_of=as_utc(as_of),
+    summary = publish_scores(
+        [(result.scores, result.monitor)],
+        model,
+        as_utc(as_of),
+        out,
+        scored_at=scored_at,
+        to_sql=to_sql,
     )
     return summary, result
