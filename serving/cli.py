@@ -335,36 +335,26 @@ def train(
         rules_yaml=rules_module.rules_to_yaml(rule_set),
     )
     version = tracking.register(settings.mlflow, model_uri)
-    test = result.scored["slice"] == "test"
-    champion_version, champion, problem = tracking.champion_metrics(
-        settings.mlflow, result.test_features, result.scored.loc[test, "label"].to_numpy()
-    )
-    decision = tracking.gate(
-        result.metrics["test"]["model"],
-        champion,
-        settings.mlflow.gate,
-        rules=result.metrics["test"].get("rules"),
-    )
     console.print(
         f"MLflow run {run_id}; registered {settings.mlflow.model_name} version "
         f"{version} as challenger"
     )
-    if problem is not None:
+    verdict = tracking.challenge(settings.mlflow, result, version)
+    if verdict.problem is not None:
         console.print(
-            f"[yellow]gate:[/] {problem}; promote by hand if it should serve",
+            f"[yellow]gate:[/] {verdict.problem}; promote by hand if it should serve",
             markup=True,
             highlight=False,
         )
-    elif decision.passed:
-        tracking.set_champion(settings.mlflow, version)
+    elif verdict.promoted:
         console.print(
-            f"gate passed ({'; '.join(decision.reasons)}): version {version} is champion",
+            f"gate passed ({'; '.join(verdict.decision.reasons)}): version {version} is champion",
             highlight=False,
         )
     else:
         console.print(
-            f"[yellow]gate failed:[/] {'; '.join(decision.reasons)}; champion stays "
-            f"version {champion_version}",
+            f"[yellow]gate failed:[/] {'; '.join(verdict.decision.reasons)}; champion stays "
+            f"version {verdict.champion_version}",
             markup=True,
             highlight=False,
         )

@@ -288,28 +288,15 @@ def retrain(
         "registering the model", lambda: tracking.register(settings.mlflow, model_uri)
     )
     say(f"MLflow run {run_id}; version {outcome.version} is challenger; report {report}")
-    test = result.scored["slice"] == "test"
-    champion_version, champion, problem = _step(
-        "scoring the champion",
-        lambda: tracking.champion_metrics(
-            settings.mlflow, result.test_features, result.scored.loc[test, "label"].to_numpy()
-        ),
-    )
-    decision = tracking.gate(
-        result.metrics["test"]["model"],
-        champion,
-        settings.mlflow.gate,
-        rules=result.metrics["test"].get("rules"),
-    )
-    outcome.reasons = list(decision.reasons)
-    if problem is not None:
-        outcome.reasons = [problem]
-    elif decision.passed:
-        _step("promoting", lambda: tracking.set_champion(settings.mlflow, str(outcome.version)))
+    verdict = tracking.challenge(settings.mlflow, result, str(outcome.version), step=_step)
+    outcome.reasons = list(verdict.decision.reasons)
+    if verdict.problem is not None:
+        outcome.reasons = [verdict.problem]
+    elif verdict.promoted:
         outcome.promoted = True
         outcome.champion_after = outcome.version
     else:
-        outcome.champion_after = champion_version
+        outcome.champion_after = verdict.champion_version
     outcome.seconds = time.perf_counter() - started
     return outcome
 

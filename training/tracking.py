@@ -11,7 +11,7 @@ import hashlib
 import json
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,6 +314,50 @@ def set_champion(settings: MlflowConfig, version: str) -> str | None:
     if previous is not None and previous != version:
         client.set_registered_model_tag(settings.model_name, PREVIOUS_TAG, previous)
     return previous
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A registered challenger against the champion: the gate's decision and what it did."""
+
+    decision: GateDecision
+    champion_version: str | None  # the champion it was compared with (None: there was none)
+    problem: str | None  # the champion could not score the test slice: nothing was promoted
+    promoted: bool
+
+
+def _run_step(name: str, action: Callable[[], Any]) -> Any:
+    return action()
+
+
+def challenge(
+    settings: MlflowConfig,
+    result: TrainResult,
+    version: str,
+    *,
+    step: Callable[[str, Callable[[], Any]], Any] = _run_step,
+) -> Challenge:
+    """Score the champion on the challenger's test slice, gate the challenger (against the
+    rules' points too, when they were scored) and make `version` champion if it passes.
+
+    `step(name, action)` runs the registry steps ("scoring the champion", "promoting"), so a
+    caller can name their failures; by default it just runs them.
+    """
+    test = result.scored["slice"] == "test"
+    labels = result.scored.loc[test, "label"].to_numpy()
+    champion_version, champion, problem = step(
+        "scoring the champion", lambda: champion_metrics(settings, result.test_features, labels)
+    )
+    decision = gate(
+        result.metrics["test"]["model"],
+        champion,
+        settings.gate,
+        rules=result.metrics["test"].get("rules"),
+    )
+    promoted = problem is None and decision.passed
+    if promoted:
+        step("promoting", lambda: set_champion(settings, version))
+    return Challenge(decision, champion_version, problem, promoted)
 
 
 def promote(settings: MlflowConfig, version: str) -> str | None:
