@@ -222,6 +222,11 @@ class GateConfig(_Strict):
     """What a challenger must show, on the same recent test slice, to replace the champion."""
 
     auc_tolerance: float = Field(0.005, ge=0, description="Challenger AUC >= champion AUC - this.")
+    beat_rules: bool = Field(
+        True,
+        description="The challenger's AUC must beat the rules' points on the same slice (when "
+        "the snapshot gives points), champion or not.",
+    )
     max_ece: float = Field(
         0.02,
         gt=0,

@@ -60,7 +60,7 @@ def gate(
     """
     reasons = []
     passed = True
-    if rules is not None and challenger["roc_auc"] <= rules["roc_auc"]:
+    if bounds.beat_rules and rules is not None and challenger["roc_auc"] <= rules["roc_auc"]:
         passed = False
         reasons.append(
             f"AUC {challenger['roc_auc']:.4f} no better than the rules' points "

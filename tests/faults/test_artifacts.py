@@ -35,7 +35,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env = {
         "LEADSCORE__MLFLOW__TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
         "LEADSCORE__MLFLOW__ARTIFACT_LOCATION": str(root / "store"),
-        "LEADSCORE__MLFLOW__GATE__MAX_ECE": "1",  # any model will do: the files are the point
+        # any model will do: the files are the point
+        "LEADSCORE__MLFLOW__GATE__MAX_ECE": "1",
+        "LEADSCORE__MLFLOW__GATE__BEAT_RULES": "false",
         "LEADSCORE__TRAINING__SHAP_SAMPLE": "100",
     }
     result = CliRunner().invoke(

@@ -132,5 +132,7 @@ def test_gate() -> None:
     no_better = gate(good, None, bounds, rules={"roc_auc": 0.85})  # than the points
     assert not no_better.passed and "no better than the rules" in no_better.reasons[0]
     assert gate(good, None, bounds, rules={"roc_auc": 0.7}).passed
+    lenient = GateConfig(auc_tolerance=0.005, max_ece=0.02, beat_rules=False)
+    assert gate(good, None, lenient, rules={"roc_auc": 0.85}).passed
     miscalibrated = gate({**good, "ece": 0.04}, None, bounds)
     assert not miscalibrated.passed and "calibration error" in miscalibrated.reasons[0]
