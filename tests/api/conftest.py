@@ -8,32 +8,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
 from features.config import Config, build_config
-from features.synthetic import generate, write_snapshot
 from serving.app import create_app
-from serving.cli import app as cli
 from serving.model_store import ModelStore
+from tests.fixtures import trained_registry
 
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Train and register a champion once: snapshot folder and tracking URI."""
-    root = tmp_path_factory.mktemp("api")
-    snapshot = root / "snapshot"
-    write_snapshot(generate(12_000, seed=77), snapshot)
-    tracking = f"sqlite:///{root / 'mlflow.db'}"
-    env = {
-        "LEADSCORE__MLFLOW__TRACKING_URI": tracking,
-        "LEADSCORE__MLFLOW__ARTIFACT_LOCATION": str(root / "artifacts"),
-    }
-    result = CliRunner().invoke(
-        cli, ["train", "-s", str(snapshot), "-r", str(root / "report")], env=env
-    )
-    assert result.exit_code == 0, result.output
-    assert "is champion" in result.output
-    return {"snapshot": str(snapshot), "tracking": tracking, "root": str(root)}
+    registry, output = trained_registry(tmp_path_factory.mktemp("api"), leads=12_000, seed=77)
+    assert "is champion" in output
+    return {key: registry[key] for key in ("snapshot", "tracking", "root")}
 
 
 @pytest.fixture(scope="session")

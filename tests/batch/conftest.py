@@ -11,13 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from typer.testing import CliRunner
 
 from features.config import build_config
 from features.snapshot import Snapshot, read_snapshot
-from features.synthetic import generate, write_snapshot
-from serving.cli import app as cli
 from serving.model_store import LoadedModel, load_model
+from tests.fixtures import trained_registry
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 #: An as-of time inside the synthetic data, where several hundred MQLs are open.
@@ -28,19 +26,8 @@ LEADSCORE = str(Path(sys.executable).with_name("leadscore"))
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Train and register a model once: snapshot folder, tracking URI and the CLI env."""
-    root = tmp_path_factory.mktemp("batch")
-    snapshot = root / "snapshot"
-    write_snapshot(generate(8_000, seed=31), snapshot)
-    tracking = f"sqlite:///{root / 'mlflow.db'}"
-    env = {
-        "LEADSCORE__MLFLOW__TRACKING_URI": tracking,
-        "LEADSCORE__MLFLOW__ARTIFACT_LOCATION": str(root / "artifacts"),
-    }
-    result = CliRunner().invoke(
-        cli, ["train", "-s", str(snapshot), "-r", str(root / "report")], env=env
-    )
-    assert result.exit_code == 0, result.output
-    return {"snapshot": str(snapshot), "tracking": tracking, "root": str(root), **env}
+    registry, _ = trained_registry(tmp_path_factory.mktemp("batch"), leads=8_000, seed=31)
+    return registry
 
 
 @pytest.fixture(scope="session")
