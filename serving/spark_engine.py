@@ -11,14 +11,18 @@ How the data reach the groups:
    files and SQL tables through the project's own reader on the driver (`read_tables`), so
    their parsing (delimiter, encoding, empty cells) is exactly the pandas engine's.
 2. Each lead gets its cleaned `lead_id` and `account_id` by the reader's own `clean_text`
-   (a `mapInPandas` pass over the leads), and a bucket: a hash of the account, or of the lead
-   for a lead without one, modulo the number of buckets. Duplicate ids are found across the
-   whole table, as the reader finds them.
-3. Each event is tagged with its lead's bucket (the reader's key: the id with surrounding
-   whitespace stripped); events of unknown leads drop out here, as the reader drops them.
-4. `cogroup(...).applyInPandas` hands each bucket's leads and events (raw columns) to
-   `score_bucket`, which builds the snapshot of those whole accounts and scores its open MQLs.
-   Buckets hold tens of thousands of leads: far fewer Python calls than one group per account.
+   (a `mapInPandas` pass over the leads), and a group key: a hash of the account, or of the
+   lead for a lead without one. Duplicate ids are found across the whole table, as the reader
+   finds them.
+3. Each event is tagged with its lead's group key by a broadcast join (the reader's key: the
+   id with surrounding whitespace stripped); events of unknown leads drop out here, as the
+   reader drops them.
+4. Leads and events go into one frame (each table's columns null in the other's rows), shuffled
+   once by group key into the buckets (a multiple of the cores), and not sorted: a
+   `mapInPandas` over each bucket splits it back into raw leads and raw events (`split_partition`)
+   and hands them to `score_bucket`, which builds the snapshot of those whole accounts and scores
+   its open MQLs. Buckets hold tens of thousands of leads: few Python calls. (A `cogroup` sorted
+   every event by bucket first.)
 
 The model reaches the executors as plain text (booster, calibrator, spec, tiers, rules,
 config, reference), broadcast once and parsed once per Python worker: nothing is pickled.
@@ -87,13 +91,14 @@ LEADS_PER_BUCKET = 50_000
 #: Up to this many leads, the (lead key -> bucket) table is broadcast to tag the events.
 BROADCAST_LEADS = 3_000_000
 
-_KEY, _ACCOUNT, _BUCKET, _EVENT_KEY, _EVENT_BUCKET, _REPORT = (
+_KEY, _ACCOUNT, _BUCKET, _EVENT_KEY, _EVENT_BUCKET, _REPORT, _KIND = (
     "_ls_lead_key",
     "_ls_account_key",
     "_ls_bucket",
     "_ls_event_key",
     "_ls_event_bucket",
     "_ls_report",
+    "_ls_kind",
 )
 _PANDAS_WARNING = "PySpark does not yet fully support pandas"
 _LOG4J = """status = error
@@ -154,6 +159,8 @@ def spark_session(
         SparkSession.builder.master(master)
         .appName(app_name)
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        # fewer, larger Arrow batches to and from the Python workers (a group is whole anyway)
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "100000")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
@@ -502,6 +509,80 @@ def _check_duplicates(keyed: DataFrame, table: str) -> None:
         )
 
 
+def _lead_field(i: int) -> str:
+    return f"_ls_l{i}"
+
+
+def _event_field(i: int) -> str:
+    return f"_ls_e{i}"
+
+
+def _one_table(leads: DataFrame, events: DataFrame, job: BucketJob) -> DataFrame:
+    """Leads and events in one frame (`_KIND` 0 and 1, each table's columns null in the
+    other's rows), with the group key `_BUCKET`: one shuffle moves both, none sorts them."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    left = leads.select(
+        F.col(_BUCKET),
+        F.lit(0).cast("byte").alias(_KIND),
+        *[_column(c).alias(_lead_field(i)) for i, c in enumerate(job.lead_columns)],
+    )
+    right = events.select(
+        F.col(_BUCKET),
+        F.lit(1).cast("byte").alias(_KIND),
+        *[_column(c).alias(_event_field(i)) for i, c in enumerate(job.event_columns)],
+    )
+    return left.unionByName(right, allowMissingColumns=True)
+
+
+def exact_types(frame: DataFrame) -> dict[str, str]:
+    """The numpy type Spark gives each whole-number or true/false column in pandas (when the
+    column has no missing value: with one, Spark gives float or object, as `_side` does)."""
+    from pyspark.sql import types as T  # noqa: N812
+
+    kinds = {
+        T.ByteType: "int8",
+        T.ShortType: "int16",
+        T.IntegerType: "int32",
+        T.LongType: "int64",
+        T.BooleanType: "bool",
+    }
+    found = {}
+    for f in frame.schema.fields:
+        for kind, dtype in kinds.items():
+            if isinstance(f.dataType, kind):
+                found[f.name] = dtype
+    return found
+
+
+def _side(
+    frame: pd.DataFrame, rows: Any, names: tuple[str, ...], field: Callable[[int], str],
+    exact: Mapping[str, str],
+) -> pd.DataFrame:  # fmt: skip
+    """One table's rows of a partition, as Spark hands that table alone to pandas: the other
+    table's rows (null in its columns) made a whole-number column float, a true/false one
+    object; each gets its own type back when its own rows have no missing value."""
+    part = frame.loc[rows, [field(i) for i in range(len(names))]]
+    part = part.set_axis(list(names), axis=1).reset_index(drop=True)
+    for name in names:
+        dtype = exact.get(name)
+        if dtype is not None and part[name].dtype != dtype and part[name].notna().all():
+            part[name] = part[name].astype(dtype)
+    return part
+
+
+def split_partition(
+    batches: list[pd.DataFrame], job: BucketJob, exact: tuple[Mapping[str, str], ...] = ({}, {})
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A partition's Arrow batches (see `_one_table`) as its raw leads and raw events."""
+    frame = pd.concat(batches, ignore_index=True) if len(batches) > 1 else batches[0]
+    kind = frame[_KIND].to_numpy()
+    return (
+        _side(frame, kind == 0, job.lead_columns, _lead_field, exact[0]),
+        _side(frame, kind == 1, job.event_columns, _event_field, exact[1]),
+    )
+
+
 def _output_schema() -> Any:
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
 
@@ -644,13 +725,12 @@ def score_on_spark(
             if n_leads == 0:
                 raise ContractError(f"{names[0]}: the table has no rows")
             _check_duplicates(keyed, names[0])
-            n_buckets = buckets or max(
-                2 * spark.sparkContext.defaultParallelism, math.ceil(n_leads / LEADS_PER_BUCKET)
-            )
-            bucketed = keyed.withColumn(
-                _BUCKET,
-                F.pmod(F.hash(F.coalesce(F.col(_ACCOUNT), F.col(_KEY))), F.lit(n_buckets)),
-            )
+            cores = spark.sparkContext.defaultParallelism
+            # a multiple of the cores, so that the last round of groups keeps every core busy
+            n_buckets = buckets or cores * max(2, math.ceil(n_leads / LEADS_PER_BUCKET / cores))
+            # the group key: a hash of the account (of the lead without one); the shuffle below
+            # spreads these keys over `n_buckets` partitions, so each holds whole accounts
+            bucketed = keyed.withColumn(_BUCKET, F.hash(F.coalesce(F.col(_ACCOUNT), F.col(_KEY))))
             event_lead = _source_column(events.columns, read_config.mapping.events, "lead_id")
             assert event_lead is not None
             lookup = bucketed.where(F.col(_KEY).isNotNull()).select(
@@ -680,12 +760,19 @@ def score_on_spark(
             )
             shared = spark.sparkContext.broadcast(texts)
 
-            def score(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
-                return score_bucket(job, shared.value, left, right)
+            exact = (exact_types(leads), exact_types(events))
 
-            grouped = bucketed.groupBy(_BUCKET).cogroup(tagged.groupBy(_EVENT_BUCKET))
+            def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+                found = list(batches)
+                if found:
+                    left, right = split_partition(found, job, exact)
+                    yield score_bucket(job, shared.value, left, right)
+
+            both = _one_table(bucketed, tagged.withColumnRenamed(_EVENT_BUCKET, _BUCKET), job)
+            # one shuffle, no sort: each partition is a bucket of whole accounts
+            partitioned = both.repartition(n_buckets, F.col(_BUCKET)).drop(_BUCKET)
             with _watch(spark, progress):
-                collected = grouped.applyInPandas(score, _output_schema()).toPandas()
+                collected = partitioned.mapInPandas(score, _output_schema()).toPandas()
             events_read = events.count()
         finally:
             keyed.unpersist()
