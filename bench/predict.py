@@ -31,7 +31,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -43,6 +42,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from _paths import bench_features, use_package
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results" / "predict.json"
@@ -53,19 +54,6 @@ GOAL_GIB = 8.0
 GOAL_REASONS_RATIO = 1.2
 MODEL_LEADS = 50_000
 MODEL_SEED = 11
-
-
-def _bench_features() -> ModuleType:
-    """bench/features.py (its snapshot check and `measure`), loaded under another name."""
-    spec = importlib.util.spec_from_file_location("bench_features", HERE / "features.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _use_package() -> None:
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 
 def _rss_gib() -> float:
@@ -83,7 +71,7 @@ def _as_of(folder: Path) -> str:
 
 def open_job(source: Path, target: Path) -> None:
     """Write the open-MQL variant of `source` into `target` (see the module docstring)."""
-    _use_package()
+    use_package()
     import pandas as pd
 
     as_of = pd.Timestamp(_as_of(source))
@@ -171,7 +159,7 @@ def ensure_model(data: Path, leadscore: str) -> Path:
 
 def anchor_job(snapshot_dir: Path, model_dir: Path, out: Path, reason_rows: int) -> None:
     """Stage times on the way to the ready matrix, then the booster alone on it."""
-    _use_package()
+    use_package()
     os.environ.update(_model_env(model_dir))
     import numpy as np
     import pandas as pd
@@ -283,7 +271,7 @@ def main() -> None:
         anchor_job(args.folder, args.model, args.out, args.reason_rows_job)
         return
 
-    bf = _bench_features()
+    bf = bench_features()
     leadscore = str(Path(sys.executable).with_name("leadscore"))
     name = "snapshot" if args.leads == 1_000_000 else f"snapshot-{args.leads}"
     snap_args = argparse.Namespace(

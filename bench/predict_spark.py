@@ -17,30 +17,21 @@ within 2x of pandas. Prints the figures and writes them to bench/results/predict
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+from _paths import bench_features
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results" / "predict_spark.json"
 DEFAULT_DATA = ROOT / "data" / "bench"
 GOAL_RATIO = 2.0
-
-
-def _bench_features() -> ModuleType:
-    """bench/features.py (its `measure`: wall time of a fresh child), under another name."""
-    spec = importlib.util.spec_from_file_location("bench_features", HERE / "features.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _prepared(data: Path, leads: int) -> tuple[Path, Path]:
@@ -80,7 +71,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    bf = _bench_features()
+    bf = bench_features()
     snapshot, model = _prepared(args.data_dir, args.leads)
     as_of = json.loads((snapshot / "snapshot.json").read_text())["as_of"]
     leadscore = str(Path(sys.executable).with_name("leadscore"))

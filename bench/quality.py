@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _paths import use_package
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -51,8 +51,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="Snapshot folder to reuse or fill.")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
-    # imported here: bench/features.py would shadow the package while bench/ is on sys.path
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+    use_package()  # imported here: bench/features.py would shadow the package
     from features.config import build_config
     from features.pipeline import build_training_set
     from features.snapshot import read_snapshot

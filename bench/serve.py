@@ -41,7 +41,6 @@ import argparse
 import contextlib
 import hashlib
 import http.client
-import importlib.util
 import itertools
 import json
 import os
@@ -61,6 +60,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+from _paths import bench_features, use_package
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -78,21 +78,6 @@ MODEL_URI = "models:/leadscore@champion"
 RESULT_PREFIX = "RESULT "
 LATENCY_COLUMNS = ("p50", "p90", "p99", "mean")
 NAN = float("nan")
-
-
-def _bench_features() -> ModuleType:
-    """bench/features.py (its snapshot check, CPU counters and child measuring), loaded by path
-    under another name: as `features` it would shadow the package."""
-    spec = importlib.util.spec_from_file_location("bench_features", HERE / "features.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _use_package() -> None:
-    """Import the package: drop bench/ from sys.path so `features` is the package."""
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 
 def _ms(values_ns: list[int] | np.ndarray) -> dict[str, float]:
@@ -314,7 +299,7 @@ def _stage_timers(scoring: ModuleType, model: Any, sums: dict[str, int]) -> Call
 
 def inprocess_job(tracking_uri: str, body_path: Path, calls: int) -> None:
     """Child process: the floor, score() and its stages, as one JSON line on stdout."""
-    _use_package()
+    use_package()
     import lightgbm as lgb
     import pandas as pd
 
@@ -905,7 +890,7 @@ def main() -> None:
 
     # stopped (kill PID): still stop the servers and remove the work folder, in `finally`
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    bf = _bench_features()
+    bf = bench_features()
     bin_dir = Path(sys.executable).parent
     leadscore = str(bin_dir / "leadscore")
     machine = {

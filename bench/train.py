@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import functools
 import hashlib
-import importlib.util
 import json
 import os
 import platform
@@ -47,6 +46,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from _paths import bench_features, use_package
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -63,23 +64,6 @@ GOAL_RATIO = 1.5  # leadscore train within 1.5x raw lightgbm.train on the same m
 SNAPSHOT_LEADS = 1_000_000
 SNAPSHOT_SEED = 7
 SNAPSHOT_EVENTS_PER_LEAD = 50.0
-
-
-def _bench_features() -> ModuleType:
-    """bench/features.py, for its snapshot check and child measuring (`measure`).
-
-    Loaded by path under another name: as `features` it would shadow the package.
-    """
-    spec = importlib.util.spec_from_file_location("bench_features", HERE / "features.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _use_package() -> None:
-    """Child jobs import the package: drop bench/ from sys.path so `features` is the package."""
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 
 def _trees_digest(model_text: str) -> str:
@@ -100,7 +84,7 @@ def _rss_gib() -> float:
 def anchor_job(training_set_path: Path, out: Path) -> None:
     """Child process: the package's matrix, then raw lightgbm.train with leadscore's parameters."""
     started = time.perf_counter()
-    _use_package()
+    use_package()
     import lightgbm as lgb
     import numpy as np
     import pandas as pd
@@ -238,7 +222,7 @@ def stages_job(training_set_path: Path, folder: Path, out: Path) -> None:
     the steps (wrapped where their callers look them up, so nothing is counted twice).
     """
     started = time.perf_counter()
-    _use_package()
+    use_package()
     steps: dict[str, float] = {}
     mark = started
 
@@ -640,7 +624,7 @@ def main() -> None:
         cut_job(args.training_set, args.rows, args.out)
         return
 
-    bf = _bench_features()
+    bf = bench_features()
     bin_dir = Path(sys.executable).parent
     leadscore = str(bin_dir / "leadscore") if (bin_dir / "leadscore").exists() else "leadscore"
     import psutil
