@@ -40,7 +40,15 @@ def _prepared(data: Path, leads: int) -> tuple[Path, Path]:
     if not (snapshot / "snapshot.json").is_file() or not (model / "trained").is_file():
         print(f"preparing {snapshot} and {model} with bench/predict.py (not measured)")
         subprocess.run(
-            [sys.executable, str(HERE / "predict.py"), "--leads", str(leads), "--skip-anchor"],
+            [
+                sys.executable,
+                str(HERE / "predict.py"),
+                "--leads",
+                str(leads),
+                "--skip-anchor",
+                "--data-dir",
+                str(data),
+            ],
             check=True,
         )
     return snapshot, model
