@@ -262,6 +262,13 @@ class ServeConfig(_Strict):
     )
     startup_attempts: int = Field(5, ge=1, description="Model load attempts at start-up.")
     startup_wait_seconds: float = Field(2.0, ge=0)
+    accounts: str | None = Field(
+        None,
+        description="Snapshot (folder or SQLAlchemy URL, read with the model's mapping) whose "
+        "leads and events give each posted lead its account's history for the account "
+        "features; read with the model, and again when its files change (with poll_seconds). "
+        "null: account features are unknown, as for a lead without an account.",
+    )
 
 
 class MonitorConfig(_Strict):

@@ -32,7 +32,7 @@ from features.config import Config
 from features.contract import ContractError
 from serving.model_store import LoadedModel, ModelStore, ModelUnavailableError
 from serving.schemas import BatchOut, BatchRequest, ModelOut, Problem, ScoreOut, ScoreRequest
-from serving.scoring import score, warm_up
+from serving.scoring import account_history, score, warm_up
 
 log = logging.getLogger("leadscore.serving")
 API_KEY_HEADER = "X-API-Key"
@@ -147,7 +147,7 @@ def _poll(app: FastAPI, seconds: float, stop: threading.Event) -> None:
         if store.current is None:
             store.load_with_retries(1, 0)
         elif store.poll_once():
-            log.info("alias moved: now serving version %s", store.current.version)
+            log.info("reloaded: now serving version %s", store.current.version)
 
 
 def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
@@ -174,7 +174,7 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.store = store or ModelStore(
-        serve.model_uri, config.mlflow.tracking_uri, on_load=warm_up
+        serve.model_uri, config.mlflow.tracking_uri, on_load=warm_up, accounts=serve.accounts
     )
     app.state.api_keys = _keys("LEADSCORE_API_KEYS")
     app.state.admin_keys = _keys("LEADSCORE_ADMIN_KEYS")
@@ -249,6 +249,7 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
             test_metrics=model.test_metrics,
             tiers=model.scorer.tiers.as_dict(),
             features=list(model.scorer.spec.names),
+            account_history=account_history(model.accounts),
         )
 
     @app.post(

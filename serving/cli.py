@@ -476,13 +476,22 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    accounts: Annotated[
+        str | None,
+        typer.Option(
+            help="Snapshot folder or database URL giving each lead its account's history "
+            "(serve.accounts); without it account features are unknown."
+        ),
+    ] = None,
 ) -> None:
     """Run the scoring API under uvicorn: POST /v1/score, /v1/score/batch; GET /v1/model,
     /healthz, /readyz, /metrics; docs at /docs.
 
     The model is loaded once at start-up (with bounded retries) and reloaded by POST
-    /v1/admin/reload or, with serve.poll_seconds, when its alias moves. Set LEADSCORE_API_KEYS
-    and LEADSCORE_ADMIN_KEYS (comma-separated) to require keys in the X-API-Key header.
+    /v1/admin/reload or, with serve.poll_seconds, when its alias moves. With --accounts, the
+    snapshot's account history is read with the model (and again when its files change).
+    Set LEADSCORE_API_KEYS and LEADSCORE_ADMIN_KEYS (comma-separated) to require keys in the
+    X-API-Key header.
     """
     import logging
 
@@ -493,7 +502,14 @@ def serve(
     with _clear_errors():
         settings = _config(config, None)
         overrides = {
-            k: v for k, v in {"model_uri": model_uri, "host": host, "port": port}.items() if v
+            k: v
+            for k, v in {
+                "model_uri": model_uri,
+                "host": host,
+                "port": port,
+                "accounts": accounts,
+            }.items()
+            if v
         }
         if overrides:
             values = settings.model_dump(by_alias=True)

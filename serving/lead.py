@@ -20,7 +20,8 @@ value to the pandas function itself, so odd input is slower, never different.
 
 Account features need the account's other leads, which one posted lead does not carry. Without
 an `AccountContext` they are NaN ("unknown"), the value training gives a lead with no account:
-an honest "not known here" rather than a made-up zero. Pass a context (see `account_context`)
+an honest "not known here" rather than a made-up zero. Pass a context (see `account_context`),
+or a lookup such as `serving.accounts.AccountBook.context` (the API's, read from a snapshot),
 to get the values `build_features` computes on the whole account.
 """
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -49,6 +50,7 @@ from training.scorer import ModelSpec
 
 __all__ = [
     "AccountContext",
+    "AccountLookup",
     "LeadError",
     "LeadFeatures",
     "RowPlan",
@@ -408,6 +410,10 @@ class AccountContext:
             object.__setattr__(self, "event_ms", np.sort(self.event_ms))
 
 
+#: Finds an account's context from the cleaned account id and the posted lead's cleaned id.
+AccountLookup = Callable[[str, str], AccountContext]
+
+
 def account_context(
     snapshot: Snapshot, account_id: str, lead_id: str | None = None
 ) -> AccountContext:
@@ -713,6 +719,7 @@ def lead_features(
     config: Config,
     half_lives: Mapping[str, float] | None = None,
     account: AccountContext | None = None,
+    accounts: AccountLookup | None = None,
 ) -> LeadFeatures:
     """Features of one lead at `as_of`, equal to `build_features` on a snapshot of that lead.
 
@@ -728,6 +735,8 @@ def lead_features(
         half_lives: event type -> half-life in days of the decayed counts wanted (the rules').
         account: the account's other leads. None: account features are NaN (unknown), as for
             a lead without an account; a lead without `account_id` gets NaN whatever is passed.
+        accounts: when `account` is None, called with the cleaned account and lead ids to
+            find the context (e.g. `serving.accounts.AccountBook.context`).
 
     Raises:
         LeadError: the input breaks the data contract; `problems` names every bad field.
@@ -765,6 +774,8 @@ def lead_features(
     if problems:
         raise LeadError(problems)
     assert lead_id is not None
+    if account is None and accounts is not None and account_id is not None:
+        account = accounts(account_id, lead_id)
 
     names = _feature_names(config)
     if flat:

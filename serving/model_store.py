@@ -12,11 +12,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from features.config import Config
+from features.contract import ContractError
+from serving.accounts import AccountBook, book_config, read_book, source_fingerprint
 from training.integrity import (
     DIGESTS_KEY,
     ArtifactIntegrityError,
@@ -47,6 +49,7 @@ class LoadedModel:
     trained_at: datetime | None
     test_metrics: dict[str, float]
     reference: dict[str, Any] | None = None  # drift reference; None for older models
+    accounts: AccountBook | None = None  # account history (serve.accounts); None: unknown
 
 
 def _parse_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -166,20 +169,75 @@ class ModelStore:
     """Holds the current model; `reload` swaps it in one assignment."""
 
     def __init__(
-        self, uri: str, tracking_uri: str, on_load: Callable[[LoadedModel], None] | None = None
+        self,
+        uri: str,
+        tracking_uri: str,
+        on_load: Callable[[LoadedModel], None] | None = None,
+        accounts: str | None = None,
     ) -> None:
         self.uri = uri
         self.tracking_uri = tracking_uri
         self.on_load = on_load
+        self.accounts = accounts
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
         self._lock = threading.Lock()
+        self._fingerprint: object = None
+
+    def _with_accounts(self, model: LoadedModel) -> LoadedModel:
+        """The model with its account book: the current one when neither the files nor the
+        model's reading of them changed, else read afresh."""
+        if self.accounts is None:
+            if any(name.startswith("account_") for name in model.scorer.spec.names):
+                log.warning(
+                    "%s version %s uses account features but no account history is set "
+                    "(serve.accounts, --accounts): they will be unknown for every lead, as for "
+                    "a lead without an account",
+                    model.name,
+                    model.version,
+                )
+            return model
+        fingerprint = source_fingerprint(self.accounts)
+        current = self.current
+        if (
+            current is not None
+            and current.accounts is not None
+            and fingerprint is not None
+            and fingerprint == self._fingerprint
+            and book_config(self.accounts, current.config)
+            == book_config(self.accounts, model.config)
+        ):
+            return replace(model, accounts=current.accounts)
+        started = time.perf_counter()
+        try:
+            book = read_book(self.accounts, model.config)
+        except (ContractError, OSError, ValueError) as error:
+            raise ModelUnavailableError(f"account history {self.accounts}: {error}") from None
+        self._fingerprint = fingerprint
+        log.info(
+            "account history %s as of %s: %d accounts, %d leads, %d events (%.1f s)",
+            book.source,
+            book.as_of,
+            book.accounts,
+            book.leads,
+            book.events,
+            time.perf_counter() - started,
+        )
+        return replace(model, accounts=book)
+
+    def accounts_changed(self) -> bool:
+        """Whether the account history's files changed since they were read."""
+        if self.accounts is None or self.current is None:
+            return False
+        fingerprint = source_fingerprint(self.accounts)
+        return fingerprint is not None and fingerprint != self._fingerprint
 
     def reload(self) -> LoadedModel:
-        """Load the URI's model and make it current; the old one serves until the swap."""
+        """Load the URI's model (and the account history) and make it current; the old one
+        serves until the swap."""
         with self._lock:  # one load at a time; requests never wait on this lock
             try:
-                model = load_model(self.uri, self.tracking_uri)
+                model = self._with_accounts(load_model(self.uri, self.tracking_uri))
                 if self.on_load is not None:
                     self.on_load(model)  # e.g. warm caches before the model takes traffic
             except ModelUnavailableError as error:
@@ -203,14 +261,17 @@ class ModelStore:
         return False
 
     def poll_once(self) -> bool:
-        """Reload if the alias now points at another version; True if it did."""
+        """Reload if the alias now points at another version or the account history's files
+        changed; True if it did."""
         target = alias_version(self.uri, self.tracking_uri)
         current = self.current
-        if target is None or (current is not None and current.version == target):
+        moved = target is not None and (current is None or current.version != target)
+        if not moved and not self.accounts_changed():
             return False
         try:
             self.reload()
         except ModelUnavailableError as error:
-            log.warning("alias moved to version %s but it did not load: %s", target, error)
+            what = f"alias moved to version {target}" if moved else "account history changed"
+            log.warning("%s but it did not load: %s", what, error)
             return False
         return True

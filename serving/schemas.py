@@ -93,6 +93,23 @@ class ModelRef(BaseModel):
     version: str
 
 
+class AccountOut(BaseModel):
+    """Where the lead's account features came from."""
+
+    known: bool = Field(
+        description="True: counted from the account history the server holds (`serve.accounts`). "
+        "False: no history is configured, so the account features are unknown, as for a lead "
+        "without an account."
+    )
+    other_leads: int | None = Field(
+        None, description="The account's other leads created before `as_of`, when known."
+    )
+    history_as_of: datetime | None = Field(
+        None,
+        description="The history's snapshot time: the account's activity after it is not counted.",
+    )
+
+
 class ScoreOut(BaseModel):
     lead_id: str
     probability: float = Field(ge=0, le=1, description="Calibrated P(SQL within the horizon).")
@@ -102,6 +119,9 @@ class ScoreOut(BaseModel):
     reasons_negative: list[Reason]
     unknown_event_types: dict[str, int] = Field(
         default_factory=dict, description="Event types kept as 'other', by name."
+    )
+    account: AccountOut | None = Field(
+        None, description="The account history used; null for a lead without an account."
     )
     model: ModelRef
     as_of: datetime
@@ -120,6 +140,17 @@ class ModelOut(BaseModel):
     test_metrics: dict[str, float]
     tiers: dict[str, float | str]
     features: list[str]
+    account_history: AccountHistoryOut | None = Field(
+        None, description="The account history read for account features; null: none."
+    )
+
+
+class AccountHistoryOut(BaseModel):
+    source: str = Field(description="The snapshot folder or database (password hidden).")
+    as_of: datetime | None = Field(description="Activity after this time is not in it.")
+    accounts: int
+    leads: int
+    events: int
 
 
 class Problem(BaseModel):

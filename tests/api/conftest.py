@@ -37,6 +37,28 @@ def store(serve_config: Config) -> ModelStore:
     return store
 
 
+@pytest.fixture(scope="session")
+def book_store(serve_config: Config, registry: dict[str, str]) -> ModelStore:
+    """The champion with the snapshot's account history (serve.accounts)."""
+    store = ModelStore(
+        serve_config.serve.model_uri,
+        serve_config.mlflow.tracking_uri,
+        accounts=registry["snapshot"],
+    )
+    store.reload()
+    return store
+
+
+@pytest.fixture
+def book_client(
+    serve_config: Config, book_store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
+    monkeypatch.delenv("LEADSCORE_API_KEYS", raising=False)
+    monkeypatch.delenv("LEADSCORE_ADMIN_KEYS", raising=False)
+    with TestClient(create_app(serve_config, book_store)) as test_client:
+        yield test_client
+
+
 @pytest.fixture
 def client(
     serve_config: Config, store: ModelStore, monkeypatch: pytest.MonkeyPatch

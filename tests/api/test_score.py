@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +15,7 @@ from features.config import Config, build_config
 from features.pipeline import build_features
 from features.snapshot import read_snapshot
 from serving.app import create_app
-from serving.model_store import ModelStore
+from serving.model_store import ModelStore, ModelUnavailableError
 from tests.api.conftest import request_for
 
 pytestmark = pytest.mark.api
@@ -43,32 +45,109 @@ def test_score_one_lead(client: TestClient, leads: tuple[pd.DataFrame, pd.DataFr
     )
 
 
-def test_api_and_batch_features_agree(
-    client: TestClient,
-    leads: tuple[pd.DataFrame, pd.DataFrame],
-    store: ModelStore,
-    registry: dict[str, str],
-) -> None:
-    """No training/serving skew: a lead posted alone scores as the batch path scores it
-    (leads without an account, since the API sees no other account leads)."""
-    frame = leads[0]
-    alone = frame[frame["account_id"].isna() & frame["mql_at"].notna()]
-    ids = list(alone["lead_id"].head(15))
+def _batch_features(
+    store: ModelStore, registry: dict[str, str], frame: pd.DataFrame, ids: list[str]
+) -> pd.DataFrame:
+    """`build_features` on the whole snapshot at each lead's MQL time, as training computes it."""
+    assert store.current is not None
     config = store.current.config.model_copy(
         update={"source": build_config({"source": {"path": registry["snapshot"]}}).source}
     )
-    snapshot = read_snapshot(config)
     rows = pd.DataFrame(
         {
             "lead_id": ids,
-            "cutoff": alone.set_index("lead_id").loc[ids, "mql_at"].dt.as_unit("ms").to_numpy(),
+            "cutoff": frame.set_index("lead_id").loc[ids, "mql_at"].dt.as_unit("ms").to_numpy(),
         }
     )
-    expected = store.current.scorer.score(build_features(snapshot, rows, config))
+    return build_features(read_snapshot(config), rows, config)
+
+
+def test_api_and_batch_agree_with_the_account_history(
+    book_client: TestClient,
+    client: TestClient,
+    leads: tuple[pd.DataFrame, pd.DataFrame],
+    book_store: ModelStore,
+    registry: dict[str, str],
+) -> None:
+    """No training/serving skew: with `serve.accounts`, a posted lead scores exactly as the
+    batch path scores it on the whole snapshot, account features included. Without it, the
+    account features are unknown (NaN), and the answer says so."""
+    frame = leads[0]
+    ids = _mql_lead_ids(frame, 25, seed=11)
+    assert frame.set_index("lead_id").loc[ids, "account_id"].notna().all()
+    features = _batch_features(book_store, registry, frame, ids)
+    assert book_store.current is not None
+    scorer = book_store.current.scorer
+    expected = scorer.score(features)
+    account_columns = [c for c in features.columns if c.startswith("account_")]
+    blind = scorer.score(features.assign(**dict.fromkeys(account_columns, np.nan)))
+    cutoffs = frame.set_index("lead_id").loc[ids, "mql_at"]
+    history_as_of = book_client.get("/v1/model").json()["account_history"]["as_of"]
+    moved = 0
     for i, lead_id in enumerate(ids):
-        body = client.post("/v1/score", json=request_for(*leads, lead_id, rows["cutoff"][i])).json()
+        payload = request_for(*leads, lead_id, cutoffs.iloc[i])
+        body = book_client.post("/v1/score", json=payload).json()
         assert body["probability"] == pytest.approx(expected["probability"].iloc[i], abs=1e-12)
         assert body["tier"] == expected["tier"].iloc[i]
+        assert body["account"] == {
+            "known": True,
+            "other_leads": int(features["account_other_leads"].iloc[i]),
+            "history_as_of": history_as_of,
+        }
+        unknown = client.post("/v1/score", json=payload).json()
+        assert unknown["probability"] == pytest.approx(blind["probability"].iloc[i], abs=1e-12)
+        assert unknown["account"] == {"known": False, "other_leads": None, "history_as_of": None}
+        moved += abs(unknown["probability"] - body["probability"]) > 0.01
+    assert moved >= 5  # the history matters: the account features carry signal
+
+
+def test_model_describes_its_account_history(
+    book_client: TestClient, client: TestClient, leads: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    frame, events = leads
+    history = book_client.get("/v1/model").json()["account_history"]
+    assert history["accounts"] == frame["account_id"].nunique()
+    assert history["leads"] == int(frame["account_id"].notna().sum())
+    assert 0 < history["events"] <= len(events)
+    assert client.get("/v1/model").json()["account_history"] is None
+    no_account = {"lead": {"lead_id": "solo", "created_at": "2026-05-01T00:00:00Z"}}
+    assert book_client.post("/v1/score", json=no_account).json()["account"] is None
+
+
+def test_account_history_that_cannot_be_read_keeps_the_model_out(
+    serve_config: Config, book_store: ModelStore, tmp_path: Path
+) -> None:
+    """A missing or broken history fails the load with a message naming it (the server stays
+    not ready, or keeps its old model on reload), never serves without it silently."""
+    empty = tmp_path / "broken"
+    empty.mkdir()
+    (empty / "leads.csv").write_text("lead_id,account_id,created_at\n")
+    (empty / "events.csv").write_text("lead_id,event_type,occurred_at\n")
+    for source, named in ((tmp_path / "absent", "absent"), (empty, "leads.csv")):
+        store = ModelStore(
+            serve_config.serve.model_uri, serve_config.mlflow.tracking_uri, accounts=str(source)
+        )
+        with pytest.raises(ModelUnavailableError, match="account history") as raised:
+            store.reload()
+        assert named in str(raised.value) and store.current is None
+
+
+def test_the_poll_rereads_a_changed_account_history(
+    serve_config: Config, registry: dict[str, str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "export"
+    shutil.copytree(registry["snapshot"], folder)
+    store = ModelStore(
+        serve_config.serve.model_uri, serve_config.mlflow.tracking_uri, accounts=str(folder)
+    )
+    first = store.reload()
+    assert first.accounts is not None and store.poll_once() is False
+    events = pd.read_parquet(folder / "events.parquet")
+    events.iloc[: len(events) // 2].to_parquet(folder / "events.parquet")
+    assert store.poll_once() is True
+    now = store.current
+    assert now is not None and now.accounts is not None
+    assert now.version == first.version and now.accounts.events < first.accounts.events
 
 
 def test_lead_id_changes_nothing_and_naive_times_are_utc(

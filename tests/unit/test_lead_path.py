@@ -36,6 +36,7 @@ from features.snapshot import (
     snapshot_from_frames,
 )
 from features.synthetic import generate_snapshot
+from serving.accounts import build_book
 from serving.lead import (
     AccountContext,
     LeadError,
@@ -440,6 +441,52 @@ def test_account_context_matches_the_whole_snapshot(
             want = decayed.iloc[i]
             assert with_account.decayed == {t: float(want[decayed_name(t)]) for t in HALF_LIVES}
     assert other_leads >= N_SAMPLE // 2  # most sampled leads share their account
+
+
+def _same_context(got: AccountContext, want: AccountContext) -> bool:
+    return all(
+        np.array_equal(getattr(got, name), getattr(want, name))
+        for name in ("created_ms", "mql_ms", "sql_ms", "event_ms")
+    )
+
+
+def test_account_book_gives_each_lead_its_context(
+    cases: list[Case], config: Config, whole: Snapshot
+) -> None:
+    """The API's account book cuts, for every lead of every account, the context that
+    `account_context` finds in the whole snapshot; posted through `accounts=`, the lead gets
+    the same features; an account the book does not hold is one with no other leads."""
+    book = build_book(whole, "memory")
+    leads = whole.leads
+    with_account = leads[leads["account_id"].notna()]
+    assert book.leads == len(with_account) and book.accounts == with_account["account_id"].nunique()
+    assert book.events == int(
+        np.isin(whole.events.lead, np.flatnonzero(leads["account_id"].notna())).sum()
+    )
+    sampled = with_account.sample(300, random_state=SEED)
+    for account_id, lead_id in zip(sampled["account_id"], sampled["lead_id"], strict=True):
+        want = account_context(whole, account_id, lead_id)
+        assert _same_context(book.context(account_id, lead_id), want), (account_id, lead_id)
+    # a lead the book does not hold (a new one) gets the whole account
+    account_id = str(sampled["account_id"].iloc[0])
+    assert _same_context(book.context(account_id, "new"), account_context(whole, account_id))
+    assert _same_context(book.context("no such account", "new"), AccountContext())
+    for case in cases[:40]:
+        cutoff = case.cutoffs[0]
+        alone = lead_features(case.profile, case.events, _as_of(cutoff, 0), config, HALF_LIVES)
+        assert alone.account_id is not None
+        context = account_context(whole, alone.account_id, alone.lead_id)
+        given = lead_features(
+            case.profile, case.events, _as_of(cutoff, 0), config, HALF_LIVES, context
+        )
+        looked_up = lead_features(
+            case.profile, case.events, _as_of(cutoff, 0), config, HALF_LIVES,
+            accounts=book.context,
+        )  # fmt: skip
+        assert looked_up.values.keys() == given.values.keys()
+        for name, value in given.values.items():
+            got = looked_up.values[name]
+            assert got == value or (got != got and value != value), (case.lead_id, name)
 
 
 def test_model_row_matches_feature_matrix(
