@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -70,7 +71,10 @@ def server(registry: dict[str, str], tmp_path: Path) -> Iterator[str]:
     }
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(
-        [str(BIN / "leadscore"), "serve", "--port", str(port)],
+        [
+            *(str(BIN / "leadscore"), "serve", "--port", str(port)),
+            *("--accounts", registry["snapshot"]),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -96,9 +100,20 @@ def server(registry: dict[str, str], tmp_path: Path) -> Iterator[str]:
         assert "a@acme.io" not in (tmp_path / "server.log").read_text()  # no PII in logs
 
 
-def test_real_process_scores_and_guards(server: str) -> None:
+def test_real_process_scores_and_guards(server: str, leads: tuple[Any, Any]) -> None:
     status, body = _call(f"{server}/v1/score", LEAD, key="score-key")
-    assert status == 200 and body["model"]["version"] == "1"
+    assert status == 200 and body["model"]["version"] == "1" and body["account"] is None
+    # an existing account: its history comes from --accounts
+    frame = leads[0]
+    account = frame["account_id"].value_counts().index[0]
+    created = frame.loc[frame["account_id"] == account, "created_at"].max()
+    colleague = {**LEAD, "lead": {**LEAD["lead"], "account_id": account}, "as_of": None}
+    status, body = _call(f"{server}/v1/score", colleague, key="score-key")
+    assert status == 200 and body["account"]["known"] is True, body
+    assert body["account"]["other_leads"] == int((frame["account_id"] == account).sum())
+    assert created.isoformat() < body["as_of"]
+    status, model = _call(f"{server}/v1/model", key="score-key")
+    assert model["account_history"]["accounts"] == frame["account_id"].nunique()
     assert _call(f"{server}/v1/score", LEAD)[0] == 401
     assert _call(f"{server}/v1/score", LEAD, key="wrong")[0] == 403
 
