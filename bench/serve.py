@@ -13,7 +13,9 @@
    `serving.scoring.score(model, request)` whole; and its stages, timed by wrapping what
    score() calls (lead_features, model_row, booster.predict, calibrate, tier, rule_points,
    reasons, ScoreOut; the rest is request to dicts and glue).
-3. Servers: `leadscore serve --port P` (one uvicorn worker, no API keys, as shipped) and
+3. Servers: `leadscore serve --port P --accounts SNAPSHOT` (one uvicorn worker, no API keys,
+   the snapshot's account history as `serve.accounts`; --no-accounts leaves it out, here and
+   in-process) and
    `mlflow models serve -m models:/leadscore@champion --env-manager local -w 1` posted the
    model's feature row of the same lead (`dataframe_split`; it answers the probability only);
    with --omp1 also `leadscore serve` with OMP_NUM_THREADS=1 (LightGBM on one thread). Each
@@ -150,8 +152,9 @@ def train(snapshot: Path, work: Path, leadscore: str) -> dict[str, Any]:
 def build_body(snapshot: Path, n_events: int, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """One MQL lead scored at its MQL time with exactly `n_events` events before it.
 
-    The lead: one with an account and a job title whose own events before mql_at number
-    `n_events` or more, the fewest such (ties: the lowest lead_id); its latest `n_events`
+    The lead: one with a job title and an account that already had other leads before its
+    mql_at (so the account history is looked up and counts), whose own events before mql_at
+    number `n_events` or more, the fewest such (ties: the lowest lead_id); its latest `n_events`
     events are kept. Should no lead have enough, the one with the most gets events drawn from
     its own (types, campaigns, URLs) at random times between its creation and its MQL time.
     The JSON is what tests/api/conftest.py `request_for` posts.
@@ -162,6 +165,14 @@ def build_body(snapshot: Path, n_events: int, seed: int) -> tuple[dict[str, Any]
     events = pd.read_parquet(snapshot / "events.parquet")
     mqls = leads[leads["mql_at"].notna() & leads["account_id"].notna()]
     mqls = mqls[mqls["job_title"].notna()]
+    colleagues = mqls[["lead_id", "account_id", "mql_at"]].merge(
+        leads[["lead_id", "account_id", "created_at"]], on="account_id", suffixes=("", "_other")
+    )
+    earlier = colleagues[
+        (colleagues["lead_id_other"] != colleagues["lead_id"])
+        & (colleagues["created_at"] < colleagues["mql_at"])
+    ]
+    mqls = mqls[mqls["lead_id"].isin(earlier["lead_id"])]
     own = events.merge(mqls[["lead_id", "mql_at"]], on="lead_id")
     own = own[own["occurred_at"] < own["mql_at"]]
     counts = own.groupby("lead_id").size()
@@ -297,13 +308,18 @@ def _stage_timers(scoring: ModuleType, model: Any, sums: dict[str, int]) -> Call
     return restore
 
 
-def inprocess_job(tracking_uri: str, body_path: Path, calls: int) -> None:
+def inprocess_job(
+    tracking_uri: str, body_path: Path, calls: int, accounts: str | None = None
+) -> None:
     """Child process: the floor, score() and its stages, as one JSON line on stdout."""
     use_package()
+    from dataclasses import replace
+
     import lightgbm as lgb
     import pandas as pd
 
     from serving import scoring
+    from serving.accounts import read_book
     from serving.lead import lead_features, model_row
     from serving.model_store import load_model
     from serving.schemas import ScoreRequest
@@ -311,6 +327,8 @@ def inprocess_job(tracking_uri: str, body_path: Path, calls: int) -> None:
 
     raw_body = body_path.read_bytes()
     model = load_model(MODEL_URI, tracking_uri)
+    if accounts is not None:  # as `leadscore serve --accounts` holds it
+        model = replace(model, accounts=read_book(accounts, model.config))
     scoring.warm_up(model)
     scorer = model.scorer
     booster = scorer.booster
@@ -323,6 +341,7 @@ def inprocess_job(tracking_uri: str, body_path: Path, calls: int) -> None:
         scoring._as_utc(request.as_of),
         model.config,
         half_lives(model.rules),
+        accounts=None if model.accounts is None else model.accounts.context,
     )
     row = model_row(features.values, scorer.spec)
 
@@ -880,10 +899,16 @@ def main() -> None:
     parser.add_argument("--inprocess-job", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tracking", help=argparse.SUPPRESS)
     parser.add_argument("--body", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--accounts", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-accounts",
+        action="store_true",
+        help="Serve without the account history (serve.accounts): account features unknown.",
+    )
     args = parser.parse_args()
 
     if args.inprocess_job:
-        inprocess_job(args.tracking, args.body, args.calls)
+        inprocess_job(args.tracking, args.body, args.calls, args.accounts)
         return
 
     import psutil
@@ -920,6 +945,8 @@ def main() -> None:
             f"({lead['padded']} padded), body {body_path.stat().st_size:,} bytes"
         )
 
+        # the account history, as `leadscore serve --accounts` reads it
+        accounts = [] if args.no_accounts else ["--accounts", str(args.data_dir)]
         # in-process, in a fresh child, before any server runs
         job = bf.measure(
             [
@@ -932,6 +959,7 @@ def main() -> None:
                 str(body_path),
                 "--calls",
                 str(args.calls),
+                *accounts,
             ],
             work / "inprocess.log",
         )
@@ -957,7 +985,7 @@ def main() -> None:
         servers.append(
             Server(
                 "leadscore",
-                [leadscore, "serve", "--port", str(port)],
+                [leadscore, "serve", "--port", str(port), *accounts],
                 env,
                 port,
                 SCORE_PATH,
@@ -971,7 +999,7 @@ def main() -> None:
             servers.append(
                 Server(
                     "leadscore OMP=1",
-                    [leadscore, "serve", "--port", str(port)],
+                    [leadscore, "serve", "--port", str(port), *accounts],
                     {**env, "OMP_NUM_THREADS": "1"},
                     port,
                     SCORE_PATH,
