@@ -36,7 +36,7 @@ demo: install
 	@echo "Next:"
 	@echo "  open the report:     xdg-open data/report/index.html"
 	@echo "  browse MLflow:       $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db   (http://127.0.0.1:5000)"
-	@echo "  serve the champion:  $(BIN)/leadscore serve   (then http://127.0.0.1:8000/docs)"
+	@echo "  serve the champion:  $(BIN)/leadscore serve --accounts data/snapshot   (then http://127.0.0.1:8000/docs)"
 	@echo "  fit the rule points: $(BIN)/leadscore rules suggest --snapshot data/snapshot"
 	@echo "  a real export:       $(BIN)/leadscore train -c examples/x-education.yaml --cv 5"
 	@echo "  every job:           $(BIN)/leadscore --help"
