@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from features.snapshot import Snapshot, snapshot_from_frames
+from serving.accounts import build_book
 from serving.batch import COLUMNS, open_mql_rows, score_rows
 from serving.model_store import LoadedModel
 from serving.schemas import ScoreRequest
@@ -69,6 +71,36 @@ def test_the_api_scores_each_lead_the_same(
             same = by_feature[reason["feature"]]
             assert same.contribution == pytest.approx(reason["contribution"], abs=1e-9)
             assert same.sentence == reason["sentence"]
+
+
+def test_with_the_account_history_the_api_scores_the_whole_snapshot_the_same(
+    scores: pd.DataFrame, snapshot: Snapshot, model: LoadedModel, registry: dict[str, str]
+) -> None:
+    """With the snapshot as its account history (`serve.accounts`), the API gives a lead of an
+    account the batch job's probability, tier and reasons, account features included."""
+    folder = Path(registry["snapshot"])
+    leads = pd.read_parquet(folder / "leads.parquet")
+    events = pd.read_parquet(folder / "events.parquet")
+    with_history = replace(model, accounts=build_book(snapshot, str(folder)))
+    batch = scores.set_index("lead_id")
+    has_account = set(leads.loc[leads["account_id"].notna(), "lead_id"])
+    ids = [i for i in batch.index if i in has_account][:25]
+    assert len(ids) == 25
+    reasons_by_account = 0
+    for lead_id in ids:
+        row = batch.loc[lead_id]
+        request = ScoreRequest.model_validate(request_for(leads, events, lead_id, AS_OF))
+        api = score(with_history, request)
+        assert api.account is not None and api.account.known
+        assert api.probability == pytest.approx(row["probability"], abs=1e-9)
+        assert api.tier == row["tier"]
+        by_feature = {r.feature: r for r in api.reasons_positive + api.reasons_negative}
+        for reason in json.loads(str(row["reasons"])):
+            same = by_feature[reason["feature"]]
+            assert same.contribution == pytest.approx(reason["contribution"], abs=1e-9)
+            assert same.sentence == reason["sentence"]
+            reasons_by_account += reason["feature"].startswith("account_")
+    assert reasons_by_account > 0  # account features are among the reasons compared
 
 
 def test_chunking_changes_nothing(
