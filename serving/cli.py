@@ -262,8 +262,10 @@ def train(
     Splits in time order (train, early stopping, calibration, test: the most recent), audits
     each feature for leakage, writes a report with plots, logs one MLflow run with the model,
     registers it as `challenger`, and makes it `champion` if it passes the gate against the
-    current champion on the same test slice.
+    current champion on the same test slice. Registering takes the registry's retrain lock:
+    while a `leadscore retrain` runs, nothing is registered and the exit status is 3.
     """
+    import training.retrain as retrain_loop
     import training.rules as rules_module
     from features.pipeline import build_training_set
     from features.snapshot import read_snapshot
@@ -327,19 +329,30 @@ def train(
             markup=True,
         )
         raise typer.Exit(code=2)
-    run_id, model_uri = tracking.log_training(
-        result,
-        settings,
-        training_set,
-        report_dir=report_dir,
-        rules_yaml=rules_module.rules_to_yaml(rule_set),
-    )
-    version = tracking.register(settings.mlflow, model_uri)
-    console.print(
-        f"MLflow run {run_id}; registered {settings.mlflow.model_name} version "
-        f"{version} as challenger"
-    )
-    verdict = tracking.challenge(settings.mlflow, result, version)
+    try:
+        # the retrain lock: a scheduled retrain and this run never gate and promote at once
+        with retrain_loop.registry_lock(settings.mlflow):
+            run_id, model_uri = tracking.log_training(
+                result,
+                settings,
+                training_set,
+                report_dir=report_dir,
+                rules_yaml=rules_module.rules_to_yaml(rule_set),
+            )
+            version = tracking.register(settings.mlflow, model_uri)
+            console.print(
+                f"MLflow run {run_id}; registered {settings.mlflow.model_name} version "
+                f"{version} as challenger"
+            )
+            verdict = tracking.challenge(settings.mlflow, result, version)
+    except retrain_loop.RetrainBusyError as error:
+        console.print(
+            f"[bold yellow]busy:[/] {error}; this model was not logged or registered (its "
+            f"report is {report}): run again when that run ends",
+            markup=True,
+            highlight=False,
+        )
+        raise typer.Exit(code=retrain_loop.EXIT_BUSY) from None
     if verdict.problem is not None:
         console.print(
             f"[yellow]gate:[/] {verdict.problem}; promote by hand if it should serve",

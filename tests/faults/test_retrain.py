@@ -170,6 +170,26 @@ def test_a_held_lock_refuses_at_once(tmp_path: Path) -> None:
         pass
 
 
+def test_train_does_not_register_while_a_retrain_holds_the_lock(
+    place: dict[str, Path], tmp_path: Path
+) -> None:
+    """`leadscore train` takes the same lock to register and gate: while a retrain holds it,
+    it trains and writes its report but registers nothing (exit 3); afterwards it registers."""
+    env = _env(tmp_path, LEADSCORE__MLFLOW__GATE__MAX_ECE="1")
+    uri = env["LEADSCORE__MLFLOW__TRACKING_URI"]
+    command = ["train", "-s", str(place["good"]), "-r", str(tmp_path / "report")]
+    with loop.file_lock(tmp_path / "mlflow.db.retrain.lock"):
+        held = runner.invoke(app, command, env=env)
+    assert held.exit_code == loop.EXIT_BUSY, held.output
+    assert f"held by pid {os.getpid()}" in held.output and "not logged or registered" in held.output
+    assert (tmp_path / "report" / "index.html").is_file()
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    assert not client.search_registered_models()
+    free = runner.invoke(app, command, env=env)
+    assert free.exit_code == 0, free.output
+    assert _aliases(uri) == {"challenger": "1", "champion": "1"}
+
+
 @pytest.mark.postgres
 def test_postgresql_advisory_lock_refuses_a_second_holder() -> None:
     with loop.advisory_lock(POSTGRES_URL, "leadscore-test"):
