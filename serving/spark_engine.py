@@ -1,37 +1,42 @@
 """Batch scoring on Spark: the pandas batch job's own functions, run per group of whole accounts.
 
 `leadscore predict --engine spark [--master URL]` scores the same open MQLs as the pandas
-engine and gets the same rows, to the bit: every group is turned into a `Snapshot` by
-`features.snapshot.snapshot_from_frames` (the reader's own cleaning) and scored by
+engine and gets the same rows, to the bit: every group is turned into a `Snapshot` by the
+reader's own functions (`prepare_leads`, `encode_events`, `sort_events`) and scored by
 `serving.batch.score_chunks` (the same features, booster, calibrator, tiers, points, reasons).
 
 How the data reach the groups:
 
-1. Spark reads the raw tables: Parquet folders natively (column by column, in parallel); CSV
-   files and SQL tables through the project's own reader on the driver (`read_tables`), so
-   their parsing (delimiter, encoding, empty cells) is exactly the pandas engine's.
+1. Spark reads the leads: a Parquet file natively; CSV files and SQL tables (leads and events)
+   through the project's own reader on the driver (`read_tables`), so their parsing
+   (delimiter, encoding, empty cells) is exactly the pandas engine's.
 2. Each lead gets its cleaned `lead_id` and `account_id` by the reader's own `clean_text`
    (a `mapInPandas` pass over the leads), and a group key: a hash of the account, or of the
    lead for a lead without one. Duplicate ids are found across the whole table, as the reader
-   finds them.
-3. Each event is tagged with its lead's group key by a broadcast join (the reader's key: the
-   id with surrounding whitespace stripped); events of unknown leads drop out here, as the
-   reader drops them.
+   finds them. The driver collects every lead's key and group key (`LeadMap`; a lead's number
+   is its position there) and broadcasts it.
+3. The events are encoded where they are read, by the reader's own checks and `encode_events`:
+   a Parquet file by Python tasks, one row group each, read with pyarrow as the reader reads
+   it; CSV and SQL events on the driver. Each event becomes four numbers (group key, lead
+   number, time in ms, type code); events of unknown leads are dropped and counted there, and
+   each task's counts (events read, of unknown leads, unknown type names) travel as one
+   report row. No event string reaches the JVM, no join, and the shuffle moves 18 bytes per
+   event. (Spark reading them and joining on the lead id took about half of the job.)
 4. Leads and events go into one frame (each table's columns null in the other's rows), shuffled
    once by group key into the buckets (a multiple of the cores), and not sorted: a
-   `mapInPandas` over each bucket splits it back into raw leads and raw events (`split_partition`)
-   and hands them to `score_bucket`, which builds the snapshot of those whole accounts and scores
-   its open MQLs. Buckets hold tens of thousands of leads: few Python calls. (A `cogroup` sorted
-   every event by bucket first.)
+   `mapInPandas` over each bucket splits it back into raw leads and encoded events
+   (`split_partition`) and hands them to `score_bucket`, which builds the snapshot of those
+   whole accounts (`bucket_snapshot`: the reader's `prepare_leads` and `sort_events`) and
+   scores its open MQLs. Buckets hold tens of thousands of leads: few Python calls.
 
 The model reaches the executors as plain text (booster, calibrator, spec, tiers, rules,
 config, reference), broadcast once and parsed once per Python worker: nothing is pickled.
 The driver collects the scores (Arrow), orders them as the pandas engine does (by account and
 lead) and writes them with the same atomic writer.
 
-Differences, all on bad input only: a contract error is found per bucket, so its example rows
-are numbered within the bucket and only the first failing bucket's problems are listed; events
-of unknown leads are dropped before their timestamps are checked.
+Differences, all on bad input only: a contract error is found per bucket (per row group for
+the events of a Parquet file), so only the first failing task's problems are listed and the
+example rows of a lead problem are numbered within its bucket.
 """
 
 from __future__ import annotations
@@ -44,31 +49,39 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from features.config import Config
 from features.contract import ContractError
 from features.snapshot import (
-    _WHITESPACE,
+    _EVENT_BATCH_ROWS,
     Problem,
+    Snapshot,
     _declared_as_of,
+    _drop_excluded,
     _event_source_columns,
     _find_file,
     _long_cells,
+    _rename,
     check_event_log,
     check_lead_timeline,
     clean_text,
+    encode_events,
+    prepare_leads,
     raise_problems,
     read_tables,
     snapshot_from_frames,
+    sort_events,
 )
+from features.snapshot import _as_of as snapshot_as_of
 from serving.batch import (
     COLUMNS,
     as_utc,
@@ -88,18 +101,19 @@ Progress = Callable[[int, int], None]
 DEFAULT_MASTER = "local[2]"
 #: Leads per bucket (one pandas call each); each bucket's leads and events sit in memory.
 LEADS_PER_BUCKET = 50_000
-#: Up to this many leads, the (lead key -> bucket) table is broadcast to tag the events.
-BROADCAST_LEADS = 3_000_000
 
-_KEY, _ACCOUNT, _BUCKET, _EVENT_KEY, _EVENT_BUCKET, _REPORT, _KIND = (
+_KEY, _ACCOUNT, _BUCKET, _REPORT, _KIND, _MAP_REPORT = (
     "_ls_lead_key",
     "_ls_account_key",
     "_ls_bucket",
-    "_ls_event_key",
-    "_ls_event_bucket",
     "_ls_report",
     "_ls_kind",
+    "_ls_map_report",
 )
+#: An encoded event as the shuffle carries it: lead number, time (ms), type code.
+_EVENT_FIELDS = ("_ls_event_lead", "_ls_event_at", "_ls_event_type")
+_EVENT_TYPES = (("int32", "int"), ("int64", "bigint"), ("int8", "tinyint"))  # numpy, Spark
+_LEADS, _EVENTS, _READ = 0, 1, 2  # `_KIND` of a lead row, an event row, a task's read report
 _PANDAS_WARNING = "PySpark does not yet fully support pandas"
 _LOG4J = """status = error
 rootLogger.level = error
@@ -110,8 +124,6 @@ appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
 """
-#: `str.strip()` as a Java regex: the same whitespace characters, at either end.
-_STRIP = f"^{_WHITESPACE}|{_WHITESPACE}$"
 
 
 # --------------------------------------------------------------------------- the session
@@ -303,7 +315,6 @@ class BucketJob:
     chunk_leads: int
     scored_at: str
     lead_columns: tuple[str, ...]
-    event_columns: tuple[str, ...]
     names: tuple[str, str] = ("leads", "events")
     monitor: bool = False
 
@@ -318,24 +329,138 @@ def bucket_report(scores: pd.DataFrame, report: Mapping[str, Any]) -> pd.DataFra
     return pd.concat([body, row], ignore_index=True)
 
 
+@dataclass(frozen=True)
+class LeadMap:
+    """Every lead's cleaned id (a lead's number is its position) and group key: broadcast, so
+    that each event finds its lead's number and group where it is read."""
+
+    keys: pd.Index
+    groups: np.ndarray  # int32, the `_BUCKET` of each lead
+
+    def report_group(self) -> int:
+        """The group the read reports go to: one that holds leads, so it is scored."""
+        return int(self.groups[0]) if len(self.groups) else 0
+
+
+@dataclass(frozen=True)
+class EncodedEvents:
+    """A bucket's events: lead numbers (positions in `LeadMap.keys`), ms, type codes."""
+
+    lead: np.ndarray
+    at_ms: np.ndarray
+    kind: np.ndarray
+
+
+def encode_chunk(
+    raw: pd.DataFrame, leads: LeadMap, config: Config, table: str, offset: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One chunk of raw events (export names, rows `offset`... of the table) as the shuffle
+    carries them, by the reader's own checks and `encode_events`; events of unknown leads are
+    dropped. Returns the rows and the chunk's read report (see `merge_read_reports`)."""
+    raise_problems(_long_cells(raw, table, _event_source_columns(config), offset))
+    frame, _ = _drop_excluded(raw, config.exclude)
+    frame, problems = _rename(frame, config.mapping.events, table, "events")
+    raise_problems(problems)
+    part = encode_events(frame, leads.keys, config.mapping, table, offset)
+    values = (part.lead, part.at_ms, part.kind)
+    encoded = pd.DataFrame(
+        {_BUCKET: leads.groups[part.lead], _KIND: np.full(len(part.lead), _EVENTS, np.int8)}
+        | {f: v.astype(t[0]) for f, v, t in zip(_EVENT_FIELDS, values, _EVENT_TYPES, strict=True)}
+        | {_MAP_REPORT: pd.Series(None, index=range(len(part.lead)), dtype=object)}
+    )
+    report = {"read": len(raw), "unknown_lead": part.unknown_lead, "types": part.unknown_types}
+    return encoded, report
+
+
+def merge_read_reports(reports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Events read, of unknown leads, and of unknown types (by name), summed."""
+    total: dict[str, Any] = {"read": 0, "unknown_lead": 0, "types": {}}
+    for report in reports:
+        total["read"] += report["read"]
+        total["unknown_lead"] += report["unknown_lead"]
+        for name, count in report["types"].items():
+            total["types"][name] = total["types"].get(name, 0) + count
+    return total
+
+
+def read_report_row(report: Mapping[str, Any], group: int) -> pd.DataFrame:
+    """A task's read report as one row of the events frame (`_KIND` 2, zeros for the event)."""
+    return pd.DataFrame(
+        {_BUCKET: np.array([group], np.int32), _KIND: np.array([_READ], np.int8)}
+        | {f: np.zeros(1, t[0]) for f, t in zip(_EVENT_FIELDS, _EVENT_TYPES, strict=True)}
+        | {_MAP_REPORT: pd.Series([json.dumps(report)], dtype=object)}
+    )
+
+
+def bucket_snapshot(
+    leads: pd.DataFrame,
+    events: EncodedEvents,
+    keys: pd.Index,
+    config: Config,
+    table: str,
+) -> Snapshot:
+    """The snapshot of a bucket's whole accounts: its raw leads cleaned by the reader's
+    `prepare_leads`, its encoded events numbered by those leads and sorted (duplicates
+    dropped) by the reader's `sort_events`, as `snapshot_from_frames` builds a snapshot."""
+    clean, report = prepare_leads(leads, config, table)
+    number = keys.get_indexer(pd.Index(clean["lead_id"].to_numpy()))
+    local = np.full(len(keys), -1, dtype=np.int32)
+    local[number[number >= 0]] = np.flatnonzero(number >= 0)
+    lead = local[events.lead]
+    if (lead < 0).any():
+        raise RuntimeError("spark engine: an event reached a bucket without its lead")
+    log, dropped = sort_events(lead, events.at_ms, events.kind, config.features.chunk_leads)
+    report.events_read, report.events_kept, report.events_duplicate = len(lead), len(log), dropped
+    as_of = snapshot_as_of(config, clean, log)
+    return Snapshot(clean, log, as_of, config.source.flat, config.custom_fields, report)
+
+
 def score_bucket(
-    job: BucketJob, texts: Mapping[str, str], leads: pd.DataFrame, events: pd.DataFrame
+    job: BucketJob,
+    texts: Mapping[str, str],
+    keys: pd.Index,
+    leads: pd.DataFrame,
+    events: EncodedEvents,
+    read_reports: Sequence[Mapping[str, Any]] = (),
 ) -> pd.DataFrame:
-    """Score the open MQLs of one bucket of whole accounts (raw leads and their raw events).
+    """Score the open MQLs of one bucket of whole accounts (raw leads and their events).
 
     Pure pandas: the same reader cleaning and the same scoring as the pandas engine. Returns
-    the scores (`COLUMNS`) and one report row (see `bucket_report`).
+    the scores (`COLUMNS`) and one report row (see `bucket_report`), which also carries the
+    read reports of the event tasks that reached this bucket.
     """
+    from features.output import to_jsonable
+
+    read = merge_read_reports(read_reports)
+    if len(leads) == 0:  # only read reports (all leads without an id: another bucket raises)
+        empty = {"events_kept": 0, "events_duplicate": 0, "monitor": None, "read": read}
+        return arrow_safe(bucket_report(empty_scores(), empty))
     model = cached_model(job.model_digest, texts)
     config = _cached_config(job.read_config)
     leads = leads.loc[:, list(job.lead_columns)].reset_index(drop=True)
-    events = events.loc[:, list(job.event_columns)].reset_index(drop=True)
     # the reader's checks of a whole export, on this bucket's part of it
     raise_problems(_long_cells(leads, job.names[0]))
-    raise_problems(_long_cells(events, job.names[1], _event_source_columns(config)))
-    snapshot = snapshot_from_frames(leads, events, config, job.names)
+    snapshot = bucket_snapshot(leads, events, keys, config, job.names[0])
     check_lead_timeline(snapshot.leads, config, job.names[0])
     check_event_log(snapshot.events, snapshot.leads, snapshot.report, config, job.names)
+    scores, counts = _snapshot_scores(job, model, snapshot)
+    found = snapshot.report
+    report: dict[str, Any] = {
+        "leads": found.leads,
+        "events_kept": found.events_kept,
+        "events_duplicate": found.events_duplicate,
+        "ignored_columns": found.ignored_columns,
+        "excluded_columns": found.excluded_columns,
+        "monitor": counts,
+        "read": read,
+    }
+    return arrow_safe(bucket_report(scores.reset_index(drop=True), to_jsonable(report)))
+
+
+def _snapshot_scores(
+    job: BucketJob, model: LoadedModel, snapshot: Snapshot
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """The scores of a bucket's open MQLs and, with a reference, their monitoring counts."""
     rows = open_mql_rows(snapshot.leads, as_utc(job.as_of), job.horizon_days)
     monitoring: Any = None
     if job.monitor:
@@ -356,21 +481,7 @@ def score_bucket(
                 chunk.features, chunk.probability, chunk.tier, model.reference
             )
             counts = found if counts is None else monitoring.merge_counts(counts, found)
-    scores = pd.concat(parts, ignore_index=True) if parts else empty_scores()
-    read = snapshot.report
-    report = {
-        "leads": read.leads,
-        "events_read": read.events_read,
-        "events_kept": read.events_kept,
-        "events_duplicate": read.events_duplicate,
-        "unknown_event_types": read.unknown_event_types,
-        "ignored_columns": read.ignored_columns,
-        "excluded_columns": read.excluded_columns,
-        "monitor": counts,
-    }
-    from features.output import to_jsonable
-
-    return arrow_safe(bucket_report(scores.reset_index(drop=True), to_jsonable(report)))
+    return (pd.concat(parts, ignore_index=True) if parts else empty_scores()), counts
 
 
 # --------------------------------------------------------------------------- Spark plumbing
@@ -386,13 +497,25 @@ def _is_parquet(path: Path) -> bool:
     return path.suffix in (".parquet", ".pq")
 
 
+@dataclass(frozen=True)
+class EventSource:
+    """Where the raw events are: a Parquet file (read by the tasks, one row group each) or
+    chunks the driver read (CSV, SQL); `header` has the columns the reader reads, no rows."""
+
+    header: pd.DataFrame
+    parquet: Path | None = None
+    row_groups: tuple[int, ...] = ()  # rows in each row group of the Parquet file
+    chunks: tuple[pd.DataFrame, ...] = ()
+
+
 def spark_tables(
     spark: SparkSession, config: Config
-) -> tuple[DataFrame, DataFrame, tuple[str, str]]:
-    """The raw leads and events as Spark frames, and their names for messages.
+) -> tuple[DataFrame, EventSource, tuple[str, str]]:
+    """The raw leads as a Spark frame, where the events are, and their names for messages.
 
-    A folder of Parquet files is read by Spark itself; CSV files and SQL tables are read on
-    the driver by the project's reader, so that they parse exactly as in the pandas engine.
+    Parquet leads are read by Spark itself, Parquet events by the tasks (`parquet_events`);
+    CSV files and SQL tables are read on the driver by the project's reader, so that they
+    parse exactly as in the pandas engine.
     """
     source = config.source
     if source.flat or source.events is None:
@@ -404,19 +527,42 @@ def spark_tables(
         leads_path = _find_file(folder, source.leads)
         events_path = _find_file(folder, source.events)
         if _is_parquet(leads_path) and _is_parquet(events_path):
-            wanted = _event_source_columns(config)
-            events = _read_parquet(spark, events_path)
-            picked = [c for c in events.columns if c in wanted] or events.columns
-            return (
-                _read_parquet(spark, leads_path),
-                events.select(*[_column(c) for c in picked]),
-                (str(leads_path), str(events_path)),
-            )
+            events = _parquet_source(events_path, _event_source_columns(config))
+            return _read_parquet(spark, leads_path), events, (str(leads_path), str(events_path))
     raw_leads, chunks, names = read_tables(config)
     assert chunks is not None
-    parts = list(chunks)
-    raw_events = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    return _from_pandas(spark, raw_leads), _from_pandas(spark, raw_events), names
+    parts = tuple(chunks)
+    header = parts[0].iloc[:0] if parts else pd.DataFrame()
+    return _from_pandas(spark, raw_leads), EventSource(header, chunks=parts), names
+
+
+def _parquet_source(path: Path, wanted: Sequence[str]) -> EventSource:
+    """A Parquet events file: its row groups and the header the reader sees."""
+    import pyarrow.parquet as pq
+
+    try:
+        file = pq.ParquetFile(path)
+    except Exception as error:  # pyarrow raises several unrelated types
+        raise ContractError(f"{path}: not a readable Parquet file: {error}") from None
+    schema = file.schema_arrow
+    columns = [c for c in schema.names if c in wanted] or schema.names
+    meta = file.metadata
+    sizes = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+    header = schema.empty_table().select(columns).to_pandas()
+    return EventSource(header, parquet=path, row_groups=sizes)
+
+
+def row_group_chunks(path: Path, group: int, wanted: Sequence[str]) -> Iterator[pd.DataFrame]:
+    """One row group of a Parquet events file, read as the reader reads the whole file
+    (`features.snapshot._parquet_chunks`: its columns, ids and types as dictionaries)."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    file = pq.ParquetFile(path, read_dictionary=[c for c in names if c in wanted])
+    columns = [c for c in file.schema_arrow.names if c in wanted] or None
+    batches = file.iter_batches(batch_size=_EVENT_BATCH_ROWS, row_groups=[group], columns=columns)
+    for batch in batches:
+        yield batch.to_pandas()
 
 
 def _read_parquet(spark: SparkSession, path: Path) -> DataFrame:
@@ -456,11 +602,11 @@ def _column(name: str) -> Any:
 
 
 def _check_columns(
-    leads: DataFrame, events: DataFrame, config: Config, names: tuple[str, str]
+    leads: DataFrame, events: EventSource, config: Config, names: tuple[str, str]
 ) -> None:
     """The contract's column checks, on the driver, before any work: the reader run on the
     tables' headers (zero rows) raises exactly what the pandas engine raises for them."""
-    snapshot_from_frames(leads.limit(0).toPandas(), events.limit(0).toPandas(), config, names)
+    snapshot_from_frames(leads.limit(0).toPandas(), events.header, config, names)
 
 
 def _keyed_leads(leads: DataFrame, config: Config) -> DataFrame:
@@ -513,26 +659,73 @@ def _lead_field(i: int) -> str:
     return f"_ls_l{i}"
 
 
-def _event_field(i: int) -> str:
-    return f"_ls_e{i}"
+def _event_schema() -> Any:
+    """The encoded events (see `encode_chunk`) and the tasks' read reports."""
+    from pyspark.sql import types as T  # noqa: N812
+
+    kinds = {"int": T.IntegerType(), "bigint": T.LongType(), "tinyint": T.ByteType()}
+    fields = [T.StructField(_BUCKET, kinds["int"], False), T.StructField(_KIND, kinds["tinyint"])]
+    fields += [
+        T.StructField(f, kinds[t[1]], False)
+        for f, t in zip(_EVENT_FIELDS, _EVENT_TYPES, strict=True)
+    ]
+    return T.StructType([*fields, T.StructField(_MAP_REPORT, T.StringType())])
+
+
+def parquet_events(
+    spark: SparkSession, source: EventSource, config: Config, table: str, shared: Any
+) -> DataFrame:
+    """A Parquet events file encoded by the tasks, one row group each (`shared`: the
+    broadcast `LeadMap`); each task ends with its read report."""
+    path, sizes = source.parquet, source.row_groups
+    assert path is not None
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    wanted = _event_source_columns(config)
+
+    def encode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        leads: LeadMap = shared.value
+        for batch in batches:
+            for group in batch["id"].tolist():
+                reports, offset = [], offsets[group]
+                for raw in row_group_chunks(path, group, wanted):
+                    encoded, report = encode_chunk(raw, leads, config, table, offset)
+                    offset += len(raw)
+                    reports.append(report)
+                    yield encoded
+                yield read_report_row(merge_read_reports(reports), leads.report_group())
+
+    tasks = spark.range(0, len(sizes), 1, numPartitions=max(len(sizes), 1))
+    return tasks.mapInPandas(encode, _event_schema())
+
+
+def driver_events(
+    spark: SparkSession, source: EventSource, config: Config, table: str, leads: LeadMap
+) -> DataFrame:
+    """Events the driver read (CSV, SQL), encoded on the driver, with their read report."""
+    parts, reports, offset = [], [], 0
+    for raw in source.chunks:
+        encoded, report = encode_chunk(raw, leads, config, table, offset)
+        offset += len(raw)
+        parts.append(encoded)
+        reports.append(report)
+    parts.append(read_report_row(merge_read_reports(reports), leads.report_group()))
+    return spark.createDataFrame(pd.concat(parts, ignore_index=True), _event_schema())
 
 
 def _one_table(leads: DataFrame, events: DataFrame, job: BucketJob) -> DataFrame:
-    """Leads and events in one frame (`_KIND` 0 and 1, each table's columns null in the
-    other's rows), with the group key `_BUCKET`: one shuffle moves both, none sorts them."""
+    """Leads and encoded events in one frame (`_KIND` 0, 1 and 2 for read reports; the leads'
+    columns null in the events' rows, the events' zero in the leads'), with the group key
+    `_BUCKET`: one shuffle moves both, none sorts them."""
     from pyspark.sql import functions as F  # noqa: N812
 
     left = leads.select(
         F.col(_BUCKET),
-        F.lit(0).cast("byte").alias(_KIND),
+        F.lit(_LEADS).cast("tinyint").alias(_KIND),
+        *[F.lit(0).cast(t[1]).alias(f) for f, t in zip(_EVENT_FIELDS, _EVENT_TYPES, strict=True)],
+        F.lit(None).cast("string").alias(_MAP_REPORT),
         *[_column(c).alias(_lead_field(i)) for i, c in enumerate(job.lead_columns)],
     )
-    right = events.select(
-        F.col(_BUCKET),
-        F.lit(1).cast("byte").alias(_KIND),
-        *[_column(c).alias(_event_field(i)) for i, c in enumerate(job.event_columns)],
-    )
-    return left.unionByName(right, allowMissingColumns=True)
+    return left.unionByName(events, allowMissingColumns=True)
 
 
 def exact_types(frame: DataFrame) -> dict[str, str]:
@@ -572,15 +765,20 @@ def _side(
 
 
 def split_partition(
-    batches: list[pd.DataFrame], job: BucketJob, exact: tuple[Mapping[str, str], ...] = ({}, {})
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A partition's Arrow batches (see `_one_table`) as its raw leads and raw events."""
+    batches: list[pd.DataFrame], job: BucketJob, exact: Mapping[str, str] | None = None
+) -> tuple[pd.DataFrame, EncodedEvents, list[dict[str, Any]]]:
+    """A partition's Arrow batches (see `_one_table`) as its raw leads, its encoded events and
+    the read reports that reached it."""
     frame = pd.concat(batches, ignore_index=True) if len(batches) > 1 else batches[0]
     kind = frame[_KIND].to_numpy()
-    return (
-        _side(frame, kind == 0, job.lead_columns, _lead_field, exact[0]),
-        _side(frame, kind == 1, job.event_columns, _event_field, exact[1]),
+    leads = _side(frame, kind == _LEADS, job.lead_columns, _lead_field, exact or {})
+    rows = kind == _EVENTS
+    lead, at_ms, code = (
+        frame[f].to_numpy()[rows].astype(t[0], copy=False)
+        for f, t in zip(_EVENT_FIELDS, _EVENT_TYPES, strict=True)
     )
+    reports = [json.loads(text) for text in frame.loc[kind == _READ, _MAP_REPORT]]
+    return leads, EncodedEvents(lead, at_ms, code), reports
 
 
 def _output_schema() -> Any:
@@ -714,7 +912,6 @@ def score_on_spark(
     read_config = _declared_as_of(model.config.model_copy(update={"source": settings.source}))
     stamp = as_utc(scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC"), "scored_at")
     texts = model_texts(model)
-    digest = texts_digest(texts)
     reference = getattr(model, "reference", None)
     with _worker_errors():
         leads, events, names = spark_tables(spark, read_config)
@@ -728,84 +925,109 @@ def score_on_spark(
             cores = spark.sparkContext.defaultParallelism
             # a multiple of the cores, so that the last round of groups keeps every core busy
             n_buckets = buckets or cores * max(2, math.ceil(n_leads / LEADS_PER_BUCKET / cores))
-            # the group key: a hash of the account (of the lead without one); the shuffle below
+            # the group key: a hash of the account (of the lead without one); the shuffle
             # spreads these keys over `n_buckets` partitions, so each holds whole accounts
             bucketed = keyed.withColumn(_BUCKET, F.hash(F.coalesce(F.col(_ACCOUNT), F.col(_KEY))))
-            event_lead = _source_column(events.columns, read_config.mapping.events, "lead_id")
-            assert event_lead is not None
-            lookup = bucketed.where(F.col(_KEY).isNotNull()).select(
-                F.col(_KEY).alias(_EVENT_KEY), F.col(_BUCKET).alias(_EVENT_BUCKET)
-            )
-            if n_leads <= BROADCAST_LEADS:
-                lookup = F.broadcast(lookup)
-            tagged = (
-                events.withColumn(
-                    _EVENT_KEY, F.regexp_replace(_column(event_lead).cast("string"), _STRIP, "")
-                )
-                .join(lookup, on=_EVENT_KEY, how="inner")
-                .drop(_EVENT_KEY)
-            )  # not shuffled twice
             job = BucketJob(
                 read_config=read_config.model_dump_json(),
-                model_digest=digest,
+                model_digest=texts_digest(texts),
                 as_of=as_utc(as_of).isoformat(),
                 horizon_days=model.config.horizon_days,
                 reasons=reasons,
                 chunk_leads=chunk_leads,
                 scored_at=stamp.isoformat(),
                 lead_columns=tuple(leads.columns),
-                event_columns=tuple(events.columns),
                 names=names,
                 monitor=reference is not None,
             )
-            shared = spark.sparkContext.broadcast(texts)
-
-            exact = (exact_types(leads), exact_types(events))
-
-            def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-                found = list(batches)
-                if found:
-                    left, right = split_partition(found, job, exact)
-                    yield score_bucket(job, shared.value, left, right)
-
-            both = _one_table(bucketed, tagged.withColumnRenamed(_EVENT_BUCKET, _BUCKET), job)
-            # one shuffle, no sort: each partition is a bucket of whole accounts
-            partitioned = both.repartition(n_buckets, F.col(_BUCKET)).drop(_BUCKET)
-            with _watch(spark, progress):
-                collected = partitioned.mapInPandas(score, _output_schema()).toPandas()
-            events_read = events.count()
+            collected = _score_buckets(
+                spark, bucketed, events, job, texts, n_buckets, read_config, progress
+            )
         finally:
             keyed.unpersist()
+    return _summarize(collected, n_leads, n_buckets, names, monitor=reference is not None)
+
+
+def lead_map(bucketed: DataFrame) -> LeadMap:
+    """Every lead's key and group key, collected to the driver (ids checked unique)."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    found = bucketed.where(F.col(_KEY).isNotNull()).select(_KEY, _BUCKET).toPandas()
+    keys = pd.Index(found[_KEY].to_numpy(dtype=object))
+    return LeadMap(keys, found[_BUCKET].to_numpy(dtype=np.int32))
+
+
+def _score_buckets(
+    spark: SparkSession,
+    bucketed: DataFrame,
+    events: EventSource,
+    job: BucketJob,
+    texts: Mapping[str, str],
+    n_buckets: int,
+    config: Config,
+    progress: Progress | None,
+) -> pd.DataFrame:
+    """The events encoded against the broadcast lead map, shuffled with the leads into
+    `n_buckets` buckets of whole accounts, each scored by `score_bucket`; collected."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    leads = lead_map(bucketed)
+    shared_leads = spark.sparkContext.broadcast(leads)
+    shared_texts = spark.sparkContext.broadcast(texts)
+    if events.parquet is not None:
+        encoded = parquet_events(spark, events, config, job.names[1], shared_leads)
+    else:
+        encoded = driver_events(spark, events, config, job.names[1], leads)
+    exact = exact_types(bucketed)
+
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        found = list(batches)
+        if found:
+            left, right, reports = split_partition(found, job, exact)
+            keys = shared_leads.value.keys
+            yield score_bucket(job, shared_texts.value, keys, left, right, reports)
+
+    both = _one_table(bucketed, encoded, job)
+    # one shuffle, no sort: each partition is a bucket of whole accounts
+    partitioned = both.repartition(n_buckets, F.col(_BUCKET)).drop(_BUCKET)
+    try:
+        with _watch(spark, progress):
+            return partitioned.mapInPandas(score, _output_schema()).toPandas()
+    finally:
+        shared_leads.unpersist()
+
+
+def _summarize(
+    collected: pd.DataFrame, n_leads: int, n_buckets: int, names: tuple[str, str], *, monitor: bool
+) -> SparkScores:
+    """The buckets' scores (in the pandas engine's order) and their reports, summed."""
     is_report = collected[_REPORT].notna().to_numpy()
+    reports = [json.loads(text) for text in collected.loc[is_report, _REPORT]]
+    read = merge_read_reports(r["read"] for r in reports)
     result = SparkScores(
         scores=_restore(collected.loc[~is_report]) if (~is_report).any() else empty_scores(),
         leads=n_leads,
-        events_read=events_read,
+        events_read=read["read"],
+        events_kept=sum(r["events_kept"] for r in reports),
+        events_unknown_lead=read["unknown_lead"],
+        events_duplicate=sum(r["events_duplicate"] for r in reports),
         buckets=n_buckets,
+        unknown_event_types=read["types"],
     )
-    monitoring: Any = None
-    if reference is not None:
+    if result.events_read and result.events_unknown_lead == result.events_read:
+        raise ContractError(
+            f"{names[1]}: none of its {result.events_read:,} events belongs to a lead in "
+            f"{names[0]}: are both files from the same export, with ids written the same way?"
+        )
+    if monitor:
         import training.monitor as monitoring
-    for text in collected.loc[is_report, _REPORT]:
-        report = json.loads(text)
-        result.events_kept += report["events_kept"]
-        result.events_duplicate += report["events_duplicate"]
-        for name, count in report["unknown_event_types"].items():
-            result.unknown_event_types[name] = result.unknown_event_types.get(name, 0) + count
-        counts = report.get("monitor")
-        if monitoring is not None and counts is not None:
+
+        for counts in (r["monitor"] for r in reports if r.get("monitor") is not None):
             result.monitor = (
                 counts
                 if result.monitor is None
                 else monitoring.merge_counts(result.monitor, counts)
             )
-    tagged_events = result.events_kept + result.events_duplicate
-    result.events_unknown_lead = result.events_read - tagged_events
-    if result.events_read and tagged_events == 0:
-        raise ContractError(
-            f"{names[1]}: none of its {result.events_read:,} events belongs to a lead in "
-            f"{names[0]}: are both files from the same export, with ids written the same way?"
-        )
     return result
 
 
