@@ -33,6 +33,7 @@ from serving.batch import (
     TierChanges,
     open_mql_rows,
     score_chunks,
+    staleness_note,
     tier_changes,
     tier_counts,
 )
@@ -343,6 +344,7 @@ class PredictSummary:
     table: str | None
     model: str
     as_of: pd.Timestamp
+    notes: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         shown = ", ".join(f"{tier} {count:,}" for tier, count in self.tiers.items())
@@ -361,6 +363,7 @@ class PredictSummary:
         lines.append(f"wrote {self.out}" + (f" and {self.monitor}" if self.monitor else ""))
         if self.table:
             lines.append(f"upserted {self.rows:,} rows into {self.table} (one transaction)")
+        lines.extend(f"note: {note}" for note in self.notes)
         return lines
 
 
@@ -388,6 +391,7 @@ def publish_scores(
     *,
     scored_at: pd.Timestamp,
     to_sql: tuple[str, str] | None = None,
+    notes: tuple[str, ...] = (),
 ) -> PredictSummary:
     """What a batch job does after scoring, whichever engine scored: write `out` atomically
     (under the run lock), the monitoring record beside it when the model has a reference,
@@ -451,6 +455,7 @@ def publish_scores(
         table=table,
         model=f"{model.name} version {model.version}",
         as_of=as_of,
+        notes=notes,
     )
 
 
@@ -488,4 +493,18 @@ def predict_job(
                 counts = profile_counts(chunk.features, chunk.probability, chunk.tier, reference)
             yield chunk.scores, counts
 
-    return publish_scores(scores(), model, as_of, out, scored_at=scored_at, to_sql=to_sql)
+    stale = staleness_note(
+        snapshot.leads,
+        rows,
+        model.config.snapshot_policy.weekly_weeks,
+        f"{model.name} version {model.version}",
+    )
+    return publish_scores(
+        scores(),
+        model,
+        as_of,
+        out,
+        scored_at=scored_at,
+        to_sql=to_sql,
+        notes=() if stale is None else (stale,),
+    )
