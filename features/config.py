@@ -262,13 +262,23 @@ class ServeConfig(_Strict):
     )
     startup_attempts: int = Field(5, ge=1, description="Model load attempts at start-up.")
     startup_wait_seconds: float = Field(2.0, ge=0)
-    accounts: str | None = Field(
+    accounts: SourceConfig | None = Field(
         None,
-        description="Snapshot (folder or SQLAlchemy URL, read with the model's mapping) whose "
-        "leads and events give each posted lead its account's history for the account "
-        "features; read with the model, and again when its files change (with poll_seconds). "
-        "null: account features are unknown, as for a lead without an account.",
+        description="A snapshot whose leads and events give each posted lead its account's "
+        "history for the account features: a folder or an SQLAlchemy URL (a string), or a "
+        "source mapping as `source:` takes (schema, table names). Read with the model's "
+        "mapping, with the model, and again when its files change (with poll_seconds). null: "
+        "account features are unknown, as for a lead without an account.",
     )
+
+    @field_validator("accounts", mode="before")
+    @classmethod
+    def _accounts_place(cls, value: object) -> object:
+        """A bare folder or URL, as `--accounts` and the environment give it."""
+        if isinstance(value, str | Path):
+            text = str(value)
+            return {"url": text} if "://" in text else {"path": text}
+        return value
 
 
 class MonitorConfig(_Strict):

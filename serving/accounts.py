@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,7 +28,14 @@ from features.pipeline import _ms
 from features.snapshot import Snapshot, read_snapshot
 from serving.lead import AccountContext
 
-__all__ = ["AccountBook", "book_config", "build_book", "read_book", "source_fingerprint"]
+__all__ = [
+    "AccountBook",
+    "book_config",
+    "build_book",
+    "read_book",
+    "shown_source",
+    "source_fingerprint",
+]
 
 
 @dataclass(frozen=True)
@@ -124,43 +130,31 @@ def build_book(snapshot: Snapshot, source: str) -> AccountBook:
     )
 
 
-def book_config(source: str, model_config: Config) -> Config:
-    """The model's config (its mapping and custom fields clean the ids as training did) reading
-    `source`: a snapshot folder, or an SQLAlchemy URL holding the tables named as in the
-    model's config."""
-    place = {"url": source} if "://" in source else {"path": Path(source)}
-    old = model_config.source
-    new = SourceConfig.model_validate(
-        {
-            **place,
-            "leads": old.leads,
-            "events": old.events,
-            "schema": old.db_schema,
-            "delimiter": old.delimiter,
-            "encoding": old.encoding,
-        }
-    )
-    return model_config.model_copy(update={"source": new, "as_of": None})
+def book_config(source: SourceConfig, model_config: Config) -> Config:
+    """The model's config (its mapping and custom fields clean the ids as training did)
+    reading `source` instead of its training source."""
+    return model_config.model_copy(update={"source": source, "as_of": None})
 
 
-def read_book(source: str, model_config: Config) -> AccountBook:
+def read_book(source: SourceConfig, model_config: Config) -> AccountBook:
     """Read `source` held to the contract and build its book.
 
     Raises:
         ContractError: the snapshot breaks the contract (the message names file and column).
-        ValueError: the model was trained on a flat export: it has no account features.
+        ValueError: the model was trained on a flat export (it has no account features), or
+            the source is one.
     """
-    if model_config.source.flat:
-        raise ValueError("the model was trained on a flat export: it has no account features")
+    if model_config.source.flat or source.flat:
+        raise ValueError("a flat export has no account features: no account history to read")
     snapshot = read_snapshot(book_config(source, model_config))
-    return build_book(snapshot, _shown_source(source))
+    return build_book(snapshot, shown_source(source))
 
 
-def source_fingerprint(source: str) -> tuple[tuple[str, int, int], ...] | None:
+def source_fingerprint(source: SourceConfig) -> tuple[tuple[str, int, int], ...] | None:
     """Names, sizes and modification times of a folder's files; None for a database (the poll
     cannot see a table change cheaply) or a folder that is not there."""
-    folder = Path(source)
-    if "://" in source or not folder.is_dir():
+    folder = source.path
+    if folder is None or not folder.is_dir():
         return None
     found = []
     for path in sorted(folder.iterdir()):
@@ -170,13 +164,14 @@ def source_fingerprint(source: str) -> tuple[tuple[str, int, int], ...] | None:
     return tuple(found)
 
 
-def _shown_source(source: str) -> str:
-    """A URL without its password, for logs and answers."""
-    if "://" not in source:
-        return source
+def shown_source(source: SourceConfig) -> str:
+    """The folder, or the URL without its password (and the schema), for logs and answers."""
+    if source.path is not None:
+        return str(source.path)
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(source).render_as_string(hide_password=True)
+        shown = make_url(str(source.url)).render_as_string(hide_password=True)
     except Exception:
-        return source.split("://", 1)[0] + "://…"
+        shown = str(source.url).split("://", 1)[0] + "://…"
+    return shown + (f" (schema {source.db_schema})" if source.db_schema else "")

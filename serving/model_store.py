@@ -16,9 +16,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from features.config import Config
+from features.config import Config, ServeConfig, SourceConfig
 from features.contract import ContractError
-from serving.accounts import AccountBook, book_config, read_book, source_fingerprint
+from serving.accounts import (
+    AccountBook,
+    book_config,
+    read_book,
+    shown_source,
+    source_fingerprint,
+)
 from training.integrity import (
     DIGESTS_KEY,
     ArtifactIntegrityError,
@@ -173,12 +179,16 @@ class ModelStore:
         uri: str,
         tracking_uri: str,
         on_load: Callable[[LoadedModel], None] | None = None,
-        accounts: str | None = None,
+        accounts: SourceConfig | str | None = None,
     ) -> None:
         self.uri = uri
         self.tracking_uri = tracking_uri
         self.on_load = on_load
-        self.accounts = accounts
+        self.accounts = (
+            ServeConfig.model_validate({"accounts": accounts}).accounts
+            if isinstance(accounts, str)
+            else accounts
+        )
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
         self._lock = threading.Lock()
@@ -212,7 +222,8 @@ class ModelStore:
         try:
             book = read_book(self.accounts, model.config)
         except (ContractError, OSError, ValueError) as error:
-            raise ModelUnavailableError(f"account history {self.accounts}: {error}") from None
+            shown = shown_source(self.accounts)
+            raise ModelUnavailableError(f"account history {shown}: {error}") from None
         self._fingerprint = fingerprint
         log.info(
             "account history %s as of %s: %d accounts, %d leads, %d events (%.1f s)",

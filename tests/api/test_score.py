@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from features.config import Config, build_config
@@ -130,6 +132,44 @@ def test_account_history_that_cannot_be_read_keeps_the_model_out(
         with pytest.raises(ModelUnavailableError, match="account history") as raised:
             store.reload()
         assert named in str(raised.value) and store.current is None
+
+
+@pytest.mark.postgres
+def test_account_history_from_postgresql_with_its_own_tables(
+    serve_config: Config, book_store: ModelStore, registry: dict[str, str]
+) -> None:
+    """`serve.accounts` as a source mapping: a PostgreSQL schema and table names of its own
+    give the same book as the snapshot folder."""
+    url = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    schema = f"leadscore_accounts_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(url)
+    folder = Path(registry["snapshot"])
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        pd.read_parquet(folder / "leads.parquet").to_sql(
+            "crm_leads", engine, schema=schema, index=False
+        )
+        pd.read_parquet(folder / "events.parquet").to_sql(
+            "crm_events", engine, schema=schema, index=False, chunksize=50_000
+        )
+        source = {"url": url, "schema": schema, "leads": "crm_leads", "events": "crm_events"}
+        settings = build_config({**serve_config.model_dump(), "serve": {"accounts": source}})
+        assert settings.serve.accounts is not None
+        store = ModelStore(
+            settings.serve.model_uri, settings.mlflow.tracking_uri, accounts=settings.serve.accounts
+        )
+        got = store.reload().accounts
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+    want = book_store.current.accounts if book_store.current else None
+    assert got is not None and want is not None
+    assert got.source == f"{url} (schema {schema})"
+    assert got.spans == want.spans
+    for name in ("lead_ids", "created_ms", "mql_ms", "sql_ms", "event_start", "event_ms"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name
 
 
 def test_the_poll_rereads_a_changed_account_history(
