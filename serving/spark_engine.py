@@ -102,18 +102,20 @@ DEFAULT_MASTER = "local[2]"
 #: Leads per bucket (one pandas call each); each bucket's leads and events sit in memory.
 LEADS_PER_BUCKET = 50_000
 
-_KEY, _ACCOUNT, _BUCKET, _REPORT, _KIND, _MAP_REPORT = (
+_KEY, _ACCOUNT, _BUCKET, _INDEX, _REPORT, _KIND, _MAP_REPORT = (
     "_ls_lead_key",
     "_ls_account_key",
     "_ls_bucket",
+    "_ls_bucket_index",
     "_ls_report",
     "_ls_kind",
     "_ls_map_report",
 )
-#: An encoded event as the shuffle carries it: lead number, time (ms), type code.
+#: Encoded events as the shuffle carries them, packed per task and bucket (one binary cell
+#: each): lead numbers, times (ms), type codes.
 _EVENT_FIELDS = ("_ls_event_lead", "_ls_event_at", "_ls_event_type")
-_EVENT_TYPES = (("int32", "int"), ("int64", "bigint"), ("int8", "tinyint"))  # numpy, Spark
-_LEADS, _EVENTS, _READ = 0, 1, 2  # `_KIND` of a lead row, an event row, a task's read report
+_EVENT_DTYPES: tuple[np.dtype[Any], ...] = (np.dtype("int32"), np.dtype("int64"), np.dtype("int8"))
+_LEADS, _EVENTS, _READ = 0, 1, 2  # `_KIND` of a lead row, a packet of events, a read report
 _PANDAS_WARNING = "PySpark does not yet fully support pandas"
 _LOG4J = """status = error
 rootLogger.level = error
@@ -335,11 +337,12 @@ class LeadMap:
     that each event finds its lead's number and group where it is read."""
 
     keys: pd.Index
-    groups: np.ndarray  # int32, the `_BUCKET` of each lead
+    bucket: np.ndarray  # the bucket (0..n-1) of each lead
+    shuffle_keys: tuple[int, ...]  # the `_BUCKET` (shuffle key) of each bucket
 
     def report_group(self) -> int:
         """The group the read reports go to: one that holds leads, so it is scored."""
-        return int(self.groups[0]) if len(self.groups) else 0
+        return self.shuffle_keys[int(self.bucket[0]) if len(self.bucket) else 0]
 
 
 @dataclass(frozen=True)
@@ -353,23 +356,42 @@ class EncodedEvents:
 
 def encode_chunk(
     raw: pd.DataFrame, leads: LeadMap, config: Config, table: str, offset: int
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """One chunk of raw events (export names, rows `offset`... of the table) as the shuffle
-    carries them, by the reader's own checks and `encode_events`; events of unknown leads are
-    dropped. Returns the rows and the chunk's read report (see `merge_read_reports`)."""
+) -> tuple[EncodedEvents, dict[str, Any]]:
+    """One chunk of raw events (export names, rows `offset`... of the table) encoded by the
+    reader's own checks and `encode_events`; events of unknown leads are dropped. Returns
+    the events and the chunk's read report (see `merge_read_reports`)."""
     raise_problems(_long_cells(raw, table, _event_source_columns(config), offset))
     frame, _ = _drop_excluded(raw, config.exclude)
     frame, problems = _rename(frame, config.mapping.events, table, "events")
     raise_problems(problems)
     part = encode_events(frame, leads.keys, config.mapping, table, offset)
-    values = (part.lead, part.at_ms, part.kind)
-    encoded = pd.DataFrame(
-        {_BUCKET: leads.groups[part.lead], _KIND: np.full(len(part.lead), _EVENTS, np.int8)}
-        | {f: v.astype(t[0]) for f, v, t in zip(_EVENT_FIELDS, values, _EVENT_TYPES, strict=True)}
-        | {_MAP_REPORT: pd.Series(None, index=range(len(part.lead)), dtype=object)}
-    )
     report = {"read": len(raw), "unknown_lead": part.unknown_lead, "types": part.unknown_types}
-    return encoded, report
+    return EncodedEvents(part.lead, part.at_ms, part.kind), report
+
+
+def pack_events(parts: Sequence[EncodedEvents], leads: LeadMap) -> pd.DataFrame:
+    """Encoded events as rows of the shuffle: one per bucket they belong to, each array of the
+    bucket's events in one binary cell. The JVM moves a few large cells, not a row per event."""
+    lead = np.concatenate([p.lead for p in parts]) if parts else np.empty(0, np.int32)
+    at_ms = np.concatenate([p.at_ms for p in parts]) if parts else np.empty(0, np.int64)
+    kind = np.concatenate([p.kind for p in parts]) if parts else np.empty(0, np.int8)
+    bucket = leads.bucket[lead]
+    order = np.argsort(bucket, kind="stable")
+    present, starts = np.unique(bucket[order], return_index=True)
+    bounds = [*starts.tolist(), len(order)]
+    cells: list[list[bytes]] = [[], [], []]
+    for i in range(len(present)):
+        rows = order[bounds[i] : bounds[i + 1]]
+        for cell, values, dtype in zip(cells, (lead, at_ms, kind), _EVENT_DTYPES, strict=True):
+            cell.append(values[rows].astype(dtype, copy=False).tobytes())
+    return pd.DataFrame(
+        {
+            _BUCKET: np.array([leads.shuffle_keys[b] for b in present.tolist()], np.int32),
+            _KIND: np.full(len(present), _EVENTS, np.int8),
+        }
+        | {f: pd.Series(c, dtype=object) for f, c in zip(_EVENT_FIELDS, cells, strict=True)}
+        | {_MAP_REPORT: pd.Series([None] * len(present), dtype=object)}
+    )
 
 
 def merge_read_reports(reports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -384,10 +406,10 @@ def merge_read_reports(reports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def read_report_row(report: Mapping[str, Any], group: int) -> pd.DataFrame:
-    """A task's read report as one row of the events frame (`_KIND` 2, zeros for the event)."""
+    """A task's read report as one row of the events frame (`_KIND` 2, no events)."""
     return pd.DataFrame(
         {_BUCKET: np.array([group], np.int32), _KIND: np.array([_READ], np.int8)}
-        | {f: np.zeros(1, t[0]) for f, t in zip(_EVENT_FIELDS, _EVENT_TYPES, strict=True)}
+        | {f: pd.Series([None], dtype=object) for f in _EVENT_FIELDS}
         | {_MAP_REPORT: pd.Series([json.dumps(report)], dtype=object)}
     )
 
@@ -663,12 +685,8 @@ def _event_schema() -> Any:
     """The encoded events (see `encode_chunk`) and the tasks' read reports."""
     from pyspark.sql import types as T  # noqa: N812
 
-    kinds = {"int": T.IntegerType(), "bigint": T.LongType(), "tinyint": T.ByteType()}
-    fields = [T.StructField(_BUCKET, kinds["int"], False), T.StructField(_KIND, kinds["tinyint"])]
-    fields += [
-        T.StructField(f, kinds[t[1]], False)
-        for f, t in zip(_EVENT_FIELDS, _EVENT_TYPES, strict=True)
-    ]
+    fields = [T.StructField(_BUCKET, T.IntegerType()), T.StructField(_KIND, T.ByteType())]
+    fields += [T.StructField(f, T.BinaryType()) for f in _EVENT_FIELDS]
     return T.StructType([*fields, T.StructField(_MAP_REPORT, T.StringType())])
 
 
@@ -686,12 +704,13 @@ def parquet_events(
         leads: LeadMap = shared.value
         for batch in batches:
             for group in batch["id"].tolist():
-                reports, offset = [], offsets[group]
+                parts, reports, offset = [], [], offsets[group]
                 for raw in row_group_chunks(path, group, wanted):
                     encoded, report = encode_chunk(raw, leads, config, table, offset)
                     offset += len(raw)
+                    parts.append(encoded)
                     reports.append(report)
-                    yield encoded
+                yield pack_events(parts, leads)
                 yield read_report_row(merge_read_reports(reports), leads.report_group())
 
     tasks = spark.range(0, len(sizes), 1, numPartitions=max(len(sizes), 1))
@@ -706,22 +725,22 @@ def driver_events(
     for raw in source.chunks:
         encoded, report = encode_chunk(raw, leads, config, table, offset)
         offset += len(raw)
-        parts.append(encoded)
+        parts.append(pack_events([encoded], leads))
         reports.append(report)
     parts.append(read_report_row(merge_read_reports(reports), leads.report_group()))
     return spark.createDataFrame(pd.concat(parts, ignore_index=True), _event_schema())
 
 
 def _one_table(leads: DataFrame, events: DataFrame, job: BucketJob) -> DataFrame:
-    """Leads and encoded events in one frame (`_KIND` 0, 1 and 2 for read reports; the leads'
-    columns null in the events' rows, the events' zero in the leads'), with the group key
-    `_BUCKET`: one shuffle moves both, none sorts them."""
+    """Leads and packed events in one frame (`_KIND` 0, 1 and 2 for read reports; each
+    table's columns null in the other's rows), with the shuffle key `_BUCKET`: one shuffle
+    moves both, none sorts them."""
     from pyspark.sql import functions as F  # noqa: N812
 
     left = leads.select(
         F.col(_BUCKET),
         F.lit(_LEADS).cast("tinyint").alias(_KIND),
-        *[F.lit(0).cast(t[1]).alias(f) for f, t in zip(_EVENT_FIELDS, _EVENT_TYPES, strict=True)],
+        *[F.lit(None).cast("binary").alias(f) for f in _EVENT_FIELDS],
         F.lit(None).cast("string").alias(_MAP_REPORT),
         *[_column(c).alias(_lead_field(i)) for i, c in enumerate(job.lead_columns)],
     )
@@ -764,6 +783,11 @@ def _side(
     return part
 
 
+def _unpack(cells: pd.Series, dtype: np.dtype[Any]) -> np.ndarray:
+    """The arrays `pack_events` packed into binary cells, end to end."""
+    return np.concatenate([np.frombuffer(c, dtype) for c in cells] or [np.empty(0, dtype)])
+
+
 def split_partition(
     batches: list[pd.DataFrame], job: BucketJob, exact: Mapping[str, str] | None = None
 ) -> tuple[pd.DataFrame, EncodedEvents, list[dict[str, Any]]]:
@@ -774,8 +798,8 @@ def split_partition(
     leads = _side(frame, kind == _LEADS, job.lead_columns, _lead_field, exact or {})
     rows = kind == _EVENTS
     lead, at_ms, code = (
-        frame[f].to_numpy()[rows].astype(t[0], copy=False)
-        for f, t in zip(_EVENT_FIELDS, _EVENT_TYPES, strict=True)
+        _unpack(frame.loc[rows, f], dtype)
+        for f, dtype in zip(_EVENT_FIELDS, _EVENT_DTYPES, strict=True)
     )
     reports = [json.loads(text) for text in frame.loc[kind == _READ, _MAP_REPORT]]
     return leads, EncodedEvents(lead, at_ms, code), reports
@@ -906,8 +930,6 @@ def score_on_spark(
     pandas engine reads it; `buckets` defaults to one per `LEADS_PER_BUCKET` leads (at least
     two per core).
     """
-    from pyspark.sql import functions as F  # noqa: N812
-
     # read as the pandas engine reads: the model's mapping, the settings' source, its as-of
     read_config = _declared_as_of(model.config.model_copy(update={"source": settings.source}))
     stamp = as_utc(scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC"), "scored_at")
@@ -925,9 +947,7 @@ def score_on_spark(
             cores = spark.sparkContext.defaultParallelism
             # a multiple of the cores, so that the last round of groups keeps every core busy
             n_buckets = buckets or cores * max(2, math.ceil(n_leads / LEADS_PER_BUCKET / cores))
-            # the group key: a hash of the account (of the lead without one); the shuffle
-            # spreads these keys over `n_buckets` partitions, so each holds whole accounts
-            bucketed = keyed.withColumn(_BUCKET, F.hash(F.coalesce(F.col(_ACCOUNT), F.col(_KEY))))
+            bucketed = _bucketed(spark, keyed, n_buckets)
             job = BucketJob(
                 read_config=read_config.model_dump_json(),
                 model_digest=texts_digest(texts),
@@ -948,13 +968,41 @@ def score_on_spark(
     return _summarize(collected, n_leads, n_buckets, names, monitor=reference is not None)
 
 
-def lead_map(bucketed: DataFrame) -> LeadMap:
-    """Every lead's key and group key, collected to the driver (ids checked unique)."""
+def shuffle_keys(spark: SparkSession, n_buckets: int) -> tuple[int, ...]:
+    """For each bucket b, a key that Spark's hash partitioning (murmur3 `hash`, modulo the
+    partitions) sends to partition b, so that the buckets fill the partitions one each. (A
+    bucket without one found keeps b: it may then share a partition, which only unbalances.)"""
     from pyspark.sql import functions as F  # noqa: N812
 
-    found = bucketed.where(F.col(_KEY).isNotNull()).select(_KEY, _BUCKET).toPandas()
-    keys = pd.Index(found[_KEY].to_numpy(dtype=object))
-    return LeadMap(keys, found[_BUCKET].to_numpy(dtype=np.int32))
+    key = F.col("id").cast("int")
+    candidates = spark.range(0, 64 * n_buckets).select(
+        key.alias("key"), F.pmod(F.hash(key), F.lit(n_buckets)).alias("part")
+    )
+    found = {
+        r["part"]: r["key"]
+        for r in candidates.groupBy("part").agg(F.min("key").alias("key")).collect()
+    }
+    return tuple(int(found.get(b, b)) for b in range(n_buckets))
+
+
+def _bucketed(spark: SparkSession, keyed: DataFrame, n_buckets: int) -> DataFrame:
+    """The keyed leads with their bucket (`_INDEX`: a hash of the account, of the lead without
+    one, modulo the buckets) and its shuffle key (`_BUCKET`): each bucket holds whole accounts."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    index = F.pmod(F.hash(F.coalesce(F.col(_ACCOUNT), F.col(_KEY))), F.lit(n_buckets))
+    keys = F.array(*[F.lit(k) for k in shuffle_keys(spark, n_buckets)])
+    with_index = keyed.withColumn(_INDEX, index)
+    return with_index.withColumn(_BUCKET, F.element_at(keys, F.col(_INDEX) + 1))
+
+
+def lead_map(bucketed: DataFrame, keys: tuple[int, ...]) -> LeadMap:
+    """Every lead's key and bucket, collected to the driver (ids checked unique)."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    found = bucketed.where(F.col(_KEY).isNotNull()).select(_KEY, _INDEX).toPandas()
+    index = pd.Index(found[_KEY].to_numpy(dtype=object))
+    return LeadMap(index, found[_INDEX].to_numpy(dtype=np.int32), keys)
 
 
 def _score_buckets(
@@ -971,7 +1019,7 @@ def _score_buckets(
     `n_buckets` buckets of whole accounts, each scored by `score_bucket`; collected."""
     from pyspark.sql import functions as F  # noqa: N812
 
-    leads = lead_map(bucketed)
+    leads = lead_map(bucketed, shuffle_keys(spark, n_buckets))
     shared_leads = spark.sparkContext.broadcast(leads)
     shared_texts = spark.sparkContext.broadcast(texts)
     if events.parquet is not None:
