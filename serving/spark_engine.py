@@ -656,21 +656,32 @@ def _keyed_leads(leads: DataFrame, config: Config) -> DataFrame:
     return leads.mapInPandas(keys, schema)
 
 
-def _check_duplicates(keyed: DataFrame, table: str) -> None:
-    """Lead ids that occur twice anywhere in the table (buckets could not see it)."""
+def _group_hash() -> Any:
+    """A lead's group: a hash of its account, of the lead itself without one."""
     from pyspark.sql import functions as F  # noqa: N812
 
-    twice = keyed.where(F.col(_KEY).isNotNull()).groupBy(_KEY).count().where("count > 1")
-    found = twice.agg(F.sum("count").alias("rows"), F.count("*").alias("ids")).collect()[0]
-    if found["ids"]:
-        shown = [r[_KEY] for r in twice.orderBy(_KEY).limit(3).collect()]
+    return F.hash(F.coalesce(F.col(_ACCOUNT), F.col(_KEY)))
+
+
+def lead_keys(keyed: DataFrame) -> pd.DataFrame:
+    """Every lead's key (None without an id) and group hash (`_INDEX`), on the driver: one
+    pass gives the count, the duplicate ids and the lead map."""
+    return keyed.select(_KEY, _group_hash().alias(_INDEX)).toPandas()
+
+
+def check_duplicates(keys: pd.Series, table: str) -> None:
+    """Lead ids that occur twice anywhere in the table (buckets could not see it)."""
+    present = keys[keys.notna()]
+    twice = present.duplicated(keep=False).to_numpy()
+    if twice.any():
+        shown = sorted(set(present[twice]))[:3]
         raise_problems(
             [
                 Problem(
                     table,
                     "lead_id",
                     "share a lead_id with another row (duplicate ids)",
-                    int(found["rows"]),
+                    int(twice.sum()),
                     tuple(repr(s) for s in shown),
                 )
             ]
@@ -940,14 +951,16 @@ def score_on_spark(
         _check_columns(leads, events, read_config, names)
         keyed = _keyed_leads(leads, read_config).persist()
         try:
-            n_leads = keyed.count()
+            found = lead_keys(keyed)
+            n_leads = len(found)
             if n_leads == 0:
                 raise ContractError(f"{names[0]}: the table has no rows")
-            _check_duplicates(keyed, names[0])
+            check_duplicates(found[_KEY], names[0])
             cores = spark.sparkContext.defaultParallelism
             # a multiple of the cores, so that the last round of groups keeps every core busy
             n_buckets = buckets or cores * max(2, math.ceil(n_leads / LEADS_PER_BUCKET / cores))
-            bucketed = _bucketed(spark, keyed, n_buckets)
+            keys = shuffle_keys(spark, n_buckets)
+            bucketed = _bucketed(keyed, keys)
             job = BucketJob(
                 read_config=read_config.model_dump_json(),
                 model_digest=texts_digest(texts),
@@ -961,7 +974,7 @@ def score_on_spark(
                 monitor=reference is not None,
             )
             collected = _score_buckets(
-                spark, bucketed, events, job, texts, n_buckets, read_config, progress
+                spark, bucketed, events, job, texts, lead_map(found, keys), read_config, progress
             )
         finally:
             keyed.unpersist()
@@ -985,24 +998,22 @@ def shuffle_keys(spark: SparkSession, n_buckets: int) -> tuple[int, ...]:
     return tuple(int(found.get(b, b)) for b in range(n_buckets))
 
 
-def _bucketed(spark: SparkSession, keyed: DataFrame, n_buckets: int) -> DataFrame:
-    """The keyed leads with their bucket (`_INDEX`: a hash of the account, of the lead without
-    one, modulo the buckets) and its shuffle key (`_BUCKET`): each bucket holds whole accounts."""
+def _bucketed(keyed: DataFrame, keys: tuple[int, ...]) -> DataFrame:
+    """The keyed leads with their bucket's shuffle key (`_BUCKET`; the bucket: the group hash
+    modulo the buckets): each bucket holds whole accounts."""
     from pyspark.sql import functions as F  # noqa: N812
 
-    index = F.pmod(F.hash(F.coalesce(F.col(_ACCOUNT), F.col(_KEY))), F.lit(n_buckets))
-    keys = F.array(*[F.lit(k) for k in shuffle_keys(spark, n_buckets)])
-    with_index = keyed.withColumn(_INDEX, index)
-    return with_index.withColumn(_BUCKET, F.element_at(keys, F.col(_INDEX) + 1))
+    index = F.pmod(_group_hash(), F.lit(len(keys)))
+    return keyed.withColumn(_BUCKET, F.element_at(F.array(*[F.lit(k) for k in keys]), index + 1))
 
 
-def lead_map(bucketed: DataFrame, keys: tuple[int, ...]) -> LeadMap:
-    """Every lead's key and bucket, collected to the driver (ids checked unique)."""
-    from pyspark.sql import functions as F  # noqa: N812
-
-    found = bucketed.where(F.col(_KEY).isNotNull()).select(_KEY, _INDEX).toPandas()
-    index = pd.Index(found[_KEY].to_numpy(dtype=object))
-    return LeadMap(index, found[_INDEX].to_numpy(dtype=np.int32), keys)
+def lead_map(found: pd.DataFrame, keys: tuple[int, ...]) -> LeadMap:
+    """The lead map of `lead_keys` (ids checked unique): the leads with an id, their buckets
+    (the group hash modulo the buckets, as `_bucketed` computes it) and the shuffle keys."""
+    known = found[_KEY].notna().to_numpy()
+    index = pd.Index(found.loc[known, _KEY].to_numpy(dtype=object))
+    bucket = found.loc[known, _INDEX].to_numpy(dtype=np.int64) % len(keys)
+    return LeadMap(index, bucket.astype(np.int32), keys)
 
 
 def _score_buckets(
@@ -1011,15 +1022,14 @@ def _score_buckets(
     events: EventSource,
     job: BucketJob,
     texts: Mapping[str, str],
-    n_buckets: int,
+    leads: LeadMap,
     config: Config,
     progress: Progress | None,
 ) -> pd.DataFrame:
     """The events encoded against the broadcast lead map, shuffled with the leads into
-    `n_buckets` buckets of whole accounts, each scored by `score_bucket`; collected."""
+    the lead map's buckets of whole accounts, each scored by `score_bucket`; collected."""
     from pyspark.sql import functions as F  # noqa: N812
 
-    leads = lead_map(bucketed, shuffle_keys(spark, n_buckets))
     shared_leads = spark.sparkContext.broadcast(leads)
     shared_texts = spark.sparkContext.broadcast(texts)
     if events.parquet is not None:
@@ -1037,7 +1047,7 @@ def _score_buckets(
 
     both = _one_table(bucketed, encoded, job)
     # one shuffle, no sort: each partition is a bucket of whole accounts
-    partitioned = both.repartition(n_buckets, F.col(_BUCKET)).drop(_BUCKET)
+    partitioned = both.repartition(len(leads.shuffle_keys), F.col(_BUCKET)).drop(_BUCKET)
     try:
         with _watch(spark, progress):
             return partitioned.mapInPandas(score, _output_schema()).toPandas()

@@ -154,3 +154,36 @@ def test_nanosecond_timestamps_and_contract_errors_from_the_workers(
     message = str(caught.value)
     assert "column 'mql_at'" in message and "not ISO 8601" in message
     assert "'last tuesday'" in message and "Traceback" not in message
+
+
+def test_csv_snapshot_events_encoded_on_the_driver(
+    spark: Any, registry: dict[str, str], model: LoadedModel, tmp_path: Path
+) -> None:
+    """A CSV snapshot is read by the project's reader on the driver, its events encoded there
+    (not by the Parquet row-group tasks): the same scores and counts as the pandas engine,
+    events of an unknown lead and of an unknown type included."""
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    leads = pd.read_parquet(Path(registry["snapshot"]) / "leads.parquet").head(600)
+    events = pd.read_parquet(Path(registry["snapshot"]) / "events.parquet")
+    events = events[events["lead_id"].isin(leads["lead_id"])]
+    stray = events.iloc[[0, 1]].assign(lead_id=["nobody", events["lead_id"].iloc[1]])
+    stray = stray.astype({"event_type": "str"}).assign(event_type=["Chat Started"] * 2)
+    leads.to_csv(folder / "leads.csv", index=False)
+    pd.concat([events, stray]).to_csv(folder / "events.csv", index=False)
+    settings = build_config(
+        {"source": {"path": str(folder), "leads": "leads.csv", "events": "events.csv"}}
+    )
+    snapshot = read_snapshot_for(model.config, settings)
+    rows = open_mql_rows(snapshot.leads, AS_OF, model.config.horizon_days)
+    assert len(rows) > 10
+    expected = score_rows(snapshot, rows, model, scored_at=SCORED_AT).reset_index(drop=True)
+    got = spark_engine.score_on_spark(
+        spark, settings, model, AS_OF, reasons=3, chunk_leads=100, scored_at=SCORED_AT, buckets=3
+    )
+    _assert_same(got.scores, expected)
+    report = snapshot.report
+    assert (got.events_read, got.events_kept) == (report.events_read, report.events_kept)
+    assert got.events_unknown_lead == report.events_unknown_lead == 1
+    assert got.unknown_event_types == report.unknown_event_types
+    assert got.unknown_event_types.get("Chat Started") == 2
