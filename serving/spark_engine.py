@@ -12,18 +12,21 @@ How the data reach the groups:
    (delimiter, encoding, empty cells) is exactly the pandas engine's.
 2. Each lead gets its cleaned `lead_id` and `account_id` by the reader's own `clean_text`
    (a `mapInPandas` pass over the leads), and a group key: a hash of the account, or of the
-   lead for a lead without one. Duplicate ids are found across the whole table, as the reader
-   finds them. The driver collects every lead's key and group key (`LeadMap`; a lead's number
-   is its position there) and broadcasts it.
+   lead for a lead without one. The driver collects every lead's key and group hash once: the
+   lead count, the duplicate ids across the whole table (as the reader finds them) and the
+   `LeadMap` (a lead's number is its position there; its bucket, the hash modulo the buckets,
+   a multiple of the cores), which it broadcasts.
 3. The events are encoded where they are read, by the reader's own checks and `encode_events`:
    a Parquet file by Python tasks, one row group each, read with pyarrow as the reader reads
-   it; CSV and SQL events on the driver. Each event becomes four numbers (group key, lead
-   number, time in ms, type code); events of unknown leads are dropped and counted there, and
-   each task's counts (events read, of unknown leads, unknown type names) travel as one
-   report row. No event string reaches the JVM, no join, and the shuffle moves 18 bytes per
-   event. (Spark reading them and joining on the lead id took about half of the job.)
+   it; CSV and SQL events on the driver. Each event becomes three numbers (lead number, time
+   in ms, type code); events of unknown leads are dropped and counted there. Each task packs
+   its events per bucket, each array in one binary cell (`pack_events`), and its counts
+   (events read, of unknown leads, unknown type names) in one report row: no event string
+   reaches the JVM, no join, and the JVM shuffles a few large cells, not a row per event.
+   (Spark reading the events, joining them on the lead id and moving a row per event took
+   more than half of the job.)
 4. Leads and events go into one frame (each table's columns null in the other's rows), shuffled
-   once by group key into the buckets (a multiple of the cores), and not sorted: a
+   once by bucket (`shuffle_keys`: bucket b to partition b), and not sorted: a
    `mapInPandas` over each bucket splits it back into raw leads and encoded events
    (`split_partition`) and hands them to `score_bucket`, which builds the snapshot of those
    whole accounts (`bucket_snapshot`: the reader's `prepare_leads` and `sort_events`) and
