@@ -58,32 +58,36 @@ def as_utc(value: Any, what: str = "as_of") -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def staleness_note(
-    leads: pd.DataFrame, rows: pd.DataFrame, weekly_weeks: int, model: str
-) -> str | None:
-    """A warning when open MQLs are older than any cutoff the model was trained at.
+def stale_rows(leads: pd.DataFrame, rows: pd.DataFrame, weekly_weeks: int) -> int:
+    """How many rows are older than any cutoff a model trained with `weekly_weeks` has seen:
+    `7 * weekly_weeks + 7` days or more after their lead's `mql_at`."""
+    if not len(rows):
+        return 0
+    oldest = pd.Timedelta(days=7 * weekly_weeks + 7)
+    mql = leads.set_index("lead_id")["mql_at"].reindex(rows["lead_id"]).reset_index(drop=True)
+    age = rows["cutoff"].reset_index(drop=True) - mql
+    return int((age >= oldest).sum())
+
+
+def staleness_note(stale: int, total: int, weekly_weeks: int, model: str) -> str | None:
+    """A warning when `stale` of `total` open MQLs are older than any cutoff the model was
+    trained at (`stale_rows`); None when there are none.
 
     A model trained with cutoffs at `mql_at` and `weekly_weeks` weeks after it has seen leads
     at most that old; an older open MQL is scored as if it were that old. Conversions come
     early, so that overstates old leads: on the demo's data a model trained at `mql_at` only
     gave 8-week-old open MQLs a mean probability of 0.143 where 0.088 converted (ECE 0.044
-    over weeks 1 to 8, against 0.006 with `weekly_weeks: 8`). None when every row is in range.
+    over weeks 1 to 8, against 0.006 with `weekly_weeks: 8`).
     """
-    if not len(rows):
+    if stale == 0 or total == 0:
         return None
-    oldest = pd.Timedelta(days=7 * weekly_weeks + 7)
-    mql = leads.set_index("lead_id")["mql_at"].reindex(rows["lead_id"]).reset_index(drop=True)
-    age = rows["cutoff"].reset_index(drop=True) - mql
-    beyond = int((age >= oldest).sum())
-    if beyond == 0:
-        return None
+    days = 7 * weekly_weeks + 7
     trained = "at mql_at only" if weekly_weeks == 0 else f"up to {weekly_weeks} weeks after mql_at"
     return (
-        f"{beyond:,} of {len(rows):,} open MQLs ({beyond / len(rows):.0%}) are {oldest.days} or "
-        f"more days past their MQL, older than any lead {model} was trained on (cutoffs "
-        f"{trained}, snapshot_policy.weekly_weeks: {weekly_weeks}); it overstates their "
-        "chances. For scheduled batch scoring, train with a larger snapshot_policy.weekly_weeks "
-        "(e.g. 8)."
+        f"{stale:,} of {total:,} open MQLs ({stale / total:.0%}) are {days} or more days past "
+        f"their MQL, older than any lead {model} was trained on (cutoffs {trained}, "
+        f"snapshot_policy.weekly_weeks: {weekly_weeks}); it overstates their chances. For "
+        "scheduled batch scoring, train with a larger snapshot_policy.weekly_weeks (e.g. 8)."
     )
 
 

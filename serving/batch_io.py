@@ -33,6 +33,7 @@ from serving.batch import (
     TierChanges,
     open_mql_rows,
     score_chunks,
+    stale_rows,
     staleness_note,
     tier_changes,
     tier_counts,
@@ -493,10 +494,11 @@ def predict_job(
                 counts = profile_counts(chunk.features, chunk.probability, chunk.tier, reference)
             yield chunk.scores, counts
 
+    weeks = model.config.snapshot_policy.weekly_weeks
     stale = staleness_note(
-        snapshot.leads,
-        rows,
-        model.config.snapshot_policy.weekly_weeks,
+        stale_rows(snapshot.leads, rows, weeks),
+        len(rows),
+        weeks,
         f"{model.name} version {model.version}",
     )
     return publish_scores(

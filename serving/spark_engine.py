@@ -91,6 +91,8 @@ from serving.batch import (
     empty_scores,
     open_mql_rows,
     score_chunks,
+    stale_rows,
+    staleness_note,
 )
 from serving.model_store import LoadedModel
 
@@ -468,9 +470,10 @@ def score_bucket(
     snapshot = bucket_snapshot(leads, events, keys, config, job.names[0])
     check_lead_timeline(snapshot.leads, config, job.names[0])
     check_event_log(snapshot.events, snapshot.leads, snapshot.report, config, job.names)
-    scores, counts = _snapshot_scores(job, model, snapshot)
+    scores, counts, stale = _snapshot_scores(job, model, snapshot)
     found = snapshot.report
     report: dict[str, Any] = {
+        "stale": stale,
         "leads": found.leads,
         "events_kept": found.events_kept,
         "events_duplicate": found.events_duplicate,
@@ -484,9 +487,11 @@ def score_bucket(
 
 def _snapshot_scores(
     job: BucketJob, model: LoadedModel, snapshot: Snapshot
-) -> tuple[pd.DataFrame, dict[str, Any] | None]:
-    """The scores of a bucket's open MQLs and, with a reference, their monitoring counts."""
+) -> tuple[pd.DataFrame, dict[str, Any] | None, int]:
+    """The scores of a bucket's open MQLs, with a reference their monitoring counts, and how
+    many are older than any cutoff the model was trained at (`stale_rows`)."""
     rows = open_mql_rows(snapshot.leads, as_utc(job.as_of), job.horizon_days)
+    stale = stale_rows(snapshot.leads, rows, model.config.snapshot_policy.weekly_weeks)
     monitoring: Any = None
     if job.monitor:
         import training.monitor as monitoring
@@ -506,7 +511,7 @@ def _snapshot_scores(
                 chunk.features, chunk.probability, chunk.tier, model.reference
             )
             counts = found if counts is None else monitoring.merge_counts(counts, found)
-    return (pd.concat(parts, ignore_index=True) if parts else empty_scores()), counts
+    return (pd.concat(parts, ignore_index=True) if parts else empty_scores()), counts, stale
 
 
 # --------------------------------------------------------------------------- Spark plumbing
@@ -894,6 +899,7 @@ class SparkScores:
     buckets: int = 0
     unknown_event_types: dict[str, int] = field(default_factory=dict)
     monitor: dict[str, Any] | None = None
+    stale: int = 0  # open MQLs older than any cutoff the model was trained at
 
     def lines(self) -> list[str]:
         lines = [
@@ -1074,6 +1080,7 @@ def _summarize(
         events_duplicate=sum(r["events_duplicate"] for r in reports),
         buckets=n_buckets,
         unknown_event_types=read["types"],
+        stale=sum(r.get("stale", 0) for r in reports),
     )
     if result.events_read and result.events_unknown_lead == result.events_read:
         raise ContractError(
@@ -1126,6 +1133,10 @@ def predict_spark_job(
         buckets=buckets,
         progress=progress,
     )
+    weeks = model.config.snapshot_policy.weekly_weeks
+    stale = staleness_note(
+        result.stale, len(result.scores), weeks, f"{model.name} version {model.version}"
+    )
     summary = publish_scores(
         [(result.scores, result.monitor)],
         model,
@@ -1133,5 +1144,6 @@ def predict_spark_job(
         out,
         scored_at=scored_at,
         to_sql=to_sql,
+        notes=() if stale is None else (stale,),
     )
     return summary, result

@@ -13,6 +13,7 @@ from serving.batch import (
     as_utc,
     open_mql_rows,
     reason_texts,
+    stale_rows,
     staleness_note,
     threshold_texts,
     tier_changes,
@@ -70,16 +71,17 @@ def test_staleness_note_counts_leads_older_than_the_training_cutoffs() -> None:
     leads = _leads({k: (AS_OF - d * DAY, NAT, NAT) for k, d in ages.items()})
     rows = open_mql_rows(leads, AS_OF, horizon_days=90)
     assert len(rows) == 5
-    note = staleness_note(leads, rows, 0, "leadscore version 3")
+    assert stale_rows(leads, rows, 0) == 3  # 7 days and more
+    assert stale_rows(leads, rows, 2) == 2  # 21 days and more: beyond the 2-week cutoff
+    assert stale_rows(leads, rows, 10) == 0 and stale_rows(leads, rows.iloc[:0], 0) == 0
+    note = staleness_note(3, 5, 0, "leadscore version 3")
     assert note is not None
     assert note.startswith("3 of 5 open MQLs (60%) are 7 or more days past their MQL")
     assert "leadscore version 3" in note and "at mql_at only" in note
-    # trained with weekly cutoffs up to 2 weeks: only 21 days and more are out of range
-    weekly = staleness_note(leads, rows, 2, "m")
+    weekly = staleness_note(2, 5, 2, "m")
     assert weekly is not None and weekly.startswith("2 of 5 open MQLs (40%) are 21 or more")
     assert "up to 2 weeks after mql_at" in weekly
-    assert staleness_note(leads, rows, 10, "m") is None  # all within 77 days
-    assert staleness_note(leads, rows.iloc[:0], 0, "m") is None
+    assert staleness_note(0, 5, 0, "m") is None and staleness_note(0, 0, 0, "m") is None
 
 
 def test_the_horizon_comes_from_the_argument() -> None:
