@@ -142,12 +142,23 @@ class ScoredChunk:
     tier: np.ndarray
 
 
+def _json_string(text: str) -> str:
+    """`json.dumps(text, ensure_ascii=False)`, without the encoder for the common text that
+    needs no escaping (printable, no quote or backslash: control characters are not
+    printable, and non-ASCII letters are kept as they are either way)."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text, ensure_ascii=False)
+
+
 def _json_value(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "null"
     if isinstance(value, float | int | np.floating | np.integer):
-        return json.dumps(float(value))
-    return json.dumps(str(value), ensure_ascii=False)
+        number = float(value)
+        # json.dumps writes a finite float as repr() does
+        return repr(number) if math.isfinite(number) else json.dumps(number)
+    return _json_string(str(value))
 
 
 def reason_texts(
@@ -176,38 +187,47 @@ def reason_texts(
     # each reason's text up to its contribution, worded once per distinct (feature, value,
     # direction) of this call: Python work per distinct value, not per row
     heads = np.empty((n, k), dtype=object)
+    # the (row, slot) places of each feature: one stable sort of the chosen feature indices
+    flat = order.ravel()
+    by_feature = np.argsort(flat, kind="stable")
+    bounds = np.searchsorted(flat[by_feature], np.arange(len(names) + 1))
     for j, name in enumerate(names):
-        rows, slots = np.nonzero(order == j)
-        if rows.shape[0] == 0:
+        places = by_feature[bounds[j] : bounds[j + 1]]
+        if places.shape[0] == 0:
             continue
+        rows, slots = np.divmod(places, k)
         column = features[name]
-        codes, uniques = pd.factorize(column.to_numpy(dtype=object)[rows])
+        name_json = _json_string(name)
         # a missing value as the API holds it: NaN for a number, None for a category
-        missing = math.nan if pd.api.types.is_numeric_dtype(column.dtype) else None
+        numeric = pd.api.types.is_numeric_dtype(column.dtype)
+        missing = math.nan if numeric else None
+        # numbers stay float64 (no object array of the whole column); categories as objects
+        picked = column.to_numpy(dtype=np.float64 if numeric else object)[rows]
+        codes, uniques = pd.factorize(picked)
         key = 2 * (codes + 1) + (chosen[rows, slots] > 0)
         used, inverse = np.unique(key, return_inverse=True)
         texts = [
-            _reason_head(name, missing if u < 2 else uniques[u // 2 - 1], bool(u % 2))
+            _reason_head(name, name_json, missing if u < 2 else uniques[u // 2 - 1], bool(u % 2))
             for u in used.tolist()
         ]
         heads[rows, slots] = np.asarray(texts, dtype=object)[inverse.reshape(-1)]
-    # shortest round-trip text of each contribution, as repr() writes it
-    numbers = chosen.astype(str).astype(object)
-    pieces = heads + numbers + "}"
-    shown = (chosen != 0).sum(axis=1)  # zeros sort last: the shown reasons are a prefix
-    text = np.where(shown > 0, "[" + pieces[:, 0], "[")
-    for r in range(1, k):
-        text = np.where(shown > r, text + ", " + pieces[:, r], text)
-    out[:] = text + "]"
+    # each reason: its head and the shortest round-trip text of its contribution (repr)
+    pieces = [
+        f"{head}{number!r}}}"
+        for head, number in zip(heads.ravel().tolist(), chosen.ravel().tolist(), strict=True)
+    ]
+    shown = (chosen != 0).sum(axis=1).tolist()  # zeros sort last: shown reasons are a prefix
+    out[:] = ["[" + ", ".join(pieces[i * k : i * k + count]) + "]" for i, count in enumerate(shown)]
     return out
 
 
-def _reason_head(feature: str, value: Any, positive: bool) -> str:
-    """A reason's JSON object up to the contribution's number (a NaN value shows as null)."""
+def _reason_head(feature: str, feature_json: str, value: Any, positive: bool) -> str:
+    """A reason's JSON object up to the contribution's number (a NaN value shows as null);
+    `feature_json` is the feature's name as JSON."""
     words = sentence(feature, value, 1.0 if positive else -1.0)
     return (
-        f'{{"feature": {json.dumps(feature)}, "value": {_json_value(value)}, '
-        f'"sentence": {json.dumps(words, ensure_ascii=False)}, "contribution": '
+        f'{{"feature": {feature_json}, "value": {_json_value(value)}, '
+        f'"sentence": {_json_string(words)}, "contribution": '
     )
 
 
