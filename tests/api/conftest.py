@@ -49,24 +49,28 @@ def book_store(serve_config: Config, registry: dict[str, str]) -> ModelStore:
     return store
 
 
+def _open_client(
+    serve_config: Config, store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
+    """A TestClient of the app on `store`, with no API keys set."""
+    monkeypatch.delenv("LEADSCORE_API_KEYS", raising=False)
+    monkeypatch.delenv("LEADSCORE_ADMIN_KEYS", raising=False)
+    with TestClient(create_app(serve_config, store)) as test_client:
+        yield test_client
+
+
 @pytest.fixture
 def book_client(
     serve_config: Config, book_store: ModelStore, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[TestClient]:
-    monkeypatch.delenv("LEADSCORE_API_KEYS", raising=False)
-    monkeypatch.delenv("LEADSCORE_ADMIN_KEYS", raising=False)
-    with TestClient(create_app(serve_config, book_store)) as test_client:
-        yield test_client
+    yield from _open_client(serve_config, book_store, monkeypatch)
 
 
 @pytest.fixture
 def client(
     serve_config: Config, store: ModelStore, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[TestClient]:
-    monkeypatch.delenv("LEADSCORE_API_KEYS", raising=False)
-    monkeypatch.delenv("LEADSCORE_ADMIN_KEYS", raising=False)
-    with TestClient(create_app(serve_config, store)) as test_client:
-        yield test_client
+    yield from _open_client(serve_config, store, monkeypatch)
 
 
 @pytest.fixture(scope="session")
