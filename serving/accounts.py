@@ -19,17 +19,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from features.config import Config, SourceConfig
+from features.config import Config, ServeConfig, SourceConfig
 from features.pipeline import _ms
 from features.snapshot import Snapshot, read_snapshot
 from serving.lead import AccountContext
 
 __all__ = [
     "AccountBook",
+    "as_source",
     "book_config",
     "build_book",
     "read_book",
@@ -136,7 +138,16 @@ def book_config(source: SourceConfig, model_config: Config) -> Config:
     return model_config.model_copy(update={"source": source, "as_of": None})
 
 
-def read_book(source: SourceConfig, model_config: Config) -> AccountBook:
+def as_source(place: SourceConfig | str | Path) -> SourceConfig:
+    """A source as `serve.accounts` takes it: a folder or URL becomes a `SourceConfig`."""
+    if isinstance(place, SourceConfig):
+        return place
+    accounts = ServeConfig.model_validate({"accounts": str(place)}).accounts
+    assert accounts is not None
+    return accounts
+
+
+def read_book(source: SourceConfig | str | Path, model_config: Config) -> AccountBook:
     """Read `source` held to the contract and build its book.
 
     Raises:
@@ -144,6 +155,7 @@ def read_book(source: SourceConfig, model_config: Config) -> AccountBook:
         ValueError: the model was trained on a flat export (it has no account features), or
             the source is one.
     """
+    source = as_source(source)
     if model_config.source.flat or source.flat:
         raise ValueError("a flat export has no account features: no account history to read")
     snapshot = read_snapshot(book_config(source, model_config))

@@ -16,10 +16,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from features.config import Config, ServeConfig, SourceConfig
+from features.config import Config, SourceConfig
 from features.contract import ContractError
 from serving.accounts import (
     AccountBook,
+    as_source,
     book_config,
     read_book,
     shown_source,
@@ -184,11 +185,7 @@ class ModelStore:
         self.uri = uri
         self.tracking_uri = tracking_uri
         self.on_load = on_load
-        self.accounts = (
-            ServeConfig.model_validate({"accounts": accounts}).accounts
-            if isinstance(accounts, str)
-            else accounts
-        )
+        self.accounts = None if accounts is None else as_source(accounts)
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
         self._lock = threading.Lock()

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from features.config import Config, build_config
 from features.pipeline import build_features
 from features.snapshot import read_snapshot
+from serving.accounts import read_book
 from serving.app import create_app
 from serving.model_store import ModelStore, ModelUnavailableError
 from tests.api.conftest import request_for
@@ -104,10 +105,22 @@ def test_api_and_batch_agree_with_the_account_history(
 
 
 def test_model_describes_its_account_history(
-    book_client: TestClient, client: TestClient, leads: tuple[pd.DataFrame, pd.DataFrame]
+    book_client: TestClient,
+    client: TestClient,
+    leads: tuple[pd.DataFrame, pd.DataFrame],
+    book_store: ModelStore,
+    registry: dict[str, str],
 ) -> None:
     frame, events = leads
     history = book_client.get("/v1/model").json()["account_history"]
+    assert book_store.current is not None
+    # a plain folder (as scripts pass it) reads the same book
+    alone = read_book(registry["snapshot"], book_store.current.config)
+    assert (alone.accounts, alone.leads, alone.events) == (
+        history["accounts"],
+        history["leads"],
+        history["events"],
+    )
     assert history["accounts"] == frame["account_id"].nunique()
     assert history["leads"] == int(frame["account_id"].notna().sum())
     assert 0 < history["events"] <= len(events)
