@@ -835,6 +835,16 @@ def read_tables(
     return leads, chunks, (str(leads_path), str(events_path))
 
 
+def shown_url(url: str) -> str:
+    """A database URL without its password, for messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
 def _read_sql_tables(
     config: Config,
 ) -> tuple[pd.DataFrame, Iterator[pd.DataFrame] | None, tuple[str, str]]:
@@ -847,8 +857,7 @@ def _read_sql_tables(
         inspector = sa.inspect(engine)
         tables = set(inspector.get_table_names(schema=source.db_schema))
     except Exception as error:
-        safe = sa.engine.make_url(source.url).render_as_string(hide_password=True)
-        raise ContractError(f"cannot open the database {safe}: {error}") from None
+        raise ContractError(f"cannot open the database {shown_url(source.url)}: {error}") from None
 
     def named(table: str) -> str:
         return f"{source.db_schema}.{table}" if source.db_schema else table

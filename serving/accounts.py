@@ -26,7 +26,7 @@ import pandas as pd
 
 from features.config import Config, ServeConfig, SourceConfig
 from features.pipeline import _ms
-from features.snapshot import Snapshot, read_snapshot
+from features.snapshot import Snapshot, read_snapshot, shown_url
 from serving.lead import AccountContext
 
 __all__ = [
@@ -180,10 +180,5 @@ def shown_source(source: SourceConfig) -> str:
     """The folder, or the URL without its password (and the schema), for logs and answers."""
     if source.path is not None:
         return str(source.path)
-    from sqlalchemy.engine import make_url
-
-    try:
-        shown = make_url(str(source.url)).render_as_string(hide_password=True)
-    except Exception:
-        shown = str(source.url).split("://", 1)[0] + "://…"
+    shown = shown_url(str(source.url))
     return shown + (f" (schema {source.db_schema})" if source.db_schema else "")

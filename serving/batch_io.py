@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from features.contract import ContractError
 from features.output import atomic_path
-from features.snapshot import Snapshot
+from features.snapshot import Snapshot, shown_url
 from serving.batch import (
     COLUMNS,
     Progress,
@@ -191,16 +191,6 @@ def _sql_types() -> dict[str, Any]:
         "model_version": sa.Text(),
         "scored_at": sa.DateTime(timezone=True),
     }
-
-
-def shown_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable URL>"
 
 
 def _split_table(name: str) -> tuple[str | None, str]:

@@ -33,6 +33,7 @@ import pandas as pd
 
 from features.config import Config, MlflowConfig
 from features.contract import ContractError
+from features.snapshot import shown_url
 
 #: Exit statuses of `leadscore retrain`, for schedulers.
 EXIT_OK = 0  # a new version is registered; promoted, or kept out by the gate
@@ -166,7 +167,7 @@ def advisory_lock(uri: str, model_name: str) -> Iterator[None]:
             if not got:
                 raise RetrainBusyError(
                     f"another retrain is running (PostgreSQL advisory lock {key} on "
-                    f"{sa.engine.make_url(uri).render_as_string(hide_password=True)} is held); "
+                    f"{shown_url(uri)} is held); "
                     "not starting a second one"
                 )
             try:
