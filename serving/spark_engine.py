@@ -67,6 +67,7 @@ from features.contract import ContractError
 from features.snapshot import (
     _EVENT_BATCH_ROWS,
     Problem,
+    ReadReport,
     Snapshot,
     _declared_as_of,
     _drop_excluded,
@@ -902,17 +903,16 @@ class SparkScores:
     stale: int = 0  # open MQLs older than any cutoff the model was trained at
 
     def lines(self) -> list[str]:
-        lines = [
-            f"{self.leads:,} leads, {self.events_kept:,} events kept of {self.events_read:,} "
-            f"read, in {self.buckets} Spark groups of whole accounts"
-        ]
-        if self.events_unknown_lead:
-            lines.append(f"{self.events_unknown_lead:,} events of unknown leads dropped")
-        if self.events_duplicate:
-            lines.append(f"{self.events_duplicate:,} duplicate events dropped")
-        if self.unknown_event_types:
-            total = sum(self.unknown_event_types.values())
-            lines.append(f"{total:,} events of unknown types kept as 'other'")
+        """The reader's report lines (as the pandas engine prints them), with the groups."""
+        lines = ReadReport(
+            leads=self.leads,
+            events_read=self.events_read,
+            events_kept=self.events_kept,
+            events_unknown_lead=self.events_unknown_lead,
+            events_duplicate=self.events_duplicate,
+            unknown_event_types=self.unknown_event_types,
+        ).lines()
+        lines[0] += f", in {self.buckets} Spark groups of whole accounts"
         return lines
 
 
