@@ -4,8 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 LEADS  ?= 400000
 SEED   ?= 7
+FAST   := not slow and not integration and not api and not postgres and not spark and not shared and not browser
 
-.PHONY: demo test install dev lint bench clean
+.PHONY: demo test test-fast install dev lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,10 @@ demo: install
 
 test: dev
 	$(BIN)/python -m pytest
+
+# The unit, data and contract tests: no trained model, no services, under a minute.
+test-fast: dev
+	$(BIN)/python -m pytest -q -m "$(FAST)"
 
 lint: dev
 	$(BIN)/ruff check .

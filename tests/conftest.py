@@ -1,6 +1,19 @@
-"""Shared fixtures: small seeded CRM frames in the contract, built without the generator."""
+"""Shared fixtures: small seeded CRM frames in the contract, built without the generator.
+
+Also the needs of some tests (PostgreSQL, Spark, the `../shared` datasets, a browser): on a
+machine without one of them its tests are skipped with the reason; with
+`LEADSCORE_TEST_REQUIRE_ALL=1` (CI sets it) they fail instead, so nothing is skipped there.
+"""
 
 from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import shutil
+import socket
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +23,70 @@ from features.config import Config, build_config
 from features.contract import EVENT_TYPES
 
 START = pd.Timestamp("2025-01-01", tz="UTC")
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REQUIRE_ALL = "LEADSCORE_TEST_REQUIRE_ALL"
+
+
+@functools.cache
+def _postgres_missing() -> str | None:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return None
+    except OSError as error:
+        return f"no PostgreSQL server at 127.0.0.1:5432 ({error})"
+
+
+@functools.cache
+def _spark_missing() -> str | None:
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark is not installed: pip install '.[spark]'"
+    if shutil.which("java") is None:
+        return "no java on PATH (Spark needs Java 17+)"
+    return None
+
+
+@functools.cache
+def _shared_missing() -> str | None:
+    if not (SHARED / "datasets").is_dir():
+        return f"the shared datasets folder is missing: {SHARED / 'datasets'}"
+    return None
+
+
+@functools.cache
+def _browser_missing() -> str | None:
+    missing = [tool for tool in ("chromium", "chromedriver") if shutil.which(tool) is None]
+    return (
+        f"not on PATH: {', '.join(missing)} (apt-get install chromium chromium-driver)"
+        if missing
+        else None
+    )
+
+
+NEEDS: dict[str, Callable[[], str | None]] = {
+    "postgres": _postgres_missing,
+    "spark": _spark_missing,
+    "shared": _shared_missing,
+    "browser": _browser_missing,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses a PostgreSQL schema fixture needs PostgreSQL, marked or not."""
+    for item in items:
+        if "postgres_schema" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker, missing in NEEDS.items():
+        if item.get_closest_marker(marker) is None:
+            continue
+        reason = missing()
+        if reason is None:
+            continue
+        if os.environ.get(REQUIRE_ALL) == "1":
+            pytest.fail(f"{marker}: {reason} ({REQUIRE_ALL}=1 makes it required)", pytrace=False)
+        pytest.skip(f"{marker}: {reason}")
 
 
 def random_crm(

@@ -8,6 +8,8 @@ these run there; they skip only where pyspark is not installed.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,10 +28,13 @@ from serving.cli import app as cli
 from serving.cli import read_snapshot_for
 from serving.model_store import LoadedModel
 from tests.batch.conftest import AS_OF
+from tests.conftest import REQUIRE_ALL
 
-pytest.importorskip("pyspark", reason="the spark extra is not installed: pip install '.[spark]'")
+pytestmark = [pytest.mark.spark, pytest.mark.integration]
+if importlib.util.find_spec("pyspark") is None and os.environ.get(REQUIRE_ALL) != "1":
+    pytest.skip("spark: pyspark is not installed: pip install '.[spark]'", allow_module_level=True)
 
-from serving import spark_engine
+from serving import spark_engine  # noqa: E402  (after the skip: it imports pyspark)
 
 SCORED_AT = pd.Timestamp("2026-04-16T08:00:00Z")
 

@@ -15,6 +15,7 @@ from features.snapshot import read_snapshot
 ROOT = Path(__file__).resolve().parents[2]
 MAPPING = ROOT / "examples" / "x-education.yaml"
 LEAKING = ("Tags", "Lead Quality", "Lead Profile")
+pytestmark = pytest.mark.shared
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from features.pipeline import build_training_set
 from features.snapshot import read_snapshot
 from training.train import cross_validated_auc, train_model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared]
 MAPPING = Path(__file__).resolve().parents[2] / "examples" / "x-education.yaml"
 
 

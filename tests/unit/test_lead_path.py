@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -795,60 +794,3 @@ def test_rule_values_are_what_rule_inputs_names() -> None:
 
     assert set(input_names(rules)) <= set(values)
     assert values["decayed_demo_request"] == 0.0
-
-
-# --------------------------------------------------------------------------- timing
-
-
-def _fifty_events() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    rng = np.random.default_rng(9)
-    start = pd.Timestamp("2025-03-01", tz="UTC")
-    events = [
-        {
-            "event_type": EVENT_TYPES[int(rng.integers(0, len(EVENT_TYPES) - 1))],
-            "occurred_at": (start + pd.Timedelta(seconds=int(s))).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-        for s in np.sort(rng.integers(0, 90 * 86_400, 50))
-    ]
-    profile = {
-        "lead_id": "L1",
-        "account_id": "A1",
-        "created_at": "2025-02-20T10:00:00Z",
-        "mql_at": "2025-05-20T10:00:00Z",
-        "job_title": "VP Marketing",
-        "country": " United States",
-        "industry": "Software",
-        "lead_source": "webinar",
-        "company_size": "51-200",
-        "email": "x@gmail.com",
-    }
-    return profile, events
-
-
-def test_timing_of_one_lead_is_printed(config: Config, whole: Snapshot) -> None:
-    """Median time of `lead_features` + `model_row` for a lead with 50 events (printed, not
-    asserted: timing belongs in benchmarks)."""
-    profile, events = _fifty_events()
-    rows, _ = training_rows(whole.leads, whole.as_of, config, whole.flat)
-    spec = learn_spec(
-        build_features(whole, rows.iloc[:500], config),
-        set(feature_spec(config, False).categorical),
-    )
-    rules = half_lives(load_rules())
-    as_of = datetime(2025, 6, 1, tzinfo=UTC)
-
-    def once() -> LeadFeatures:
-        lf = lead_features(profile, events, as_of, config, rules)
-        model_row(lf.values, spec)
-        return lf
-
-    for _ in range(50):
-        once()
-    took = []
-    for _ in range(1000):
-        start = time.perf_counter()
-        once()
-        took.append(time.perf_counter() - start)
-    median = float(np.median(took)) * 1e6
-    print(f"\nlead_features + model_row, 50 events: median {median:.0f} µs over 1000 calls")
-    assert once().values["n_events_all"] == 50.0
