@@ -1,0 +1,101 @@
+"""Directional behaviour: more intent engagement never lowers a lead's score.
+
+The generator's truth (`features.synthetic._engagement_logit`) is monotone non-decreasing in a
+few hand-raising signals: demo requests, trial signups, form submissions and email replies (all
+time), webinar attendance (90 days), and a pricing-page view in the last 7 days (it adds to the
+7-, 30- and 90-day counts alike, so the stalled-deal terms do not move). Other event types are
+not monotone in the truth (many opens with no click mark a tire-kicker) and are not checked.
+
+Holding the rest of a row fixed, one more such event just before the cutoff (its counts in
+every window plus one, its days-since at most two hours) must never lower the probability.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from features.config import build_config
+from features.pipeline import build_training_set
+from features.snapshot import read_snapshot
+from serving.model_store import LoadedModel, load_model
+from training.scorer import feature_matrix
+
+pytestmark = pytest.mark.api
+
+WINDOWS = ("7d", "30d", "90d", "all")
+HAND_RAISERS = (
+    "demo_request",
+    "trial_signup",
+    "form_submission",
+    "email_reply",
+    "webinar_attendance",
+)
+PRICING_XFAIL = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known: the model learns the truth's stalled-deal penalty on 30- and 90-day pricing "
+        "counts and lets it pull a fresh view down (measured: 204 of 3,552 rows lower, by up "
+        "to 0.006, on a 12k-lead model); strict, so a fix shows up here"
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def model(registry: dict[str, str]) -> LoadedModel:
+    return load_model("models:/leadscore@champion", registry["tracking"])
+
+
+@pytest.fixture(scope="module")
+def matrix(registry: dict[str, str], model: LoadedModel) -> np.ndarray:
+    """The model's matrix for every MQL of the registry's snapshot at its MQL time."""
+    source = build_config({"source": {"path": registry["snapshot"]}}).source
+    config = model.config.model_copy(update={"source": source})
+    rows, _ = build_training_set(read_snapshot(config), config)
+    return feature_matrix(rows, model.scorer.spec)
+
+
+def one_more(matrix: np.ndarray, names: tuple[str, ...], event_type: str) -> np.ndarray:
+    """The same rows with one more `event_type` event two hours before the cutoff."""
+    out = matrix.copy()
+    for window in WINDOWS:
+        j = names.index(f"n_{event_type}_{window}")
+        out[:, j] = np.nan_to_num(out[:, j]) + 1
+    j = names.index(f"days_since_{event_type}")
+    out[:, j] = np.fmin(np.nan_to_num(out[:, j], nan=np.inf), 2 / 24)
+    return out
+
+
+@pytest.mark.parametrize(
+    "event_type", [*HAND_RAISERS, pytest.param("pricing_page_view", marks=PRICING_XFAIL)]
+)
+def test_more_intent_engagement_never_lowers_the_score(
+    model: LoadedModel, matrix: np.ndarray, event_type: str
+) -> None:
+    before = model.scorer.probability(matrix)
+    after = model.scorer.probability(one_more(matrix, model.scorer.spec.names, event_type))
+    lowered = np.flatnonzero(after < before)
+    assert lowered.size == 0, (
+        f"{lowered.size} of {len(before)} rows lowered, by up to "
+        f"{float((before - after)[lowered].max()):.4f}"
+    )
+
+
+def test_the_check_moves_scores(model: LoadedModel, matrix: np.ndarray) -> None:
+    """The perturbation is not a no-op: for some hand-raiser most rows' scores go up."""
+    before = model.scorer.probability(matrix)
+    raised = {
+        t: float(
+            np.mean(model.scorer.probability(one_more(matrix, model.scorer.spec.names, t)) > before)
+        )
+        for t in HAND_RAISERS
+    }
+    assert max(raised.values()) > 0.5, raised
+
+
+def test_the_perturbed_features_are_the_models(model: LoadedModel) -> None:
+    """A renamed feature would make the check above fail loudly, not pass vacuously."""
+    for event_type in (*HAND_RAISERS, "pricing_page_view"):
+        for window in WINDOWS:
+            assert f"n_{event_type}_{window}" in model.scorer.spec.names
+        assert f"days_since_{event_type}" in model.scorer.spec.names
