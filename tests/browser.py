@@ -30,7 +30,7 @@ def require_chromium() -> None:
 
 
 @contextmanager
-def chromium(width: int = 1280, height: int = 900) -> Iterator[Any]:
+def chromium(width: int = 1280, height: int = 900, *arguments: str) -> Iterator[Any]:
     """A headless chromium under Selenium, with no network beyond 127.0.0.1."""
     require_chromium()
     from selenium import webdriver
@@ -45,6 +45,7 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[Any]:
         "--disable-gpu",
         f"--window-size={width},{height}",
         OFFLINE,
+        *arguments,
     ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
