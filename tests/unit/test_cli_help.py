@@ -4,9 +4,12 @@ wrapped once with no type placeholder on flags, and progress bars that end full.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,10 +42,20 @@ def test_version_prints_the_installed_version() -> None:
     assert result.stdout.strip() == f"leadscore {version('leadscore')}"
 
 
-def test_shell_completion_is_offered() -> None:
+def test_shell_completion_is_offered_and_completes_choices() -> None:
     result = runner.invoke(cli.app, ["--help"])
     assert "--install-completion" in result.output
     assert "--show-completion" in result.output
+    # what bash asks the installed script when completing `leadscore predict --engine <TAB>`
+    script = Path(sys.executable).parent / "leadscore"
+    env = {
+        **os.environ,
+        "_LEADSCORE_COMPLETE": "complete_bash",
+        "COMP_WORDS": "leadscore predict --engine ",
+        "COMP_CWORD": "3",
+    }
+    completed = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
+    assert completed.stdout.split() == ["pandas", "spark"], completed
 
 
 @pytest.mark.parametrize(
