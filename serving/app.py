@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, Security, status
 from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -30,12 +30,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.config import Config
 from features.contract import ContractError
+from serving.docs_assets import API_KEY_HEADER, api_key_scheme, mount_docs, tag_routes
 from serving.model_store import LoadedModel, ModelStore, ModelUnavailableError
 from serving.schemas import BatchOut, BatchRequest, ModelOut, Problem, ScoreOut, ScoreRequest
 from serving.scoring import account_history, score, warm_up
 
 log = logging.getLogger("leadscore.serving")
-API_KEY_HEADER = "X-API-Key"
+# the X-API-Key header, declared as the OpenAPI security scheme (the docs' Authorize button)
+GivenKey = Annotated[str | None, Security(api_key_scheme)]
 
 
 def _keys(variable: str) -> tuple[str, ...]:
@@ -114,13 +116,13 @@ def _require(allowed: tuple[str, ...], given: str | None) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this API key is not allowed here")
 
 
-async def scoring_key(request: Request) -> None:
+async def scoring_key(request: Request, given: GivenKey) -> None:
     keys = request.app.state.api_keys + request.app.state.admin_keys
-    _require(keys, request.headers.get(API_KEY_HEADER))
+    _require(keys, given)
 
 
-async def admin_key(request: Request) -> None:
-    _require(request.app.state.admin_keys, request.headers.get(API_KEY_HEADER))
+async def admin_key(request: Request, given: GivenKey) -> None:
+    _require(request.app.state.admin_keys, given)
     if not request.app.state.admin_keys:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "set LEADSCORE_ADMIN_KEYS to use admin")
 
@@ -172,6 +174,8 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
         version="1",
         summary="Calibrated MQL-to-SQL probabilities with reasons, beside the rule points.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from serving/docs_assets.py, without a CDN
+        redoc_url=None,
     )
     app.state.store = store or ModelStore(
         serve.model_uri, config.mlflow.tracking_uri, on_load=warm_up, accounts=serve.accounts
@@ -281,4 +285,6 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
         body = generate_latest(request.app.state.metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    mount_docs(app)
+    tag_routes(app)
     return app

@@ -7,6 +7,7 @@ leaving no output behind.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,15 +23,37 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from features.config import Config, ConfigError, load_config
 from features.contract import ContractError
+from serving.cli_help import Typer
 
-app = typer.Typer(
+app = Typer(
     name="leadscore",
     help="Predict which marketing qualified leads (MQLs) become sales qualified leads (SQLs).",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True, soft_wrap=True)
+
+
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        typer.echo(f"leadscore {version('leadscore')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _every_job(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    # one progress style: the rich bars below, not MLflow's own tqdm bars for artifact copies
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 
 ConfigOption = Annotated[
     Path | None,
@@ -66,7 +89,11 @@ def _clear_errors() -> Iterator[None]:
 
 @contextmanager
 def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar whose callback takes (done, total); silent when stderr is not a terminal."""
+    """A progress bar whose callback takes (done, total); silent when stderr is not a terminal.
+
+    When the work ends early (LightGBM's early stopping ends the boosting rounds long before
+    the round limit), the bar ends full at what was done, not stopped part way.
+    """
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -81,6 +108,7 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
             bar.update(task, completed=done, total=total)
 
         yield update
+        bar.update(task, total=bar.tasks[0].completed)
 
 
 def _config(config: Path | None, snapshot: str | None) -> Config:
@@ -112,7 +140,9 @@ def generate(
     events_per_lead: Annotated[
         float, typer.Option(help="Average engagement events per lead.")
     ] = 50.0,
-    file_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    file_format: Annotated[
+        Literal["parquet", "csv"], typer.Option("--format", help="File format of the tables.")
+    ] = "parquet",
 ) -> None:
     """Generate a synthetic CRM snapshot with known truth.
 
@@ -122,15 +152,12 @@ def generate(
     from features.synthetic import generate as generate_chunks
     from features.synthetic import write_snapshot
 
-    if file_format not in ("parquet", "csv"):
-        raise typer.BadParameter("--format must be parquet or csv")
-    fmt: Literal["parquet", "csv"] = "parquet" if file_format == "parquet" else "csv"
     started = time.perf_counter()
     with _clear_errors(), _progress("generating leads") as update:
         chunks = generate_chunks(
             leads, seed, as_of=as_of, events_per_lead=events_per_lead, progress=update
         )
-        counts = write_snapshot(chunks, out, fmt=fmt)
+        counts = write_snapshot(chunks, out, fmt=file_format)
     shown = ", ".join(f"{v:,} {k}" for k, v in counts.items())
     console.print(f"wrote {out}: {shown} in {time.perf_counter() - started:.1f} s")
 
@@ -562,7 +589,7 @@ def predict(
         str | None, typer.Option("--table", help="The table for --to-sql (created if missing).")
     ] = None,
     engine: Annotated[
-        str,
+        Literal["pandas", "spark"],
         typer.Option(
             "--engine",
             help="pandas (in this process) or spark (the same functions per group of accounts; "
@@ -741,9 +768,7 @@ def monitor(
         raise typer.Exit(code=monitor_report.ALERT_EXIT)
 
 
-rules_app = typer.Typer(
-    help="The rule-based points model marketing teams use.", no_args_is_help=True
-)
+rules_app = Typer(help="The rule-based points model marketing teams use.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 
 

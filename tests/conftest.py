@@ -54,9 +54,9 @@ def _shared_missing() -> str | None:
 
 @functools.cache
 def _browser_missing() -> str | None:
-    missing = [tool for tool in ("chromium", "chromedriver") if shutil.which(tool) is None]
+    missing = [p for p in ("/usr/bin/chromium", "/usr/bin/chromedriver") if not Path(p).is_file()]
     return (
-        f"not on PATH: {', '.join(missing)} (apt-get install chromium chromium-driver)"
+        f"missing: {', '.join(missing)} (apt-get install chromium chromium-driver)"
         if missing
         else None
     )

@@ -110,3 +110,28 @@ def test_predict_then_monitor(trained: dict) -> None:
         for f in run["features"]
         if f["feature"] != "days_since_mql"
     )
+
+
+@pytest.mark.browser
+def test_reports_render_in_a_browser_with_every_image(trained: dict) -> None:
+    """The training report and the monitoring report open from disk in headless chromium
+    (no network): every image loads (naturalWidth > 0) and the page has its headings."""
+    from tests.browser import chromium, images, severe_console_errors
+
+    root: Path = trained["root"]
+    out = root / "browser_runs" / "2026-03-31.parquet"
+    _predict(trained, "snapshot", "2026-03-31", out)
+    code, _, output = _monitor(
+        trained, root / "browser_report", "--scores", str(out), "--snapshot", str(root / "snapshot")
+    )
+    assert code in (0, ALERT_EXIT), output
+    pages = [root / "train_report" / "index.html", root / "browser_report" / "report.html"]
+    with chromium() as browser:
+        for page in pages:
+            browser.get(page.as_uri())
+            shown = images(browser)
+            assert len(shown) >= 3, (page, shown)
+            broken = [image["src"] for image in shown if image["width"] == 0]
+            assert broken == [], (page, broken)
+            assert browser.find_elements("css selector", "h1, h2"), page
+            assert severe_console_errors(browser) == [], page
