@@ -71,10 +71,14 @@ NEEDS: dict[str, Callable[[], str | None]] = {
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses a PostgreSQL schema fixture needs PostgreSQL, marked or not."""
+    """A test that uses a PostgreSQL schema fixture needs PostgreSQL, and one that uses a
+    trained registry is slow, marked or not."""
     for item in items:
-        if "postgres_schema" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "postgres_schema" in fixtures:
             item.add_marker(pytest.mark.postgres)
+        if "registry" in fixtures:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
