@@ -5,6 +5,9 @@ answer in a few milliseconds. The batch path (`features.snapshot.snapshot_from_f
 `features.pipeline.build_features`) costs several milliseconds for a one-row frame alone, so
 this module does the same work on plain Python values:
 
+- the profile's keys are read as the reader reads a header: a field under the export's name
+  (a key of `mapping.leads`) becomes its contract column, excluded columns are dropped, and a
+  custom field that is not there is unknown, as an empty cell is;
 - the profile is cleaned as `features.snapshot.prepare_leads` cleans a leads table (trim,
   collapse whitespace, case-fold categories, the config's missing placeholders and value map,
   company size ranges, the free-mail flag; the email itself is read and dropped, never kept);
@@ -43,6 +46,7 @@ from features.contract import (
     CONVERTED,
     EVENT_TYPES,
     FREE_MAIL_DOMAINS,
+    LEAD_CATEGORIES,
     LEAD_COLUMNS,
     ContractError,
 )
@@ -519,7 +523,9 @@ def _cleaned(column: str, value: Any, config: Config) -> Any:
         return flag_value(value, mapping, column)
     if custom.get(column) == "numeric":
         return _numeric_value(value, mapping, column)
-    return _cleaner(mapping).category(value, column)
+    if column in LEAD_CATEGORIES or custom.get(column) == "categorical":
+        return _cleaner(mapping).category(value, column)
+    return _cleaner(mapping).text(value, column)  # ids, job title, email: case kept
 
 
 def _agree(column: str, first: Any, second: Any, config: Config) -> bool:
@@ -562,7 +568,9 @@ def _profile(profile: Mapping[str, Any], config: Config) -> tuple[dict[str, Any]
     return fields, problems
 
 
-def _also_as(exports: tuple[str, ...]) -> str:
+def _also_as(column: str, config: Config) -> str:
+    """' (or post it as ...)' naming the export's names of a contract column, if it has any."""
+    exports = export_names(config)[column]
     return f" (or post it as {' or '.join(repr(e) for e in exports)})" if exports else ""
 
 
@@ -826,9 +834,8 @@ def lead_features(
     flat = config.source.flat
     fields, twice = _profile(profile, config)
     required = ("lead_id",) if flat else ("lead_id", "created_at")
-    names = export_names(config)
     absent = [
-        Problem("lead", c, "(all): required field is missing" + _also_as(names[c]), 1)
+        Problem("lead", c, "(all): required field is missing" + _also_as(c, config), 1)
         for c in required
         if c not in fields
     ]

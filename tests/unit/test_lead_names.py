@@ -178,3 +178,16 @@ def test_the_openapi_schema_lists_custom_fields_and_export_names(config: Config)
     assert "'Budget (USD)'" in properties["budget"]["description"]
     assert properties["Lead ID"]["anyOf"] == declared["lead_id"]["anyOf"]
     assert {"type": "boolean"} in properties["Partner"]["anyOf"]
+
+
+def test_ids_agree_only_as_text_categories_as_categories(config: Config) -> None:
+    """Two names of one field are compared as the field is read: an id keeps its case, a
+    category is folded."""
+    with pytest.raises(LeadError, match="'Lead ID' and 'lead_id'"):
+        _api({**EXPORT_ROW, "lead_id": "x1"}, config)
+    _same(_batch(EXPORT_ROW, config), _api({**EXPORT_ROW, "lead_id": " X1 "}, config))
+    renamed = build_config(
+        {**CONFIG, "mapping": {**CONFIG["mapping"], "leads": {"Land": "country"}}}
+    )
+    row = {"lead_id": "X1", "created_at": "2025-03-01", "Land": "GERMANY", "country": " germany"}
+    assert _api(row, renamed)["country"] == "germany"
