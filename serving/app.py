@@ -32,6 +32,7 @@ from features.config import Config
 from features.contract import ContractError
 from serving.docs_assets import API_KEY_HEADER, api_key_scheme, mount_docs, tag_routes
 from serving.model_store import LoadedModel, ModelStore, ModelUnavailableError
+from serving.openapi import describe_lead_fields
 from serving.schemas import BatchOut, BatchRequest, ModelOut, Problem, ScoreOut, ScoreRequest
 from serving.scoring import account_history, score, warm_up
 
@@ -186,6 +187,7 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
     app.state.batch_limit = serve.batch_limit
 
     app.add_middleware(MeasureMiddleware)
+    describe_lead_fields(app)  # /docs shows the served model's custom fields and export names
 
     @app.exception_handler(ContractError)
     async def contract_error(request: Request, error: ContractError) -> JSONResponse:

@@ -1,6 +1,6 @@
 """Batch scoring: every open MQL as of a time, scored by the same code as training and the API.
 
-Pure functions, no I/O: `open_mql_rows` picks the (lead_id, cutoff) rows, `score_chunks`
+Pure functions, no I/O: `open_rows` picks the (lead_id, cutoff) rows, `score_chunks`
 scores them chunk by chunk of whole accounts (features, probability, tier, points, reasons),
 and `score_rows` is the same as one frame. They work on any snapshot that holds whole accounts,
 so a Spark job can call them per group of accounts on a `features.snapshot.snapshot_from_frames`
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.contract import ContractError
+from features.contract import CONVERTED, ContractError
 from features.decay import decayed_counts
 from features.pipeline import account_chunks, build_features
 from features.snapshot import EventLog, Snapshot
@@ -113,6 +113,35 @@ def open_mql_rows(leads: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int) -
             "cutoff": pd.Series(as_of, index=range(len(chosen))).astype("datetime64[ms, UTC]"),
         }
     )
+
+
+def open_flat_rows(leads: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """A flat export's leads not converted (`converted` false or missing), as rows (lead_id,
+    cutoff = as_of) in the leads' order.
+
+    A flat export has no times: its features (fit and custom fields) do not depend on the
+    cutoff, which only records when the leads were scored, and its model answers whether a
+    lead converts at all, so every lead without a conversion is still open.
+    """
+    converted = leads[CONVERTED] if CONVERTED in leads else pd.Series(pd.NA, index=leads.index)
+    is_open = ~converted.astype("boolean").fillna(False).to_numpy(dtype=bool)
+    chosen = leads.loc[is_open, "lead_id"].to_numpy()
+    return pd.DataFrame(
+        {
+            "lead_id": chosen,
+            "cutoff": pd.Series(as_utc(as_of), index=range(len(chosen))).astype(
+                "datetime64[ms, UTC]"
+            ),
+        }
+    )
+
+
+def open_rows(snapshot: Snapshot, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+    """The leads a batch run scores: the MQLs open at `as_of` (`open_mql_rows`), or for a flat
+    export every lead not converted (`open_flat_rows`)."""
+    if snapshot.flat:
+        return open_flat_rows(snapshot.leads, as_of)
+    return open_mql_rows(snapshot.leads, as_of, horizon_days)
 
 
 def sub_snapshot(snapshot: Snapshot, first: int, stop: int) -> Snapshot:
@@ -325,8 +354,6 @@ def score_chunks(
     Memory is bounded by the chunk (`chunk_leads` leads, default the model config's), not by
     the number of rows. `progress(done, total)` counts leads walked.
     """
-    if snapshot.flat:
-        raise ContractError("batch scoring needs a timestamped snapshot; this is a flat export")
     stamp = as_utc(scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC"), "scored_at")
     stamp = stamp.floor("ms")
     size = chunk_leads or model.config.features.chunk_leads

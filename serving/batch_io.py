@@ -31,7 +31,7 @@ from serving.batch import (
     COLUMNS,
     Progress,
     TierChanges,
-    open_mql_rows,
+    open_rows,
     score_chunks,
     stale_rows,
     staleness_note,
@@ -465,7 +465,7 @@ def predict_job(
     """Score every open MQL of the snapshot as of `as_of` and publish the scores
     (`publish_scores`: the file, the monitoring record, the SQL table, the tier changes)."""
     check_writable(out)
-    rows = open_mql_rows(snapshot.leads, as_of, horizon_days)
+    rows = open_rows(snapshot, as_of, horizon_days)
     scored_at = pd.Timestamp.now(tz="UTC").floor("ms")
     reference = model.reference
     if reference is None:

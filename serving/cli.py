@@ -475,6 +475,17 @@ def retrain(
     say(f"{verdict} ({'; '.join(outcome.reasons)}); {outcome.seconds:.0f} s")
 
 
+def _existing_store(settings: Config) -> None:
+    """A command that only reads or moves aliases needs a store that exists: opening a
+    missing local one would create it (an empty mlflow.db wherever the command ran)."""
+    from serving.model_store import ModelUnavailableError, require_store
+
+    try:
+        require_store(settings.mlflow.tracking_uri)
+    except ModelUnavailableError as error:
+        raise ContractError(str(error)) from None
+
+
 @app.command()
 def promote(
     version: Annotated[str, typer.Argument(help="The model version to make champion.")],
@@ -485,6 +496,7 @@ def promote(
 
     with _clear_errors():
         settings = _config(config, None)
+        _existing_store(settings)
     try:
         previous = tracking.promote(settings.mlflow, version)
     except tracking.RegistryError as error:
@@ -500,6 +512,7 @@ def rollback(config: ConfigOption = None) -> None:
 
     with _clear_errors():
         settings = _config(config, None)
+        _existing_store(settings)
     try:
         before, after = tracking.rollback(settings.mlflow)
     except tracking.RegistryError as error:
@@ -840,6 +853,9 @@ def rules_suggest(
 
 
 def main() -> None:  # pragma: no cover - the console script
+    from serving.model_store import quiet_mlflow
+
+    quiet_mlflow()  # no "Downloading artifacts" bars (train's gate loads the champion too)
     app()
 
 

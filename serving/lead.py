@@ -5,6 +5,9 @@ answer in a few milliseconds. The batch path (`features.snapshot.snapshot_from_f
 `features.pipeline.build_features`) costs several milliseconds for a one-row frame alone, so
 this module does the same work on plain Python values:
 
+- the profile's keys are read as the reader reads a header: a field under the export's name
+  (a key of `mapping.leads`) becomes its contract column, excluded columns are dropped, and a
+  custom field that is not there is unknown, as an empty cell is;
 - the profile is cleaned as `features.snapshot.prepare_leads` cleans a leads table (trim,
   collapse whitespace, case-fold categories, the config's missing placeholders and value map,
   company size ranges, the free-mail flag; the email itself is read and dropped, never kept);
@@ -39,7 +42,14 @@ import numpy as np
 import pandas as pd
 
 from features.config import Config, MappingConfig
-from features.contract import CONVERTED, EVENT_TYPES, FREE_MAIL_DOMAINS, ContractError
+from features.contract import (
+    CONVERTED,
+    EVENT_TYPES,
+    FREE_MAIL_DOMAINS,
+    LEAD_CATEGORIES,
+    LEAD_COLUMNS,
+    ContractError,
+)
 from features.decay import decay_rate, decayed_name, decayed_sums
 from features.engagement import NAT_MS, ChunkLeads, chunk_features
 from features.fit import CATEGORICAL, REGION_OF
@@ -59,6 +69,7 @@ __all__ = [
     "clean_text_value",
     "company_size_value",
     "event_type_code",
+    "export_names",
     "flag_value",
     "fold",
     "free_mail_value",
@@ -483,12 +494,84 @@ def _feature_names(config: Config) -> tuple[str, ...]:
     return names
 
 
-def _profile(profile: Mapping[str, Any], config: Config) -> dict[str, Any]:
-    """Profile keys stripped, excluded columns dropped, as the reader treats column names."""
-    fields = {str(k).strip(): v for k, v in profile.items()}
-    for name in config.exclude:
-        fields.pop(name.strip(), None)
-    return fields
+def _targets(contract: str | Sequence[str]) -> tuple[str, ...]:
+    """The contract column(s) one export column feeds."""
+    return (contract.strip(),) if isinstance(contract, str) else tuple(c.strip() for c in contract)
+
+
+def export_names(config: Config) -> dict[str, tuple[str, ...]]:
+    """Contract column -> the export's names for it (`mapping.leads`), for every lead column
+    the path reads, the config's custom fields included; an unmapped column has none."""
+    columns = [*LEAD_COLUMNS, CONVERTED, *(cf.column.strip() for cf in config.custom_fields)]
+    names: dict[str, tuple[str, ...]] = dict.fromkeys(columns, ())
+    for export, contract in config.mapping.leads.items():
+        for column in _targets(contract):
+            if column in names:
+                names[column] = (*names[column], export.strip())
+    return names
+
+
+def _cleaned(column: str, value: Any, config: Config) -> Any:
+    """The value as the path reads it for `column`: what two names of one field must agree on."""
+    mapping = config.mapping
+    if column in _LEAD_TIMESTAMPS:
+        return timestamp_ms(value, mapping)
+    if column == "company_size":
+        return company_size_value(value, mapping)
+    custom = {cf.column.strip(): cf.value_type for cf in config.custom_fields}
+    if column == CONVERTED or custom.get(column) == "boolean":
+        return flag_value(value, mapping, column)
+    if custom.get(column) == "numeric":
+        return _numeric_value(value, mapping, column)
+    if column in LEAD_CATEGORIES or custom.get(column) == "categorical":
+        return _cleaner(mapping).category(value, column)
+    return _cleaner(mapping).text(value, column)  # ids, job title, email: case kept
+
+
+def _agree(column: str, first: Any, second: Any, config: Config) -> bool:
+    """Whether two values posted for one field read the same (NaN agrees with NaN)."""
+    a, b = _cleaned(column, first, config), _cleaned(column, second, config)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return all(x == y or (_is_missing(x) and _is_missing(y)) for x, y in zip(a, b, strict=True))
+    return bool(a == b) or (_is_missing(a) and _is_missing(b))
+
+
+def _profile(profile: Mapping[str, Any], config: Config) -> tuple[dict[str, Any], list[Problem]]:
+    """The posted profile under contract names, and the fields posted twice with values that
+    disagree.
+
+    Keys are stripped; a key of `mapping.leads` is the export's name and is renamed to its
+    contract column(s), as the reader renames a file's header; excluded columns (export or
+    contract names) are dropped. A field may arrive under both names only if both values read
+    the same; otherwise it is a problem naming both, since neither can be trusted over the other.
+    """
+    renames = {export.strip(): _targets(c) for export, c in config.mapping.leads.items()}
+    excluded = {e.strip() for e in config.exclude}
+    fields: dict[str, Any] = {}
+    posted_as: dict[str, str] = {}
+    problems: list[Problem] = []
+    for key, value in profile.items():
+        name = str(key).strip()
+        if name in excluded:
+            continue
+        for column in renames.get(name, (name,)):
+            if column in excluded:
+                continue
+            if column not in fields:
+                fields[column], posted_as[column] = value, name
+            elif not _agree(column, fields[column], value, config):
+                issue = (
+                    f"(all): posted as both {posted_as[column]!r} and {name!r} with different "
+                    "values; post one of them"
+                )
+                problems.append(Problem("lead", column, issue, 1))
+    return fields, problems
+
+
+def _also_as(column: str, config: Config) -> str:
+    """' (or post it as ...)' naming the export's names of a contract column, if it has any."""
+    exports = export_names(config)[column]
+    return f" (or post it as {' or '.join(repr(e) for e in exports)})" if exports else ""
 
 
 def _fit(fields: dict[str, Any], config: Config, problems: list[Problem]) -> dict[str, Any]:
@@ -724,8 +807,11 @@ def lead_features(
     """Features of one lead at `as_of`, equal to `build_features` on a snapshot of that lead.
 
     Args:
-        profile: contract lead columns (`lead_id` and, unless the config is flat, `created_at`
-            are required keys) and the config's custom field columns; other keys are ignored,
+        profile: lead columns and the config's custom fields, each under its contract name
+            or under the export's name for it (a key of `mapping.leads`); `lead_id` and,
+            unless the config is flat, `created_at` are required, every other field is
+            optional: a missing one is unknown, as a missing value is to the reader. A field
+            posted under both names must read the same under each. Other keys are ignored,
             the config's `exclude` columns dropped. Values as an export holds them (text,
             numbers, datetimes or ISO 8601 strings, None).
         events: dicts with `event_type` and `occurred_at` (datetime or ISO 8601 string; naive
@@ -746,12 +832,15 @@ def lead_features(
         _check_half_lives(half_lives)
     mapping = config.mapping
     flat = config.source.flat
-    fields = _profile(profile, config)
+    fields, twice = _profile(profile, config)
     required = ("lead_id",) if flat else ("lead_id", "created_at")
-    absent = [c for c in required if c not in fields]
-    absent += [cf.column.strip() for cf in config.custom_fields if cf.column.strip() not in fields]
-    if absent:
-        raise LeadError([Problem("lead", c, "(all): required field is missing", 1) for c in absent])
+    absent = [
+        Problem("lead", c, "(all): required field is missing" + _also_as(c, config), 1)
+        for c in required
+        if c not in fields
+    ]
+    if twice or absent:
+        raise LeadError([*twice, *absent])
 
     problems: list[Problem] = []
     cleaner = _cleaner(mapping)
@@ -777,7 +866,7 @@ def lead_features(
     if account is None and accounts is not None and account_id is not None:
         account = accounts(account_id, lead_id)
 
-    names = _feature_names(config)
+    features = _feature_names(config)
     if flat:
         decayed = dict.fromkeys(half_lives or {}, math.nan)
     else:
@@ -786,7 +875,7 @@ def lead_features(
         )
         values.update((name, float(column[0])) for name, column in kernel.items())
         decayed = _decayed(ev_ms, ev_kind, cutoff_ms, half_lives) if half_lives else {}
-    ordered = {name: values[name] for name in names}
+    ordered = {name: values[name] for name in features}
     return LeadFeatures(ordered, unknown, duplicates, decayed, lead_id, account_id, cutoff_ms)
 
 

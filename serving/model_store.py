@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from features.config import Config, SourceConfig
@@ -79,17 +80,55 @@ MLFLOW_HTTP_BOUNDS = {
 
 
 def bound_mlflow_http() -> None:
-    """Short MLflow HTTP retries, unless the environment already sets them."""
+    """Short MLflow HTTP retries and no artifact progress bars, unless the environment
+    already sets them."""
     import os
 
     for variable, value in MLFLOW_HTTP_BOUNDS.items():
         os.environ.setdefault(variable, value)
+    quiet_mlflow()
+
+
+def quiet_mlflow() -> None:
+    """Turn off MLflow's "Downloading artifacts" bars (one per load: a model is ~30 files)
+    through its documented switch, unless the environment already sets it."""
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def local_store(tracking_uri: str) -> Path | None:
+    """Where a local tracking store lives: an `sqlite:` database file or a `file:` store's
+    folder; None for anything else."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if tracking_uri.startswith("sqlite:"):
+        try:
+            database = make_url(tracking_uri).database
+        except ArgumentError:
+            return None
+        return Path(database) if database and database != ":memory:" else None
+    if tracking_uri.startswith("file:"):
+        return Path(tracking_uri.removeprefix("file://").removeprefix("file:"))
+    return None  # a server, Databricks, or a bare folder (left to MLflow)
+
+
+def require_store(tracking_uri: str) -> None:
+    """Refuse a local tracking store that does not exist: opening it would create an empty
+    one (an `mlflow.db` in whatever folder the command ran in) only to find no model there."""
+    path = local_store(tracking_uri)
+    if path is not None and not path.exists():
+        raise ModelUnavailableError(
+            f"no MLflow tracking store at {path.resolve()} (mlflow.tracking_uri "
+            f"{tracking_uri}): train a model first, or point mlflow.tracking_uri or "
+            "MLFLOW_TRACKING_URI at the store that holds it"
+        )
 
 
 def _load_checked(name: str, version: str, run: Any) -> Any:
     """Download the version, check it (code model, no pickles, digests as logged), load it."""
     import tempfile
-    from pathlib import Path
 
     import mlflow
 
@@ -117,6 +156,7 @@ def load_model(uri: str, tracking_uri: str) -> LoadedModel:
     import mlflow
 
     bound_mlflow_http()
+    require_store(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient()
     name, alias, version = _parse_uri(uri)
@@ -166,6 +206,7 @@ def alias_version(uri: str, tracking_uri: str) -> str | None:
         return version
     bound_mlflow_http()
     try:
+        require_store(tracking_uri)
         client = mlflow.MlflowClient(tracking_uri=tracking_uri)
         return str(client.get_model_version_by_alias(name, alias).version)
     except Exception:
@@ -240,6 +281,17 @@ class ModelStore:
         fingerprint = source_fingerprint(self.accounts)
         return fingerprint is not None and fingerprint != self._fingerprint
 
+    def _warm(self, model: LoadedModel) -> None:
+        """Run `on_load` (e.g. warm caches before the model takes traffic); a model that fails
+        it is unavailable, with the reason, rather than a crash of the server's start-up."""
+        assert self.on_load is not None
+        try:
+            self.on_load(model)
+        except Exception as error:
+            raise ModelUnavailableError(
+                f"{model.name} version {model.version} failed its warm-up score: {error}"
+            ) from error
+
     def reload(self) -> LoadedModel:
         """Load the URI's model (and the account history) and make it current; the old one
         serves until the swap."""
@@ -247,7 +299,7 @@ class ModelStore:
             try:
                 model = self._with_accounts(load_model(self.uri, self.tracking_uri))
                 if self.on_load is not None:
-                    self.on_load(model)  # e.g. warm caches before the model takes traffic
+                    self._warm(model)
             except ModelUnavailableError as error:
                 self.last_error = str(error)
                 raise

@@ -27,11 +27,21 @@ EXAMPLE_EVENTS: list[dict[str, Any]] = [
 
 
 class LeadIn(BaseModel):
-    """A lead's profile, in the data contract's terms. Extra keys are custom fields."""
+    """A lead's profile, in the data contract's terms or the export's (`mapping.leads`).
+
+    Extra keys are the model's custom fields, or contract fields under the export's names
+    (docs/serving-your-model.md); every field but the lead id (and `created_at` for a
+    timestamped model) is optional: a missing one is unknown.
+    """
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [EXAMPLE_LEAD]})
 
-    lead_id: str = Field(min_length=1, max_length=200)
+    lead_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Required, here or under the export's name for it (e.g. 'Prospect ID').",
+    )
     account_id: str | None = Field(None, max_length=200)
     created_at: datetime | None = None
     mql_at: datetime | None = None

@@ -176,7 +176,8 @@ def account_history(book: AccountBook | None) -> AccountHistoryOut | None:
 def score(model: LoadedModel, request: ScoreRequest) -> ScoreOut:
     """Score one lead as of `request.as_of` (default now)."""
     as_of = _as_utc(request.as_of)
-    profile = request.lead.model_dump()
+    # only what was posted: a field may come under its export name instead (serving.lead)
+    profile = request.lead.model_dump(exclude_unset=True)
     events = [e.model_dump() for e in request.events]
     book = model.accounts
     features = lead_features(
@@ -199,7 +200,7 @@ def score(model: LoadedModel, request: ScoreRequest) -> ScoreOut:
         scorer.spec.names, features.values, contributions[:-1], model.config.serve.reasons
     )
     return ScoreOut(
-        lead_id=request.lead.lead_id,
+        lead_id=features.lead_id if request.lead.lead_id is None else request.lead.lead_id,
         probability=probability,
         tier=str(scorer.tiers.assign(np.array([probability]))[0]),
         points=rule_points(model, features),
@@ -214,7 +215,8 @@ def score(model: LoadedModel, request: ScoreRequest) -> ScoreOut:
 
 def warm_up(model: LoadedModel) -> None:
     """Score one made-up lead so that caches (title parser, category plans) are built before
-    the first real request arrives."""
+    the first real request arrives. It posts no custom field: every model must score a lead
+    whose optional fields are all unknown."""
     request = ScoreRequest.model_validate(
         {
             "lead": {"lead_id": "warm-up", "created_at": "2026-01-01T00:00:00Z"},

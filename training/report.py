@@ -237,17 +237,27 @@ def shap_summary_plot(
     if len(colours) > max_leads:
         kept = np.sort(np.random.default_rng(0).choice(len(colours), max_leads, replace=False))
         values, colours = values[kept], colours.iloc[kept]
+    # A feature with no value in any lead and no contribution to any score (no events in the
+    # export, no accounts) shows nothing, and shap would take percentiles of nothing to colour
+    # it ("All-NaN slice encountered"): leave it out, unless that leaves no feature at all.
+    shown = ~(colours.isna().all().to_numpy() & (values == 0).all(axis=0))
+    if shown.any():
+        values, colours = values[:, shown], colours.loc[:, shown]
     before = set(plt.get_fignums())
     plt.figure()
     try:
-        shap.summary_plot(
-            values,
-            colours,
-            feature_names=[str(column) for column in features.columns],
-            max_display=max_display,
-            show=False,
-            rng=np.random.default_rng(0),
-        )
+        with warnings.catch_warnings():
+            # a used feature missing in every sampled lead is drawn grey, as missing, after
+            # shap has asked for the percentiles of its (absent) values
+            warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
+            shap.summary_plot(
+                values,
+                colours,
+                feature_names=[str(column) for column in colours.columns],
+                max_display=max_display,
+                show=False,
+                rng=np.random.default_rng(0),
+            )
         figure = plt.gcf()
         figure.axes[0].set_xlabel("SHAP value (contribution to log-odds of SQL)")
         figure.suptitle("What drives the model's score")
@@ -299,7 +309,10 @@ def points_vs_probability_plot(
             linewidths=0,
         )
     _threshold_lines(axes, thresholds or {})
-    rho = pd.Series(x).corr(pd.Series(p), method="spearman") if x.size > 1 else math.nan
+    # undefined when either side is constant (e.g. a model that learnt nothing): say so
+    # rather than let scipy warn
+    varies = x.size > 1 and np.ptp(x) > 0 and np.ptp(p) > 0
+    rho = pd.Series(x).corr(pd.Series(p), method="spearman") if varies else math.nan
     axes.set_xlabel("Rule points")
     axes.set_ylabel("Model probability of SQL")
     axes.set_ylim(0, min(1.0, float(np.nanmax(p)) * 1.08) if p.size else 1.0)

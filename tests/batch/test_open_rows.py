@@ -11,6 +11,7 @@ import pytest
 from features.contract import ContractError
 from serving.batch import (
     as_utc,
+    open_flat_rows,
     open_mql_rows,
     reason_texts,
     stale_rows,
@@ -165,3 +166,17 @@ def test_reasons_match_a_row_by_row_reading() -> None:
                 }
             )
         assert got[i] == expected, i
+
+
+def test_a_flat_exports_open_leads_are_those_not_converted() -> None:
+    leads = pd.DataFrame(
+        {
+            "lead_id": ["yes", "no", "unknown", "no2"],
+            "converted": pd.array([True, False, pd.NA, False], dtype="boolean"),
+        }
+    )
+    rows = open_flat_rows(leads, pd.Timestamp("2026-05-01"))
+    assert rows["lead_id"].tolist() == ["no", "unknown", "no2"]
+    assert (rows["cutoff"] == AS_OF).all() and str(rows["cutoff"].dtype) == "datetime64[ms, UTC]"
+    every = open_flat_rows(leads.drop(columns="converted"), AS_OF)  # no outcome column
+    assert every["lead_id"].tolist() == leads["lead_id"].tolist()

@@ -8,7 +8,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,15 +23,21 @@ def free_port() -> int:
 
 @contextmanager
 def serve_process(
-    env: Mapping[str, str], port: int, log: Path
+    env: Mapping[str, str],
+    port: int,
+    log: Path,
+    args: Sequence[str] = (),
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `leadscore serve` on `port`, its output to `log`; stopped (SIGTERM) on exit."""
+    """Run `leadscore serve` on `port` (with more `args`, in `cwd`), its output to `log`;
+    stopped (SIGTERM) on exit."""
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [str(BIN / "leadscore"), "serve", "--port", str(port)],
+            [str(BIN / "leadscore"), "serve", "--port", str(port), *args],
             env=dict(env),
             stdout=sink,
             stderr=subprocess.STDOUT,
+            cwd=cwd,
         )
         try:
             yield process
