@@ -258,7 +258,9 @@ def _synthetic(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame
     return config, _with_signal(leads, seed=5), events
 
 
-@pytest.fixture(scope="module", params=["x-education", "synthetic"])
+@pytest.fixture(
+    scope="module", params=[pytest.param("x-education", marks=pytest.mark.shared), "synthetic"]
+)
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
