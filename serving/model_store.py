@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from features.config import Config, SourceConfig
 from features.contract import ContractError
+from features.spec import feature_meanings
 from serving.accounts import (
     AccountBook,
     as_source,
@@ -32,6 +34,7 @@ from training.integrity import (
     check_model_dir,
     recorded_digests,
 )
+from training.reasons import ReasonPlan
 from training.rules import Rules, rules_from_yaml
 from training.scorer import Scorer
 
@@ -57,6 +60,11 @@ class LoadedModel:
     test_metrics: dict[str, float]
     reference: dict[str, Any] | None = None  # drift reference; None for older models
     accounts: AccountBook | None = None  # account history (serve.accounts); None: unknown
+
+    @cached_property
+    def reason_plan(self) -> ReasonPlan:
+        """How this model's reasons are chosen and worded (its features' meanings)."""
+        return ReasonPlan.of(self.scorer.spec.names, feature_meanings(self.config))
 
 
 def _parse_uri(uri: str) -> tuple[str, str | None, str | None]:
