@@ -32,6 +32,7 @@ from training.integrity import (
     DIGESTS_KEY,
     ArtifactIntegrityError,
     check_model_dir,
+    digests_digest,
     recorded_digests,
 )
 from training.reasons import ReasonPlan
@@ -94,7 +95,7 @@ def bound_mlflow_http() -> None:
         os.environ.setdefault(variable, value)
 
 
-def _load_checked(name: str, version: str, run: Any) -> Any:
+def _load_checked(name: str, version: str, run: Any, version_tag: str | None = None) -> Any:
     """Download the version, check it (code model, no pickles, digests as logged), load it."""
     import tempfile
     from pathlib import Path
@@ -109,11 +110,16 @@ def _load_checked(name: str, version: str, run: Any) -> Any:
             )
         )
         _, digests = check_model_dir(local, label)
+        # the copy outside the artifact store: one digest of the map on the version, or (models
+        # logged before) the whole map in a tag of the run
         logged = recorded_digests(run.data.tags.get(DIGESTS_KEY)) if run is not None else None
-        if logged is not None and digests != logged:
+        altered = (logged is not None and digests != logged) or (
+            version_tag is not None and (digests is None or digests_digest(digests) != version_tag)
+        )
+        if altered:
             raise ArtifactIntegrityError(
-                f"{label}: the digests in its MLmodel differ from those its run recorded at "
-                "logging: the model folder was altered; refusing to load it"
+                f"{label}: the digests in its MLmodel differ from those recorded when it was "
+                "logged: the model folder was altered; refusing to load it"
             )
         if digests is None:
             log.warning("%s was logged without artifact digests; loading it unchecked", label)
@@ -134,7 +140,9 @@ def load_model(uri: str, tracking_uri: str) -> LoadedModel:
         else:
             model_version = client.get_model_version(name, version or "1")
         run = client.get_run(model_version.run_id) if model_version.run_id else None
-        pyfunc = _load_checked(name, str(model_version.version), run)
+        pyfunc = _load_checked(
+            name, str(model_version.version), run, (model_version.tags or {}).get(DIGESTS_KEY)
+        )
     except ArtifactIntegrityError as error:
         raise ModelUnavailableError(f"refusing {uri}: {error}") from None
     except Exception as error:

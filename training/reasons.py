@@ -161,7 +161,7 @@ def _category_words(meaning: FeatureMeaning, value: Any) -> str:
         if meaning.name in ("seniority", "job_function") and text == "unknown":
             return f"{meaning.label} {shown}"
     else:
-        shown = people_case(text, every_word=meaning.name == "country")
+        shown = people_case(text.replace("_", " "), every_word=meaning.name == "country")
     return f"{meaning.label}: {shown}"
 
 
