@@ -23,9 +23,8 @@ from features.contract import ContractError
 from features.decay import decayed_counts
 from features.pipeline import account_chunks, build_features
 from features.snapshot import EventLog, Snapshot
-from features.spec import FeatureMeaning
 from serving.model_store import LoadedModel
-from training.reasons import ReasonPlan, choose, sentence
+from training.reasons import ReasonPlan, choose, sentence, wording_keys
 from training.rules import Rules, fit_inputs, half_lives, score_points
 from training.scorer import feature_matrix
 from training.tiers import TIER_NAMES
@@ -187,57 +186,55 @@ def reason_texts(
     k = order.shape[1]
     valid = order >= 0
     taken = np.take_along_axis(contributions, np.maximum(order, 0), axis=1)
-    # each reason's text up to its contribution, worded once per distinct (feature, value,
-    # direction) of this call: Python work per distinct value, not per row
-    heads = np.empty((n, k), dtype=object)
+    # each reason's value and sentence as JSON text: the value per distinct value, the
+    # sentence per distinct wording and direction (`wording_keys`): Python work per distinct
+    # value, not per row
+    value_texts = np.empty((n, k), dtype=object)
+    sentence_texts = np.empty((n, k), dtype=object)
     # the (row, slot) places of each feature: one stable sort of the chosen feature indices
     flat = np.where(valid, order, width).ravel()
     by_feature = np.argsort(flat, kind="stable")
     bounds = np.searchsorted(flat[by_feature], np.arange(width + 1))
-    names = plan.names
-    for j, name in enumerate(names):
+    for j, name in enumerate(plan.names):
         places = by_feature[bounds[j] : bounds[j + 1]]
         if places.shape[0] == 0:
             continue
         rows, slots = np.divmod(places, k)
         column = features[name]
-        name_json = _json_string(name)
+        meaning = plan.meanings[j]
         # a missing value as the API holds it: NaN for a number, None for a category
         numeric = pd.api.types.is_numeric_dtype(column.dtype)
         missing = math.nan if numeric else None
         # numbers stay float64 (no object array of the whole column); categories as objects
         picked = column.to_numpy(dtype=np.float64 if numeric else object)[rows]
-        codes, uniques = pd.factorize(picked)
-        key = 2 * (codes + 1) + (taken[rows, slots] > 0)
-        used, inverse = np.unique(key, return_inverse=True)
-        meaning = plan.meanings[j]
+        codes, uniques = pd.factorize(picked)  # missing: -1, shown as the last entry
+        shown = [_json_value(u) for u in uniques.tolist()] + ["null"]
+        value_texts[rows, slots] = np.asarray(shown, dtype=object)[codes]
+        wording = pd.factorize(wording_keys(meaning, picked))[0] if numeric else codes
+        key = 2 * (wording + 1) + (taken[rows, slots] > 0)
+        used, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         texts = [
-            _reason_head(meaning, name_json, missing if u < 2 else uniques[u // 2 - 1], bool(u % 2))
-            for u in used.tolist()
+            _json_string(sentence(meaning, missing if u < 2 else picked[i], 1.0 if u % 2 else -1.0))
+            for u, i in zip(used.tolist(), first.tolist(), strict=True)
         ]
-        heads[rows, slots] = np.asarray(texts, dtype=object)[inverse.reshape(-1)]
-    # each reason: its head and the shortest round-trip text of its contribution (repr)
-    shown = valid.ravel()
+        sentence_texts[rows, slots] = np.asarray(texts, dtype=object)[inverse.reshape(-1)]
+    names = np.asarray([_json_string(name) for name in plan.names], dtype=object)
+    # each reason, with the shortest round-trip text of its contribution (repr)
+    keep = valid.ravel()
     pieces = [
-        f"{head}{number!r}}}"
-        for head, number in zip(
-            heads.ravel()[shown].tolist(), taken.ravel()[shown].tolist(), strict=True
+        f'{{"feature": {f}, "value": {v}, "sentence": {t}, "contribution": {c!r}}}'
+        for f, v, t, c in zip(
+            names[order.ravel()[keep]].tolist(),
+            value_texts.ravel()[keep].tolist(),
+            sentence_texts.ravel()[keep].tolist(),
+            taken.ravel()[keep].tolist(),
+            strict=True,
         )
     ]
     ends = np.cumsum(valid.sum(axis=1)).tolist()
     starts = [0, *ends[:-1]]
     out[:] = ["[" + ", ".join(pieces[a:b]) + "]" for a, b in zip(starts, ends, strict=True)]
     return out
-
-
-def _reason_head(meaning: FeatureMeaning, feature_json: str, value: Any, positive: bool) -> str:
-    """A reason's JSON object up to the contribution's number (a NaN value shows as null);
-    `feature_json` is the feature's name as JSON."""
-    words = sentence(meaning, value, 1.0 if positive else -1.0)
-    return (
-        f'{{"feature": {feature_json}, "value": {_json_value(value)}, '
-        f'"sentence": {_json_string(words)}, "contribution": '
-    )
 
 
 def threshold_texts(thresholds: pd.DataFrame) -> np.ndarray:

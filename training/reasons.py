@@ -214,6 +214,22 @@ def describe(meaning: FeatureMeaning, value: Any, posted: Any = None) -> str:
     return f"{meaning.label}: {shown}"
 
 
+def wording_keys(meaning: FeatureMeaning, values: np.ndarray) -> np.ndarray:
+    """Per float value, a number that decides its words: values with the same key are worded
+    alike by `describe` (days: the whole days, months or years `ago` shows; counts: the
+    rounded count; anything else: the value). Lets a batch word each distinct key once."""
+    if meaning.unit == "days":
+        days = values
+        return np.where(
+            days < 60,
+            np.floor(days),
+            np.where(days < 730, 1e6 + np.round(days / 30.44), 2e6 + np.round(days / 365.25)),
+        )
+    if meaning.unit in ("count", "active_days"):
+        return np.round(values)
+    return values
+
+
 def sentence(meaning: FeatureMeaning, value: Any, contribution: float, posted: Any = None) -> str:
     """'demo requested 3 days ago raises the chance'."""
     verb = "raises" if contribution > 0 else "lowers"
@@ -234,6 +250,9 @@ class ReasonPlan:
     absent_sign: np.ndarray  # +1 / -1: the only sign an absence may be shown with
     shared_absence: np.ndarray  # int group of features whose absence reads the same; -1 none
     shared_on_zero: np.ndarray  # bool: a zero says the shared absence too (not only missing)
+    grouped: np.ndarray  # the features of groups of 2 or more, by group, then by index
+    group_starts: np.ndarray  # where each such group starts in `grouped`
+    group_sizes: np.ndarray
 
     @staticmethod
     def of(names: Sequence[str], meanings: Mapping[str, FeatureMeaning]) -> ReasonPlan:
@@ -245,6 +264,13 @@ class ReasonPlan:
             groups.setdefault(m.absence, len(groups)) if m.absence is not None else -1
             for m in chosen
         ]
+        shared_absence = np.array(shared, dtype=np.int64)
+        ids, sizes = np.unique(shared_absence[shared_absence >= 0], return_counts=True)
+        several = ids[sizes > 1]
+        grouped = np.flatnonzero(np.isin(shared_absence, several))
+        grouped = grouped[np.argsort(shared_absence[grouped], kind="stable")]
+        starts = np.flatnonzero(np.r_[True, np.diff(shared_absence[grouped]) != 0])
+        starts = starts if grouped.size else np.empty(0, dtype=np.int64)
         return ReasonPlan(
             names=tuple(names),
             meanings=chosen,
@@ -253,8 +279,11 @@ class ReasonPlan:
                 [m.can_be_absent and m.unit in ("count", "active_days") for m in chosen], dtype=bool
             ),
             absent_sign=np.array([-1.0 if m.welcome else 1.0 for m in chosen]),
-            shared_absence=np.array(shared, dtype=np.int64),
+            shared_absence=shared_absence,
             shared_on_zero=np.array([m.absence_on_zero for m in chosen], dtype=bool),
+            grouped=grouped,
+            group_starts=starts,
+            group_sizes=np.diff(np.r_[starts, grouped.size]),
         )
 
 
@@ -299,22 +328,33 @@ def choose(plan: ReasonPlan, values: np.ndarray, contributions: np.ndarray, top:
     absent = plan.can_be_absent & (missing | (zero & plan.zero_is_absent))
     wrong_way = absent & (np.sign(contributions) != plan.absent_sign)
     strength = np.where(wrong_way | (contributions == 0), -np.inf, np.abs(contributions))
-    shared = absent & (plan.shared_absence >= 0) & (missing | (zero & plan.shared_on_zero))
-    shared &= np.isfinite(strength)
-    if shared.any():
-        for group in np.unique(plan.shared_absence[shared.any(axis=0)]):
-            members = np.flatnonzero(plan.shared_absence == group)
-            hits = shared[:, members]
-            several = hits.sum(axis=1) > 1
-            if not several.any():
-                continue
-            rows = np.flatnonzero(several)
-            sub = np.where(hits[rows], strength[np.ix_(rows, members)], -np.inf)
-            keep = members[np.argmax(sub, axis=1)]
-            drop = hits[rows] & (members[None, :] != keep[:, None])
-            block = strength[np.ix_(rows, members)]
-            block[drop] = -np.inf
-            strength[np.ix_(rows, members)] = block
+    if plan.grouped.size:
+        _keep_one_per_shared_absence(plan, absent, missing, zero, strength)
     raising = _top(np.where(contributions > 0, strength, -np.inf), top)
     lowering = _top(np.where(contributions < 0, strength, -np.inf), top)
     return Chosen(raising, lowering)
+
+
+def _keep_one_per_shared_absence(
+    plan: ReasonPlan,
+    absent: np.ndarray,
+    missing: np.ndarray,
+    zero: np.ndarray,
+    strength: np.ndarray,
+) -> None:
+    """Of the features whose absence reads the same, in each row, leave only the strongest
+    candidate saying it (ties: the lower index); the others' strength becomes -inf, in place.
+    One pass over the grouped columns (`np.maximum.reduceat` per group), no loop per group."""
+    cols = plan.grouped
+    says = absent[:, cols] & (missing[:, cols] | (zero[:, cols] & plan.shared_on_zero[cols]))
+    block = strength[:, cols]
+    says &= np.isfinite(block)
+    if not says.any():
+        return
+    sub = np.where(says, block, -np.inf)
+    best = np.repeat(np.maximum.reduceat(sub, plan.group_starts, axis=1), plan.group_sizes, 1)
+    is_best = says & (sub == best)
+    running = np.cumsum(is_best, axis=1)
+    before = np.where(plan.group_starts > 0, running[:, np.maximum(plan.group_starts - 1, 0)], 0)
+    first = is_best & (running - np.repeat(before, plan.group_sizes, axis=1) == 1)
+    strength[:, cols] = np.where(says & ~first, -np.inf, block)

@@ -405,11 +405,20 @@ def waterfall_section(
 
 
 def lead_waterfall(
-    result: TrainResult, label: Any, plan: ReasonPlan, path: Path, top: int = 3
+    result: TrainResult,
+    label: Any,
+    plan: ReasonPlan,
+    path: Path,
+    top: int = 3,
+    features: pd.DataFrame | None = None,
 ) -> tuple[Image, list[str]]:
-    """One lead's waterfall and reasons (the notebook calls this too)."""
+    """One lead's waterfall (written to `path`) and the reasons the API gives it.
+
+    `label` is the row's index in `result.scored`; `features` its one-row feature frame
+    (default: from the SHAP sample). notebooks/03_explain.ipynb calls this too.
+    """
     spec = result.scorer.spec
-    row = result.shap_features.loc[[label]]
+    row = result.shap_features.loc[[label]] if features is None else features
     matrix = feature_matrix(row, spec)
     contributions = result.scorer.contributions(matrix)[0]
     values = row.iloc[0]
