@@ -348,7 +348,9 @@ def train(
                 training_set,
                 report_dir=report_dir,
                 rules_yaml=rules_module.rules_to_yaml(rule_set),
-                run_name=run_name("train", source, None if snap is None else snap.as_of),
+                run_name=run_name(
+                    "train", source or training_set_path, None if snap is None else snap.as_of
+                ),
                 started_at=started_at,
                 snapshot=snap,
                 snapshot_location=source,

@@ -68,7 +68,24 @@ _CATEGORY_WORDS: Final = {
 }
 #: Words written in capitals whatever the export's case ('IT services', 'UK').
 ACRONYMS: Final = frozenset(
-    {"it", "hr", "us", "usa", "uk", "uae", "eu", "b2b", "b2c", "saas", "ai", "seo", "ppc", "crm"}
+    {
+        "it",
+        "hr",
+        "us",
+        "usa",
+        "uk",
+        "uae",
+        "eu",
+        "b2b",
+        "b2c",
+        "saas",
+        "ai",
+        "api",
+        "seo",
+        "ppc",
+        "crm",
+        "sms",
+    }
 )
 _SMALL_WORDS: Final = frozenset({"and", "of", "the", "for", "in", "on", "to", "or", "a"})
 #: Company sizes as CRMs band them: a size read from a range ('51-200' is 125.5) is worded as

@@ -116,7 +116,7 @@ def test_custom_fields_read_their_column_name() -> None:
     )
     meanings = feature_meanings(config, flat=True)
     assert sentence(meanings["custom_lead_origin"], "api", 0.1) == (
-        "Lead Origin: Api raises the chance"
+        "Lead Origin: API raises the chance"
     )
     assert sentence(meanings["custom_total_visits"], 4.0, 0.1) == (
         "Total Visits: 4 raises the chance"
@@ -168,3 +168,13 @@ def test_shared_absence_reads_once_in_the_answer() -> None:
         "no activity yet lowers the chance",
         "no activity in the last 30 days lowers the chance",
     ]
+
+
+def test_the_api_keeps_the_range_a_lead_posted() -> None:
+    from serving.scoring import posted_values
+
+    assert posted_values({"company_size": "51-200"}) == {"company_size": "51-200"}
+    assert posted_values({"company_size": 350}) == {}
+    meaning = MEANINGS["company_size"]
+    posted = posted_values({"company_size": "1,001 - 5,000"})["company_size"]
+    assert sentence(meaning, 3000.5, 0.2, posted) == "1,001–5,000 employees raises the chance"
