@@ -273,7 +273,7 @@ def train(
     from features.snapshot import read_snapshot
     from features.truth import truth_of_rows
     from training import tracking
-    from training.lineage import run_name, shown_location
+    from training.lineage import data_words, run_name
     from training.reporting import TrainingReport, summary_lines, tier_lines
     from training.train import TrainingError, cross_validated_auc, train_model
 
@@ -326,7 +326,7 @@ def train(
         result,
         config=settings,
         thresholds=dict(rule_set.thresholds) if points is not None else None,
-        source=None if source is None else shown_location(source),
+        source=None if snap is None or source is None else data_words(source, snap.as_of),
     )
     report = pages.write(report_dir)
     console.print(f"report: {report}")

@@ -54,6 +54,12 @@ def shown_location(location: str | Path) -> str:
     return str(Path(text).resolve())
 
 
+def data_words(location: str | Path, as_of: Any = None) -> str:
+    """Where the data came from, for people: '/srv/exports/latest (as of 2026-06-30)'."""
+    when = "" if as_of is None or pd.isna(as_of) else f" (as of {pd.Timestamp(as_of):%Y-%m-%d})"
+    return f"{shown_location(location)}{when}"
+
+
 def _source(location: str | Path) -> Any:
     """An MLflow dataset source: a local folder or file, or a database URL (password hidden)."""
     from mlflow.data.dataset_source import DatasetSource

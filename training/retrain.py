@@ -236,7 +236,7 @@ def retrain(
     from features.pipeline import build_training_set
     from features.snapshot import read_snapshot
     from training import tracking
-    from training.lineage import run_name, shown_location
+    from training.lineage import data_words, run_name, shown_location
     from training.reporting import TrainingReport, summary_lines
     from training.train import train_model
 
@@ -278,7 +278,7 @@ def retrain(
             result,
             config=settings,
             thresholds=dict(rule_set.thresholds),
-            source=shown_location(source),
+            source=data_words(source, snap.as_of),
         ),
     )
     report = _step("writing the report", lambda: pages.write(report_dir))
