@@ -104,6 +104,12 @@ class FeatureMeaning:
     welcome: bool = True
     absence: str | None = None
     absence_on_zero: bool = False
+    phrases: tuple[tuple[str, str], ...] = ()
+    every_word_capitalised: bool = False
+
+    def phrase(self, value: str) -> str | None:
+        """The whole phrase a known value says ('seniority: C-level'), if it has one."""
+        return dict(self.phrases).get(value)
 
     @property
     def can_be_absent(self) -> bool:
@@ -111,18 +117,70 @@ class FeatureMeaning:
         return self.family in ("engagement", "account") and self.unit != "trend"
 
 
+def _phrases(label: str, words: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple((value, f"{label}: {shown}") for value, shown in words.items())
+
+
+#: The seniority and function codes `features.titles` gives, and the regions of `features.fit`.
+SENIORITY_WORDS: Final = {
+    "c_level": "C-level",
+    "vp": "VP",
+    "director": "Director",
+    "manager": "Manager",
+    "individual": "Individual contributor",
+    "intern": "Intern or student",
+}
+FUNCTION_WORDS: Final = {
+    "executive": "Executive",
+    "marketing": "Marketing",
+    "sales": "Sales",
+    "engineering": "Engineering",
+    "it": "IT",
+    "product": "Product",
+    "data": "Data",
+    "finance": "Finance",
+    "hr": "HR",
+    "operations": "Operations",
+    "other": "Other",
+}
+REGION_WORDS: Final = {
+    "north_america": "North America",
+    "latam": "Latin America",
+    "uk_ireland": "UK and Ireland",
+    "dach": "Germany, Austria and Switzerland",
+    "europe_other": "rest of Europe",
+    "middle_east_africa": "Middle East and Africa",
+    "india": "India",
+    "apac": "Asia-Pacific",
+    "other": "other",
+}
+
+
 def fit_meanings(custom_fields: Sequence[CustomField]) -> list[FeatureMeaning]:
     """Meanings of the fit features, in `features.fit.fit_names` order."""
+    unread = "not recognised from the title"
     meanings = [
-        FeatureMeaning("seniority", "fit", "category", "seniority"),
-        FeatureMeaning("job_function", "fit", "category", "function"),
+        FeatureMeaning(
+            "seniority", "fit", "category", "seniority",
+            phrases=(*_phrases("seniority", SENIORITY_WORDS), ("unknown", f"seniority {unread}")),
+        ),
+        FeatureMeaning(
+            "job_function", "fit", "category", "function",
+            phrases=(*_phrases("function", FUNCTION_WORDS), ("unknown", f"function {unread}")),
+        ),
         FeatureMeaning("industry", "fit", "category", "industry"),
-        FeatureMeaning("country", "fit", "category", "country"),
-        FeatureMeaning("region", "fit", "category", "region"),
+        FeatureMeaning("country", "fit", "category", "country", every_word_capitalised=True),
+        FeatureMeaning(
+            "region", "fit", "category", "region", phrases=_phrases("region", REGION_WORDS)
+        ),
         FeatureMeaning("lead_source", "fit", "category", "lead source"),
         FeatureMeaning("company_size", "fit", "employees", "company size"),
-        FeatureMeaning("email_free", "fit", "flag", "email address"),
-    ]
+        FeatureMeaning(
+            "email_free", "fit", "flag", "email address",
+            phrases=(("1", "a free-mail address"), ("0", "a company email address")),
+            absence="no email address",
+        ),
+    ]  # fmt: skip
     units: dict[str, Unit] = {"categorical": "category", "boolean": "flag", "numeric": "number"}
     for field in custom_fields:
         meanings.append(

@@ -27,45 +27,6 @@ import numpy as np
 
 from features.spec import FeatureMeaning, unknown_meaning
 
-SENIORITY_WORDS: Final = {
-    "c_level": "C-level",
-    "vp": "VP",
-    "director": "Director",
-    "manager": "Manager",
-    "individual": "Individual contributor",
-    "intern": "Intern or student",
-    "unknown": "not recognised from the title",
-}
-FUNCTION_WORDS: Final = {
-    "executive": "Executive",
-    "marketing": "Marketing",
-    "sales": "Sales",
-    "engineering": "Engineering",
-    "it": "IT",
-    "product": "Product",
-    "data": "Data",
-    "finance": "Finance",
-    "hr": "HR",
-    "operations": "Operations",
-    "other": "Other",
-    "unknown": "not recognised from the title",
-}
-REGION_WORDS: Final = {
-    "north_america": "North America",
-    "latam": "Latin America",
-    "uk_ireland": "UK and Ireland",
-    "dach": "Germany, Austria and Switzerland",
-    "europe_other": "rest of Europe",
-    "middle_east_africa": "Middle East and Africa",
-    "india": "India",
-    "apac": "Asia-Pacific",
-    "other": "other",
-}
-_CATEGORY_WORDS: Final = {
-    "seniority": SENIORITY_WORDS,
-    "job_function": FUNCTION_WORDS,
-    "region": REGION_WORDS,
-}
 #: Words written in capitals whatever the export's case ('IT services', 'UK').
 ACRONYMS: Final = frozenset(
     {
@@ -172,14 +133,18 @@ def _category_words(meaning: FeatureMeaning, value: Any) -> str:
     if _missing(value):
         return f"no {meaning.label} known"
     text = str(value)
-    known = _CATEGORY_WORDS.get(meaning.name)
+    known = meaning.phrase(text)
     if known is not None:
-        shown = known.get(text, people_case(text.replace("_", " "), every_word=False))
-        if meaning.name in ("seniority", "job_function") and text == "unknown":
-            return f"{meaning.label} {shown}"
-    else:
-        shown = people_case(text.replace("_", " "), every_word=meaning.name == "country")
+        return known
+    shown = people_case(text.replace("_", " "), every_word=meaning.every_word_capitalised)
     return f"{meaning.label}: {shown}"
+
+
+def _flag_words(meaning: FeatureMeaning, value: Any) -> str:
+    if _missing(value):
+        return meaning.absence or f"{meaning.label} unknown"
+    known = meaning.phrase("1" if value else "0")
+    return known or f"{meaning.label}: {'yes' if value else 'no'}"
 
 
 def describe(meaning: FeatureMeaning, value: Any, posted: Any = None) -> str:
@@ -194,15 +159,7 @@ def describe(meaning: FeatureMeaning, value: Any, posted: Any = None) -> str:
     if unit == "employees":
         return size_words(value, posted)
     if unit == "flag":
-        if _missing(value):
-            return (
-                "no email address" if meaning.name == "email_free" else f"{meaning.label} unknown"
-            )
-        if meaning.name == "email_free":
-            return "a free-mail address" if value else "a company email address"
-        if _missing(value):
-            return f"{meaning.label} unknown"
-        return f"{meaning.label}: {'yes' if value else 'no'}"
+        return _flag_words(meaning, value)
     if _missing(value):
         if meaning.absence is not None:
             return meaning.absence
