@@ -201,7 +201,9 @@ def anchor_job(snapshot_dir: Path, model_dir: Path, out: Path, reason_rows: int)
     contributions = np.asarray(booster.predict(matrix[part], pred_contrib=True), dtype=np.float64)
     timed("pred_contrib", t)
     t = time.perf_counter()
-    texts = reason_texts(model.scorer.spec.names, features.iloc[part], contributions[:, :-1], 3)
+    texts = reason_texts(
+        model.reason_plan, features.iloc[part], matrix[part], contributions[:, :-1], 3
+    )
     timed("reason_texts", t)
     assert np.allclose(contributions.sum(axis=1), raw[part], atol=1e-9)
     out.write_text(

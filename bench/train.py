@@ -274,7 +274,9 @@ def stages_job(training_set_path: Path, folder: Path, out: Path) -> None:
         "gains_lift_plot",
         "tier_plot",
         "shap_summary_plot",
-        "write_report",
+        "category_effect_plot",
+        "waterfall_plot",
+        "write_page",
         "tier_table",
     ):
         timers.wrap(reporting, attr, f"report: {attr}")

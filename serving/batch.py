@@ -24,7 +24,7 @@ from features.decay import decayed_counts
 from features.pipeline import account_chunks, build_features
 from features.snapshot import EventLog, Snapshot
 from serving.model_store import LoadedModel
-from serving.scoring import sentence
+from training.reasons import ReasonPlan, choose, sentence, wording_keys
 from training.rules import Rules, fit_inputs, half_lives, score_points
 from training.scorer import feature_matrix
 from training.tiers import TIER_NAMES
@@ -191,73 +191,79 @@ def _json_value(value: Any) -> str:
 
 
 def reason_texts(
-    names: tuple[str, ...], features: pd.DataFrame, contributions: np.ndarray, top: int
+    plan: ReasonPlan,
+    features: pd.DataFrame,
+    values: np.ndarray,
+    contributions: np.ndarray,
+    top: int,
 ) -> np.ndarray:
-    """Each row's `top` strongest contributions (by size, zero ones left out) as JSON text:
-    a list of {feature, value, contribution, sentence}, strongest first.
+    """Each row's reasons as JSON text: the `top` strongest contributions that raise the
+    chance, then the `top` that lower it, each strongest first, chosen by
+    `training.reasons.choose` as the API chooses them; a list of {feature, value, sentence,
+    contribution}.
 
-    The sentences are `serving.scoring.sentence`, as the API words them. A (feature, value,
-    direction) is worded once per call and reused, so the cost per reason is small.
+    `values` is the float matrix the booster saw (`feature_matrix`), for the choice; the
+    shown values come from `features`. A (feature, value, direction) is worded once per call
+    and reused, so the cost per reason is small.
     """
     n, width = contributions.shape
     out = np.full(n, "[]", dtype=object)
     if n == 0 or top == 0 or width == 0:
         return out
-    k = min(top, width)
-    size = np.abs(contributions)
-    if k < width:  # the k largest, then in order (ties: the lower feature index first)
-        order = np.sort(np.argpartition(-size, k - 1, axis=1)[:, :k], axis=1)
-        order = np.take_along_axis(
-            order, np.argsort(-np.take_along_axis(size, order, axis=1), axis=1, kind="stable"), 1
-        )
-    else:
-        order = np.argsort(-size, axis=1, kind="stable")
-    chosen = np.take_along_axis(contributions, order, axis=1)
-    # each reason's text up to its contribution, worded once per distinct (feature, value,
-    # direction) of this call: Python work per distinct value, not per row
-    heads = np.empty((n, k), dtype=object)
+    chosen = choose(plan, values, contributions, top)
+    order = np.concatenate([chosen.raising, chosen.lowering], axis=1)
+    k = order.shape[1]
+    valid = order >= 0
+    taken = np.take_along_axis(contributions, np.maximum(order, 0), axis=1)
+    # each reason's value and sentence as JSON text: the value per distinct value, the
+    # sentence per distinct wording and direction (`wording_keys`): Python work per distinct
+    # value, not per row
+    value_texts = np.empty((n, k), dtype=object)
+    sentence_texts = np.empty((n, k), dtype=object)
     # the (row, slot) places of each feature: one stable sort of the chosen feature indices
-    flat = order.ravel()
+    flat = np.where(valid, order, width).ravel()
     by_feature = np.argsort(flat, kind="stable")
-    bounds = np.searchsorted(flat[by_feature], np.arange(len(names) + 1))
-    for j, name in enumerate(names):
+    bounds = np.searchsorted(flat[by_feature], np.arange(width + 1))
+    for j, name in enumerate(plan.names):
         places = by_feature[bounds[j] : bounds[j + 1]]
         if places.shape[0] == 0:
             continue
         rows, slots = np.divmod(places, k)
         column = features[name]
-        name_json = _json_string(name)
+        meaning = plan.meanings[j]
         # a missing value as the API holds it: NaN for a number, None for a category
         numeric = pd.api.types.is_numeric_dtype(column.dtype)
         missing = math.nan if numeric else None
         # numbers stay float64 (no object array of the whole column); categories as objects
         picked = column.to_numpy(dtype=np.float64 if numeric else object)[rows]
-        codes, uniques = pd.factorize(picked)
-        key = 2 * (codes + 1) + (chosen[rows, slots] > 0)
-        used, inverse = np.unique(key, return_inverse=True)
+        codes, uniques = pd.factorize(picked)  # missing: -1, shown as the last entry
+        shown = [_json_value(u) for u in uniques.tolist()] + ["null"]
+        value_texts[rows, slots] = np.asarray(shown, dtype=object)[codes]
+        wording = pd.factorize(wording_keys(meaning, picked))[0] if numeric else codes
+        key = 2 * (wording + 1) + (taken[rows, slots] > 0)
+        used, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         texts = [
-            _reason_head(name, name_json, missing if u < 2 else uniques[u // 2 - 1], bool(u % 2))
-            for u in used.tolist()
+            _json_string(sentence(meaning, missing if u < 2 else picked[i], 1.0 if u % 2 else -1.0))
+            for u, i in zip(used.tolist(), first.tolist(), strict=True)
         ]
-        heads[rows, slots] = np.asarray(texts, dtype=object)[inverse.reshape(-1)]
-    # each reason: its head and the shortest round-trip text of its contribution (repr)
+        sentence_texts[rows, slots] = np.asarray(texts, dtype=object)[inverse.reshape(-1)]
+    names = np.asarray([_json_string(name) for name in plan.names], dtype=object)
+    # each reason, with the shortest round-trip text of its contribution (repr)
+    keep = valid.ravel()
     pieces = [
-        f"{head}{number!r}}}"
-        for head, number in zip(heads.ravel().tolist(), chosen.ravel().tolist(), strict=True)
+        f'{{"feature": {f}, "value": {v}, "sentence": {t}, "contribution": {c!r}}}'
+        for f, v, t, c in zip(
+            names[order.ravel()[keep]].tolist(),
+            value_texts.ravel()[keep].tolist(),
+            sentence_texts.ravel()[keep].tolist(),
+            taken.ravel()[keep].tolist(),
+            strict=True,
+        )
     ]
-    shown = (chosen != 0).sum(axis=1).tolist()  # zeros sort last: shown reasons are a prefix
-    out[:] = ["[" + ", ".join(pieces[i * k : i * k + count]) + "]" for i, count in enumerate(shown)]
+    ends = np.cumsum(valid.sum(axis=1)).tolist()
+    starts = [0, *ends[:-1]]
+    out[:] = ["[" + ", ".join(pieces[a:b]) + "]" for a, b in zip(starts, ends, strict=True)]
     return out
-
-
-def _reason_head(feature: str, feature_json: str, value: Any, positive: bool) -> str:
-    """A reason's JSON object up to the contribution's number (a NaN value shows as null);
-    `feature_json` is the feature's name as JSON."""
-    words = sentence(feature, value, 1.0 if positive else -1.0)
-    return (
-        f'{{"feature": {feature_json}, "value": {_json_value(value)}, '
-        f'"sentence": {_json_string(words)}, "contribution": '
-    )
 
 
 def threshold_texts(thresholds: pd.DataFrame) -> np.ndarray:
@@ -307,7 +313,7 @@ def score_chunk(
         contributions = scorer.contributions(matrix)
         # the raw score as the sum of the contributions: exactly what the API calibrates
         probability = scorer.calibrator.apply(contributions.sum(axis=1))
-        texts = reason_texts(scorer.spec.names, features, contributions[:, :-1], reasons)
+        texts = reason_texts(model.reason_plan, features, matrix, contributions[:, :-1], reasons)
     else:  # no reasons: the plain prediction, many times cheaper than the contributions
         probability = scorer.probability(matrix)
         texts = np.full(len(rows), "[]", dtype=object)

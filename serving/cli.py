@@ -292,20 +292,25 @@ def train(
     current champion on the same test slice. Registering takes the registry's retrain lock:
     while a `leadscore retrain` runs, nothing is registered and the exit status is 3.
     """
+    from datetime import UTC, datetime
+
     import training.retrain as retrain_loop
     import training.rules as rules_module
     from features.pipeline import build_training_set
     from features.snapshot import read_snapshot
     from features.truth import truth_of_rows
     from training import tracking
-    from training.reporting import summary_lines, tier_lines, write_training_report
+    from training.lineage import data_words, run_name
+    from training.reporting import TrainingReport, summary_lines, tier_lines
     from training.train import TrainingError, cross_validated_auc, train_model
 
+    started_at = datetime.now(UTC)  # the MLflow run spans the whole job
     with _clear_errors():
         settings = _config(config, snapshot)
         rule_set = rules_module.load_rules(settings.training.rules)
         points: np.ndarray | None = None
         truth: np.ndarray | None = None
+        snap = None
         if training_set_path is not None:
             training_set = pd.read_parquet(training_set_path)
             console.print(f"read {len(training_set):,} rows from {training_set_path}")
@@ -343,9 +348,14 @@ def train(
         console.print(f"[yellow]note:[/] {note}", markup=True, highlight=False)
     for line in summary_lines(result) + tier_lines(result):
         console.print(line, highlight=False)
-    report = write_training_report(
-        result, report_dir, thresholds=dict(rule_set.thresholds) if points is not None else None
+    source = None if snap is None else settings.source.url or str(settings.source.path)
+    pages = TrainingReport.build(
+        result,
+        config=settings,
+        thresholds=dict(rule_set.thresholds) if points is not None else None,
+        source=None if snap is None or source is None else data_words(source, snap.as_of),
     )
+    report = pages.write(report_dir)
     console.print(f"report: {report}")
     if not register:
         return
@@ -365,6 +375,13 @@ def train(
                 training_set,
                 report_dir=report_dir,
                 rules_yaml=rules_module.rules_to_yaml(rule_set),
+                run_name=run_name(
+                    "train", source or training_set_path, None if snap is None else snap.as_of
+                ),
+                started_at=started_at,
+                snapshot=snap,
+                snapshot_location=source,
+                training_set_location=training_set_path,
             )
             version = tracking.register(settings.mlflow, model_uri)
             console.print(
@@ -372,6 +389,9 @@ def train(
                 f"{version} as challenger"
             )
             verdict = tracking.challenge(settings.mlflow, result, version)
+            tracking.record_verdict(
+                settings.mlflow, version, verdict, result, run_id, pages, report_dir, console.print
+            )
     except retrain_loop.RetrainBusyError as error:
         console.print(
             f"[bold yellow]busy:[/] {error}; this model was not logged or registered (its "

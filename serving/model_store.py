@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from features.config import Config, SourceConfig
 from features.contract import ContractError
+from features.spec import feature_meanings
 from serving.accounts import (
     AccountBook,
     as_source,
@@ -31,8 +33,10 @@ from training.integrity import (
     DIGESTS_KEY,
     ArtifactIntegrityError,
     check_model_dir,
+    digests_digest,
     recorded_digests,
 )
+from training.reasons import ReasonPlan
 from training.rules import Rules, rules_from_yaml
 from training.scorer import Scorer
 
@@ -58,6 +62,11 @@ class LoadedModel:
     test_metrics: dict[str, float]
     reference: dict[str, Any] | None = None  # drift reference; None for older models
     accounts: AccountBook | None = None  # account history (serve.accounts); None: unknown
+
+    @cached_property
+    def reason_plan(self) -> ReasonPlan:
+        """How this model's reasons are chosen and worded (its features' meanings)."""
+        return ReasonPlan.of(self.scorer.spec.names, feature_meanings(self.config))
 
 
 def _parse_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -126,7 +135,7 @@ def require_store(tracking_uri: str) -> None:
         )
 
 
-def _load_checked(name: str, version: str, run: Any) -> Any:
+def _load_checked(name: str, version: str, run: Any, version_tag: str | None = None) -> Any:
     """Download the version, check it (code model, no pickles, digests as logged), load it."""
     import tempfile
 
@@ -140,11 +149,16 @@ def _load_checked(name: str, version: str, run: Any) -> Any:
             )
         )
         _, digests = check_model_dir(local, label)
+        # the copy outside the artifact store: one digest of the map on the version, or (models
+        # logged before) the whole map in a tag of the run
         logged = recorded_digests(run.data.tags.get(DIGESTS_KEY)) if run is not None else None
-        if logged is not None and digests != logged:
+        altered = (logged is not None and digests != logged) or (
+            version_tag is not None and (digests is None or digests_digest(digests) != version_tag)
+        )
+        if altered:
             raise ArtifactIntegrityError(
-                f"{label}: the digests in its MLmodel differ from those its run recorded at "
-                "logging: the model folder was altered; refusing to load it"
+                f"{label}: the digests in its MLmodel differ from those recorded when it was "
+                "logged: the model folder was altered; refusing to load it"
             )
         if digests is None:
             log.warning("%s was logged without artifact digests; loading it unchecked", label)
@@ -166,7 +180,9 @@ def load_model(uri: str, tracking_uri: str) -> LoadedModel:
         else:
             model_version = client.get_model_version(name, version or "1")
         run = client.get_run(model_version.run_id) if model_version.run_id else None
-        pyfunc = _load_checked(name, str(model_version.version), run)
+        pyfunc = _load_checked(
+            name, str(model_version.version), run, (model_version.tags or {}).get(DIGESTS_KEY)
+        )
     except ArtifactIntegrityError as error:
         raise ModelUnavailableError(f"refusing {uri}: {error}") from None
     except Exception as error:

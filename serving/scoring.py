@@ -9,11 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 
-from features.contract import EVENT_TYPES
 from serving.accounts import AccountBook
 from serving.lead import LeadFeatures, lead_features, model_row, rule_values
 from serving.model_store import LoadedModel
@@ -26,108 +25,47 @@ from serving.schemas import (
     ScoreOut,
     ScoreRequest,
 )
+from training.reasons import ReasonPlan, choose, sentence
 from training.rules import explain_values, half_lives
-
-_TYPE_WORDS = {t: t.replace("_", " ") for t in EVENT_TYPES}
-_FIT_WORDS = {
-    "seniority": "seniority",
-    "job_function": "function",
-    "industry": "industry",
-    "country": "country",
-    "region": "region",
-    "lead_source": "lead source",
-}
-
-
-def _number(value: float) -> str:
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
-
-
-_ACCOUNT_WORDS: Final = {
-    "leads": ("other lead", "other leads"),
-    "mqls": ("other MQL", "other MQLs"),
-    "sqls": ("other lead already an SQL", "other leads already SQLs"),
-}
-
-
-def _account_words(what: str, value: Any) -> str:
-    """'2 other leads already SQLs at the account', '40 events by colleagues ... 30 days'."""
-    one = float(value) == 1.0
-    if what in _ACCOUNT_WORDS:
-        singular, plural = _ACCOUNT_WORDS[what]
-        return f"{_number(value)} {singular if one else plural} at the account"
-    window = what.removeprefix("events_")
-    when = "in total" if window == "all" else f"in the last {window.removesuffix('d')} days"
-    return f"{_number(value)} {'event' if one else 'events'} by colleagues at the account {when}"
-
-
-def describe(feature: str, value: Any) -> str:
-    """What a feature's value says, in words ('2 demo requests in the last 30 days')."""
-    missing = value is None or (isinstance(value, float) and math.isnan(value))
-    if feature in _FIT_WORDS:
-        return f"no {_FIT_WORDS[feature]} known" if missing else f"{_FIT_WORDS[feature]}: {value}"
-    if feature == "company_size":
-        return "company size unknown" if missing else f"{_number(value)} employees"
-    if feature == "email_free":
-        if missing:
-            return "no email address"
-        return "a free-mail address" if value else "a company email address"
-    if feature.startswith("n_") and feature[2:].rsplit("_", 1)[0] in _TYPE_WORDS | {"events": 0}:
-        kind, window = feature[2:].rsplit("_", 1)
-        what = "events" if kind == "events" else _TYPE_WORDS[kind]
-        when = "in total" if window == "all" else f"in the last {window.removesuffix('d')} days"
-        return f"{_number(value)} × {what} {when}"
-    if feature.startswith("days_since_"):
-        what = feature.removeprefix("days_since_")
-        label = {"last_event": "any activity", "created": "creation", "mql": "becoming an MQL"}
-        what = label.get(what, _TYPE_WORDS.get(what, what))
-        return f"no {what} yet" if missing else f"{_number(value)} days since {what}"
-    if feature.startswith("active_days_"):
-        window = feature.removeprefix("active_days_")
-        when = "in total" if window == "all" else f"in the last {window.removesuffix('d')} days"
-        return f"active on {_number(value)} days {when}"
-    if feature.startswith("trend_"):
-        if missing:
-            return "no activity trend"
-        return (
-            "activity rising"
-            if value > 0.1
-            else "activity falling"
-            if value < -0.1
-            else ("activity steady")
-        )
-    if feature.startswith("account_"):
-        if missing:
-            return "no account known"
-        return _account_words(feature.removeprefix("account_other_"), value)
-    shown = "missing" if missing else (_number(value) if isinstance(value, int | float) else value)
-    return f"{feature.removeprefix('custom_').replace('_', ' ')}: {shown}"
-
-
-def sentence(feature: str, value: Any, contribution: float) -> str:
-    verb = "raises" if contribution > 0 else "lowers"
-    return f"{describe(feature, value)} {verb} the chance"
 
 
 def reasons(
-    names: tuple[str, ...], values: Mapping[str, Any], contributions: np.ndarray, top: int
+    plan: ReasonPlan,
+    values: Mapping[str, Any],
+    row: np.ndarray,
+    contributions: np.ndarray,
+    top: int,
+    posted: Mapping[str, Any] | None = None,
 ) -> tuple[list[Reason], list[Reason]]:
-    """The strongest positive and negative contributions, strongest first."""
-    order = np.argsort(-contributions, kind="stable")
+    """The `top` strongest contributions that raise the chance and the `top` that lower it,
+    strongest first, chosen and worded by `training.reasons` as the batch job does.
+
+    `row` is the (1, features) float row the booster saw; `posted`, values as the lead gave
+    them (a company size range), for the wording.
+    """
+    chosen = choose(plan, row, contributions[None, :], top)
+    shown_as = posted or {}
 
     def reason(i: int) -> Reason:
-        value = values.get(names[i])
+        name = plan.names[i]
+        value = values.get(name)
         shown = None if isinstance(value, float) and math.isnan(value) else value
         return Reason(
-            feature=names[i],
+            feature=name,
             value=shown,
             contribution=float(contributions[i]),
-            sentence=sentence(names[i], value, float(contributions[i])),
+            sentence=sentence(plan.meanings[i], value, float(contributions[i]), shown_as.get(name)),
         )
 
-    positive = [reason(int(i)) for i in order[:top] if contributions[i] > 0]
-    negative = [reason(int(i)) for i in order[::-1][:top] if contributions[i] < 0]
+    positive = [reason(int(i)) for i in chosen.raising[0] if i >= 0]
+    negative = [reason(int(i)) for i in chosen.lowering[0] if i >= 0]
     return positive, negative
+
+
+def posted_values(lead: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a lead posted that its wording keeps as given: a company size range."""
+    size = lead.get("company_size")
+    return {"company_size": size} if isinstance(size, str) else {}
 
 
 def _as_utc(moment: datetime | None) -> datetime:
@@ -197,7 +135,12 @@ def score(model: LoadedModel, request: ScoreRequest) -> ScoreOut:
     )[0]
     probability = float(scorer.calibrator.apply(np.array([contributions.sum()]))[0])
     positive, negative = reasons(
-        scorer.spec.names, features.values, contributions[:-1], model.config.serve.reasons
+        model.reason_plan,
+        features.values,
+        row,
+        contributions[:-1],
+        model.config.serve.reasons,
+        posted_values(profile),
     )
     return ScoreOut(
         lead_id=features.lead_id if request.lead.lead_id is None else request.lead.lead_id,

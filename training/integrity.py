@@ -1,8 +1,10 @@
 """The model's artifacts are what was logged: SHA-256 digests recorded at logging, checked at load.
 
 `training.tracking.log_training` records a digest of every artifact the model carries (a
-name -> sha256 map, whatever the artifacts are) in the model's `model_config` and, as a second
-copy outside the artifact store, in a tag of its run. `training.mlflow_model` checks the files
+name -> sha256 map, whatever the artifacts are) in the model's `model_config`, and
+`training.tracking.register` keeps one SHA-256 of that map, a second copy outside the
+artifact store, in a tag of the model version (models logged before kept the whole map in a
+tag of their run; both are checked). `training.mlflow_model` checks the files
 against the map before parsing any of them, so every loader (`mlflow.pyfunc.load_model`,
 `mlflow models serve`, the scoring API) refuses a corrupt or tampered model, naming the
 artifact. `check_model_dir` also refuses a model folder that would need unpickling to load.
@@ -18,7 +20,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-DIGESTS_KEY = "artifact_sha256"  # in the model's model_config and as a run tag
+DIGESTS_KEY = "artifact_sha256"  # in the model's model_config; a version (older: run) tag
 CODE_LOADER = "mlflow.pyfunc.loaders.code_model"
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".cloudpickle", ".dill")
 
@@ -65,6 +67,11 @@ def verify_artifacts(
                 f"{model}: artifact '{name}' ({path.name}) does not match the SHA-256 recorded "
                 "when it was logged: it is corrupt or was tampered with; refusing to load it"
             )
+
+
+def digests_digest(digests: Mapping[str, str]) -> str:
+    """One SHA-256 of a digest map (canonical JSON): the short copy a model version keeps."""
+    return hashlib.sha256(json.dumps(dict(digests), sort_keys=True).encode()).hexdigest()
 
 
 def recorded_digests(tag: str | None) -> dict[str, str] | None:

@@ -1,12 +1,16 @@
-"""The evaluation report: PNG plots and a self-contained `index.html` with `metrics.json`.
+"""Report pages: plots, and one self-contained `index.html` with `metrics.json`.
 
 Plots are drawn on `matplotlib.figure.Figure` objects, never through pyplot, so they touch no
-global state and need no display; only the SHAP summary goes through pyplot (shap draws on the
-current figure) and closes its figure afterwards. Every file is written atomically.
+global state and need no display; only the SHAP plots go through pyplot (shap draws on the
+current figure) and close their figures afterwards. A page (`ReportPage`: verdict, facts,
+notes, a list of `Section`s) is rendered by the jinja2 template in `training/templates/` with
+every image embedded as a data URI, so the one file shows whole anywhere, MLflow's artifact
+viewer included. Every file is written atomically.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import html
 import json
@@ -15,6 +19,7 @@ import shutil
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -41,6 +46,14 @@ SCORER_STYLE: dict[str, dict[str, Any]] = {
     "rules": {"color": "#ff7f0e", "linestyle": "-"},
     "truth": {"color": "#2ca02c", "linestyle": "--"},
 }
+# the same scorers named for people, as the training report names them
+SCORER_STYLE.update(
+    {
+        "This model": SCORER_STYLE["model"],
+        "Your points": SCORER_STYLE["rules"],
+        "True probability": SCORER_STYLE["truth"],
+    }
+)
 OTHER_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 CONVERTED_COLOR = "#d62728"
 NOT_CONVERTED_COLOR = "#7f7f7f"
@@ -179,15 +192,16 @@ def gains_lift_plot(y: npt.ArrayLike, scores: Mapping[str, npt.ArrayLike], path:
 
 
 def _colour_values(features: pd.DataFrame) -> pd.DataFrame:
-    """Numeric stand-ins for colouring: categorical and string columns become category codes."""
+    """Numeric stand-ins for colouring: numbers as they are; categorical and string columns
+    all missing, so shap draws them grey (a category has no order to colour by: the report
+    shows categories by name in `category_effect_plot`)."""
     columns: dict[str, Any] = {}
     for column in features.columns:
         values = features[column]
         if isinstance(values.dtype, pd.CategoricalDtype) or not (
             pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values)
         ):
-            codes = pd.Categorical(values.astype("object").where(values.notna())).codes
-            columns[column] = np.where(codes < 0, np.nan, codes.astype(float))
+            columns[column] = np.full(len(values), np.nan)
         else:
             columns[column] = pd.to_numeric(values, errors="coerce").to_numpy(
                 dtype=float, na_value=np.nan
@@ -201,12 +215,14 @@ def shap_summary_plot(
     path: Path,
     max_display: int = 20,
     max_leads: int = 5000,
+    labels: Mapping[str, str] | None = None,
 ) -> Path:
     """SHAP beeswarm: each lead's contribution (log-odds) per feature, coloured by its value.
 
     `shap_values` is (leads, features), or (leads, features + 1) as LightGBM's `pred_contrib`
-    returns it, whose last (bias) column is dropped. String and categorical columns are coloured
-    by category code. Above `max_leads` rows a seeded random sample is drawn (the beeswarm
+    returns it, whose last (bias) column is dropped. String and categorical columns are drawn
+    grey (they have no order to colour by). `labels` names features in words. Above
+    `max_leads` rows a seeded random sample is drawn (the beeswarm
     looks the same and renders in seconds). Uses pyplot because shap does; the figure is closed
     afterwards.
     """
@@ -247,13 +263,13 @@ def shap_summary_plot(
     plt.figure()
     try:
         with warnings.catch_warnings():
-            # a used feature missing in every sampled lead is drawn grey, as missing, after
-            # shap has asked for the percentiles of its (absent) values
+            # categories are all-NaN colours on purpose (drawn grey), as is a used feature
+            # missing in every sampled lead: numpy warns of the slice shap takes percentiles of
             warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
             shap.summary_plot(
                 values,
                 colours,
-                feature_names=[str(column) for column in colours.columns],
+                feature_names=[(labels or {}).get(str(c), str(c)) for c in colours.columns],
                 max_display=max_display,
                 show=False,
                 rng=np.random.default_rng(0),
@@ -608,4 +624,224 @@ def write_report(
 
     write_atomic(index, write_page)
     write_json(metrics, folder / "metrics.json")
+    return index
+
+
+# --------------------------------------------------------------------------- per-lead SHAP
+
+
+def _shap() -> Any:
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+    with warnings.catch_warnings():
+        # shap 0.51 calls Colormap.set_bad/over/under at import, which matplotlib 3.11 flags.
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        import shap
+    return shap
+
+
+def lead_explanation(contributions: npt.ArrayLike, base_value: float, words: Sequence[str]) -> Any:
+    """One lead's SHAP values as a `shap.Explanation` in log-odds, each feature named by what
+    its value says ('demo requested 3 days ago'), so the waterfall reads as sentences.
+
+    Args:
+        contributions: the lead's contribution per feature (no bias column).
+        base_value: the model's expected raw score (LightGBM's bias column).
+        words: each feature's value in words (`training.reasons.describe`).
+    """
+    shap = _shap()
+    return shap.Explanation(
+        values=np.asarray(contributions, dtype=float),
+        base_values=float(base_value),
+        feature_names=list(words),
+    )
+
+
+def waterfall_plot(explanation: Any, path: Path, title: str = "", max_display: int = 12) -> Path:
+    """`shap.plots.waterfall` of one lead's explanation, written as PNG; returns the path.
+
+    The bars walk from the model's average raw score to this lead's, in log-odds, each
+    feature labelled with its value in words. Uses pyplot because shap does; the figure is
+    closed afterwards.
+    """
+    shap = _shap()
+    import matplotlib.pyplot as plt
+
+    before = set(plt.get_fignums())
+    try:
+        plt.figure(figsize=(9, 6))
+        shap.plots.waterfall(explanation, max_display=max_display, show=False)
+        figure = plt.gcf()
+        if title:
+            figure.suptitle(title, fontsize=11)
+        figure.set_size_inches(10, 0.45 * min(max_display, len(explanation.values)) + 2)
+        figure.tight_layout()
+        return _save(figure, path)
+    finally:
+        for number in set(plt.get_fignums()) - before:
+            plt.close(number)
+
+
+def category_effect_plot(
+    shap_values: np.ndarray,
+    features: pd.DataFrame,
+    columns: Sequence[str],
+    labels: Mapping[str, str],
+    shown: Mapping[str, Mapping[str, str]],
+    path: Path,
+    max_categories: int = 8,
+) -> Path:
+    """What each category of a categorical feature does to the score: per category, its
+    leads' contributions (log-odds) as a box, most common categories only.
+
+    The beeswarm colours by value, which has no order for a category; this plot shows the
+    categories by name instead. `shown` maps a column's raw values to words.
+    """
+    if not columns:
+        raise ValueError("category_effect_plot needs at least one categorical column")
+    values = np.asarray(shap_values, dtype=float)
+    height = sum(min(features[c].nunique(dropna=False), max_categories) for c in columns)
+    figure = Figure(figsize=(9.0, 1.2 + 0.32 * height + 0.5 * len(columns)), layout="constrained")
+    ratios = [min(features[c].nunique(dropna=False), max_categories) + 1 for c in columns]
+    axes_list = figure.subplots(len(columns), 1, sharex=True, height_ratios=ratios, squeeze=False)
+    for axes, column in zip(axes_list[:, 0], columns, strict=True):
+        j = list(features.columns).index(column)
+        raw = features[column].astype("object").where(features[column].notna(), None)
+        counts = raw.value_counts(dropna=False).head(max_categories)
+        groups = [values[(raw.isna() if key is None else raw == key).to_numpy(), j]
+                  for key in counts.index]  # fmt: skip
+        names = [
+            "unknown" if key is None else shown.get(column, {}).get(str(key), str(key))
+            for key in counts.index
+        ]
+        axes.boxplot(groups, orientation="horizontal", tick_labels=[
+            f"{name} ({int(n):,})" for name, n in zip(names, counts.to_numpy(), strict=True)
+        ], showfliers=False, widths=0.6)  # fmt: skip
+        axes.axvline(0.0, color="black", linewidth=0.8, linestyle=":")
+        axes.set_title(labels.get(column, column), loc="left", fontsize=10)
+        axes.invert_yaxis()
+        axes.grid(alpha=0.3, axis="x")
+    axes_list[-1, 0].set_xlabel(
+        "Contribution to the score (log-odds); right of 0 raises the chance"
+    )
+    figure.suptitle("What each category does to the score (leads per category in brackets)")
+    return _save(figure, path)
+
+
+# --------------------------------------------------------------------------- the page
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The report's first line: whether the model is ready to serve, and why in words."""
+
+    ready: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Image:
+    """A plot embedded in the page (a data URI), with the words around it."""
+
+    data_uri: str
+    alt: str
+    title: str = ""
+    caption: str = ""
+    items: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of formatted cells; `numeric` aligns a column's cells to the right."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    numeric: tuple[bool, ...]
+    caption: str = ""
+
+    @staticmethod
+    def of(frame: pd.DataFrame, caption: str = "", *, index: bool = False) -> Table:
+        """A frame's cells formatted for people (`_format_value`)."""
+        shown = frame.reset_index() if index else frame
+        records = list(shown.itertuples(index=False, name=None))
+        numeric = tuple(
+            bool(records) and all(_is_number(r[i]) or r[i] is None for r in records)
+            for i in range(len(shown.columns))
+        )
+        return Table(
+            columns=tuple(str(c) for c in shown.columns),
+            rows=tuple(tuple(_format_value(v) for v in record) for record in records),
+            numeric=numeric,
+            caption=caption,
+        )
+
+
+@dataclass
+class Section:
+    """One part of the page: a heading, words, tables and images, in that order. A report is
+    a list of them, so a new kind of content is a new section, not a new page."""
+
+    heading: str
+    anchor: str
+    paragraphs: list[str] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    images: list[Image] = field(default_factory=list)
+
+
+@dataclass
+class ReportPage:
+    """A whole report: verdict, facts (label, value), notes and sections."""
+
+    title: str
+    verdict: Verdict | None = None
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+    footer: str = ""
+
+
+def data_uri(png: Path) -> str:
+    """A PNG file as a data URI, so the page needs no other file."""
+    encoded = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+    return f"data:image/png;base64,{encoded}"
+
+
+def _templates() -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("training", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_page(page: ReportPage, template: str = "report.html.j2") -> str:
+    """The page as one self-contained HTML document (templates/report.html.j2)."""
+    if not page.footer:
+        generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        page = replace(page, footer=f"Generated {generated} by leadscore.")
+    return str(_templates().get_template(template).render(page=page))
+
+
+def write_page(
+    report_dir: Path, page: ReportPage, metrics: Mapping[str, Any] | None = None
+) -> Path:
+    """Write `index.html` (and `metrics.json` when given) into `report_dir` atomically."""
+    folder = Path(report_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    html_text = render_page(page)
+    index = folder / "index.html"
+
+    def write(temporary: Path) -> None:
+        temporary.write_text(html_text, encoding="utf-8")
+
+    write_atomic(index, write)
+    if metrics is not None:
+        write_json(metrics, folder / "metrics.json")
     return index

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -235,10 +236,12 @@ def retrain(
     from features.pipeline import build_training_set
     from features.snapshot import read_snapshot
     from training import tracking
-    from training.reporting import summary_lines, write_training_report
+    from training.lineage import data_words, run_name, shown_location
+    from training.reporting import TrainingReport, summary_lines
     from training.train import train_model
 
     started = time.perf_counter()
+    started_at = datetime.now(UTC)  # the MLflow run spans the whole retrain
     source = settings.source.url or str(settings.source.path)
     outcome = RetrainOutcome(snapshot=source)
     outcome.champion_before = outcome.champion_after = _step(
@@ -269,10 +272,16 @@ def retrain(
         raise ContractError(
             f"excluded columns are still features: {result.excluded_present}; not registered"
         )
-    report = _step(
-        "writing the report",
-        lambda: write_training_report(result, report_dir, thresholds=dict(rule_set.thresholds)),
+    pages = _step(
+        "drawing the report",
+        lambda: TrainingReport.build(
+            result,
+            config=settings,
+            thresholds=dict(rule_set.thresholds),
+            source=data_words(source, snap.as_of),
+        ),
     )
+    report = _step("writing the report", lambda: pages.write(report_dir))
     run_id, model_uri = _step(
         "logging the run to MLflow",
         lambda: tracking.log_training(
@@ -281,7 +290,11 @@ def retrain(
             training_set,
             report_dir=report_dir,
             rules_yaml=rules_module.rules_to_yaml(rule_set),
-            tags={"trigger": "retrain", "snapshot": source},
+            tags={"trigger": "retrain", "snapshot": shown_location(source)},
+            run_name=run_name("retrain", source, snap.as_of),
+            started_at=started_at,
+            snapshot=snap,
+            snapshot_location=source,
         ),
     )
     outcome.run_id = run_id
@@ -289,7 +302,12 @@ def retrain(
         "registering the model", lambda: tracking.register(settings.mlflow, model_uri)
     )
     say(f"MLflow run {run_id}; version {outcome.version} is challenger; report {report}")
-    verdict = tracking.challenge(settings.mlflow, result, str(outcome.version), step=_step)
+    version = str(outcome.version)
+    verdict = tracking.challenge(settings.mlflow, result, version, step=_step)
+    # after the gate (which may have moved the champion): a failure here is only said
+    tracking.record_verdict(
+        settings.mlflow, version, verdict, result, run_id, pages, report_dir, say
+    )
     outcome.reasons = list(verdict.decision.reasons)
     if verdict.problem is not None:
         outcome.reasons = [verdict.problem]

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from features.config import Config, GateConfig, MlflowConfig
+from features.snapshot import Snapshot
 from training.evaluate import classification_metrics
-from training.integrity import DIGESTS_KEY, artifact_digests
+from training.integrity import DIGESTS_KEY, artifact_digests, digests_digest
 from training.monitor import reference_profile
 from training.train import TrainResult, feature_frame
 
@@ -202,20 +204,40 @@ def log_training(
     report_dir: Path | None,
     rules_yaml: str | None,
     tags: Mapping[str, str] | None = None,
+    run_name: str | None = None,
+    started_at: datetime | None = None,
+    snapshot: Snapshot | None = None,
+    snapshot_location: str | Path | None = None,
+    training_set_location: str | Path | None = None,
 ) -> tuple[str, str]:
-    """Log one run: params, config, data fingerprint, git commit, metrics, report, the model.
+    """Log one run: params, config, data fingerprint, git commit, metrics, report, the model,
+    and the snapshot and training set as dataset inputs (`training.lineage`).
 
-    Returns (run_id, model_uri).
+    `started_at`: when the job began (reading the snapshot), so that the run spans the whole
+    training, not only the logging; default: when `train_model` began. Returns (run_id,
+    model_uri).
     """
     mlflow = _mlflow()
     from mlflow.models import infer_signature
+
+    from training import lineage
 
     experiment_id = connect(config.mlflow)
     example = result.test_features.head(5).reset_index(drop=True)
     example = example.astype(dict.fromkeys(example.select_dtypes("number").columns, "float64"))
     output = result.scorer.score(example)
     signature = infer_signature(example, output)
-    with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp:
+    began = started_at or result.started_at
+    created = mlflow.MlflowClient().create_run(
+        experiment_id,
+        start_time=None if began is None else int(began.timestamp() * 1000),
+        run_name=run_name,
+    )
+    with (
+        mlflow.start_run(run_id=created.info.run_id) as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        lineage.log_inputs(training_set, training_set_location, snapshot, snapshot_location)
         mlflow.log_params(_flat_params(config, result))
         mlflow.log_dict(config.model_dump(mode="json"), "config.json")
         mlflow.set_tags(
@@ -245,9 +267,9 @@ def log_training(
         config_path = Path(tmp) / "model" / "config.json"
         config_path.write_text(config.model_dump_json(indent=1), encoding="utf-8")
         artifacts["config"] = str(config_path)
-        # what was logged, byte for byte: checked at every load (training.integrity)
+        # what was logged, byte for byte: checked at every load (training.integrity); a
+        # digest of these digests goes on the model version when it is registered
         digests = artifact_digests(artifacts)
-        mlflow.set_tag(DIGESTS_KEY, json.dumps(digests, sort_keys=True))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),
@@ -277,12 +299,90 @@ def alias_version(settings: MlflowConfig, alias: str) -> str | None:
 
 
 def register(settings: MlflowConfig, model_uri: str) -> str:
-    """Register the logged model as a new version with the alias `challenger`."""
+    """Register the logged model as a new version with the alias `challenger`, tagged with
+    one digest of its artifacts' digests (a copy outside the artifact store, checked at load
+    by `serving.model_store`)."""
     mlflow = _mlflow()
     mlflow.set_tracking_uri(settings.tracking_uri)
-    version = mlflow.register_model(model_uri, settings.model_name)
+    flavor = mlflow.models.get_model_info(model_uri).flavors.get("python_function", {})
+    digests = (flavor.get("config") or {}).get(DIGESTS_KEY)
+    tags = {DIGESTS_KEY: digests_digest(digests)} if digests else None
+    version = mlflow.register_model(model_uri, settings.model_name, tags=tags)
     _client(settings).set_registered_model_alias(settings.model_name, CHALLENGER, version.version)
     return str(version.version)
+
+
+def describe_version(
+    settings: MlflowConfig, version: str, verdict: Challenge, result: TrainResult
+) -> None:
+    """Write the gate's verdict on the model version: a description in words and `gate.*`
+    tags with its figures (run after `challenge`, whatever it decided)."""
+    from training import lineage
+    from training.reporting import verdict as verdict_of
+
+    client = _client(settings)
+    test = result.metrics["test"]
+    words = verdict_of(
+        test["model"], test.get("rules"), settings.gate, registration_of(settings, version, verdict)
+    )
+    headline = f"{'Ready' if words.ready else 'Not ready'}: {words.detail}"
+    client.update_model_version(
+        settings.model_name,
+        version,
+        description=lineage.version_description(verdict, test.get("rules"), headline),
+    )
+    for key, value in lineage.gate_tags(verdict).items():
+        client.set_model_version_tag(settings.model_name, version, key, value)
+
+
+def registration_of(settings: MlflowConfig, version: str, verdict: Challenge) -> Any:
+    """The report's view of a registered, gated version (`training.reporting.Registration`)."""
+    from training.reporting import Registration
+
+    return Registration(
+        name=settings.model_name,
+        version=version,
+        promoted=verdict.promoted,
+        passed=verdict.decision.passed and verdict.problem is None,
+        reasons=tuple(verdict.decision.reasons),
+        champion_version=verdict.champion_version,
+        champion=verdict.decision.champion,
+        problem=verdict.problem,
+    )
+
+
+def record_verdict(
+    settings: MlflowConfig,
+    version: str,
+    verdict: Challenge,
+    result: TrainResult,
+    run_id: str,
+    pages: Any,
+    report_dir: Path,
+    say: Callable[[str], Any],
+) -> bool:
+    """After the gate: the verdict on the model version (`describe_version`), the report
+    rewritten with the version and the verdict, and logged to the run again.
+
+    The gate may already have moved the champion, so a failure here is said, not raised;
+    returns whether everything was written.
+    """
+    try:
+        describe_version(settings, version, verdict, result)
+        pages.write(report_dir, registration_of(settings, version, verdict))
+        log_report(settings, run_id, report_dir)
+    except Exception as error:
+        say(
+            f"warning: the gate's verdict was not written on version {version} or in the "
+            f"report: {type(error).__name__}: {error}"
+        )
+        return False
+    return True
+
+
+def log_report(settings: MlflowConfig, run_id: str, report_dir: Path) -> None:
+    """Log (again) the report folder to a run, e.g. once the page names its version."""
+    _client(settings).log_artifacts(run_id, str(report_dir), "report")
 
 
 def champion_metrics(

@@ -11,6 +11,7 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,8 @@ class TrainResult:
     shap_values: np.ndarray
     shap_features: pd.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
+    started_at: datetime | None = None  # wall clock (UTC) when train_model began and ended
+    finished_at: datetime | None = None
 
     @property
     def registrable(self) -> bool:
@@ -159,6 +162,7 @@ def train_model(
         raise TrainingError(f"the training set lacks the columns {missing}")
     if len(training_set) == 0:
         raise TrainingError("the training set has no rows")
+    started_at = datetime.now(UTC)
     clock = {"start": time.perf_counter()}
     notes: list[str] = []
     labels = training_set["label"].to_numpy().astype(np.int64)
@@ -271,4 +275,6 @@ def train_model(
         shap_values=shap_values,
         shap_features=features.iloc[sample],
         seconds=seconds,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
     )

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.config import build_config
 from features.contract import ContractError
+from features.spec import feature_meanings
 from serving.batch import (
     as_utc,
     open_flat_rows,
@@ -20,6 +22,7 @@ from serving.batch import (
     tier_changes,
     tier_counts,
 )
+from training.reasons import ReasonPlan
 
 AS_OF = pd.Timestamp("2026-05-01T00:00:00Z")
 DAY = pd.Timedelta(days=1)
@@ -104,17 +107,34 @@ def test_no_open_mqls_gives_an_empty_frame() -> None:
     assert rows.empty and list(rows.columns) == ["lead_id", "cutoff"]
 
 
-def test_reasons_strongest_first_zero_left_out() -> None:
+def _plan(names: tuple[str, ...]) -> ReasonPlan:
+    return ReasonPlan.of(names, feature_meanings(build_config({})))
+
+
+def _values(features: pd.DataFrame) -> np.ndarray:
+    """The float matrix the booster sees (categories as any number: never absences)."""
+    return np.column_stack(
+        [
+            pd.to_numeric(features[c], errors="coerce").to_numpy(dtype=float)
+            if pd.api.types.is_numeric_dtype(features[c])
+            else np.where(features[c].isna(), np.nan, 0.0)
+            for c in features.columns
+        ]
+    )
+
+
+def test_reasons_raising_then_lowering_zero_left_out() -> None:
+    names = ("industry", "n_demo_request_30d", "email_free")
     features = pd.DataFrame(
-        {"industry": ["Software", None], "n_demo_request_30d": [2.0, np.nan], "x": [1.0, 1.0]}
+        {"industry": ["software", None], "n_demo_request_30d": [2.0, np.nan], "email_free": [1, 1]}
     )
     contributions = np.array([[0.1, -0.5, 0.0], [0.0, 0.0, 0.0]])
-    texts = reason_texts(("industry", "n_demo_request_30d", "x"), features, contributions, 3)
+    texts = reason_texts(_plan(names), features, _values(features), contributions, 3)
     first = json.loads(texts[0])
-    assert [r["feature"] for r in first] == ["n_demo_request_30d", "industry"]
-    assert first[0]["value"] == 2.0 and first[0]["contribution"] == -0.5
-    assert first[0]["sentence"] == "2 × demo request in the last 30 days lowers the chance"
-    assert first[1]["sentence"] == "industry: Software raises the chance"
+    assert [r["feature"] for r in first] == ["industry", "n_demo_request_30d"]
+    assert first[1]["value"] == 2.0 and first[1]["contribution"] == -0.5
+    assert first[1]["sentence"] == "2 demo requests in the last 30 days lowers the chance"
+    assert first[0]["sentence"] == "industry: Software raises the chance"
     assert json.loads(texts[1]) == []
 
 
@@ -132,40 +152,77 @@ def test_tier_changes_and_counts() -> None:
 
 
 def test_reasons_match_a_row_by_row_reading() -> None:
-    """The vectorised reasons equal the plain reading of each row: the three largest non-zero
-    contributions by size (ties: lower feature index), worded by `sentence` as the API does."""
-    from serving.scoring import sentence
+    """The vectorised reasons equal the plain reading of each row: the three strongest that
+    raise, then the three strongest that lower (ties: lower feature index), zeros left out,
+    an absence only when it lowers the chance, the shared absence ('no activity yet') once,
+    worded by `training.reasons.sentence` as the API words them."""
+    from features.spec import feature_meanings as meanings_of
+    from training.reasons import sentence
 
     rng = np.random.default_rng(5)
-    n, names = 400, ("industry", "n_page_view_30d", "days_since_last_event", "company_size", "x")
+    names = (
+        "industry",
+        "n_page_view_30d",
+        "days_since_last_event",
+        "n_events_all",
+        "company_size",
+        "account_other_leads",
+        "account_other_sqls",
+    )
+    n = 400
     features = pd.DataFrame(
         {
-            "industry": rng.choice(np.array(["Software", "Retail", None], dtype=object), n),
+            "industry": rng.choice(np.array(["software", "retail", None], dtype=object), n),
             "n_page_view_30d": rng.integers(0, 4, n).astype(float),
             "days_since_last_event": np.where(rng.random(n) < 0.3, np.nan, rng.random(n) * 50),
-            "company_size": rng.choice([10.0, 250.0, np.nan], n),
-            "x": rng.random(n),
+            "n_events_all": rng.choice([0.0, 0.0, 3.0], n),
+            "company_size": rng.choice([10.0, 125.5, np.nan], n),
+            "account_other_leads": rng.choice([np.nan, 0.0, 2.0], n),
+            "account_other_sqls": rng.choice([np.nan, 0.0, 1.0], n),
         }
     )
+    meanings = meanings_of(build_config({}))
     contributions = np.round(rng.normal(size=(n, len(names))), 2)
-    contributions[rng.random((n, len(names))) < 0.3] = 0.0
-    got = [json.loads(t) for t in reason_texts(names, features, contributions, 3)]
+    contributions[rng.random((n, len(names))) < 0.2] = 0.0
+    values = _values(features)
+    got = [json.loads(t) for t in reason_texts(_plan(names), features, values, contributions, 3)]
     for i in range(n):
-        ranked = sorted(range(len(names)), key=lambda j: (-abs(contributions[i, j]), j))
+        candidates = []
+        for j, name in enumerate(names):
+            c, v, m = contributions[i, j], values[i, j], meanings[name]
+            absent = m.can_be_absent and (np.isnan(v) or (v == 0 and m.unit == "count"))
+            if c == 0 or (absent and c > 0):
+                continue
+            candidates.append(j)
+
+        def says_absence(j: int, i: int = i) -> str | None:
+            m, v = meanings[names[j]], values[i, j]
+            return m.absence if np.isnan(v) or (v == 0 and m.absence_on_zero) else None
+
+        said: dict[str, int] = {}
+        for j in sorted(candidates, key=lambda j: (-abs(contributions[i, j]), j)):
+            if (text := says_absence(j)) is not None:
+                said.setdefault(text, j)
+        kept = [j for j in candidates if says_absence(j) is None or said[says_absence(j)] == j]
+        up = sorted(
+            (j for j in kept if contributions[i, j] > 0), key=lambda j: (-contributions[i, j], j)
+        )
+        down = sorted(
+            (j for j in kept if contributions[i, j] < 0), key=lambda j: (contributions[i, j], j)
+        )
         expected = []
-        for j in [j for j in ranked if contributions[i, j] != 0][:3]:
-            value = features[names[j]].iloc[i]
-            value = None if value is None or pd.isna(value) else value
+        for j in up[:3] + down[:3]:
             raw = features[names[j]].iloc[i]
             expected.append(
                 {
                     "feature": names[j],
-                    "value": value,
-                    "sentence": sentence(names[j], raw, contributions[i, j]),
+                    "value": None if raw is None or pd.isna(raw) else raw,
+                    "sentence": sentence(meanings[names[j]], raw, contributions[i, j]),
                     "contribution": contributions[i, j],
                 }
             )
         assert got[i] == expected, i
+        assert len({r["sentence"] for r in got[i]}) == len(got[i])
 
 
 def test_a_flat_exports_open_leads_are_those_not_converted() -> None:

@@ -37,9 +37,13 @@ def test_columns_and_values(scores: pd.DataFrame, model: LoadedModel) -> None:
     assert scores["scored_at"].nunique() == 1
     for text in scores["reasons"]:
         reasons = json.loads(text)
-        assert 1 <= len(reasons) <= 3
-        sizes = [abs(r["contribution"]) for r in reasons]
-        assert sizes == sorted(sizes, reverse=True)
+        assert 1 <= len(reasons) <= 6  # the 3 strongest that raise, then the 3 that lower
+        raising = [r["contribution"] for r in reasons if r["contribution"] > 0]
+        lowering = [r["contribution"] for r in reasons if r["contribution"] < 0]
+        assert [r["contribution"] for r in reasons] == raising + lowering
+        assert raising == sorted(raising, reverse=True) and len(raising) <= 3
+        assert lowering == sorted(lowering) and len(lowering) <= 3
+        assert len({r["sentence"] for r in reasons}) == len(reasons)
 
 
 def test_the_api_scores_each_lead_the_same(
@@ -65,10 +69,11 @@ def test_the_api_scores_each_lead_the_same(
         assert api.tier == row.tier
         assert api.points.total == row.points
         assert api.points.thresholds_passed == json.loads(str(row.thresholds_passed))
-        by_feature = {r.feature: r for r in api.reasons_positive + api.reasons_negative}
-        for reason in json.loads(str(row.reasons)):
-            # each batch reason is among the API's strongest of its sign, worded the same
-            same = by_feature[reason["feature"]]
+        # one selection rule: the batch's reasons are the API's, in the same order and words
+        shown = api.reasons_positive + api.reasons_negative
+        batch_reasons = json.loads(str(row.reasons))
+        assert [r["feature"] for r in batch_reasons] == [r.feature for r in shown]
+        for reason, same in zip(batch_reasons, shown, strict=True):
             assert same.contribution == pytest.approx(reason["contribution"], abs=1e-9)
             assert same.sentence == reason["sentence"]
 
@@ -94,9 +99,10 @@ def test_with_the_account_history_the_api_scores_the_whole_snapshot_the_same(
         assert api.account is not None and api.account.known
         assert api.probability == pytest.approx(row["probability"], abs=1e-9)
         assert api.tier == row["tier"]
-        by_feature = {r.feature: r for r in api.reasons_positive + api.reasons_negative}
-        for reason in json.loads(str(row["reasons"])):
-            same = by_feature[reason["feature"]]
+        shown = api.reasons_positive + api.reasons_negative
+        batch_reasons = json.loads(str(row["reasons"]))
+        assert [r["feature"] for r in batch_reasons] == [r.feature for r in shown]
+        for reason, same in zip(batch_reasons, shown, strict=True):
             assert same.contribution == pytest.approx(reason["contribution"], abs=1e-9)
             assert same.sentence == reason["sentence"]
             reasons_by_account += reason["feature"].startswith("account_")

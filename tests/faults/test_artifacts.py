@@ -3,7 +3,6 @@ loader, by any `mlflow.pyfunc.load_model`, and by `leadscore serve` (503 on /rea
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
@@ -21,7 +20,7 @@ from features.synthetic import generate, write_snapshot
 from serving.cli import app
 from serving.model_store import ModelUnavailableError, load_model
 from tests.faults.serve_process import free_port, serve_process, wait_for_answer
-from training.integrity import DIGESTS_KEY, artifact_digests
+from training.integrity import DIGESTS_KEY, artifact_digests, digests_digest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 URI = "models:/leadscore@champion"
@@ -126,10 +125,11 @@ def test_the_untouched_model_loads_and_records_every_artifact_digest(
     assert set(recorded) == names >= {"booster", "calibrator", "spec", "tiers", "rules", "config"}
     files = {n: model_dir / "artifacts" / Path(p).name for n, p in _paths(mlmodel).items()}
     assert artifact_digests(files) == recorded
-    run = mlflow.MlflowClient(tracking_uri=registry["tracking"]).get_run(
-        mlmodel["run_id"]
-    )  # a second copy, outside the artifact store
-    assert json.loads(run.data.tags[DIGESTS_KEY]) == recorded
+    client = mlflow.MlflowClient(tracking_uri=registry["tracking"])
+    # a second copy, outside the artifact store: one digest of the map, on the model version
+    version = client.get_model_version("leadscore", "1")
+    assert version.tags[DIGESTS_KEY] == digests_digest(recorded)
+    assert DIGESTS_KEY not in client.get_run(mlmodel["run_id"]).data.tags  # no long run tag
 
 
 def _paths(mlmodel: dict[str, object]) -> dict[str, str]:
@@ -151,7 +151,7 @@ def test_a_tampered_artifact_is_refused_naming_it(
         mlflow.pyfunc.load_model(str(model_dir))
 
 
-def test_rewriting_the_recorded_digests_too_is_caught_by_the_run_tag(
+def test_rewriting_the_recorded_digests_too_is_caught_by_the_version_tag(
     registry: dict[str, str], model_dir: Path
 ) -> None:
     _rewrite("booster.txt", _nudge_a_leaf)(model_dir)
@@ -159,7 +159,7 @@ def test_rewriting_the_recorded_digests_too_is_caught_by_the_run_tag(
     files = {n: model_dir / p for n, p in _paths(mlmodel).items()}
     mlmodel["flavors"]["python_function"]["config"][DIGESTS_KEY] = artifact_digests(files)
     (model_dir / "MLmodel").write_text(yaml.safe_dump(mlmodel))
-    with pytest.raises(ModelUnavailableError, match="differ from those its run recorded"):
+    with pytest.raises(ModelUnavailableError, match="differ from those recorded when"):
         load_model(URI, registry["tracking"])
 
 

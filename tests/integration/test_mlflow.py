@@ -83,18 +83,43 @@ def test_train_register_gate_promote_rollback(snapshot: Path, tmp_path: Path) ->
     assert {"model", "rules", "truth"} <= set(metrics["test"])
     assert _aliases(uri) == {"challenger": "1", "champion": "1"}
 
-    run = mlflow.MlflowClient(tracking_uri=uri).search_runs(
-        [mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name("leadscore").experiment_id]
-    )[0]
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.search_runs([client.get_experiment_by_name("leadscore").experiment_id])[0]
     assert run.data.tags["data_fingerprint"] and run.data.tags["git_commit"]
     assert run.data.metrics["test_model_roc_auc"] > 0.7
     assert "lgb.num_leaves" in run.data.params
+    _check_lineage(client, run, snapshot)
+    first = client.get_model_version("leadscore", "1")
+    assert first.description.startswith("Ready: ranks better than your points (AUC 0.")
+    assert "Promoted to champion." in first.description
+    assert first.tags["gate.passed"] == "true" and first.tags["gate.promoted"] == "true"
+    assert float(first.tags["gate.roc_auc"]) == pytest.approx(
+        run.data.metrics["test_model_roc_auc"], abs=1e-4
+    )
 
     # a second, much weaker model (one tree) ranks worse on the same slice: it stays challenger
     weak = {**env, "LEADSCORE__TRAINING__NUM_BOOST_ROUND": "1"}
     output = _train(snapshot, tmp_path / "report2", weak)
     assert "gate failed" in output and "below the champion's" in output
     assert _aliases(uri) == {"challenger": "2", "champion": "1"}
+    second = client.get_model_version("leadscore", "2")
+    assert second.description.startswith("Not ready: ")
+    assert "ranks worse than the champion, version 1" in second.description
+    assert "Not promoted; the champion stays version 1." in second.description
+    assert second.tags["gate.passed"] == "false" and second.tags["gate.champion_version"] == "1"
+    assert float(second.tags["gate.champion_roc_auc"]) == pytest.approx(
+        float(first.tags["gate.roc_auc"]), abs=1e-4
+    )
+    # the report names the version and the gate's verdict, and went to the run as well
+    page = (tmp_path / "report2" / "index.html").read_text()
+    assert "leadscore version 2 (challenger; the champion stays version 1)" in page
+    assert "Not ready:" in page
+    logged = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=second.run_id, artifact_path="report/index.html", dst_path=str(tmp_path / "d")
+        )
+    )
+    assert logged.read_text() == page
 
     assert runner.invoke(app, ["promote", "2"], env=env).exit_code == 0
     assert _aliases(uri)["champion"] == "2"
@@ -103,6 +128,29 @@ def test_train_register_gate_promote_rollback(snapshot: Path, tmp_path: Path) ->
     assert _aliases(uri)["champion"] == "1"
     missing = runner.invoke(app, ["promote", "9"], env=env)
     assert missing.exit_code == 2 and "no version 9" in missing.output
+
+
+def _check_lineage(client: mlflow.MlflowClient, run: mlflow.entities.Run, snapshot: Path) -> None:
+    """Inputs with source and digest, a name that says what the run was, a span from the
+    job's start, and no long digest tag on the run (the version keeps one digest)."""
+    assert run.info.run_name == f"train on {snapshot.parent.name}/snapshot (as of 2026-06-30)"
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"snapshot as of 2026-06-30", "training set"}
+    for found in inputs.values():
+        assert json.loads(found.dataset.source)["uri"] == str(snapshot.resolve())
+        assert len(found.dataset.digest) == 20
+    contexts = {d.dataset.name: {t.key: t.value for t in d.tags} for d in inputs.values()}
+    assert contexts["training set"]["mlflow.data.context"] == "training"
+    profile = json.loads(inputs["training set"].dataset.profile)
+    assert profile["num_rows"] == int(run.data.tags["rows"])
+    assert "artifact_sha256" not in run.data.tags
+    version = client.get_model_version("leadscore", "1")
+    assert len(version.tags["artifact_sha256"]) == 64
+    # the run began when the job did: before the boosting, not when logging started
+    fit_seconds = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "report/metrics.json")).read_text()
+    )["seconds"]["fit"]
+    assert (run.info.end_time - run.info.start_time) / 1000 > fit_seconds
 
 
 def test_training_refuses_to_register_an_excluded_column(snapshot: Path, tmp_path: Path) -> None:
