@@ -232,7 +232,9 @@ def retrain(
     they are (bad input); any other failure becomes a `RetrainError` naming the step.
     """
     import training.rules as rules_module
+    from features.custom_types import with_custom_fields
     from features.pipeline import build_training_set
+    from features.quarantine import write_quarantine
     from features.snapshot import read_snapshot
     from training import tracking
     from training.reporting import summary_lines, write_training_report
@@ -247,6 +249,7 @@ def retrain(
     say(f"retraining from {source}; champion now: version {outcome.champion_before or '(none)'}")
 
     snap = read_snapshot(settings)
+    settings = with_custom_fields(settings, snap.custom_fields)  # inferred types travel
     for line in snap.report.lines():
         say(line)
     if snap.flat:
@@ -271,7 +274,18 @@ def retrain(
         )
     report = _step(
         "writing the report",
-        lambda: write_training_report(result, report_dir, thresholds=dict(rule_set.thresholds)),
+        lambda: write_training_report(
+            result,
+            report_dir,
+            thresholds=dict(rule_set.thresholds),
+            extra_metrics={"read": snap.report.quarantine.counts()},
+        ),
+    )
+    _step(
+        "writing the quarantine",
+        lambda: write_quarantine(
+            snap.report.quarantine, settings.source.quarantine or report_dir / "quarantine.csv"
+        ),
     )
     run_id, model_uri = _step(
         "logging the run to MLflow",
@@ -282,6 +296,7 @@ def retrain(
             report_dir=report_dir,
             rules_yaml=rules_module.rules_to_yaml(rule_set),
             tags={"trigger": "retrain", "snapshot": source},
+            read_counts=snap.report.quarantine.counts(),
         ),
     )
     outcome.run_id = run_id

@@ -202,10 +202,12 @@ def log_training(
     report_dir: Path | None,
     rules_yaml: str | None,
     tags: Mapping[str, str] | None = None,
+    read_counts: Mapping[str, int] | None = None,
 ) -> tuple[str, str]:
     """Log one run: params, config, data fingerprint, git commit, metrics, report, the model.
 
-    Returns (run_id, model_uri).
+    `read_counts`: what reading the export set aside (e.g. `quarantined_leads`), logged as
+    metrics `read_<name>`. Returns (run_id, model_uri).
     """
     mlflow = _mlflow()
     from mlflow.models import infer_signature
@@ -228,6 +230,8 @@ def log_training(
             }
         )
         mlflow.log_metrics(_flat_metrics(result.metrics))
+        if read_counts:
+            mlflow.log_metrics({f"read_{k}": float(v) for k, v in read_counts.items()})
         if report_dir is not None:
             mlflow.log_artifacts(str(report_dir), "report")
         artifacts = {k: str(v) for k, v in result.scorer.save(Path(tmp) / "model").items()}
