@@ -187,3 +187,49 @@ def test_postgresql_tables_join_by_key(postgres_schema: str) -> None:
     missing = _sql_config(postgres_schema, [{"table": "outcomes", "key": "lead"}])
     with pytest.raises(ContractError, match=rf"table '{postgres_schema}.outcomes' not found"):
         read_snapshot(build_config(missing))
+
+
+def _small_export(folder: Path, bad_rows: int) -> Path:
+    """40 leads (the first `bad_rows` with sql_at before mql_at), their events, a config."""
+    folder.mkdir(parents=True, exist_ok=True)
+    created = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(range(40), unit="D")
+    leads = pd.DataFrame(
+        {
+            "lead_id": [f"L{i:02d}" for i in range(40)],
+            "created_at": created,
+            "mql_at": created + pd.Timedelta(days=1),
+            "sql_at": [
+                created[i] - pd.Timedelta(days=1) if i < bad_rows else pd.NaT for i in range(40)
+            ],
+        }
+    )
+    leads.to_csv(folder / "leads.csv", index=False)
+    pd.DataFrame(
+        {"lead_id": leads["lead_id"], "occurred_at": created, "event_type": "page_view"}
+    ).to_csv(folder / "events.csv", index=False)
+    config = folder / "c.yaml"
+    config.write_text(
+        f"source: {{path: ., on_bad_rows: drop, max_bad_share: 0.05, "
+        f"quarantine: {folder / 'set-aside.csv'}}}\nas_of: '2026-01-01T00:00:00Z'\n"
+    )
+    return config
+
+
+def test_validate_writes_the_quarantine_only_where_configured(tmp_path: Path) -> None:
+    config = _small_export(tmp_path / "export", bad_rows=1)
+    output = _run("validate", "-c", str(config))
+    assert "1 of 40 leads (2.50%) set aside" in output and "contract OK" in output
+    written = pd.read_csv(tmp_path / "export" / "set-aside.csv", dtype="str")
+    assert list(written["lead_id"]) == ["L00"] and list(written["row"]) == ["1"]
+
+
+def test_above_the_share_nothing_is_written(tmp_path: Path) -> None:
+    config = _small_export(tmp_path / "export", bad_rows=3)  # 7.5% > 5%
+    out = tmp_path / "out" / "ts.parquet"
+    result = runner.invoke(app, ["features", "-c", str(config), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "3 of 40 rows (7.50%) break the contract, above source.max_bad_share 5.00%" in (
+        result.output
+    )
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    assert not (tmp_path / "export" / "set-aside.csv").exists()
