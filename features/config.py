@@ -30,6 +30,39 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class JoinConfig(_Strict):
+    """Another table of the export joined onto the leads table by a key, before mapping.
+
+    Each lead takes one row of the joined table: when a key has several rows, the one with
+    the earliest `order_by` value counts (`pick: latest` for the latest); without `order_by`
+    several rows for one key are an error. Leads without a row get missing values.
+    """
+
+    table: str = Field(description="File (name with or without extension) or table to join.")
+    key: str = Field(description="Key column of the joined table.")
+    lead_key: str | None = Field(
+        None, description="Column of the leads table holding the key; default: `key`."
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Joined column -> its name in the leads table (then mapped as any lead "
+        "column); a list keeps the names; empty: every column but the key.",
+    )
+    order_by: str | None = Field(
+        None, description="Column of the joined table ranking several rows of one key."
+    )
+    pick: Literal["earliest", "latest"] = Field(
+        "earliest", description="Which row of a key counts, by `order_by`."
+    )
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _list_keeps_names(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return {str(v): str(v) for v in value}
+        return value
+
+
 class SourceConfig(_Strict):
     """Where the snapshot lives: a folder of CSV/Parquet files or an SQLAlchemy URL."""
 
@@ -47,8 +80,35 @@ class SourceConfig(_Strict):
         description="A flat export: one row per lead, no timestamps, aggregated engagement and "
         "an outcome column mapped to `converted`.",
     )
-    delimiter: str = Field(",", description="CSV delimiter.")
-    encoding: str = Field("utf-8", description="CSV encoding.")
+    delimiter: str = Field(
+        "auto",
+        description="CSV delimiter; auto: detected from the header among ',', ';', tab and '|'.",
+    )
+    encoding: str = Field(
+        "auto",
+        description="CSV encoding; auto: UTF-8 (with or without a byte-order mark), UTF-16 "
+        "with a byte-order mark, else cp1252, else latin-1.",
+    )
+    joins: tuple[JoinConfig, ...] = Field(
+        (), description="Tables joined onto the leads table by key before mapping."
+    )
+    on_bad_rows: Literal["fail", "drop"] = Field(
+        "fail",
+        description="fail: a row that breaks the contract stops the read; drop: such rows go "
+        "to a quarantine file with their reasons and the rest is read.",
+    )
+    max_bad_share: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="With on_bad_rows: drop, the read still fails when more than this share "
+        "of the leads (or of the events) breaks the contract.",
+    )
+    quarantine: Path | None = Field(
+        None,
+        description="Where dropped rows are written (CSV); default: beside the command's "
+        "output (`<out>.quarantine.csv`, or quarantine.csv in the report folder).",
+    )
 
     @model_validator(mode="after")
     def _one_place(self) -> SourceConfig:
@@ -71,6 +131,11 @@ class MappingConfig(_Strict):
         description="Per contract column, raw value -> contract value (matched "
         "case-insensitively), e.g. event_type: {'Email Opened': email_open}.",
     )
+    leads_also: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="Export column -> further contract columns it feeds. Written in YAML as a "
+        "list under mapping.leads, e.g. `First Contact: [created_at, mql_at]`.",
+    )
     missing_values: tuple[str, ...] = Field(
         DEFAULT_MISSING, description="Placeholders read as missing (case-insensitive, trimmed)."
     )
@@ -81,6 +146,24 @@ class MappingConfig(_Strict):
     false_values: tuple[str, ...] = Field(
         ("0", "false", "no", "n", "f"), description="Values of `converted` read as false."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_lists(cls, data: Any) -> Any:
+        """`Export column: [a, b]` under leads maps the column onto a and also onto b."""
+        if not isinstance(data, dict) or not isinstance(data.get("leads"), dict):
+            return data
+        leads: dict[str, Any] = {}
+        also = {str(k): tuple(v) for k, v in (data.get("leads_also") or {}).items()}
+        for column, target in data["leads"].items():
+            if isinstance(target, list | tuple):
+                if not target:
+                    raise ValueError(f"mapping.leads.{column}: an empty list of contract columns")
+                leads[column] = target[0]
+                also[str(column)] = tuple(dict.fromkeys([*also.get(str(column), ()), *target[1:]]))
+            else:
+                leads[column] = target
+        return {**data, "leads": leads, "leads_also": {k: v for k, v in also.items() if v}}
 
     @field_validator("missing_values", "true_values", "false_values")
     @classmethod
@@ -103,11 +186,16 @@ class CustomField(_Strict):
         description="fit: who the lead is; engagement: what it did."
     )
     type: Literal["categorical", "numeric", "boolean"] | None = Field(
-        None, description="Default: categorical for fit, numeric for engagement."
+        None,
+        description="Default: inferred from the data when the export is read (boolean when "
+        "every value is a true or false value, numeric when every value is a number, else "
+        "categorical) and recorded in the trained model's config.",
     )
 
     @property
     def value_type(self) -> Literal["categorical", "numeric", "boolean"]:
+        """The type; with none given and no data at hand (a config used without reading an
+        export), categorical for fit and numeric for engagement."""
         if self.type is not None:
             return self.type
         return "categorical" if self.kind == "fit" else "numeric"
@@ -340,6 +428,41 @@ class Config(_Strict):
     as_of: datetime | None = Field(
         None, description="The snapshot's as-of time; default: its latest timestamp."
     )
+
+    @model_validator(mode="after")
+    def _excluded_columns_unused(self) -> Config:
+        """A column on `exclude` cannot also be a custom field or a required column."""
+        problems = excluded_conflicts(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def excluded_conflicts(config: Config) -> list[str]:
+    """Columns that `exclude` drops although the config uses them, one sentence each."""
+    excluded = {e.strip() for e in config.exclude}
+    feeds: dict[str, set[str]] = {}  # contract or custom column -> export columns feeding it
+    for export, target in config.mapping.leads.items():
+        for name in (target, *config.mapping.leads_also.get(export, ())):
+            feeds.setdefault(name.strip(), set()).add(export.strip())
+    problems = []
+    for cf in config.custom_fields:
+        names = {cf.column.strip()} | feeds.get(cf.column.strip(), set())
+        hit = sorted(names & excluded)
+        if hit:
+            problems.append(
+                f"custom field {cf.column!r} is also on exclude (as {', '.join(map(repr, hit))}): "
+                "a column is either a feature or excluded, remove it from one of the two lists"
+            )
+    required = ["lead_id"] + ([] if config.source.flat else ["created_at"])
+    for column in required:
+        hit = sorted(({column} | feeds.get(column, set())) & excluded)
+        if hit:
+            problems.append(
+                f"exclude drops {', '.join(map(repr, hit))}, which gives the required contract "
+                f"column {column!r}"
+            )
+    return problems
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.columns import fan_out, with_row_ids
 from features.config import Config, CustomField, MappingConfig, SourceConfig
 from features.contract import (
     CONVERTED,
@@ -33,6 +34,10 @@ from features.contract import (
     LEAD_TIMESTAMPS,
     ContractError,
 )
+from features.custom_types import typed_custom_fields
+from features.dialect import delimiter_hint, resolve_dialect, with_dialect
+from features.joins import join_tables
+from features.quarantine import Quarantine, check_event_share, set_aside_events, set_aside_leads
 
 NAT_MS = np.iinfo(np.int64).min
 OTHER = EVENT_TYPES.index("other")
@@ -178,6 +183,8 @@ class ReadReport:
     unknown_event_types: dict[str, int] = field(default_factory=dict)
     ignored_columns: list[str] = field(default_factory=list)
     excluded_columns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    quarantine: Quarantine = field(default_factory=Quarantine)
 
     def lines(self) -> list[str]:
         lines = [
@@ -196,7 +203,7 @@ class ReadReport:
             lines.append(f"excluded columns: {', '.join(self.excluded_columns)}")
         if self.ignored_columns:
             lines.append(f"columns not in the contract, ignored: {', '.join(self.ignored_columns)}")
-        return lines
+        return lines + self.notes + self.quarantine.lines()
 
 
 @dataclass(frozen=True)
@@ -341,7 +348,7 @@ def _rename(
             table,
             missing[0],
             f"(all): mapping.{key} names columns not in the file: {missing}; "
-            f"its columns are {shown}",
+            f"its columns are {shown}" + delimiter_hint(list(columns), ""),
             len(frame),
         )
         return frame, [problem]
@@ -375,10 +382,12 @@ def prepare_leads(
     report = ReadReport()
     mapping, flat = config.mapping, config.source.flat
     frame, excluded = _drop_excluded(raw, config.exclude)
+    frame = fan_out(frame, mapping, table)
     frame, problems = _rename(frame, mapping.leads, table, "leads")
     frame, excluded_after = _drop_excluded(frame, config.exclude)
     report.excluded_columns = excluded + excluded_after
     raise_problems(problems)
+    frame, report.notes = with_row_ids(frame, config, table)
 
     required = [c for c, needed in LEAD_COLUMNS.items() if needed and not (flat and c != "lead_id")]
     missing = [c for c in required if c not in frame.columns]
@@ -400,10 +409,18 @@ def prepare_leads(
     absent = [name for name in custom if name not in frame.columns]
     raise_problems(
         [
-            Problem(table, n, "(all): custom field column is not in the table", len(frame))
+            Problem(
+                table,
+                n,
+                "(all): custom field column is not in the table"
+                + delimiter_hint([str(c) for c in frame.columns], ""),
+                len(frame),
+            )
             for n in absent
         ]
     )
+    if config.source.on_bad_rows == "drop":
+        frame = set_aside_leads(frame, config, table, custom, report.quarantine)
     known = set(LEAD_COLUMNS) | {CONVERTED} | set(custom)
     report.ignored_columns = [str(c) for c in frame.columns if str(c) not in known]
 
@@ -660,6 +677,10 @@ def collect_events(
                     for c in missing
                 ]
             )
+        if config.source.on_bad_rows == "drop":
+            kept = set_aside_events(frame, config, table, offset, report.quarantine)
+            offset += len(frame) - len(kept)
+            frame = kept
         part = encode_events(frame, lead_index, config.mapping, table, offset)
         parts.append(part)
         offset += len(frame)
@@ -667,6 +688,7 @@ def collect_events(
         for name, count in part.unknown_types.items():
             report.unknown_event_types[name] = report.unknown_event_types.get(name, 0) + count
     report.events_read = offset
+    check_event_share(report.quarantine, config, table)
     if not parts:
         return EventLog.empty()
     lead = np.concatenate([p.lead for p in parts])
@@ -746,6 +768,7 @@ def _check_header(path: Path, sep: str, source: SourceConfig) -> None:
 
 
 def _read_csv(path: Path, source: SourceConfig, chunksize: int | None = None) -> Any:
+    source = with_dialect(source, resolve_dialect(path, source))
     sep = "\t" if path.suffix == ".tsv" else source.delimiter
     _check_header(path, sep, source)
     try:
@@ -813,25 +836,45 @@ def _event_source_columns(config: Config) -> list[str]:
     return [reverse.get(c, c) for c, needed in EVENT_COLUMNS.items() if needed]
 
 
+def _file_source(path: Path, source: SourceConfig, notes: list[str]) -> SourceConfig:
+    """The source with this CSV file's delimiter and encoding (detected where auto), noted."""
+    if path.suffix in (".parquet", ".pq"):
+        return source
+    dialect = resolve_dialect(path, source)
+    note = dialect.note(path)
+    if note:
+        notes.append(note)
+    return with_dialect(source, dialect)
+
+
 def read_tables(
-    config: Config,
+    config: Config, notes: list[str] | None = None
 ) -> tuple[pd.DataFrame, Iterator[pd.DataFrame] | None, tuple[str, str]]:
-    """Open the configured source: the leads frame, event chunks (None if flat) and their names."""
+    """Open the configured source: the leads frame (with `source.joins` applied), event chunks
+    (None if flat) and their names. What was detected or joined is appended to `notes`."""
+    notes = [] if notes is None else notes
     source = config.source
     if source.url:
-        return _read_sql_tables(config)
+        return _read_sql_tables(config, notes)
     folder = source.path or Path("data/snapshot")
     if not folder.is_dir():
         raise ContractError(f"snapshot folder not found: {folder}")
     leads_path = _find_file(folder, source.leads)
-    leads = _read_table_file(leads_path, source)
+    leads = _read_table_file(leads_path, _file_source(leads_path, source, notes))
+
+    def joined(name: str) -> tuple[pd.DataFrame, str]:
+        path = _find_file(folder, name)
+        return _read_table_file(path, _file_source(path, source, notes)), str(path)
+
+    leads, found = join_tables(leads, source.joins, joined, str(leads_path))
+    notes += found
     if source.events is None:
         return leads, None, (str(leads_path), "")
     events_path = _find_file(folder, source.events)
     if events_path.suffix in (".parquet", ".pq"):
         chunks = _parquet_chunks(events_path, _event_source_columns(config))
     else:
-        chunks = _csv_chunks(events_path, source)
+        chunks = _csv_chunks(events_path, _file_source(events_path, source, notes))
     return leads, chunks, (str(leads_path), str(events_path))
 
 
@@ -846,7 +889,7 @@ def shown_url(url: str) -> str:
 
 
 def _read_sql_tables(
-    config: Config,
+    config: Config, notes: list[str] | None = None
 ) -> tuple[pd.DataFrame, Iterator[pd.DataFrame] | None, tuple[str, str]]:
     import sqlalchemy as sa
 
@@ -863,6 +906,7 @@ def _read_sql_tables(
         return f"{source.db_schema}.{table}" if source.db_schema else table
 
     wanted = [source.leads] + ([source.events] if source.events else [])
+    wanted += [join.table for join in source.joins]
     for table in wanted:
         if table not in tables:
             raise ContractError(f"table {named(table)!r} not found (tables: {sorted(tables)[:12]})")
@@ -874,6 +918,14 @@ def _read_sql_tables(
 
     with engine.connect() as conn:
         leads = pd.read_sql(select(source.leads), conn)
+        leads, found = join_tables(
+            leads,
+            source.joins,
+            lambda table: (pd.read_sql(select(table), conn), named(table)),
+            named(source.leads),
+        )
+    if notes is not None:
+        notes += found
     if source.events is None:
         return leads, None, (named(source.leads), "")
     events_table = source.events
@@ -1117,14 +1169,17 @@ def read_snapshot(config: Config) -> Snapshot:
     timestamp in the data.
     """
     config = _declared_as_of(config)
-    raw_leads, chunks, (leads_name, events_name) = read_tables(config)
+    notes: list[str] = []
+    raw_leads, chunks, (leads_name, events_name) = read_tables(config, notes)
     if len(raw_leads) == 0:
         only = " (a header only)" if len(raw_leads.columns) else ""
         raise ContractError(f"{leads_name}: the table has no rows{only}")
-    raise_problems(
-        _long_cells(raw_leads, leads_name) + _boolean_sizes(raw_leads, config, leads_name)
-    )
+    long_cells = [] if config.source.on_bad_rows == "drop" else _long_cells(raw_leads, leads_name)
+    raise_problems(long_cells + _boolean_sizes(raw_leads, config, leads_name))
+    custom_fields, typed = typed_custom_fields(raw_leads, config)
+    config = config.model_copy(update={"custom_fields": custom_fields})
     clean, report = prepare_leads(raw_leads, config, leads_name)
+    report.notes = notes + typed + report.notes
     del raw_leads
     check_lead_timeline(clean, config, leads_name)
     if chunks is not None:

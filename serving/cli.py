@@ -171,6 +171,7 @@ def validate(
 
     Exits 2 with every problem listed (file or table, column, bad row count, examples).
     """
+    from features.quarantine import write_quarantine
     from features.snapshot import read_snapshot
 
     with _clear_errors():
@@ -178,6 +179,10 @@ def validate(
         snap = read_snapshot(settings)
     for line in snap.report.lines():
         console.print(line, highlight=False)
+    if settings.source.quarantine is not None:  # validate writes only where told to
+        written = write_quarantine(snap.report.quarantine, settings.source.quarantine)
+        if written is not None:
+            console.print(f"set-aside rows: {written}", highlight=False)
     console.print(
         f"as of {snap.as_of}; {'flat export' if snap.flat else 'timestamped'}: contract OK"
     )
@@ -205,8 +210,10 @@ def features(
     closed by the snapshot's as-of time are censored: left out and counted. Writes the
     Parquet file and a JSON summary beside it, atomically.
     """
+    from features.custom_types import with_custom_fields
     from features.output import write_json, write_parquet
     from features.pipeline import build_training_set, feature_spec
+    from features.quarantine import write_quarantine
     from features.snapshot import read_snapshot
 
     started = time.perf_counter()
@@ -220,12 +227,17 @@ def features(
         if overrides:
             settings = Config.model_validate({**settings.model_dump(by_alias=True), **overrides})
         snap = read_snapshot(settings)
+        settings = with_custom_fields(settings, snap.custom_fields)  # inferred types
         for line in snap.report.lines():
             console.print(line, highlight=False)
         with _progress("building features") as update:
             training_set, counts = build_training_set(snap, settings, update)
         spec = feature_spec(settings, snap.flat)
         write_parquet(training_set, out)
+        quarantined = write_quarantine(
+            snap.report.quarantine,
+            settings.source.quarantine or out.with_name(f"{out.stem}.quarantine.csv"),
+        )
         summary_path = out.with_suffix(".json")
         write_json(
             {
@@ -238,9 +250,13 @@ def features(
                     {"name": n, "kind": k} for n, k in zip(spec.names, spec.kinds, strict=True)
                 ],
                 "read": snap.report.lines(),
+                "quarantine": {**snap.report.quarantine.counts(), "file": quarantined},
+                "custom_fields": [f.model_dump() for f in settings.custom_fields],
             },
             summary_path,
         )
+        if quarantined is not None:
+            console.print(f"set-aside rows: {quarantined}", highlight=False)
     rate = counts.positives / counts.kept if counts.kept else float("nan")
     console.print(
         f"{counts.kept:,} rows ({counts.positives:,} positive, {rate:.1%}), "
@@ -296,7 +312,9 @@ def train(
 
     import training.retrain as retrain_loop
     import training.rules as rules_module
+    from features.custom_types import types_of_training_set, with_custom_fields
     from features.pipeline import build_training_set
+    from features.quarantine import summary_counts, write_quarantine
     from features.snapshot import read_snapshot
     from features.truth import truth_of_rows
     from training import tracking
@@ -311,12 +329,18 @@ def train(
         points: np.ndarray | None = None
         truth: np.ndarray | None = None
         snap = None
+        read_counts: dict[str, int] = {}
         if training_set_path is not None:
             training_set = pd.read_parquet(training_set_path)
             console.print(f"read {len(training_set):,} rows from {training_set_path}")
+            summary = training_set_path.with_suffix(".json")
+            settings = types_of_training_set(settings, training_set, summary)
+            read_counts = summary_counts(summary)
         # the snapshot, when there is one, also gives the rules' points and the truth
         if training_set_path is None or snapshot is not None:
             snap = read_snapshot(settings)
+            settings = with_custom_fields(settings, snap.custom_fields)  # inferred types
+            read_counts = snap.report.quarantine.counts()
             for line in snap.report.lines():
                 console.print(line, highlight=False)
             if training_set_path is None:
@@ -354,9 +378,16 @@ def train(
         config=settings,
         thresholds=dict(rule_set.thresholds) if points is not None else None,
         source=None if snap is None or source is None else data_words(source, snap.as_of),
+        extra_metrics={"read": read_counts},
     )
     report = pages.write(report_dir)
     console.print(f"report: {report}")
+    if snap is not None:
+        quarantined = write_quarantine(
+            snap.report.quarantine, settings.source.quarantine or report_dir / "quarantine.csv"
+        )
+        if quarantined is not None:
+            console.print(f"set-aside rows: {quarantined}", highlight=False)
     if not register:
         return
     if not result.registrable:
@@ -382,6 +413,7 @@ def train(
                 snapshot=snap,
                 snapshot_location=source,
                 training_set_location=training_set_path,
+                read_counts=read_counts,
             )
             version = tracking.register(settings.mlflow, model_uri)
             console.print(

@@ -557,7 +557,8 @@ def spark_tables(
             raise ContractError(f"snapshot folder not found: {folder}")
         leads_path = _find_file(folder, source.leads)
         events_path = _find_file(folder, source.events)
-        if _is_parquet(leads_path) and _is_parquet(events_path):
+        # declared joins are applied by the reader on the driver (below)
+        if _is_parquet(leads_path) and _is_parquet(events_path) and not source.joins:
             events = _parquet_source(events_path, _event_source_columns(config))
             return _read_parquet(spark, leads_path), events, (str(leads_path), str(events_path))
     raw_leads, chunks, names = read_tables(config)

@@ -233,7 +233,9 @@ def retrain(
     they are (bad input); any other failure becomes a `RetrainError` naming the step.
     """
     import training.rules as rules_module
+    from features.custom_types import with_custom_fields
     from features.pipeline import build_training_set
+    from features.quarantine import write_quarantine
     from features.snapshot import read_snapshot
     from training import tracking
     from training.lineage import data_words, run_name, shown_location
@@ -250,6 +252,7 @@ def retrain(
     say(f"retraining from {source}; champion now: version {outcome.champion_before or '(none)'}")
 
     snap = read_snapshot(settings)
+    settings = with_custom_fields(settings, snap.custom_fields)  # inferred types travel
     for line in snap.report.lines():
         say(line)
     if snap.flat:
@@ -279,6 +282,13 @@ def retrain(
             config=settings,
             thresholds=dict(rule_set.thresholds),
             source=data_words(source, snap.as_of),
+            extra_metrics={"read": snap.report.quarantine.counts()},
+        ),
+    )
+    _step(
+        "writing the quarantine",
+        lambda: write_quarantine(
+            snap.report.quarantine, settings.source.quarantine or report_dir / "quarantine.csv"
         ),
     )
     report = _step("writing the report", lambda: pages.write(report_dir))
@@ -295,6 +305,7 @@ def retrain(
             started_at=started_at,
             snapshot=snap,
             snapshot_location=source,
+            read_counts=snap.report.quarantine.counts(),
         ),
     )
     outcome.run_id = run_id

@@ -209,13 +209,15 @@ def log_training(
     snapshot: Snapshot | None = None,
     snapshot_location: str | Path | None = None,
     training_set_location: str | Path | None = None,
+    read_counts: Mapping[str, int] | None = None,
 ) -> tuple[str, str]:
     """Log one run: params, config, data fingerprint, git commit, metrics, report, the model,
     and the snapshot and training set as dataset inputs (`training.lineage`).
 
     `started_at`: when the job began (reading the snapshot), so that the run spans the whole
-    training, not only the logging; default: when `train_model` began. Returns (run_id,
-    model_uri).
+    training, not only the logging; default: when `train_model` began. `read_counts`: what
+    reading the export set aside (e.g. `quarantined_leads`), logged as metrics `read_<name>`.
+    Returns (run_id, model_uri).
     """
     mlflow = _mlflow()
     from mlflow.models import infer_signature
@@ -250,6 +252,8 @@ def log_training(
             }
         )
         mlflow.log_metrics(_flat_metrics(result.metrics))
+        if read_counts:
+            mlflow.log_metrics({f"read_{k}": float(v) for k, v in read_counts.items()})
         if report_dir is not None:
             mlflow.log_artifacts(str(report_dir), "report")
         artifacts = {k: str(v) for k, v in result.scorer.save(Path(tmp) / "model").items()}

@@ -132,6 +132,8 @@ def test_non_utf8_bytes_are_named(tmp_path: Path) -> None:
     )
     (tmp_path / "events.csv").write_text("lead_id,occurred_at,event_type\n")
     with pytest.raises(ContractError, match="not valid utf-8"):
-        _training_set({"path": str(tmp_path)})
+        _training_set({"path": str(tmp_path), "encoding": "utf-8"})
     got = _training_set({"path": str(tmp_path), "encoding": "latin-1"})
     assert list(got["lead_id"]) == []  # no MQLs, but read cleanly
+    # detected by default (source.encoding: auto)
+    assert list(_training_set({"path": str(tmp_path)})["lead_id"]) == []
