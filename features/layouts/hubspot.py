@@ -40,7 +40,7 @@ EMAIL_EVENT_TYPES: Final = {
 #: Engagement types per contract event type (sales activity logged on the contact).
 ENGAGEMENT_TYPES: Final = {"email_reply": "INCOMING_EMAIL", "Sales Call": "CALL"}
 #: Web-analytics event names per contract event type (pricing pages are `e_visited_page` too;
-#: the page URL tells them apart). Custom behavioural events are named pe<portal>_<name>.
+#: the page title tells them apart). Custom behavioural events are named pe<portal>_<name>.
 WEB_EVENT_TYPES: Final = {
     "page_view": "e_visited_page",
     "pricing_page_view": "e_visited_page",
@@ -50,6 +50,8 @@ WEB_EVENT_TYPES: Final = {
     "chat_started": f"pe{PORTAL_ID}_chat_started",
     "video_watched": f"pe{PORTAL_ID}_video_watched",
 }
+#: Page titles of visited pages (the URL is missing on some events; the title is not).
+PAGE_TITLES: Final = {"page_view": "Example SaaS", "pricing_page_view": "Pricing | Example SaaS"}
 #: Lifecycle stage values (contact.property_lifecyclestage and its history).
 LEAD, MQL, SQL = "lead", "marketingqualifiedlead", "salesqualifiedlead"
 #: hs_lead_status values: new, being worked (from the MQL), open deal (SQL), unqualified.
@@ -401,6 +403,7 @@ def web_analytics_frame(ev: pd.DataFrame) -> pd.DataFrame:
             "event_type": text(web["event_type"].map(WEB_EVENT_TYPES).to_numpy()),
             "occurred_at": utc(web["occurred_at"].to_numpy()),
             "properties_hs_url": text(web["url"].to_numpy()),
+            "properties_hs_page_title": text(web["event_type"].map(PAGE_TITLES).to_numpy()),
             "properties_hs_utm_campaign": text(web["campaign"].to_numpy()),
         }
     )

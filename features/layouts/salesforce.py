@@ -49,7 +49,7 @@ TASK_SUBJECTS: Final = {
     "email_unsubscribe": "Email Unsubscribed",
     "email_bounce": "Email Bounced",
     "page_view": "Visited Web Page",
-    "pricing_page_view": "Visited Web Page",
+    "pricing_page_view": "Visited Pricing Page",
     "ad_click": "Clicked Ad",
     "social_engagement": "Social Engagement",
     "webinar_attendance": "Attended Webinar",
