@@ -144,8 +144,11 @@ def generate(
         Literal["parquet", "csv"], typer.Option("--format", help="File format of the tables.")
     ] = "parquet",
     layout: Annotated[
-        Literal["contract", "hubspot", "salesforce"],
-        typer.Option(help="Tables to write: the data contract, or a CRM's connector tables."),
+        Literal["contract", "hubspot", "salesforce", "hubspot-export", "salesforce-export"],
+        typer.Option(
+            help="Tables to write: the data contract, a CRM's connector tables, or its own CSV"
+            " export (always CSV)."
+        ),
     ] = "contract",
 ) -> None:
     """Generate a synthetic CRM snapshot with known truth.

@@ -13,16 +13,21 @@ from pathlib import Path
 from typing import Final, Literal
 
 from features.layouts.common import Format, Layout, TableFiles, to_table
+from features.layouts.exports import HubSpotExportLayout, SalesforceExportLayout
 from features.layouts.hubspot import HubSpotLayout
 from features.layouts.salesforce import SalesforceLayout
 from features.synthetic import SyntheticSnapshot, write_snapshot
 
-LayoutName = Literal["contract", "hubspot", "salesforce"]
+LayoutName = Literal["contract", "hubspot", "salesforce", "hubspot-export", "salesforce-export"]
 #: The CRM layouts and how to build each one's tables.
 CRM_LAYOUTS: Final[dict[str, Callable[[], Layout]]] = {
     "hubspot": HubSpotLayout,
     "salesforce": SalesforceLayout,
+    "hubspot-export": HubSpotExportLayout,
+    "salesforce-export": SalesforceExportLayout,
 }
+#: The CRMs' own CSV exports: always CSV, whatever the format asked.
+CSV_ONLY: Final = frozenset({"hubspot-export", "salesforce-export"})
 LAYOUTS: Final = ("contract", *CRM_LAYOUTS)
 
 
@@ -38,8 +43,9 @@ def write_layout(
     Args:
         chunks: Chunks from `features.synthetic.generate` (or one whole snapshot).
         out_dir: Folder to write into; created if missing.
-        layout: `contract` (leads and events), `hubspot` or `salesforce` (connector tables).
-        fmt: File format of the tables; truth is always Parquet.
+        layout: `contract` (leads and events), `hubspot` or `salesforce` (connector tables),
+            `hubspot-export` or `salesforce-export` (the CRM's own CSV export).
+        fmt: File format of the tables (the exports are always CSV); truth is always Parquet.
 
     Returns:
         Row counts per table written.
@@ -52,7 +58,7 @@ def write_layout(
     if layout not in CRM_LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
     builder = CRM_LAYOUTS[layout]()
-    files = TableFiles(Path(out_dir), fmt)
+    files = TableFiles(Path(out_dir), "csv" if layout in CSV_ONLY else fmt)
     params: dict[str, object] = {}
     as_of = None
     try:

@@ -58,11 +58,25 @@ def lead_numbers(lead_ids: pd.Series) -> pd.Series:
     return lead_ids.str[1:].astype("int64")
 
 
-def padded_ids(prefix: str, numbers: pd.Series | np.ndarray, width: int = 15) -> pd.Series:
-    """Salesforce-style ids: a key prefix and the number, zero-padded to `width` characters."""
-    digits = width - len(prefix)
+_CHECKSUM_CHARS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+
+def id_checksum(id15: str) -> str:
+    """The 3-character suffix that makes a 15-character Salesforce id case-safe (18 chars)."""
+    out = ""
+    for start in (0, 5, 10):
+        bits = sum(1 << i for i, ch in enumerate(id15[start : start + 5]) if ch.isupper())
+        out += _CHECKSUM_CHARS[bits]
+    return out
+
+
+def padded_ids(prefix: str, numbers: pd.Series | np.ndarray) -> pd.Series:
+    """Salesforce ids as the API and Fivetran write them (18 characters): the key prefix, the
+    number zero-padded to 15 characters, and the case checksum (`00Q000000000123EAA`)."""
     values = pd.Series(np.asarray(numbers, dtype=np.int64))
-    return (prefix + values.astype(str).str.zfill(digits)).astype("string")
+    id15 = prefix + values.astype(str).str.zfill(15 - len(prefix))
+    suffix = id_checksum(prefix.ljust(15, "0"))  # the digits add no bits: one suffix per prefix
+    return (id15 + suffix).astype("string")
 
 
 def stable_number(text: str, digits: int = 9) -> int:

@@ -22,6 +22,7 @@ from features.layouts.common import (
     FORM_NAMES,
     account_profile,
     crm_score,
+    id_checksum,
     lead_numbers,
     padded_ids,
     stable_number,
@@ -31,7 +32,7 @@ from features.layouts.common import (
 )
 from features.synthetic import SyntheticSnapshot
 
-OWNER_ID: Final = "005000000000001"
+OWNER_ID: Final = "005000000000001AAA"
 #: Lead Status values: (api_name, is_converted); open at creation, MQL, converted, disqualified.
 OPEN, MQL, CONVERTED, UNQUALIFIED = (
     "Open - Not Contacted",
@@ -97,7 +98,7 @@ def account_id(account_ids: pd.Series) -> pd.Series:
 
 def campaign_id(name: str) -> str:
     """Campaign Id (701...), fixed by the campaign's name."""
-    return f"701{stable_number(name, 12):012d}"
+    return f"701{stable_number(name, 12):012d}" + id_checksum("701")
 
 
 def campaign_type(name: str) -> str:

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from features.layouts import write_layout
 from features.layouts.common import FORM_NAMES
+from features.layouts.exports import EMPTY_LOOKUP, HUBSPOT_EXPORT
 from features.layouts.hubspot import EMAIL_EVENT_TYPES, ENGAGEMENT_TYPES, WEB_EVENT_TYPES
 from features.layouts.salesforce import TASK_SUBJECTS
 from features.synthetic import SyntheticSnapshot, generate, generate_snapshot
@@ -57,14 +58,16 @@ def documented(section: str) -> dict[str, list[str]]:
     body = text.split(f"\n## {section}", 1)[1].split("\n## ", 1)[0]
     tables: dict[str, list[str]] = {}
     for block in re.split(r"\n### ", body)[1:]:
-        name = re.match(r"`(\w+)`", block)
+        name = re.match(r"`([\w-]+)`", block)
         assert name is not None, block[:40]
-        tables[name.group(1)] = re.findall(r"^\| `(\w+)` \|", block, flags=re.MULTILINE)
+        tables[name.group(1)] = re.findall(r"^\| `([^`]+)` \|", block, flags=re.MULTILINE)
     return tables
 
 
 def _number(ids: pd.Series) -> pd.Series:
-    return ids.astype(str).str.extract(r"(\d+)$", expand=False).astype("int64")
+    """The contract number in an 18-character Salesforce id (3-char prefix, 12 digits, checksum)."""
+    assert ids.astype(str).str.fullmatch(r"[0-9A-Za-z]{18}").all()
+    return ids.astype(str).str[3:15].astype("int64")
 
 
 def _lead_ids(numbers: pd.Series, snap: SyntheticSnapshot) -> pd.Series:
@@ -378,3 +381,63 @@ def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="disk full"):
         write_layout(chunks(), tmp_path, layout="hubspot")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- The CRMs' own CSV exports ----------------------------------------------------------------
+
+
+def _csv_files(out: Path, layout: str, n: int = 1_500) -> dict[str, pd.DataFrame]:
+    write_layout(generate(n, SEED, chunk_leads=CHUNK), out, layout=layout)  # type: ignore[arg-type]
+    return {p.stem: pd.read_csv(p, dtype=str) for p in sorted(out.glob("*.csv"))}
+
+
+def test_hubspot_export_is_labelled_and_keeps_lifecycle_dates(tmp_path: Path) -> None:
+    files = _csv_files(tmp_path, "hubspot-export")
+    snap = generate_snapshot(1_500, SEED, chunk_leads=CHUNK)
+    docs = documented("HubSpot contacts export")
+    assert set(files) == set(docs) == {HUBSPOT_EXPORT}
+    export = files[HUBSPOT_EXPORT]
+    assert list(export.columns) == docs[HUBSPOT_EXPORT]
+    export["lead_id"] = _lead_ids(export["Record ID"].astype("int64"), snap)
+    both = snap.leads.merge(export, on="lead_id", validate="one_to_one")
+    assert len(both) == len(snap.leads)
+    for label, contract in (
+        ("Became a Lead Date", "created_at"),
+        ("Became a Marketing Qualified Lead Date", "mql_at"),
+        ("Became a Sales Qualified Lead Date", "sql_at"),
+    ):
+        got = pd.to_datetime(both[label], format="%Y-%m-%d %H:%M:%S").dt.tz_localize("UTC")
+        pd.testing.assert_series_equal(got, both[contract], check_names=False, check_dtype=False)
+    assert set(both["Lifecycle Stage"]) == {
+        "Lead",
+        "Marketing Qualified Lead",
+        "Sales Qualified Lead",
+    }
+    assert both["Number of Pageviews"].astype(int).gt(0).any()
+    assert both["HubSpot Score"].notna().all()
+
+
+def test_salesforce_data_export_forms(tmp_path: Path) -> None:
+    files = _csv_files(tmp_path, "salesforce-export")
+    snap = generate_snapshot(1_500, SEED, chunk_leads=CHUNK)
+    docs = documented("Salesforce Data Export")
+    assert set(files) == set(docs)
+    for name, columns in docs.items():
+        assert list(files[name].columns) == columns, name
+    lead = files["Lead"]
+    assert set(lead["IsConverted"]) | set(lead["HasOptedOutOfEmail"]) <= {"0", "1"}
+    lead["lead_id"] = _lead_ids(_number(lead["Id"]), snap)
+    both = snap.leads.merge(lead, on="lead_id", validate="one_to_one")
+    converted = both["sql_at"].notna()
+    expected = both["sql_at"].dt.strftime("%Y-%m-%d 00:00:00")
+    assert (both.loc[converted, "ConvertedDate"] == expected[converted]).all()
+    assert both.loc[~converted, "ConvertedDate"].isna().all()
+    assert (both.loc[~converted, "ConvertedContactId"] == EMPTY_LOOKUP).all()
+    mql = both["mql_at"].notna()
+    assert (
+        both.loc[mql, "MQL_Date__c"] == both.loc[mql, "mql_at"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    ).all()
+    assert both.loc[~mql, "MQL_Date__c"].isna().all()
+    people = set(lead["Id"]) | set(files["Contact"]["Id"])
+    assert set(files["Task"]["WhoId"]) <= people
+    assert len(files["Task"]) == len(snap.events)
