@@ -332,9 +332,8 @@ def email_event_tables(ev: pd.DataFrame) -> dict[str, pa.Table]:
     """email_event and its per-type tables; rows only for contacts with an address to send to."""
     mail = ev[ev["event_type"].isin(EMAIL_EVENT_TYPES) & ev["recipient"].notna()]
     ids = mail["event_number"].astype(str).to_numpy()
-    campaign_id = pd.array(
-        [None if pd.isna(c) else stable_number(c) for c in mail["campaign"]], dtype="Int64"
-    )
+    numbers = {c: stable_number(c) for c in mail["campaign"].dropna().unique()}
+    campaign_id = mail["campaign"].map(numbers).astype("Int64").to_numpy()
     base = pd.DataFrame(
         {
             "id": text(ids),
@@ -374,6 +373,12 @@ def email_event_tables(ev: pd.DataFrame) -> dict[str, pa.Table]:
     }
 
 
+def conversion_ids(numbers: pd.Series) -> pd.Series:
+    """A uuid-shaped conversion id per submission, from its event number (unique, fixed)."""
+    digits = pd.Series(numbers.to_numpy()).map("{:012x}".format)
+    return text(("6f1c0c2e-9d7e-4c5b-8a55-" + digits).to_numpy())
+
+
 def form_submission_frame(ev: pd.DataFrame) -> pd.DataFrame:
     """contact_form_submission: the form (by guid) and the page it was submitted on."""
     forms = ev[ev["event_type"].isin(FORM_NAMES)]
@@ -382,9 +387,7 @@ def form_submission_frame(ev: pd.DataFrame) -> pd.DataFrame:
             "contact_id": forms["contact_id"].to_numpy(),
             "form_id": text(forms["event_type"].map(form_guid).to_numpy()),
             "timestamp": utc(forms["occurred_at"].to_numpy()),
-            "conversion_id": text(
-                [str(uuid.uuid5(_FORM_NAMESPACE, str(n))) for n in forms["event_number"]]
-            ),
+            "conversion_id": conversion_ids(forms["event_number"]),
             "page_url": text(forms["url"].to_numpy()),
             "title": text(forms["event_type"].map(FORM_NAMES).to_numpy()),
             "portal_id": pd.Series(np.full(len(forms), PORTAL_ID, dtype=np.int64)),

@@ -212,7 +212,11 @@ class SalesforceLayout:
             {
                 "id": padded_ids("00v", ids).to_numpy(),
                 "is_deleted": False,
-                "campaign_id": text([campaign_id(c) for c in members["campaign"]]),
+                "campaign_id": text(
+                    members["campaign"]
+                    .map({c: campaign_id(c) for c in members["campaign"].unique()})
+                    .to_numpy()
+                ),
                 "lead_id": lead_id(members["lead_id"]).to_numpy(),
                 "contact_id": text(contact.to_numpy()),
                 "type": text(np.where(converted, "Contact", "Lead")),
