@@ -91,8 +91,12 @@ def text(values: Any) -> pd.Series:
 
 
 def utc(values: Any) -> pd.Series:
-    """A UTC timestamp column in microseconds."""
-    return pd.Series(pd.to_datetime(values, utc=True)).astype("datetime64[us, UTC]")
+    """A UTC timestamp column in microseconds, indexed 0..n-1 (so frames align by position).
+
+    Pass a Series rather than its `.to_numpy()`: a zoned column becomes slow Python objects.
+    """
+    series = values.reset_index(drop=True) if isinstance(values, pd.Series) else values
+    return pd.Series(pd.to_datetime(series, utc=True)).astype("datetime64[us, UTC]")
 
 
 def to_table(frame: pd.DataFrame, dates: Iterable[str] = ()) -> pa.Table:

@@ -165,7 +165,7 @@ def company_frame(leads: pd.DataFrame) -> pd.DataFrame:
         {
             "id": pd.Series(first.index, dtype="int64"),
             "_fivetran_deleted": False,
-            "property_createdate": utc(first["created"].to_numpy()),
+            "property_createdate": utc(first["created"]),
             "property_name": text(first["name"].to_numpy()),
             "property_domain": text(first["domain"].to_numpy()),
             "property_industry": text(first["industry"].to_numpy()),
@@ -240,7 +240,7 @@ def property_history_frame(leads: pd.DataFrame) -> pd.DataFrame:
             "contact_id": lead_numbers(rows["lead_id"]).to_numpy(),
             "name": text(rows["name"].to_numpy()),
             "value": text(rows["value"].to_numpy()),
-            "timestamp": utc(rows["timestamp"].to_numpy()),
+            "timestamp": utc(rows["timestamp"]),
             "source": text(rows["source"].to_numpy()),
             "source_id": text([None] * len(rows)),
         }
@@ -254,7 +254,7 @@ def _per_lead(events: pd.DataFrame, index: pd.Index, types: set[str] | None = No
 
 def _last(events: pd.DataFrame, index: pd.Index, types: set[str] | None = None) -> pd.Series:
     kept = events if types is None else events[events["event_type"].isin(types)]
-    return utc(kept.groupby("lead_id")["occurred_at"].max().reindex(index).to_numpy())
+    return utc(kept.groupby("lead_id")["occurred_at"].max().reindex(index))
 
 
 def contact_frame(leads: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -278,9 +278,7 @@ def contact_frame(leads: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp
     )
     first_form = seen[seen["event_type"].isin(forms)].groupby("lead_id")["occurred_at"].min()
     last_any = pd.concat([_last(seen, ids), leads[["mql_at", "sql_at", "disqualified_at"]]], axis=1)
-    last_modified = utc(
-        pd.concat([last_any.max(axis=1), leads["created_at"]], axis=1).max(axis=1).to_numpy()
-    )
+    last_modified = utc(pd.concat([last_any.max(axis=1), leads["created_at"]], axis=1).max(axis=1))
 
     def count(types: set[str]) -> pd.Series:
         return pd.Series(_per_lead(seen, ids, types).to_numpy(), dtype="Int64")
@@ -290,7 +288,7 @@ def contact_frame(leads: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp
             "id": lead_numbers(leads["lead_id"]).to_numpy(),
             "_fivetran_deleted": False,
             "_fivetran_synced": utc([as_of] * len(leads)),
-            "property_createdate": utc(leads["created_at"].to_numpy()),
+            "property_createdate": utc(leads["created_at"]),
             "property_email": text(leads["email"].to_numpy()),
             "property_jobtitle": text(leads["job_title"].to_numpy()),
             "property_country": text(leads["country"].to_numpy()),
@@ -302,11 +300,9 @@ def contact_frame(leads: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp
             ),
             "property_lead_source": text(leads["lead_source"].to_numpy()),
             "property_hs_analytics_source": analytics_source(leads["lead_source"]).to_numpy(),
-            "property_hs_lifecyclestage_lead_date": utc(leads["created_at"].to_numpy()),
-            "property_hs_lifecyclestage_marketingqualifiedlead_date": utc(
-                leads["mql_at"].to_numpy()
-            ),
-            "property_hs_lifecyclestage_salesqualifiedlead_date": utc(leads["sql_at"].to_numpy()),
+            "property_hs_lifecyclestage_lead_date": utc(leads["created_at"]),
+            "property_hs_lifecyclestage_marketingqualifiedlead_date": utc(leads["mql_at"]),
+            "property_hs_lifecyclestage_salesqualifiedlead_date": utc(leads["sql_at"]),
             "property_lifecyclestage": _current(changes, "lifecyclestage", ids).to_numpy(),
             "property_hs_lead_status": _current(changes, "hs_lead_status", ids).to_numpy(),
             "property_hubspotscore": pd.array(score.to_numpy().astype(np.int64), dtype="Int64"),
@@ -319,11 +315,11 @@ def contact_frame(leads: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp
             "property_hs_email_optout": (_per_lead(seen, ids, {"email_unsubscribe"}) > 0)
             .to_numpy()
             .astype(bool),
-            "property_hs_analytics_last_timestamp": _last(seen, ids, web).to_numpy(),
-            "property_notes_last_updated": _last(seen, ids, sales).to_numpy(),
-            "property_first_conversion_date": utc(first_form.reindex(ids).to_numpy()),
-            "property_recent_conversion_date": _last(seen, ids, forms).to_numpy(),
-            "property_lastmodifieddate": last_modified.to_numpy(),
+            "property_hs_analytics_last_timestamp": _last(seen, ids, web),
+            "property_notes_last_updated": _last(seen, ids, sales),
+            "property_first_conversion_date": utc(first_form.reindex(ids)),
+            "property_recent_conversion_date": _last(seen, ids, forms),
+            "property_lastmodifieddate": last_modified,
         }
     )
 
@@ -338,7 +334,7 @@ def email_event_tables(ev: pd.DataFrame) -> dict[str, pa.Table]:
         {
             "id": text(ids),
             "type": text(mail["event_type"].map(EMAIL_EVENT_TYPES).to_numpy()),
-            "created": utc(mail["occurred_at"].to_numpy()),
+            "created": utc(mail["occurred_at"]),
             "recipient": text(mail["recipient"].to_numpy()),
             "email_campaign_id": campaign_id,
             "portal_id": pd.Series(np.full(len(mail), PORTAL_ID, dtype=np.int64)),
@@ -386,7 +382,7 @@ def form_submission_frame(ev: pd.DataFrame) -> pd.DataFrame:
         {
             "contact_id": forms["contact_id"].to_numpy(),
             "form_id": text(forms["event_type"].map(form_guid).to_numpy()),
-            "timestamp": utc(forms["occurred_at"].to_numpy()),
+            "timestamp": utc(forms["occurred_at"]),
             "conversion_id": conversion_ids(forms["event_number"]),
             "page_url": text(forms["url"].to_numpy()),
             "title": text(forms["event_type"].map(FORM_NAMES).to_numpy()),
@@ -404,7 +400,7 @@ def web_analytics_frame(ev: pd.DataFrame) -> pd.DataFrame:
             "object_type": text(["CONTACT"] * len(web)),
             "object_id": web["contact_id"].to_numpy(),
             "event_type": text(web["event_type"].map(WEB_EVENT_TYPES).to_numpy()),
-            "occurred_at": utc(web["occurred_at"].to_numpy()),
+            "occurred_at": utc(web["occurred_at"]),
             "properties_hs_url": text(web["url"].to_numpy()),
             "properties_hs_page_title": text(web["event_type"].map(PAGE_TITLES).to_numpy()),
             "properties_hs_utm_campaign": text(web["campaign"].to_numpy()),
@@ -416,7 +412,7 @@ def engagement_tables(ev: pd.DataFrame) -> dict[str, pa.Table]:
     """engagement, engagement_contact, engagement_email (replies) and engagement_call."""
     act = ev[ev["event_type"].isin(ENGAGEMENT_TYPES)]
     ids = act["event_number"].to_numpy()
-    at = utc(act["occurred_at"].to_numpy())
+    at = utc(act["occurred_at"])
     engagement = pd.DataFrame(
         {
             "id": ids,

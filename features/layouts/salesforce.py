@@ -142,10 +142,10 @@ class SalesforceLayout:
         events = chunk.events.reset_index(drop=True)
         numbers = np.arange(self.next_event, self.next_event + len(events), dtype=np.int64)
         self.next_event += len(events)
-        converted_at = leads.set_index("lead_id")["sql_at"]
+        converted_at = events[["lead_id"]].merge(leads[["lead_id", "sql_at"]], how="left")
         ev = events.assign(
             event_number=numbers,
-            converted=(events["occurred_at"] >= events["lead_id"].map(converted_at)).to_numpy(),
+            converted=(events["occurred_at"] >= converted_at["sql_at"]).to_numpy(),
         )
         history = self.history_frame(leads)
         members = self.member_frame(ev, leads)
@@ -183,7 +183,7 @@ class SalesforceLayout:
                 "id": padded_ids("017", ids).to_numpy(),
                 "is_deleted": False,
                 "lead_id": lead_id(rows["lead_id"]).to_numpy(),
-                "created_date": utc(rows["at"].to_numpy()),
+                "created_date": utc(rows["at"]),
                 "field": text(rows["field"].to_numpy()),
                 "data_type": text(rows["field"].map({"Status": "DynamicEnum"}).to_numpy()),
                 "old_value": text(rows["old_value"].to_numpy()),
@@ -222,8 +222,8 @@ class SalesforceLayout:
                 "type": text(np.where(converted, "Contact", "Lead")),
                 "status": text(np.where(has_responded, "Responded", "Sent")),
                 "has_responded": has_responded.to_numpy(),
-                "created_date": utc(members["created"].to_numpy()),
-                "first_responded_date": utc(members["responded"].to_numpy()),
+                "created_date": utc(members["created"]),
+                "first_responded_date": utc(members["responded"]),
             }
         )
 
@@ -284,7 +284,7 @@ def lead_frame(leads: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp) -
             "id": lead_id(leads["lead_id"]).to_numpy(),
             "is_deleted": False,
             "_fivetran_synced": utc([as_of] * len(leads)),
-            "created_date": utc(leads["created_at"].to_numpy()),
+            "created_date": utc(leads["created_at"]),
             "email": text(leads["email"].to_numpy()),
             "title": text(leads["job_title"].to_numpy()),
             "company": text(company.to_numpy()),
@@ -295,7 +295,7 @@ def lead_frame(leads: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp) -
             "matched_account_c": text(account_id(leads["account_id"]).to_numpy()),
             "status": text(status.to_numpy()),
             "is_converted": converted,
-            "converted_date": utc(leads["sql_at"].dt.floor("D").to_numpy()),
+            "converted_date": utc(leads["sql_at"].dt.floor("D")),
             "converted_account_id": if_converted(account_id(leads["account_id"])),
             "converted_contact_id": if_converted(contact_id(leads["lead_id"])),
             "converted_opportunity_id": if_converted(
@@ -303,7 +303,7 @@ def lead_frame(leads: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp) -
             ),
             "rating": text(rating),
             "pi_score_c": pd.array(score.to_numpy(), dtype="Int64"),
-            "last_activity_date": utc(last_activity.dt.floor("D").to_numpy()),
+            "last_activity_date": utc(last_activity.dt.floor("D")),
             "last_modified_date": utc(
                 pd.concat(
                     [
@@ -313,11 +313,9 @@ def lead_frame(leads: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp) -
                         ],
                     ],
                     axis=1,
-                )
-                .max(axis=1)
-                .to_numpy()
+                ).max(axis=1)
             ),
-            "email_bounced_date": utc(bounces.reindex(ids).to_numpy()),
+            "email_bounced_date": utc(bounces.reindex(ids)),
             "email_bounced_reason": text(
                 pd.Series(ids.isin(bounces.index)).map({True: "550 5.1.1 user unknown"}).to_numpy()
             ),
@@ -334,7 +332,7 @@ def account_frame(leads: pd.DataFrame) -> pd.DataFrame:
         {
             "id": padded_ids("001", first.index.to_numpy()).to_numpy(),
             "is_deleted": False,
-            "created_date": utc(first["created"].to_numpy()),
+            "created_date": utc(first["created"]),
             "name": text(first["name"].to_numpy()),
             "website": text(first["domain"].to_numpy()),
             "industry": text(first["industry"].to_numpy()),
@@ -352,7 +350,7 @@ def contact_frame(leads: pd.DataFrame) -> pd.DataFrame:
             "id": contact_id(done["lead_id"]).to_numpy(),
             "is_deleted": False,
             "account_id": account_id(done["account_id"]).to_numpy(),
-            "created_date": utc(done["sql_at"].to_numpy()),
+            "created_date": utc(done["sql_at"]),
             "email": text(done["email"].to_numpy()),
             "title": text(done["job_title"].to_numpy()),
             "lead_source": text(done["lead_source"].to_numpy()),
@@ -368,7 +366,7 @@ def opportunity_frame(leads: pd.DataFrame) -> pd.DataFrame:
             "id": padded_ids("006", lead_numbers(done["lead_id"])).to_numpy(),
             "is_deleted": False,
             "account_id": account_id(done["account_id"]).to_numpy(),
-            "created_date": utc(done["sql_at"].to_numpy()),
+            "created_date": utc(done["sql_at"]),
             "stage_name": text(["Qualification"] * len(done)),
             "is_closed": False,
             "is_won": False,
@@ -388,7 +386,7 @@ def task_frame(ev: pd.DataFrame, leads: pd.DataFrame) -> pd.DataFrame:
     account = ev["lead_id"].map(leads.set_index("lead_id")["account_id"])
     is_email = ev["event_type"].isin(_EMAIL_TYPES).to_numpy()
     is_call = (ev["event_type"] == "Sales Call").to_numpy()
-    at = utc(ev["occurred_at"].to_numpy())
+    at = utc(ev["occurred_at"])
     return pd.DataFrame(
         {
             "id": padded_ids("00T", ev["event_number"]).to_numpy(),
@@ -401,7 +399,7 @@ def task_frame(ev: pd.DataFrame, leads: pd.DataFrame) -> pd.DataFrame:
             "task_subtype": text(np.select([is_email, is_call], ["Email", "Call"], "Task")),
             "status": text(["Completed"] * len(ev)),
             "is_closed": True,
-            "activity_date": utc(at.dt.floor("D").to_numpy()),
+            "activity_date": utc(at.dt.floor("D")),
             "completed_date_time": at,
             "created_date": at,
             "description": text(ev["url"].to_numpy()),
