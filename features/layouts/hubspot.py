@@ -381,7 +381,9 @@ def form_submission_frame(ev: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "contact_id": forms["contact_id"].to_numpy(),
-            "form_id": text(forms["event_type"].map(form_guid).to_numpy()),
+            "form_id": text(
+                forms["event_type"].map({t: form_guid(t) for t in FORM_NAMES}).to_numpy()
+            ),
             "timestamp": utc(forms["occurred_at"]),
             "conversion_id": conversion_ids(forms["event_number"]),
             "page_url": text(forms["url"].to_numpy()),
