@@ -21,7 +21,7 @@ from features.layouts.common import FORM_NAMES
 from features.layouts.exports import EMPTY_LOOKUP, HUBSPOT_EXPORT
 from features.layouts.hubspot import EMAIL_EVENT_TYPES, ENGAGEMENT_TYPES, WEB_EVENT_TYPES
 from features.layouts.salesforce import TASK_SUBJECTS
-from features.synthetic import SyntheticSnapshot, generate, generate_snapshot
+from features.synthetic import SyntheticSnapshot, generate, generate_snapshot, write_snapshot
 from serving.cli import app
 
 N = 3_000
@@ -338,6 +338,68 @@ def test_salesforce_writes_the_export_time_aggregates(
     got = lead.set_index("lead_id")["last_activity_date"].dropna()
     assert (got == last.reindex(got.index)).all()
     assert {"number_of_leads", "number_of_responses"} <= set(leaks["campaign"])
+
+
+def salesforce_leads(t: dict[str, pd.DataFrame], snap: SyntheticSnapshot) -> pd.DataFrame:
+    """Contract leads from `lead` and the Status history, as a preset would map them."""
+    lead, history = t["lead"], t["lead_history"]
+    status = history[history["field"] == "Status"]
+
+    def first(value: str) -> pd.Series:
+        times = status[status["new_value"] == value].groupby("lead_id")["created_date"].min()
+        return lead["id"].map(times).astype("datetime64[us, UTC]")
+
+    width = len(snap.leads["account_id"].iloc[0]) - 1
+    return pd.DataFrame(
+        {
+            "lead_id": _lead_ids(_number(lead["id"]), snap),
+            "account_id": "A" + _number(lead["matched_account_c"]).astype(str).str.zfill(width),
+            "created_at": lead["created_date"],
+            "mql_at": first("Marketing Qualified"),
+            "sql_at": first("Closed - Converted"),
+            "disqualified_at": first("Closed - Not Converted"),
+            "job_title": lead["title"],
+            "country": lead["country"],
+            "industry": lead["industry"],
+            "lead_source": lead["lead_source"],
+            "company_size": lead["number_of_employees"],
+            "email": lead["email"],
+        }
+    )
+
+
+def test_salesforce_read_back_gives_the_contracts_training_set(
+    salesforce: dict[str, pd.DataFrame], snap: SyntheticSnapshot, tmp_path: Path
+) -> None:
+    """Mapped back with the joins above, the Salesforce layout gives the very training set of
+    the contract layout (every feature of every row): nothing a feature needs is lost."""
+    write_snapshot([snap], tmp_path / "contract")
+    back = tmp_path / "back"
+    events = salesforce_events(salesforce, snap)
+    write_snapshot(
+        [
+            SyntheticSnapshot(
+                salesforce_leads(salesforce, snap),
+                events.assign(campaign=pd.NA, url=pd.NA).astype(
+                    {"campaign": "string", "url": "string"}
+                ),
+                snap.truth,
+                snap.as_of,
+                snap.params,
+            )
+        ],
+        back,
+    )
+    sets = {}
+    for name in ("contract", "back"):
+        out = tmp_path / f"{name}-rows.parquet"
+        result = CliRunner().invoke(
+            app, ["features", "--snapshot", str(tmp_path / name), "--out", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        sets[name] = pd.read_parquet(out)
+    assert len(sets["contract"]) > 500
+    pd.testing.assert_frame_equal(sets["back"], sets["contract"])
 
 
 # --- Both -------------------------------------------------------------------------------------
