@@ -368,6 +368,10 @@ def salesforce_leads(t: dict[str, pd.DataFrame], snap: SyntheticSnapshot) -> pd.
     )
 
 
+def _no_text(frame: pd.DataFrame) -> pd.Series:
+    return pd.Series(pd.NA, index=frame.index, dtype="string")
+
+
 def test_salesforce_read_back_gives_the_contracts_training_set(
     salesforce: dict[str, pd.DataFrame], snap: SyntheticSnapshot, tmp_path: Path
 ) -> None:
@@ -380,9 +384,7 @@ def test_salesforce_read_back_gives_the_contracts_training_set(
         [
             SyntheticSnapshot(
                 salesforce_leads(salesforce, snap),
-                events.assign(campaign=pd.NA, url=pd.NA).astype(
-                    {"campaign": "string", "url": "string"}
-                ),
+                events.assign(campaign=_no_text(events), url=_no_text(events)),
                 snap.truth,
                 snap.as_of,
                 snap.params,
