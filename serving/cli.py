@@ -143,21 +143,29 @@ def generate(
     file_format: Annotated[
         Literal["parquet", "csv"], typer.Option("--format", help="File format of the tables.")
     ] = "parquet",
+    layout: Annotated[
+        Literal["contract", "hubspot", "salesforce", "hubspot-export", "salesforce-export"],
+        typer.Option(
+            help="Tables to write: the data contract, a CRM's connector tables, or its own CSV"
+            " export (always CSV)."
+        ),
+    ] = "contract",
 ) -> None:
     """Generate a synthetic CRM snapshot with known truth.
 
-    Writes leads and events in the data contract plus truth.parquet: the true conversion
+    Writes leads and events in the data contract (or the same CRM as HubSpot's or Salesforce's
+    warehouse tables, see docs/crm-layouts.md) plus truth.parquet: the true conversion
     probability each MQL's outcome was drawn from, for judging models against the best possible.
     """
+    from features.layouts import write_layout
     from features.synthetic import generate as generate_chunks
-    from features.synthetic import write_snapshot
 
     started = time.perf_counter()
     with _clear_errors(), _progress("generating leads") as update:
         chunks = generate_chunks(
             leads, seed, as_of=as_of, events_per_lead=events_per_lead, progress=update
         )
-        counts = write_snapshot(chunks, out, fmt=file_format)
+        counts = write_layout(chunks, out, layout=layout, fmt=file_format)
     shown = ", ".join(f"{v:,} {k}" for k, v in counts.items())
     console.print(f"wrote {out}: {shown} in {time.perf_counter() - started:.1f} s")
 
