@@ -12,6 +12,7 @@ gate's verdict on the model version.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,7 +68,11 @@ def _source(location: str | Path) -> Any:
 
     shown = shown_location(location)
     if "://" not in shown:
-        return resolve_dataset_source(shown)
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source under two schemes and warns that a plain
+            # path matches both; either is the same source
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
+            return resolve_dataset_source(shown)
 
     class DatabaseSource(DatasetSource):
         """A table set in a database, named by its SQLAlchemy URL (no password)."""
@@ -111,6 +116,23 @@ def log_inputs(
     import mlflow
     from mlflow.data.pandas_dataset import from_pandas
 
+    with warnings.catch_warnings():
+        # from_pandas infers a schema for the dataset's record and hints that integer columns
+        # cannot hold missing values: true, and irrelevant to a record of what was read
+        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer column")
+        _log_inputs(
+            mlflow, from_pandas, training_set, training_set_location, snapshot, snapshot_location
+        )
+
+
+def _log_inputs(
+    mlflow: Any,
+    from_pandas: Any,
+    training_set: pd.DataFrame,
+    training_set_location: str | Path | None,
+    snapshot: Snapshot | None,
+    snapshot_location: str | Path | None,
+) -> None:
     if snapshot is not None and snapshot_location is not None:
         as_of = snapshot.as_of
         name = "snapshot" if as_of is None else f"snapshot as of {pd.Timestamp(as_of):%Y-%m-%d}"
