@@ -83,6 +83,11 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
+def _source_exists(source: Any) -> bool:
+    """A configured source that is there to read: a URL, or a folder that exists."""
+    return source.url is not None or (source.path is not None and Path(source.path).exists())
+
+
 def _config(config: Path | None, snapshot: str | None) -> Config:
     loaded = load_config(config)
     if snapshot is None:
@@ -271,19 +276,21 @@ def train(
     from features.snapshot import read_snapshot
     from features.truth import truth_of_rows
     from training import tracking
+    from training.baseline import rules_baseline
+    from training.guards import Refusal
     from training.reporting import summary_lines, tier_lines, write_training_report
     from training.train import TrainingError, cross_validated_auc, train_model
 
     with _clear_errors():
         settings = _config(config, snapshot)
-        rule_set = rules_module.load_rules(settings.training.rules)
-        points: np.ndarray | None = None
         truth: np.ndarray | None = None
+        snap = None
         if training_set_path is not None:
             training_set = pd.read_parquet(training_set_path)
             console.print(f"read {len(training_set):,} rows from {training_set_path}")
         # the snapshot, when there is one, also gives the rules' points and the truth
-        if training_set_path is None or snapshot is not None:
+        source = settings.source
+        if training_set_path is None or snapshot is not None or _source_exists(source):
             snap = read_snapshot(settings)
             for line in snap.report.lines():
                 console.print(line, highlight=False)
@@ -295,15 +302,14 @@ def train(
                     highlight=False,
                 )
             if not snap.flat:
-                rows = training_set[["lead_id", "cutoff"]]
-                inputs = rules_module.rule_inputs(snap, rows, rule_set)
-                points = rules_module.score_points(inputs, rule_set).total
                 truth = truth_of_rows(settings.source.path, training_set)
         if cv is not None:
             aucs = cross_validated_auc(training_set, settings, cv)
             shown = ", ".join(f"{a:.4f}" for a in aucs)
             console.print(f"{cv}-fold AUC: mean {np.mean(aucs):.4f} (folds: {shown})")
             return
+        baseline = rules_baseline(training_set, settings, snap)
+        rule_set, points = baseline.rules, baseline.points
         try:
             with _progress("boosting rounds") as update:
                 result = train_model(
@@ -311,7 +317,13 @@ def train(
                 )
         except TrainingError as error:
             console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
-            raise typer.Exit(code=2) from None
+            raise typer.Exit(code=error.exit_code) from None
+    result.metrics["rules_baseline"] = baseline.label
+    result.notes.append(
+        f"The rules baseline is {baseline.label}."
+        if points is not None
+        else f"No rules comparison: {baseline.problem}."
+    )
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", markup=True, highlight=False)
     for line in summary_lines(result) + tier_lines(result):
@@ -322,13 +334,23 @@ def train(
     console.print(f"report: {report}")
     if not register:
         return
-    if not result.registrable:
-        console.print(
-            f"[bold red]refused:[/] excluded columns are still features: "
-            f"{result.excluded_present}; not logged or registered",
-            markup=True,
+    refusals = result.refusals()
+    if points is None:
+        refusals.append(
+            Refusal(
+                2,
+                f"no rules comparison for the gate ({baseline.problem}): pass --snapshot with "
+                "the export the training set was built from, or --no-register",
+            )
         )
-        raise typer.Exit(code=2)
+    for refusal in refusals:
+        console.print(
+            f"[bold red]refused:[/] {refusal.message}; not logged or registered",
+            markup=True,
+            highlight=False,
+        )
+    if refusals:
+        raise typer.Exit(code=refusals[0].exit_code)
     try:
         # the retrain lock: a scheduled retrain and this run never gate and promote at once
         with retrain_loop.registry_lock(settings.mlflow):
@@ -338,6 +360,7 @@ def train(
                 training_set,
                 report_dir=report_dir,
                 rules_yaml=rules_module.rules_to_yaml(rule_set),
+                tags={"rules_baseline": baseline.label},
             )
             version = tracking.register(settings.mlflow, model_uri)
             console.print(
@@ -431,7 +454,7 @@ def retrain(
         raise typer.Exit(code=loop.EXIT_BUSY) from None
     except TrainingError as error:
         console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
-        raise typer.Exit(code=loop.EXIT_BAD_INPUT) from None
+        raise typer.Exit(code=error.exit_code) from None
     except Exception as error:  # a failure midway: say where, and that the champion stands
         console.print(
             f"[bold red]retrain failed:[/] {type(error).__name__}: {error}; the champion is "
@@ -754,50 +777,73 @@ def rules_suggest(
     rules_path: Annotated[
         Path | None,
         typer.Option(
-            "--rules", help="Rules YAML to re-estimate; default: the config's or shipped."
+            "--rules",
+            help="Rules YAML to re-weight; without it, points are fitted over every field, "
+            "custom field and event type the export has.",
         ),
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Where to write the suggested rules YAML.")
     ] = Path("data/rules.suggested.yaml"),
 ) -> None:
-    """Fit points to data: what the rules' weights should be, as integer points.
+    """Fit points to data and write them as a rules YAML that training.rules accepts.
 
-    A regularised logistic regression on exactly what the rules score, rescaled to points on
-    the current scale. It is fitted on the older 70% of MQLs (by cutoff) and both point sets
-    are compared on the newest 30%, so the figures are honest out-of-time AUCs.
+    Without --rules: a points table for every fit field and custom field (numeric ones in
+    quantile bands) and points per event for every event type the export has, from a
+    regularised logistic regression (training/baseline.py); flat exports included. With
+    --rules: the same rules re-weighted. Fitted on the older 70% of rows (by cutoff; a random
+    stratified 70% for a flat export) and compared on the other 30%, out of sample.
     """
     import training.rules as rules_module
     from features.pipeline import build_training_set
     from features.snapshot import read_snapshot
+    from training.baseline import (
+        HALF_LIFE_DAYS,
+        baseline_inputs,
+        fit_rules,
+        present_event_types,
+        rule_inputs_for,
+    )
     from training.evaluate import ranking_metrics
 
     with _clear_errors():
         settings = _config(config, snapshot)
-        rule_set = rules_module.load_rules(rules_path or settings.training.rules)
         snap = read_snapshot(settings)
-        if snap.flat:
-            raise ContractError(
-                "rules need engagement events with timestamps; this is a flat export"
-            )
         with _progress("building rows") as update:
             training_set, _ = build_training_set(snap, settings, update)
-        rows = training_set[["lead_id", "cutoff"]]
         labels = training_set["label"].to_numpy()
-        inputs = rules_module.rule_inputs(snap, rows, rule_set)
-    order = np.argsort(training_set["cutoff"].to_numpy(), kind="stable")
-    older, newer = order[: int(0.7 * len(order))], order[int(0.7 * len(order)) :]
-    suggested, table = rules_module.suggest_points(
-        inputs.iloc[older].reset_index(drop=True), labels[older], rule_set
-    )
-    current_auc = ranking_metrics(
-        labels[newer],
-        rules_module.score_points(inputs.iloc[newer].reset_index(drop=True), rule_set).total,
-    )["roc_auc"]
-    new_auc = ranking_metrics(
-        labels[newer],
-        rules_module.score_points(inputs.iloc[newer].reset_index(drop=True), suggested).total,
-    )["roc_auc"]
+        older, newer = _older_and_newer(training_set, settings.training.seed)
+        if len(np.unique(labels[older])) < 2 or len(np.unique(labels[newer])) < 2:
+            raise ContractError(
+                f"{len(labels):,} rows with {int(labels.sum()):,} converted: too few to fit "
+                "and check points (both outcomes are needed on each side)"
+            )
+        current_path = rules_path or settings.training.rules
+        current = rules_module.load_rules(current_path) if current_path or not snap.flat else None
+        if rules_path is not None and current is not None:
+            inputs = _read_inputs(rule_inputs_for(training_set, snap, current))
+            suggested, table = rules_module.suggest_points(
+                inputs.iloc[older].reset_index(drop=True), labels[older], current
+            )
+        else:
+            event_types = present_event_types(snap)
+            inputs = _read_inputs(
+                baseline_inputs(training_set, snap, dict.fromkeys(event_types, HALF_LIFE_DAYS))
+            )
+            suggested = fit_rules(
+                inputs.iloc[older].reset_index(drop=True),
+                labels[older],
+                settings.custom_fields,
+                event_types,
+                name="suggested",
+            )
+            table = None
+
+    def newer_auc(rule_set: Any) -> float:
+        scoring = _read_inputs(rule_inputs_for(training_set.iloc[newer], snap, rule_set))
+        total = rules_module.score_points(scoring, rule_set).total
+        return float(ranking_metrics(labels[newer], total)["roc_auc"])
+
     from features.output import write_atomic
 
     text = rules_module.rules_to_yaml(suggested)
@@ -806,12 +852,40 @@ def rules_suggest(
         path.write_text(text, encoding="utf-8")
 
     write_atomic(out, write)
-    console.print(table.to_string(index=False), highlight=False)
+    if table is not None:
+        console.print(table.to_string(index=False), highlight=False)
+    shown = [f"suggested {newer_auc(suggested):.4f}"]
+    if current is not None:
+        name = current_path or "the shipped rules"
+        shown.insert(0, f"{name} {newer_auc(current):.4f}")
     console.print(
-        f"AUC on the newest 30% of MQLs: current points {current_auc:.4f}, "
-        f"suggested {new_auc:.4f}. Wrote {out}; use it with training.rules in the config.",
+        f"AUC on the held-out 30% of rows: {', '.join(shown)}. Wrote {out}; use it with "
+        "training.rules in the config.",
         highlight=False,
     )
+
+
+def _read_inputs(inputs: pd.DataFrame | None) -> pd.DataFrame:
+    """Rule inputs read with a snapshot at hand (None only comes without one)."""
+    if inputs is None:
+        raise ContractError("the rules score events and no snapshot was read")
+    return inputs
+
+
+def _older_and_newer(training_set: pd.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions to fit on (the older 70% by cutoff) and to check on (the newest 30%);
+    without cutoffs (a flat export) a stratified random 70 / 30."""
+    if training_set["cutoff"].notna().all():
+        order = np.argsort(training_set["cutoff"].to_numpy(), kind="stable")
+        cut = int(0.7 * len(order))
+        return order[:cut], order[cut:]
+    from sklearn.model_selection import train_test_split
+
+    positions = np.arange(len(training_set))
+    labels = training_set["label"].to_numpy()
+    stratify = labels if len(np.unique(labels)) > 1 else None
+    fit, check = train_test_split(positions, test_size=0.3, stratify=stratify, random_state=seed)
+    return np.sort(fit), np.sort(check)
 
 
 def main() -> None:  # pragma: no cover - the console script

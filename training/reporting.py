@@ -64,10 +64,11 @@ def write_training_report(
         )
     metrics: dict[str, Any] = {**result.metrics, **(extra_metrics or {})}
     metrics["seconds"] = result.seconds
-    metrics["leakage_flagged"] = result.flagged
+    metrics.update(guard_metrics(result))
     tables = {
         "Tiers on the test slice": tiers,
         "Leakage audit: single-feature AUC on the training slice (top 15)": result.audit.head(15),
+        **guard_tables(result),
     }
     notes = list(result.notes)
     counts = result.split.counts()
@@ -80,6 +81,40 @@ def write_training_report(
         plots=plots,
         notes=notes,
     )
+
+
+def guard_metrics(result: TrainResult) -> dict[str, Any]:
+    """What the training guards found, for metrics.json (docs/training-guards.md)."""
+    return {
+        "leakage_flagged": result.flagged,
+        "leak_guard": [
+            {
+                "feature": f.feature,
+                "column": f.column,
+                "reason": f.reason,
+                "acknowledged": f.acknowledged,
+            }
+            for f in result.leaks
+        ],
+        "constant_features": len(result.constant),
+        "constant_feature_names": result.constant,
+        "label_definition": result.label_definition,
+        "not_registrable": [r.message for r in result.refusals()],
+    }
+
+
+def guard_tables(result: TrainResult) -> dict[str, pd.DataFrame]:
+    """The guards' tables: rows and conversion per month (far-off months marked), and the
+    base rates of the calibration and test slices."""
+    tables: dict[str, pd.DataFrame] = {}
+    if len(result.monthly):
+        tables["Rows and conversion per month of cutoff (far_off: unlike the other months)"] = (
+            result.monthly
+        )
+    base = result.metrics.get("base_rate")
+    if base:
+        tables["Base rate: calibration slice against test slice"] = pd.DataFrame([base])
+    return tables
 
 
 def summary_lines(result: TrainResult) -> list[str]:
@@ -97,9 +132,14 @@ def summary_lines(result: TrainResult) -> list[str]:
 
 
 def tier_lines(result: TrainResult) -> list[str]:
-    frame = pd.DataFrame(result.metrics["tiers_test"])
-    return [
-        f"tier {r.tier}: {r.n:,} leads, {r.conversion_rate:.1%} converted "
-        f"(95% CI {r.ci_low:.1%}-{r.ci_high:.1%})"
-        for r in frame.itertuples()
-    ]
+    """A line per tier on the test slice; an empty tier says so (never a NaN rate)."""
+    lines = []
+    for row in result.metrics["tiers_test"]:
+        if row["n"]:
+            lines.append(
+                f"tier {row['tier']}: {row['n']:,} leads, {row['conversion_rate']:.1%} converted "
+                f"(95% CI {row['ci_low']:.1%}-{row['ci_high']:.1%})"
+            )
+        else:
+            lines.append(f"tier {row['tier']}: no leads")
+    return lines

@@ -40,6 +40,7 @@ EXIT_OK = 0  # a new version is registered; promoted, or kept out by the gate
 EXIT_FAILED = 1  # failed midway (registry, artifact store, unexpected); champion unchanged
 EXIT_BAD_INPUT = 2  # bad snapshot or config, or training refused the data; champion unchanged
 EXIT_BUSY = 3  # another retrain holds the lock; nothing done
+# 4 and 5: a guard refused to register (training.guards.EXIT_LEAK, EXIT_TOO_LITTLE_DATA)
 
 Progress = Callable[[int, int], None]
 ProgressFactory = Callable[[str], AbstractContextManager[Progress]]
@@ -235,8 +236,9 @@ def retrain(
     from features.pipeline import build_training_set
     from features.snapshot import read_snapshot
     from training import tracking
+    from training.baseline import rules_baseline
     from training.reporting import summary_lines, write_training_report
-    from training.train import train_model
+    from training.train import TrainingError, train_model
 
     started = time.perf_counter()
     source = settings.source.url or str(settings.source.path)
@@ -255,19 +257,20 @@ def retrain(
         training_set, counts = build_training_set(snap, settings, update)
     outcome.rows = counts.kept
     say(f"{counts.kept:,} rows, {counts.censored:,} censored (horizon still open)")
-    rule_set = rules_module.load_rules(settings.training.rules)
-    rows = training_set[["lead_id", "cutoff"]]
-    points = rules_module.score_points(rules_module.rule_inputs(snap, rows, rule_set), rule_set)
+    baseline = rules_baseline(training_set, settings, snap)
+    rule_set = baseline.rules
     truth = _truth(settings.source.path, training_set)
     with progress("boosting rounds") as update:
         result = train_model(
-            training_set, settings, points=points.total, truth=truth, progress=update
+            training_set, settings, points=baseline.points, truth=truth, progress=update
         )
+    result.metrics["rules_baseline"] = baseline.label
     for line in result.notes + summary_lines(result):
         say(line)
-    if not result.registrable:
-        raise ContractError(
-            f"excluded columns are still features: {result.excluded_present}; not registered"
+    refusals = result.refusals()
+    if refusals:  # the guards' exit codes (training.guards), or 2
+        raise TrainingError(
+            "; ".join(r.message for r in refusals) + "; not registered", refusals[0].exit_code
         )
     report = _step(
         "writing the report",
@@ -281,7 +284,7 @@ def retrain(
             training_set,
             report_dir=report_dir,
             rules_yaml=rules_module.rules_to_yaml(rule_set),
-            tags={"trigger": "retrain", "snapshot": source},
+            tags={"trigger": "retrain", "snapshot": source, "rules_baseline": baseline.label},
         ),
     )
     outcome.run_id = run_id
