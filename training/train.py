@@ -244,6 +244,39 @@ def train_model(
     truth: np.ndarray | None = None,
     progress: Progress | None = None,
 ) -> TrainResult:
+    """Fit, calibrate, tier and evaluate a model on a training set (see `_train_model`).
+
+    Below the minimum-data floor a model is still trained when the rows allow it (it is
+    not registrable); when they do not, the error says how much more data is needed
+    (exit status `EXIT_TOO_LITTLE_DATA`).
+    """
+    try:
+        return _train_model(training_set, config, points=points, truth=truth, progress=progress)
+    except TrainingError:
+        raise
+    except ValueError as error:  # a fitting step with too few rows of a kind
+        if "label" not in training_set or not len(training_set):
+            raise
+        try:
+            kept = apply_window(training_set, config)[0]
+        except ValueError:
+            raise error from None
+        shortfall = data_shortfall(kept["label"].to_numpy(), config.training)
+        if shortfall is None:
+            raise
+        raise TrainingError(
+            f"{shortfall}; training cannot finish on so few rows ({error})", EXIT_TOO_LITTLE_DATA
+        ) from None
+
+
+def _train_model(
+    training_set: pd.DataFrame,
+    config: Config,
+    *,
+    points: np.ndarray | None = None,
+    truth: np.ndarray | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
     """Fit, calibrate, tier and evaluate a model on a training set.
 
     Args:
