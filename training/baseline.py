@@ -106,6 +106,8 @@ def _level_columns(table: str, texts: pd.Series) -> list[_Column]:
         _Column(((as_text == level) & known).astype(np.float64), (table, level))
         for level in _frequent(texts, len(texts))
     ]
+    # a value nearly every row has says nothing the intercept does not
+    columns = [c for c in columns if len(texts) - c.values.sum() >= MIN_LEVEL_ROWS]
     if (~known).sum() >= MIN_LEVEL_ROWS:
         columns.append(_Column((~known).astype(np.float64), (table, "missing")))
     return columns
@@ -179,9 +181,33 @@ def fit_rules(
     points = {
         c.place: (0.0 if math.isnan(b) else scale * b) for c, b in zip(columns, coef, strict=True)
     }
+    points = _from_most_common(points, columns)
     rules = _assemble(points, edges, caps, name, len(y), int(y.sum()))
     total = score_points(_scoring_inputs(inputs, rules), rules).total
     return _with_thresholds(rules, total)
+
+
+def _from_most_common(
+    points: dict[tuple[str, str], float], columns: list[_Column]
+) -> dict[tuple[str, str], float]:
+    """Shift each table whose levels cover every row so its most common level scores 0.
+
+    Such levels are collinear with the intercept, so the regression fixes their points only up
+    to a constant; the shift changes no ranking and makes the table readable.
+    """
+    shifted = dict(points)
+    tables: dict[str, list[_Column]] = {}
+    for column in columns:
+        if column.place[0] not in ("event", "fit.email_free"):
+            tables.setdefault(column.place[0], []).append(column)
+    for members in tables.values():
+        covered = np.sum([c.values for c in members], axis=0)
+        if covered.size and covered.min() >= 1:
+            common = max(members, key=lambda c: c.values.sum())
+            offset = points[common.place]
+            for c in members:
+                shifted[c.place] = points[c.place] - offset
+    return shifted
 
 
 def _boolean(values: pd.Series) -> bool:

@@ -93,7 +93,8 @@ def test_fitted_points_follow_the_data_and_load_as_rules() -> None:
     )
     rules = fit_rules(inputs, labels, custom, ["demo_request", "email_unsubscribe"])
     origin = rules.fit.custom["Lead Origin"].values
-    assert origin["referral"] > origin.get("web form", 0) > origin["lead import"]
+    # the most common value is the 0 the others are measured from (and is left out)
+    assert origin.get("referral", 0) > origin.get("web form", 0) > origin.get("lead import", 0)
     bands = rules.fit.custom["Visits"].bands
     assert bands[-1][1] > bands[0][1]  # more visits, more points
     assert rules.engagement["demo_request"].points > 0
