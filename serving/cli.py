@@ -269,6 +269,9 @@ def train(
     registers it as `challenger`, and makes it `champion` if it passes the gate against the
     current champion on the same test slice. Registering takes the registry's retrain lock:
     while a `leadscore retrain` runs, nothing is registered and the exit status is 3.
+    Guards (docs/training-guards.md) refuse to register a model with an unacknowledged leak
+    (exit 4) or below the minimum data (exit 5); without training.rules the rules baseline is
+    points fitted on the training slice.
     """
     import training.retrain as retrain_loop
     import training.rules as rules_module
@@ -277,7 +280,7 @@ def train(
     from features.truth import truth_of_rows
     from training import tracking
     from training.baseline import rules_baseline
-    from training.guards import Refusal
+    from training.guards import Refusal, window
     from training.reporting import summary_lines, tier_lines, write_training_report
     from training.train import TrainingError, cross_validated_auc, train_model
 
@@ -303,6 +306,7 @@ def train(
                 )
             if not snap.flat:
                 truth = truth_of_rows(settings.source.path, training_set)
+        training_set = window(training_set, settings)  # training.since / window_days
         if cv is not None:
             aucs = cross_validated_auc(training_set, settings, cv)
             shown = ", ".join(f"{a:.4f}" for a in aucs)
@@ -430,7 +434,8 @@ def retrain(
     Safe on a schedule: one run per registry at a time (a second exits 3 at once), and the
     champion moves only as the very last step, so a run that fails leaves it untouched.
     Exit status: 0 registered (promoted or kept out by the gate), 1 failed midway,
-    2 bad snapshot, config or training data, 3 another retrain is running.
+    2 bad snapshot, config or training data, 3 another retrain is running, 4 the leak guard
+    refused, 5 too little data.
     """
     from training import retrain as loop
     from training.train import TrainingError
@@ -795,97 +800,31 @@ def rules_suggest(
     stratified 70% for a flat export) and compared on the other 30%, out of sample.
     """
     import training.rules as rules_module
+    from features.output import write_atomic
     from features.pipeline import build_training_set
     from features.snapshot import read_snapshot
-    from training.baseline import (
-        HALF_LIFE_DAYS,
-        baseline_inputs,
-        fit_rules,
-        present_event_types,
-        rule_inputs_for,
-    )
-    from training.evaluate import ranking_metrics
+    from training.baseline import suggest_rules
 
     with _clear_errors():
         settings = _config(config, snapshot)
         snap = read_snapshot(settings)
         with _progress("building rows") as update:
             training_set, _ = build_training_set(snap, settings, update)
-        labels = training_set["label"].to_numpy()
-        older, newer = _older_and_newer(training_set, settings.training.seed)
-        if len(np.unique(labels[older])) < 2 or len(np.unique(labels[newer])) < 2:
-            raise ContractError(
-                f"{len(labels):,} rows with {int(labels.sum()):,} converted: too few to fit "
-                "and check points (both outcomes are needed on each side)"
-            )
-        current_path = rules_path or settings.training.rules
-        current = rules_module.load_rules(current_path) if current_path or not snap.flat else None
-        if rules_path is not None and current is not None:
-            inputs = _read_inputs(rule_inputs_for(training_set, snap, current))
-            suggested, table = rules_module.suggest_points(
-                inputs.iloc[older].reset_index(drop=True), labels[older], current
-            )
-        else:
-            event_types = present_event_types(snap)
-            inputs = _read_inputs(
-                baseline_inputs(training_set, snap, dict.fromkeys(event_types, HALF_LIFE_DAYS))
-            )
-            suggested = fit_rules(
-                inputs.iloc[older].reset_index(drop=True),
-                labels[older],
-                settings.custom_fields,
-                event_types,
-                name="suggested",
-            )
-            table = None
-
-    def newer_auc(rule_set: Any) -> float:
-        scoring = _read_inputs(rule_inputs_for(training_set.iloc[newer], snap, rule_set))
-        total = rules_module.score_points(scoring, rule_set).total
-        return float(ranking_metrics(labels[newer], total)["roc_auc"])
-
-    from features.output import write_atomic
-
-    text = rules_module.rules_to_yaml(suggested)
+        suggestion = suggest_rules(training_set, snap, settings, rules_path)
+    text = rules_module.rules_to_yaml(suggestion.rules)
 
     def write(path: Path) -> None:
         path.write_text(text, encoding="utf-8")
 
     write_atomic(out, write)
-    if table is not None:
-        console.print(table.to_string(index=False), highlight=False)
-    shown = [f"suggested {newer_auc(suggested):.4f}"]
-    if current is not None:
-        name = current_path or "the shipped rules"
-        shown.insert(0, f"{name} {newer_auc(current):.4f}")
+    if suggestion.table is not None:
+        console.print(suggestion.table.to_string(index=False), highlight=False)
+    shown = ", ".join(f"{name} {auc:.4f}" for name, auc in suggestion.held_out_auc.items())
     console.print(
-        f"AUC on the held-out 30% of rows: {', '.join(shown)}. Wrote {out}; use it with "
-        "training.rules in the config.",
+        f"AUC on the held-out 30% of rows: {shown}. Wrote {out}; use it with training.rules "
+        "in the config.",
         highlight=False,
     )
-
-
-def _read_inputs(inputs: pd.DataFrame | None) -> pd.DataFrame:
-    """Rule inputs read with a snapshot at hand (None only comes without one)."""
-    if inputs is None:
-        raise ContractError("the rules score events and no snapshot was read")
-    return inputs
-
-
-def _older_and_newer(training_set: pd.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row positions to fit on (the older 70% by cutoff) and to check on (the newest 30%);
-    without cutoffs (a flat export) a stratified random 70 / 30."""
-    if training_set["cutoff"].notna().all():
-        order = np.argsort(training_set["cutoff"].to_numpy(), kind="stable")
-        cut = int(0.7 * len(order))
-        return order[:cut], order[cut:]
-    from sklearn.model_selection import train_test_split
-
-    positions = np.arange(len(training_set))
-    labels = training_set["label"].to_numpy()
-    stratify = labels if len(np.unique(labels)) > 1 else None
-    fit, check = train_test_split(positions, test_size=0.3, stratify=stratify, random_state=seed)
-    return np.sort(fit), np.sort(check)
 
 
 def main() -> None:  # pragma: no cover - the console script

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from features.config import Config, ConfigError, CustomField
-from features.contract import EVENT_TYPES
+from features.contract import EVENT_TYPES, ContractError
 from features.decay import decayed_counts, decayed_name
 from features.fit import CATEGORICAL
 from features.snapshot import Snapshot
+from training.evaluate import ranking_metrics
 from training.rules import (
     CustomFieldRule,
     EngagementRule,
@@ -36,6 +38,7 @@ from training.rules import (
     half_lives,
     load_rules,
     score_points,
+    suggest_points,
 )
 
 #: Each event's weight halves after this many days in fitted rules.
@@ -82,7 +85,8 @@ def _band_edges(values: np.ndarray) -> list[float]:
     known = values[~np.isnan(values)]
     if known.size == 0:
         return []
-    inner = np.unique(np.quantile(known, np.linspace(0, 1, NUMERIC_BANDS + 1)[1:-1]))
+    quantiles = np.quantile(known, np.linspace(0, 1, NUMERIC_BANDS + 1)[1:-1])
+    inner = np.unique(np.round(quantiles, 2))  # bounds a person can read
     return [float(known.min()), *(float(e) for e in inner if e > known.min())]
 
 
@@ -395,6 +399,83 @@ def rule_inputs_for(
     return None if inputs is None else _scoring_inputs(inputs, rules)
 
 
+@dataclass(frozen=True)
+class Suggestion:
+    """What `leadscore rules suggest` writes and prints."""
+
+    rules: Rules
+    table: pd.DataFrame | None  # re-weighted rules: current against suggested points
+    held_out_auc: dict[str, float]  # rules name -> AUC on the held-out rows
+
+
+def _inputs(inputs: pd.DataFrame | None) -> pd.DataFrame:
+    if inputs is None:
+        raise ContractError("the rules score events and no snapshot was read")
+    return inputs
+
+
+def older_and_newer(training_set: pd.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions to fit on (the older 70% by cutoff) and to check on (the newest 30%);
+    without cutoffs (a flat export) a stratified random 70 / 30."""
+    if training_set["cutoff"].notna().all():
+        order = np.argsort(training_set["cutoff"].to_numpy(), kind="stable")
+        cut = int(0.7 * len(order))
+        return order[:cut], order[cut:]
+    from sklearn.model_selection import train_test_split
+
+    labels = training_set["label"].to_numpy()
+    fit, check = train_test_split(
+        np.arange(len(training_set)),
+        test_size=0.3,
+        stratify=labels if len(np.unique(labels)) > 1 else None,
+        random_state=seed,
+    )
+    return np.sort(fit), np.sort(check)
+
+
+def suggest_rules(
+    training_set: pd.DataFrame, snapshot: Snapshot, config: Config, rules_path: Path | None
+) -> Suggestion:
+    """Points fitted over the export (or `rules_path` re-weighted) on the older 70% of rows,
+    and the held-out AUC of the current rules (the given file, the config's, or for a
+    timestamped export the shipped ones) and of the suggestion."""
+    labels = training_set["label"].to_numpy()
+    older, newer = older_and_newer(training_set, config.training.seed)
+    if len(np.unique(labels[older])) < 2 or len(np.unique(labels[newer])) < 2:
+        raise ContractError(
+            f"{len(labels):,} rows with {int(labels.sum()):,} converted: too few to fit and "
+            "check points (both outcomes are needed on each side)"
+        )
+    current_path = rules_path or config.training.rules
+    current = load_rules(current_path) if current_path or not snapshot.flat else None
+    table = None
+    if rules_path is not None and current is not None:
+        inputs = _inputs(rule_inputs_for(training_set, snapshot, current))
+        suggested, table = suggest_points(
+            inputs.iloc[older].reset_index(drop=True), labels[older], current
+        )
+    else:
+        event_types = present_event_types(snapshot)
+        wanted = dict.fromkeys(event_types, HALF_LIFE_DAYS)
+        inputs = _inputs(baseline_inputs(training_set, snapshot, wanted))
+        suggested = fit_rules(
+            inputs.iloc[older].reset_index(drop=True),
+            labels[older],
+            config.custom_fields,
+            event_types,
+            name="suggested",
+        )
+
+    def held_out(rules: Rules) -> float:
+        scoring = _inputs(rule_inputs_for(training_set.iloc[newer], snapshot, rules))
+        total = score_points(scoring, rules).total
+        return float(ranking_metrics(labels[newer], total)["roc_auc"])
+
+    aucs = {} if current is None else {str(current_path or "the shipped rules"): held_out(current)}
+    aucs["suggested"] = held_out(suggested)
+    return Suggestion(suggested, table, aucs)
+
+
 __all__ = [
     "FITTED_LABEL",
     "Baseline",
@@ -405,4 +486,5 @@ __all__ = [
     "present_event_types",
     "rule_inputs_for",
     "rules_baseline",
+    "suggest_rules",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.config import Config, TrainingConfig
+from features.config import Config, ConfigError, TrainingConfig
 
 #: Exit statuses of `leadscore train` and `leadscore retrain` when a guard refuses to register.
 EXIT_LEAK = 4  # a feature flagged by the leak guard and not acknowledged
@@ -120,6 +120,15 @@ def apply_window(
     if keep.all():
         return training_set, keep, note
     return training_set[keep].reset_index(drop=True), keep, note
+
+
+def window(training_set: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """The rows inside the training window; a `ConfigError` when there is no time to window
+    on. Callers apply it before scoring rules or truth, so every array stays aligned."""
+    try:
+        return apply_window(training_set, config)[0]
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 # --------------------------------------------------------------------------- base rates

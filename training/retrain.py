@@ -237,6 +237,7 @@ def retrain(
     from features.snapshot import read_snapshot
     from training import tracking
     from training.baseline import rules_baseline
+    from training.guards import window
     from training.reporting import summary_lines, write_training_report
     from training.train import TrainingError, train_model
 
@@ -255,7 +256,8 @@ def retrain(
         raise ContractError("retrain needs a timestamped snapshot; this is a flat export")
     with progress("building features") as update:
         training_set, counts = build_training_set(snap, settings, update)
-    outcome.rows = counts.kept
+    training_set = window(training_set, settings)  # training.since / window_days
+    outcome.rows = len(training_set)
     say(f"{counts.kept:,} rows, {counts.censored:,} censored (horizon still open)")
     baseline = rules_baseline(training_set, settings, snap)
     rule_set = baseline.rules

@@ -63,12 +63,13 @@ def test_leak_refused_then_acknowledged_then_label_definition_gate(
     acknowledged = _env(
         tmp_path,
         LEADSCORE__TRAINING__ACKNOWLEDGE_LEAKS="[meeting_held]",
-        LEADSCORE__TRAINING__WINDOW_DAYS="3650",
+        LEADSCORE__TRAINING__WINDOW_DAYS="600",
     )
     first = runner.invoke(app, train, env=acknowledged)
     assert first.exit_code == 0, first.output
     assert "acknowledged in the config" in first.output
-    assert "Training window the last 3650 days" in first.output
+    assert "Training window the last 600 days" in first.output
+    assert "older rows left out" in first.output and " 0 older rows" not in first.output
     assert "version 1 is champion" in first.output
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["rules_baseline"].startswith("points fitted on the training slice")
@@ -154,3 +155,22 @@ def test_a_flat_export_gets_a_rules_baseline_that_training_accepts(tmp_path: Pat
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["test"]["rules"]["roc_auc"] > 0.6
     assert _aliases(tmp_path)["challenger"] == "1"
+
+
+def test_rules_suggest_on_a_timestamped_export(planted: Path, tmp_path: Path) -> None:
+    fitted = tmp_path / "fitted.yaml"
+    result = runner.invoke(app, ["rules", "suggest", "-c", str(planted), "-o", str(fitted)])
+    assert result.exit_code == 0, result.output
+    assert "the shipped rules" in result.output and "suggested" in result.output
+    written = yaml.safe_load(fitted.read_text())
+    assert {"seniority", "lead_source", "custom"} <= set(written["fit"])
+    assert "demo_request" in written["engagement"]  # every event type the export has
+    shipped = Path(__file__).parents[2] / "training" / "default_rules.yaml"
+    reweighted = tmp_path / "reweighted.yaml"
+    result = runner.invoke(
+        app,
+        ["rules", "suggest", "-c", str(planted), "--rules", str(shipped), "-o", str(reweighted)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "current_points" in result.output and str(shipped) in result.output
+    assert yaml.safe_load(reweighted.read_text())["name"] == "default_suggested"
