@@ -304,9 +304,9 @@ def train(
                     f"{counts.kept:,} rows, {counts.censored:,} censored (horizon still open)",
                     highlight=False,
                 )
-            if not snap.flat:
-                truth = truth_of_rows(settings.source.path, training_set)
-        training_set = window(training_set, settings)  # training.since / window_days
+        training_set, window_note = window(training_set, settings)  # training.since, window_days
+        if snap is not None and not snap.flat:
+            truth = truth_of_rows(settings.source.path, training_set)
         if cv is not None:
             aucs = cross_validated_auc(training_set, settings, cv)
             shown = ", ".join(f"{a:.4f}" for a in aucs)
@@ -323,6 +323,7 @@ def train(
             console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
             raise typer.Exit(code=error.exit_code) from None
     result.metrics["rules_baseline"] = baseline.label
+    result.notes[:0] = [window_note] if window_note else []
     result.notes.append(
         f"The rules baseline is {baseline.label}."
         if points is not None

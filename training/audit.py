@@ -87,12 +87,16 @@ def drop_column_costs(
     candidate as well.
 
     The quick booster (`DOMINANCE_ROUNDS` trees at learning rate `DOMINANCE_LEARNING_RATE`,
-    stopped early on the validation rows) is only a probe: it is refitted once per candidate,
+    leaves of at least 20 rows or 1% of the rows, stopped early on the validation rows) is only
+    a probe: it is refitted once per candidate,
     so the cost is 1 + len(candidates) small fits, not a full training each.
     """
     from training.model import fit_booster
 
-    quick = {**params, "learning_rate": DOMINANCE_LEARNING_RATE}
+    # leaves may be smaller than the model's: a column a small training set cannot yet
+    # exploit under min_data_in_leaf is still a leak the next, larger training would use
+    leaf = min(int(params.get("min_data_in_leaf", 20)), max(20, train[1].size // 100))
+    quick = {**params, "learning_rate": DOMINANCE_LEARNING_RATE, "min_data_in_leaf": leaf}
 
     def validation_auc(keep: np.ndarray) -> float:
         if not keep.any():

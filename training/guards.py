@@ -122,13 +122,15 @@ def apply_window(
     return training_set[keep].reset_index(drop=True), keep, note
 
 
-def window(training_set: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """The rows inside the training window; a `ConfigError` when there is no time to window
-    on. Callers apply it before scoring rules or truth, so every array stays aligned."""
+def window(training_set: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, str | None]:
+    """The rows inside the training window and a sentence on it; a `ConfigError` when there
+    is no time to window on. Callers apply it before scoring rules or truth, so every array
+    stays aligned (`train_model` then finds nothing more to leave out)."""
     try:
-        return apply_window(training_set, config)[0]
+        frame, _, note = apply_window(training_set, config)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    return frame, note
 
 
 # --------------------------------------------------------------------------- base rates

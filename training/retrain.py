@@ -256,7 +256,7 @@ def retrain(
         raise ContractError("retrain needs a timestamped snapshot; this is a flat export")
     with progress("building features") as update:
         training_set, counts = build_training_set(snap, settings, update)
-    training_set = window(training_set, settings)  # training.since / window_days
+    training_set, window_note = window(training_set, settings)  # training.since, window_days
     outcome.rows = len(training_set)
     say(f"{counts.kept:,} rows, {counts.censored:,} censored (horizon still open)")
     baseline = rules_baseline(training_set, settings, snap)
@@ -267,6 +267,7 @@ def retrain(
             training_set, settings, points=baseline.points, truth=truth, progress=update
         )
     result.metrics["rules_baseline"] = baseline.label
+    result.notes[:0] = [window_note] if window_note else []
     for line in result.notes + summary_lines(result):
         say(line)
     refusals = result.refusals()

@@ -297,7 +297,7 @@ def _train_model(
         training_set, kept, window_note = apply_window(training_set, config)
     except ValueError as error:
         raise TrainingError(str(error)) from None
-    if window_note is not None:
+    if window_note is not None and not kept.all():  # callers that window first say so
         notes.append(window_note)
     if len(training_set) == 0:
         raise TrainingError("no rows are left inside the training window (training.since)")

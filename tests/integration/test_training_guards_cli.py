@@ -60,16 +60,10 @@ def test_leak_refused_then_acknowledged_then_label_definition_gate(
     assert "depends on it" in refused.output and "acknowledge_leaks" in refused.output
     assert _aliases(tmp_path) == {}
 
-    acknowledged = _env(
-        tmp_path,
-        LEADSCORE__TRAINING__ACKNOWLEDGE_LEAKS="[meeting_held]",
-        LEADSCORE__TRAINING__WINDOW_DAYS="600",
-    )
+    acknowledged = _env(tmp_path, LEADSCORE__TRAINING__ACKNOWLEDGE_LEAKS="[meeting_held]")
     first = runner.invoke(app, train, env=acknowledged)
     assert first.exit_code == 0, first.output
     assert "acknowledged in the config" in first.output
-    assert "Training window the last 600 days" in first.output
-    assert "older rows left out" in first.output and " 0 older rows" not in first.output
     assert "version 1 is champion" in first.output
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["rules_baseline"].startswith("points fitted on the training slice")
@@ -78,9 +72,16 @@ def test_leak_refused_then_acknowledged_then_label_definition_gate(
     page = (tmp_path / "report" / "index.html").read_text()
     assert "Rows and conversion per month" in page and "Base rate" in page
 
-    other_horizon = {**acknowledged, "LEADSCORE__HORIZON_DAYS": "60"}
+    # a shorter horizon, trained on the last 600 days of cutoffs only
+    other_horizon = {
+        **acknowledged,
+        "LEADSCORE__HORIZON_DAYS": "60",
+        "LEADSCORE__TRAINING__WINDOW_DAYS": "600",
+    }
     second = runner.invoke(app, train, env=other_horizon)
     assert second.exit_code == 0, second.output
+    assert "Training window the last 600 days" in second.output
+    assert "older rows left out" in second.output and " 0 older rows" not in second.output
     assert "label definition differs from the champion's (version 1)" in second.output
     assert "horizon_days 90 (champion) vs 60 (challenger)" in second.output
     assert _aliases(tmp_path) == {"champion": "1", "challenger": "2"}
