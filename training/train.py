@@ -183,7 +183,7 @@ def probe_dominance(
     if rows.size > PROBE_ROWS:  # a probe, not a model: a sample of the training slice will do
         rng = np.random.default_rng(training.seed)
         rows = np.sort(rng.choice(rows, size=PROBE_ROWS, replace=False))
-    # one thread: on a busy machine OpenMP threads waiting for cores made each probe 50x slower
+    # one thread: on a busy machine OpenMP threads waiting for cores slow small fits many-fold
     params = booster_params(training.params, training.seed, 1)
     full, without = drop_column_costs(
         (matrix[rows], labels[rows]),
