@@ -297,8 +297,53 @@ class TrainingConfig(_Strict):
     audit_auc: float = Field(
         0.9, gt=0.5, le=1.0, description="Flag features whose single-feature AUC exceeds this."
     )
+    leak_alone_auc: float = Field(
+        0.75,
+        gt=0.5,
+        le=1.0,
+        description="Leak guard: a feature this strong alone is probed by retraining without it "
+        "(docs/training-guards.md).",
+    )
+    leak_share: float = Field(
+        0.15,
+        gt=0,
+        le=1,
+        description="Leak guard: flag a probed feature whose removal loses at least this share "
+        "of the model's validation AUC above 0.5.",
+    )
+    leak_candidates: int = Field(
+        5, ge=0, le=50, description="Leak guard: most features probed (strongest alone first)."
+    )
+    acknowledge_leaks: tuple[str, ...] = Field(
+        (),
+        description="Columns (export or feature names) the leak guard flags but you have "
+        "checked: a model using them may still be registered.",
+    )
+    min_rows: int = Field(
+        1000, ge=0, description="Fewest labelled rows to register a model (Einstein: 1,000)."
+    )
+    min_positives: int = Field(
+        120, ge=0, description="Fewest converted rows to register a model (Einstein: 120)."
+    )
+    min_negatives: int = Field(
+        120,
+        ge=0,
+        description="Fewest rows that did not convert to register a model (Dynamics 365: 40).",
+    )
+    since: datetime | None = Field(
+        None, description="Train only on rows whose cutoff is at or after this time."
+    )
+    window_days: int | None = Field(
+        None,
+        ge=1,
+        description="Train only on rows whose cutoff is within this many days of the newest.",
+    )
     shap_sample: int = Field(2000, ge=100, description="Rows of the test slice for SHAP plots.")
-    rules: Path | None = Field(None, description="Points rules YAML; default: the shipped rules.")
+    rules: Path | None = Field(
+        None,
+        description="Points rules YAML; default: points fitted on the training slice "
+        "(`leadscore rules suggest` writes such a file).",
+    )
 
     @field_validator("params")
     @classmethod

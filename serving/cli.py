@@ -111,6 +111,11 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
         bar.update(task, total=bar.tasks[0].completed)
 
 
+def _source_exists(source: Any) -> bool:
+    """A configured source that is there to read: a URL, or a folder that exists."""
+    return source.url is not None or (source.path is not None and Path(source.path).exists())
+
+
 def _config(config: Path | None, snapshot: str | None) -> Config:
     loaded = load_config(config)
     if snapshot is None:
@@ -315,6 +320,9 @@ def train(
     registers it as `challenger`, and makes it `champion` if it passes the gate against the
     current champion on the same test slice. Registering takes the registry's retrain lock:
     while a `leadscore retrain` runs, nothing is registered and the exit status is 3.
+    Guards (docs/training-guards.md) refuse to register a model with an unacknowledged leak
+    (exit 4) or below the minimum data (exit 5); without training.rules the rules baseline is
+    points fitted on the training slice.
     """
     from datetime import UTC, datetime
 
@@ -326,6 +334,8 @@ def train(
     from features.snapshot import read_snapshot
     from features.truth import truth_of_rows
     from training import tracking
+    from training.baseline import rules_baseline
+    from training.guards import Refusal, window
     from training.lineage import data_words, run_name
     from training.reporting import TrainingReport, summary_lines, tier_lines
     from training.train import TrainingError, cross_validated_auc, train_model
@@ -333,8 +343,6 @@ def train(
     started_at = datetime.now(UTC)  # the MLflow run spans the whole job
     with _clear_errors():
         settings = _config(config, snapshot)
-        rule_set = rules_module.load_rules(settings.training.rules)
-        points: np.ndarray | None = None
         truth: np.ndarray | None = None
         snap = None
         read_counts: dict[str, int] = {}
@@ -345,7 +353,7 @@ def train(
             settings = types_of_training_set(settings, training_set, summary)
             read_counts = summary_counts(summary)
         # the snapshot, when there is one, also gives the rules' points and the truth
-        if training_set_path is None or snapshot is not None:
+        if training_set_path is None or snapshot is not None or _source_exists(settings.source):
             snap = read_snapshot(settings)
             settings = with_custom_fields(settings, snap.custom_fields)  # inferred types
             read_counts = snap.report.quarantine.counts()
@@ -358,16 +366,16 @@ def train(
                     f"{counts.kept:,} rows, {counts.censored:,} censored (horizon still open)",
                     highlight=False,
                 )
-            if not snap.flat:
-                rows = training_set[["lead_id", "cutoff"]]
-                inputs = rules_module.rule_inputs(snap, rows, rule_set)
-                points = rules_module.score_points(inputs, rule_set).total
-                truth = truth_of_rows(settings.source.path, training_set)
+        training_set, window_note = window(training_set, settings)  # training.since, window_days
+        if snap is not None and not snap.flat:
+            truth = truth_of_rows(settings.source.path, training_set)
         if cv is not None:
             aucs = cross_validated_auc(training_set, settings, cv)
             shown = ", ".join(f"{a:.4f}" for a in aucs)
             console.print(f"{cv}-fold AUC: mean {np.mean(aucs):.4f} (folds: {shown})")
             return
+        baseline = rules_baseline(training_set, settings, snap)
+        rule_set, points = baseline.rules, baseline.points
         try:
             with _progress("boosting rounds") as update:
                 result = train_model(
@@ -375,7 +383,14 @@ def train(
                 )
         except TrainingError as error:
             console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
-            raise typer.Exit(code=2) from None
+            raise typer.Exit(code=error.exit_code) from None
+    result.metrics["rules_baseline"] = baseline.label
+    result.notes[:0] = [window_note] if window_note else []
+    result.notes.append(
+        f"The rules baseline is {baseline.label}."
+        if points is not None
+        else f"No rules comparison: {baseline.problem}."
+    )
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", markup=True, highlight=False)
     for line in summary_lines(result) + tier_lines(result):
@@ -398,13 +413,23 @@ def train(
             console.print(f"set-aside rows: {quarantined}", highlight=False)
     if not register:
         return
-    if not result.registrable:
-        console.print(
-            f"[bold red]refused:[/] excluded columns are still features: "
-            f"{result.excluded_present}; not logged or registered",
-            markup=True,
+    refusals = result.refusals()
+    if points is None:
+        refusals.append(
+            Refusal(
+                2,
+                f"no rules comparison for the gate ({baseline.problem}): pass --snapshot with "
+                "the export the training set was built from, or --no-register",
+            )
         )
-        raise typer.Exit(code=2)
+    for refusal in refusals:
+        console.print(
+            f"[bold red]refused:[/] {refusal.message}; not logged or registered",
+            markup=True,
+            highlight=False,
+        )
+    if refusals:
+        raise typer.Exit(code=refusals[0].exit_code)
     try:
         # the retrain lock: a scheduled retrain and this run never gate and promote at once
         with retrain_loop.registry_lock(settings.mlflow):
@@ -422,6 +447,7 @@ def train(
                 snapshot_location=source,
                 training_set_location=training_set_path,
                 read_counts=read_counts,
+                tags={"rules_baseline": baseline.label},
             )
             version = tracking.register(settings.mlflow, model_uri)
             console.print(
@@ -494,7 +520,8 @@ def retrain(
     Safe on a schedule: one run per registry at a time (a second exits 3 at once), and the
     champion moves only as the very last step, so a run that fails leaves it untouched.
     Exit status: 0 registered (promoted or kept out by the gate), 1 failed midway,
-    2 bad snapshot, config or training data, 3 another retrain is running.
+    2 bad snapshot, config or training data, 3 another retrain is running, 4 the leak guard
+    refused, 5 too little data.
     """
     from training import retrain as loop
     from training.train import TrainingError
@@ -518,7 +545,7 @@ def retrain(
         raise typer.Exit(code=loop.EXIT_BUSY) from None
     except TrainingError as error:
         console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
-        raise typer.Exit(code=loop.EXIT_BAD_INPUT) from None
+        raise typer.Exit(code=error.exit_code) from None
     except Exception as error:  # a failure midway: say where, and that the champion stands
         console.print(
             f"[bold red]retrain failed:[/] {type(error).__name__}: {error}; the champion is "
@@ -852,62 +879,47 @@ def rules_suggest(
     rules_path: Annotated[
         Path | None,
         typer.Option(
-            "--rules", help="Rules YAML to re-estimate; default: the config's or shipped."
+            "--rules",
+            help="Rules YAML to re-weight; without it, points are fitted over every field, "
+            "custom field and event type the export has.",
         ),
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Where to write the suggested rules YAML.")
     ] = Path("data/rules.suggested.yaml"),
 ) -> None:
-    """Fit points to data: what the rules' weights should be, as integer points.
+    """Fit points to data and write them as a rules YAML that training.rules accepts.
 
-    A regularised logistic regression on exactly what the rules score, rescaled to points on
-    the current scale. It is fitted on the older 70% of MQLs (by cutoff) and both point sets
-    are compared on the newest 30%, so the figures are honest out-of-time AUCs.
+    Without --rules: a points table for every fit field and custom field (numeric ones in
+    quantile bands) and points per event for every event type the export has, from a
+    regularised logistic regression (training/baseline.py); flat exports included. With
+    --rules: the same rules re-weighted. Fitted on the older 70% of rows (by cutoff; a random
+    stratified 70% for a flat export) and compared on the other 30%, out of sample.
     """
     import training.rules as rules_module
+    from features.output import write_atomic
     from features.pipeline import build_training_set
     from features.snapshot import read_snapshot
-    from training.evaluate import ranking_metrics
+    from training.baseline import suggest_rules
 
     with _clear_errors():
         settings = _config(config, snapshot)
-        rule_set = rules_module.load_rules(rules_path or settings.training.rules)
         snap = read_snapshot(settings)
-        if snap.flat:
-            raise ContractError(
-                "rules need engagement events with timestamps; this is a flat export"
-            )
         with _progress("building rows") as update:
             training_set, _ = build_training_set(snap, settings, update)
-        rows = training_set[["lead_id", "cutoff"]]
-        labels = training_set["label"].to_numpy()
-        inputs = rules_module.rule_inputs(snap, rows, rule_set)
-    order = np.argsort(training_set["cutoff"].to_numpy(), kind="stable")
-    older, newer = order[: int(0.7 * len(order))], order[int(0.7 * len(order)) :]
-    suggested, table = rules_module.suggest_points(
-        inputs.iloc[older].reset_index(drop=True), labels[older], rule_set
-    )
-    current_auc = ranking_metrics(
-        labels[newer],
-        rules_module.score_points(inputs.iloc[newer].reset_index(drop=True), rule_set).total,
-    )["roc_auc"]
-    new_auc = ranking_metrics(
-        labels[newer],
-        rules_module.score_points(inputs.iloc[newer].reset_index(drop=True), suggested).total,
-    )["roc_auc"]
-    from features.output import write_atomic
-
-    text = rules_module.rules_to_yaml(suggested)
+        suggestion = suggest_rules(training_set, snap, settings, rules_path)
+    text = rules_module.rules_to_yaml(suggestion.rules)
 
     def write(path: Path) -> None:
         path.write_text(text, encoding="utf-8")
 
     write_atomic(out, write)
-    console.print(table.to_string(index=False), highlight=False)
+    if suggestion.table is not None:
+        console.print(suggestion.table.to_string(index=False), highlight=False)
+    shown = ", ".join(f"{name} {auc:.4f}" for name, auc in suggestion.held_out_auc.items())
     console.print(
-        f"AUC on the newest 30% of MQLs: current points {current_auc:.4f}, "
-        f"suggested {new_auc:.4f}. Wrote {out}; use it with training.rules in the config.",
+        f"AUC on the held-out 30% of rows: {shown}. Wrote {out}; use it with training.rules "
+        "in the config.",
         highlight=False,
     )
 

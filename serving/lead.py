@@ -885,6 +885,8 @@ def rule_values(lf: LeadFeatures) -> dict[str, float | str | None]:
     out: dict[str, float | str | None] = {
         name: lf.values[name] for name in (*CATEGORICAL, "company_size", "email_free")
     }
+    # custom fields: the rules may give them points (fit.custom)
+    out.update((name, v) for name, v in lf.values.items() if name.startswith("custom_"))
     out.update((decayed_name(t), v) for t, v in lf.decayed.items())
     return out
 

@@ -7,14 +7,23 @@ fold, so a many-valued column cannot look predictive just by memorising rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from features.config import custom_feature_name
+from features.config import CustomField, TrainingConfig, custom_feature_name
+from training.scorer import ModelSpec
+
+#: The drop-column probe: a quick booster, retrained without each candidate feature.
+DOMINANCE_ROUNDS = 150
+DOMINANCE_LEARNING_RATE = 0.1
+DOMINANCE_EARLY_STOPPING = 20
 
 
 def _out_of_fold_rate(values: pd.Series, y: np.ndarray, seed: int) -> np.ndarray:
@@ -59,3 +68,114 @@ def excluded_still_present(columns: Sequence[str], exclude: Sequence[str]) -> li
         if column in names or custom_feature_name(column) in names:
             present.append(column)
     return present
+
+
+def constant_features(features: pd.DataFrame) -> list[str]:
+    """Features with one value (missing counts as a value) on these rows: they carry nothing."""
+    return [str(name) for name in features.columns if features[name].nunique(dropna=False) <= 1]
+
+
+def drop_column_costs(
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    spec: ModelSpec,
+    candidates: Sequence[str],
+    params: Mapping[str, Any],
+    leave_out: Sequence[str] = (),
+) -> tuple[float, dict[str, float]]:
+    """Validation AUC of a quick booster on every feature but `leave_out`, and without each
+    candidate as well.
+
+    The quick booster (`DOMINANCE_ROUNDS` trees at learning rate `DOMINANCE_LEARNING_RATE`,
+    leaves of at least 20 rows or 1% of the rows, stopped early on the validation rows) is only
+    a probe: it is refitted once per candidate,
+    so the cost is 1 + len(candidates) small fits, not a full training each.
+    """
+    from training.model import fit_booster
+
+    # leaves may be smaller than the model's: a column a small training set cannot yet
+    # exploit under min_data_in_leaf is still a leak the next, larger training would use
+    leaf = min(int(params.get("min_data_in_leaf", 20)), max(20, train[1].size // 100))
+    quick = {**params, "learning_rate": DOMINANCE_LEARNING_RATE, "min_data_in_leaf": leaf}
+
+    def validation_auc(keep: np.ndarray) -> float:
+        if not keep.any():
+            return 0.5
+        names = tuple(n for n, k in zip(spec.names, keep, strict=True) if k)
+        kinds = tuple(k for k, kept in zip(spec.kinds, keep, strict=True) if kept)
+        sub = ModelSpec(names, kinds, {n: c for n, c in spec.categories.items() if n in names})
+        booster = fit_booster(
+            (train[0][:, keep], train[1]),
+            (validation[0][:, keep], validation[1]),
+            sub,
+            quick,
+            DOMINANCE_ROUNDS,
+            DOMINANCE_EARLY_STOPPING,
+        )
+        raw = booster.predict(validation[0][:, keep], num_iteration=booster.best_iteration)
+        return float(roc_auc_score(validation[1], raw))
+
+    base = np.array([n not in set(leave_out) for n in spec.names], dtype=bool)
+    full = validation_auc(base)
+    without: dict[str, float] = {}
+    for name in candidates:
+        keep = base.copy()
+        keep[spec.names.index(name)] = False
+        without[name] = validation_auc(keep)
+    return full, without
+
+
+@dataclass(frozen=True)
+class LeakFlag:
+    """A feature the leak guard flags: its export column, why, and whether the config
+    acknowledges it (training.acknowledge_leaks)."""
+
+    feature: str
+    column: str
+    reason: str
+    acknowledged: bool
+
+    def sentence(self) -> str:
+        return f"'{self.column}' ({self.feature}): {self.reason}"
+
+
+def column_of(feature: str, custom_fields: Sequence[CustomField]) -> str:
+    """The export column a feature comes from (a custom field's column), else the feature."""
+    for field in custom_fields:
+        if field.feature == feature:
+            return field.column
+    return feature
+
+
+def leak_flags(
+    audit: pd.DataFrame, training: TrainingConfig, custom_fields: Sequence[CustomField]
+) -> list[LeakFlag]:
+    """Flags from an audit table (feature, auc, and for probed features without_auc, full_auc).
+
+    Alone: single-feature AUC above training.audit_auc. Dominant: single-feature AUC at least
+    training.leak_alone_auc and removing it loses at least training.leak_share of the probe's
+    validation AUC above 0.5.
+    """
+    acknowledged = {name.strip().casefold() for name in training.acknowledge_leaks}
+    flags = []
+    for row in audit.to_dict(orient="records"):
+        feature, auc = str(row["feature"]), float(row["auc"])
+        reasons = []
+        if auc > training.audit_auc:
+            reasons.append(
+                f"alone it predicts the label with AUC {auc:.3f} on the training slice "
+                f"(above training.audit_auc {training.audit_auc})"
+            )
+        share = float(row.get("share_lost", math.nan))
+        if not math.isnan(share) and share >= training.leak_share:
+            reasons.append(
+                f"the model depends on it: validation AUC {row['full_auc']:.3f} with it, "
+                f"{row['without_auc']:.3f} without ({share:.0%} of its lift above 0.5, at least "
+                f"training.leak_share {training.leak_share:.0%}), while alone it scores "
+                f"{auc:.3f} (at least training.leak_alone_auc {training.leak_alone_auc})"
+            )
+        if reasons:
+            column = column_of(feature, custom_fields)
+            ok = column.casefold() in acknowledged or feature.casefold() in acknowledged
+            flags.append(LeakFlag(feature, column, "; ".join(reasons), ok))
+    return flags

@@ -584,10 +584,11 @@ class TrainingReport:
             if "points" in test:
                 sections.append(points_section(test, thresholds, folder))
             sections.append(leakage_section(result))
+            sections.append(guards_section(result))
             sections.append(training_details_section(result))
         metrics: dict[str, Any] = {**result.metrics, **(extra_metrics or {})}
         metrics["seconds"] = result.seconds
-        metrics["leakage_flagged"] = result.flagged
+        metrics.update(guard_metrics(result))
         return TrainingReport(result, settings, sections, metrics, source, list(result.notes))
 
     def page(self, registration: Registration | None = None) -> ReportPage:
@@ -633,6 +634,66 @@ def write_training_report(
     return report.write(report_dir)
 
 
+def guard_metrics(result: TrainResult) -> dict[str, Any]:
+    """What the training guards found, for metrics.json (docs/training-guards.md)."""
+    return {
+        "leakage_flagged": result.flagged,
+        "leak_guard": [
+            {
+                "feature": f.feature,
+                "column": f.column,
+                "reason": f.reason,
+                "acknowledged": f.acknowledged,
+            }
+            for f in result.leaks
+        ],
+        "constant_features": len(result.constant),
+        "constant_feature_names": result.constant,
+        "label_definition": result.label_definition,
+        "not_registrable": [r.message for r in result.refusals()],
+    }
+
+
+def guards_section(result: TrainResult) -> Section:
+    """What the training guards found (docs/training-guards.md): columns that leak, too little
+    data, constant features, and how the data's base rate moves over time."""
+    items = [flag.sentence() + (" (acknowledged)" if flag.acknowledged else "")
+             for flag in result.leaks]  # fmt: skip
+    items += [refusal.message for refusal in result.refusals() if refusal.message not in items]
+    if result.constant:
+        items.append(
+            f"{len(result.constant)} constant features (one value in every row) are left out "
+            f"of the checks: {', '.join(result.constant[:10])}"
+            + (", ..." if len(result.constant) > 10 else "")
+        )
+    paragraph = (
+        "Nothing stops this model from being registered."
+        if not result.refusals()
+        else "This model is not registered until the problems below are fixed."
+    )
+    return Section(
+        "Training guards",
+        "guards",
+        paragraphs=[paragraph],
+        items=items,
+        tables=[Table.of(frame, caption) for caption, frame in guard_tables(result).items()],
+    )
+
+
+def guard_tables(result: TrainResult) -> dict[str, pd.DataFrame]:
+    """The guards' tables: rows and conversion per month (far-off months marked), and the
+    base rates of the calibration and test slices."""
+    tables: dict[str, pd.DataFrame] = {}
+    if len(result.monthly):
+        tables["Rows and conversion per month of cutoff (far_off: unlike the other months)"] = (
+            result.monthly
+        )
+    base = result.metrics.get("base_rate")
+    if base:
+        tables["Base rate: calibration slice against test slice"] = pd.DataFrame([base])
+    return tables
+
+
 def summary_lines(result: TrainResult) -> list[str]:
     """A few lines for the terminal: test metrics of model, rules and truth."""
     test = result.metrics["test"]
@@ -648,9 +709,14 @@ def summary_lines(result: TrainResult) -> list[str]:
 
 
 def tier_lines(result: TrainResult) -> list[str]:
-    frame = pd.DataFrame(result.metrics["tiers_test"])
-    return [
-        f"tier {r.tier}: {r.n:,} leads, {r.conversion_rate:.1%} converted "
-        f"(95% CI {r.ci_low:.1%}-{r.ci_high:.1%})"
-        for r in frame.itertuples()
-    ]
+    """A line per tier on the test slice; an empty tier says so (never a NaN rate)."""
+    lines = []
+    for row in result.metrics["tiers_test"]:
+        if row["n"]:
+            lines.append(
+                f"tier {row['tier']}: {row['n']:,} leads, {row['conversion_rate']:.1%} converted "
+                f"(95% CI {row['ci_low']:.1%}-{row['ci_high']:.1%})"
+            )
+        else:
+            lines.append(f"tier {row['tier']}: no leads")
+    return lines

@@ -41,6 +41,7 @@ EXIT_OK = 0  # a new version is registered; promoted, or kept out by the gate
 EXIT_FAILED = 1  # failed midway (registry, artifact store, unexpected); champion unchanged
 EXIT_BAD_INPUT = 2  # bad snapshot or config, or training refused the data; champion unchanged
 EXIT_BUSY = 3  # another retrain holds the lock; nothing done
+# 4 and 5: a guard refused to register (training.guards.EXIT_LEAK, EXIT_TOO_LITTLE_DATA)
 
 Progress = Callable[[int, int], None]
 ProgressFactory = Callable[[str], AbstractContextManager[Progress]]
@@ -238,9 +239,11 @@ def retrain(
     from features.quarantine import write_quarantine
     from features.snapshot import read_snapshot
     from training import tracking
+    from training.baseline import rules_baseline
+    from training.guards import window
     from training.lineage import data_words, run_name, shown_location
     from training.reporting import TrainingReport, summary_lines
-    from training.train import train_model
+    from training.train import TrainingError, train_model
 
     started = time.perf_counter()
     started_at = datetime.now(UTC)  # the MLflow run spans the whole retrain
@@ -259,21 +262,24 @@ def retrain(
         raise ContractError("retrain needs a timestamped snapshot; this is a flat export")
     with progress("building features") as update:
         training_set, counts = build_training_set(snap, settings, update)
-    outcome.rows = counts.kept
+    training_set, window_note = window(training_set, settings)  # training.since, window_days
+    outcome.rows = len(training_set)
     say(f"{counts.kept:,} rows, {counts.censored:,} censored (horizon still open)")
-    rule_set = rules_module.load_rules(settings.training.rules)
-    rows = training_set[["lead_id", "cutoff"]]
-    points = rules_module.score_points(rules_module.rule_inputs(snap, rows, rule_set), rule_set)
+    baseline = rules_baseline(training_set, settings, snap)
+    rule_set = baseline.rules
     truth = _truth(settings.source.path, training_set)
     with progress("boosting rounds") as update:
         result = train_model(
-            training_set, settings, points=points.total, truth=truth, progress=update
+            training_set, settings, points=baseline.points, truth=truth, progress=update
         )
+    result.metrics["rules_baseline"] = baseline.label
+    result.notes[:0] = [window_note] if window_note else []
     for line in result.notes + summary_lines(result):
         say(line)
-    if not result.registrable:
-        raise ContractError(
-            f"excluded columns are still features: {result.excluded_present}; not registered"
+    refusals = result.refusals()
+    if refusals:  # the guards' exit codes (training.guards), or 2
+        raise TrainingError(
+            "; ".join(r.message for r in refusals) + "; not registered", refusals[0].exit_code
         )
     pages = _step(
         "drawing the report",
@@ -300,7 +306,11 @@ def retrain(
             training_set,
             report_dir=report_dir,
             rules_yaml=rules_module.rules_to_yaml(rule_set),
-            tags={"trigger": "retrain", "snapshot": shown_location(source)},
+            tags={
+                "trigger": "retrain",
+                "snapshot": shown_location(source),
+                "rules_baseline": baseline.label,
+            },
             run_name=run_name("retrain", source, snap.as_of),
             started_at=started_at,
             snapshot=snap,

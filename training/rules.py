@@ -34,9 +34,10 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
-from features.config import ConfigError, describe_error
+from features.config import ConfigError, custom_feature_name, describe_error
 from features.contract import EVENT_TYPES
 from features.decay import decayed_counts, decayed_name
 from features.fit import REGION_OF, lead_fit
@@ -105,6 +106,38 @@ class SizeBands(_Strict):
         return bands
 
 
+class CustomFieldRule(_Strict):
+    """Points for one custom field (keyed by its column): per value for a categorical or
+    boolean field (`true` / `false`), or per band [lower bound (inclusive), points] for a
+    numeric one; an unlisted value or a value below the first band gets 0, a missing one
+    `missing`."""
+
+    values: dict[str, float] = Field(default_factory=dict)
+    bands: tuple[tuple[float, float], ...] = ()
+    missing: float = Field(0.0, description="Points when the field is empty.")
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _fold_keys(cls, table: Any) -> Any:
+        if not isinstance(table, Mapping):
+            return table
+        return {_fold(str(key)): points for key, points in table.items()}
+
+    @field_validator("bands")
+    @classmethod
+    def _ascending(cls, bands: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+        lowers = [lower for lower, _ in bands]
+        if any(b <= a for a, b in itertools.pairwise(lowers)):
+            raise ValueError(f"band lower bounds must rise strictly, got {lowers}")
+        return bands
+
+    @model_validator(mode="after")
+    def _values_or_bands(self) -> CustomFieldRule:
+        if self.values and self.bands:
+            raise ValueError("give values (categorical, boolean) or bands (numeric), not both")
+        return self
+
+
 class FitRules(_Strict):
     """Points for who the lead is; a value a table does not list (or a missing one) gets 0."""
 
@@ -115,6 +148,9 @@ class FitRules(_Strict):
     country: dict[str, float] = Field(default_factory=dict)
     region: dict[Region, float] = Field(default_factory=dict)
     lead_source: dict[str, float] = Field(default_factory=dict)
+    custom: dict[str, CustomFieldRule] = Field(
+        default_factory=dict, description="Custom fields by column (the config's custom_fields)."
+    )
 
     @field_validator("industry", "country", "lead_source", mode="before")
     @classmethod
@@ -243,12 +279,13 @@ def half_lives(rules: Rules) -> dict[str, float]:
 
 
 def fit_inputs(rules: Rules) -> list[str]:
-    """The fit features the rules read."""
+    """The fit features the rules read (custom fields as their `custom_` features)."""
     used = list(rules.fit.tables())
     if rules.fit.company_size is not None:
         used.append("company_size")
     if rules.negative.free_mail:
         used.append("email_free")
+    used += [custom_feature_name(column) for column in rules.fit.custom]
     return used
 
 
@@ -265,7 +302,15 @@ def rule_inputs(snapshot: Snapshot, rows: pd.DataFrame, rules: Rules) -> pd.Data
     own half-life. A flat snapshot has no events: its decayed counts are NaN (no points).
     """
     row_lead = _row_leads(snapshot, rows)
-    fit = lead_fit(snapshot.leads, ())[fit_inputs(rules)].iloc[row_lead]
+    declared = {field.column: field for field in snapshot.custom_fields}
+    unknown = [column for column in rules.fit.custom if column not in declared]
+    if unknown:
+        raise ConfigError(
+            f"the rules score custom fields the config does not declare: {unknown}; add them "
+            "to custom_fields or remove them from the rules"
+        )
+    used = tuple(declared[column] for column in rules.fit.custom)
+    fit = lead_fit(snapshot.leads, used)[fit_inputs(rules)].iloc[row_lead]
     fit.index = rows.index
     return pd.concat([fit, decayed_counts(snapshot, rows, half_lives(rules))], axis=1)
 
@@ -305,6 +350,43 @@ def _band_codes(size: np.ndarray, bands: SizeBands) -> np.ndarray:
     return np.where(np.isnan(size), len(bands.bands), codes)
 
 
+def _value_texts(values: pd.Series) -> pd.Series:
+    """A custom field's values as the text its rule lists: booleans (1.0 / 0.0) as true / false."""
+    if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+        number = values.astype("float64")
+        text = number.map(lambda v: "true" if v == 1 else "false" if v == 0 else f"{v:g}")
+        return text.where(number.notna())
+    return values
+
+
+def _custom_codes(values: pd.Series, rule: CustomFieldRule) -> tuple[np.ndarray, list[float]]:
+    """Level code of each row for a custom field's rule (the last level: missing), its points."""
+    if rule.bands:
+        lowers = np.array([lower for lower, _ in rule.bands], dtype=np.float64)
+        number = values.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+        codes = np.searchsorted(lowers, number, side="right") - 1
+        codes = np.where(np.isnan(number), len(rule.bands), codes)
+        return codes, [points for _, points in rule.bands] + [rule.missing]
+    texts = _value_texts(values)
+    codes = _table_codes(texts, list(rule.values))
+    codes = np.where(texts.isna().to_numpy(), len(rule.values), codes)
+    return codes, [*rule.values.values(), rule.missing]
+
+
+def _custom_value_points(value: Any, rule: CustomFieldRule) -> float:
+    """`_custom_codes` for one value, in plain Python (the API's path)."""
+    if _one_missing(value):
+        return float(rule.missing)
+    if rule.bands:
+        below = [points for lower, points in rule.bands if lower <= float(value)]
+        return float(below[-1]) if below else 0.0
+    if isinstance(value, bool | int | float) and not isinstance(value, str):
+        text = "true" if value == 1 else "false" if value == 0 else f"{float(value):g}"
+    else:
+        text = _fold(str(value))
+    return float(rule.values.get(text, 0.0))
+
+
 def _level_points(codes: np.ndarray, points: list[float]) -> np.ndarray:
     """Points per level code; code -1 (not a level) scores 0."""
     return np.append(np.asarray(points, dtype=np.float64), 0.0)[codes]
@@ -334,6 +416,9 @@ def _rule_points(inputs: pd.DataFrame, rules: Rules) -> dict[str, np.ndarray]:
         parts["fit.company_size"] = _level_points(
             codes, [points for _, points in bands.bands] + [bands.missing]
         )
+    for column, custom_rule in rules.fit.custom.items():
+        codes, points = _custom_codes(inputs[custom_feature_name(column)], custom_rule)
+        parts[f"fit.custom.{column}"] = _level_points(codes, points)
     events: list[tuple[str, Mapping[str, EngagementRule | NegativeEventRule]]] = [
         ("engagement", rules.engagement),
         ("negative", rules.negative.events),
@@ -412,6 +497,9 @@ def explain_values(values: Mapping[str, Any], rules: Rules) -> PointsExplanation
         else:
             below = [points for lower, points in bands.bands if lower <= float(size)]
             parts["fit.company_size"] = float(below[-1]) if below else 0.0
+    for column, custom_rule in rules.fit.custom.items():
+        value = values.get(custom_feature_name(column))
+        parts[f"fit.custom.{column}"] = _custom_value_points(value, custom_rule)
     sections: list[tuple[str, Mapping[str, EngagementRule | NegativeEventRule]]] = [
         ("engagement", rules.engagement),
         ("negative", rules.negative.events),
@@ -499,6 +587,24 @@ def _terms(inputs: pd.DataFrame, rules: Rules) -> list[_Term]:
         levels.append(("missing", (*at, "missing"), bands.missing))
         codes = _band_codes(_numeric(inputs, "company_size"), bands)  # missing: the last level
         terms += _level_terms("fit.company_size", codes, levels)
+    for column, custom_rule in rules.fit.custom.items():
+        custom_at = ("fit", "custom", column)
+        codes, points = _custom_codes(inputs[custom_feature_name(column)], custom_rule)
+        names = (
+            [f"{low:g}" for low, _ in custom_rule.bands]
+            if custom_rule.bands
+            else list(custom_rule.values)
+        )
+        paths: list[tuple[str | int, ...]] = (
+            [(*custom_at, "bands", i, 1) for i in range(len(custom_rule.bands))]
+            if custom_rule.bands
+            else [(*custom_at, "values", key) for key in custom_rule.values]
+        )
+        custom_levels: list[_Level] = [
+            (n, p, pts) for n, p, pts in zip(names, paths, points[:-1], strict=True)
+        ]
+        custom_levels.append(("missing", (*custom_at, "missing"), custom_rule.missing))
+        terms += _level_terms(f"fit.custom.{column}", codes, custom_levels)
     terms += [_event_term("engagement", t, rule, inputs) for t, rule in rules.engagement.items()]
     terms += [_event_term("negative", t, rule, inputs) for t, rule in rules.negative.events.items()]
     if rules.negative.free_mail:
@@ -508,7 +614,7 @@ def _terms(inputs: pd.DataFrame, rules: Rules) -> list[_Term]:
     return terms
 
 
-def _fit_log_odds(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def fit_log_odds(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """L2-regularised logistic regression on standardised columns; coefficients per raw unit.
 
     Columns without variance (a level no row has) get NaN: the data say nothing about them.
@@ -601,7 +707,7 @@ def suggest_points(
     terms = _terms(inputs, rules)
     fitted = [t for t in terms if not t.reference]
     x = np.column_stack([t.values for t in fitted]) if fitted else np.zeros((len(inputs), 0))
-    coef = _fit_log_odds(x, y)
+    coef = fit_log_odds(x, y)
     if scale is None:
         scale = _matching_scale(x, coef, np.sum(list(_rule_points(inputs, rules).values()), axis=0))
     anchor = {t.group: t.current for t in terms if t.reference}

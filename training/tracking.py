@@ -23,6 +23,7 @@ import pandas as pd
 from features.config import Config, GateConfig, MlflowConfig
 from features.snapshot import Snapshot
 from training.evaluate import classification_metrics
+from training.guards import label_differences
 from training.integrity import DIGESTS_KEY, artifact_digests, digests_digest
 from training.monitor import reference_profile
 from training.train import TrainResult, feature_frame
@@ -30,6 +31,8 @@ from training.train import TrainResult, feature_frame
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_TAG = "previous_champion"
+#: The run tag holding what a label means (horizon, snapshot policy, flat or timestamped).
+LABEL_TAG = "label_definition"
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 
 
@@ -248,6 +251,7 @@ def log_training(
                 "data_fingerprint": fingerprint(training_set),
                 "rows": str(len(training_set)),
                 **{f"rows_{k}": str(v) for k, v in result.split.counts().items()},
+                LABEL_TAG: json.dumps(result.label_definition, sort_keys=True),
                 **(tags or {}),
             }
         )
@@ -410,6 +414,24 @@ def champion_metrics(
     return version, classification_metrics(labels, scored["probability"].to_numpy()), None
 
 
+def version_label_definition(settings: MlflowConfig, version: str) -> dict[str, Any]:
+    """The label definition a registered version was trained with: its run's tag, or for runs
+    logged before the tag existed, its parameters (horizon_days, weekly_weeks, split)."""
+    client = _client(settings)
+    run = client.get_run(client.get_model_version(settings.model_name, version).run_id)
+    tagged = run.data.tags.get(LABEL_TAG)
+    if tagged:
+        return dict(json.loads(tagged))
+    params = run.data.params
+    known: dict[str, Any] = {}
+    for key in ("horizon_days", "weekly_weeks"):
+        if key in params:
+            known[key] = int(params[key])
+    if "split" in params:
+        known["flat"] = params["split"] == "stratified"
+    return known
+
+
 def set_champion(settings: MlflowConfig, version: str) -> str | None:
     """Move `champion` to `version`, remembering the one it replaces; returns that one."""
     client = _client(settings)
@@ -444,9 +466,28 @@ def challenge(
     """Score the champion on the challenger's test slice, gate the challenger (against the
     rules' points too, when they were scored) and make `version` champion if it passes.
 
+    A challenger whose label definition (horizon, snapshot policy, flat or timestamped)
+    differs from the champion's is neither compared nor promoted: `problem` says so.
+
     `step(name, action)` runs the registry steps ("scoring the champion", "promoting"), so a
     caller can name their failures; by default it just runs them.
     """
+    champion_now = step("reading the champion", lambda: alias_version(settings, CHAMPION))
+    if champion_now is not None and result.label_definition:
+        theirs = step(
+            "reading the champion's label definition",
+            lambda: version_label_definition(settings, champion_now),
+        )
+        differences = label_differences(result.label_definition, theirs)
+        if differences:
+            problem = (
+                f"the label definition differs from the champion's (version {champion_now}): "
+                + "; ".join(differences)
+                + ". The two are not comparable, so nothing was promoted; `leadscore promote "
+                "VERSION` moves the alias if this model should serve"
+            )
+            decision = GateDecision(False, [problem], dict(result.metrics["test"]["model"]))
+            return Challenge(decision, champion_now, problem, False)
     test = result.scored["slice"] == "test"
     labels = result.scored.loc[test, "label"].to_numpy()
     champion_version, champion, problem = step(

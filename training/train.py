@@ -19,22 +19,51 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from features.config import Config
-from training.audit import excluded_still_present, single_feature_auc
+from training.audit import (
+    LeakFlag,
+    constant_features,
+    drop_column_costs,
+    excluded_still_present,
+    leak_flags,
+    single_feature_auc,
+)
 from training.calibrate import fit_calibrator
 from training.evaluate import classification_metrics, evaluate_scores, tier_table
+from training.guards import (
+    EXIT_LEAK,
+    EXIT_TOO_LITTLE_DATA,
+    Refusal,
+    apply_window,
+    base_rate_shift,
+    data_shortfall,
+    label_definition,
+    month_notes,
+    monthly_table,
+)
 from training.model import booster_params, fit_booster
-from training.scorer import Scorer, feature_matrix, learn_spec
+from training.scorer import ModelSpec, Scorer, feature_matrix, learn_spec
 from training.split import Split, stratified_split, time_split
 from training.tiers import choose_tiers
 
 ROW_KEYS = ("lead_id", "cutoff", "label")
 #: A test AUC above this on lead data usually means a column records the outcome.
 SUSPICIOUS_AUC = 0.95
+#: Most training rows the leak guard's drop-column probe fits on.
+PROBE_ROWS = 50_000
 Progress = Callable[[int, int], None]
 
 
 class TrainingError(ValueError):
-    """The training set cannot give an honest model; the message says why."""
+    """The training set cannot give an honest model; the message says why.
+
+    `exit_code` is the CLI's exit status for it (2: bad training data, or a guard's own).
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass
@@ -55,10 +84,37 @@ class TrainResult:
     seconds: dict[str, float] = field(default_factory=dict)
     started_at: datetime | None = None  # wall clock (UTC) when train_model began and ended
     finished_at: datetime | None = None
+    leaks: list[LeakFlag] = field(default_factory=list)
+    constant: list[str] = field(default_factory=list)
+    monthly: pd.DataFrame = field(default_factory=pd.DataFrame)
+    shortfall: str | None = None
+    label_definition: dict[str, Any] = field(default_factory=dict)
+
+    def refusals(self) -> list[Refusal]:
+        """Why this model must not be registered (empty: it may be), most basic first."""
+        found = []
+        if self.excluded_present:
+            found.append(
+                Refusal(2, f"excluded columns are still features: {self.excluded_present}")
+            )
+        if self.shortfall is not None:
+            found.append(Refusal(EXIT_TOO_LITTLE_DATA, self.shortfall))
+        blocking = [flag for flag in self.leaks if not flag.acknowledged]
+        if blocking:
+            found.append(
+                Refusal(
+                    EXIT_LEAK,
+                    "the leak guard flags "
+                    + "; ".join(flag.sentence() for flag in blocking)
+                    + ". If a column is known before the outcome, list it in "
+                    "training.acknowledge_leaks; else exclude it",
+                )
+            )
+        return found
 
     @property
     def registrable(self) -> bool:
-        return not self.excluded_present
+        return not self.refusals()
 
 
 def feature_frame(training_set: pd.DataFrame) -> pd.DataFrame:
@@ -105,6 +161,49 @@ def audit_features(
     return table, table.loc[table["flagged"], "feature"].tolist()
 
 
+def probe_dominance(
+    audit: pd.DataFrame,
+    matrix: np.ndarray,
+    labels: np.ndarray,
+    masks: tuple[np.ndarray, np.ndarray],
+    spec: ModelSpec,
+    config: Config,
+) -> pd.DataFrame:
+    """The audit with `full_auc`, `without_auc` and `share_lost` for the probed features.
+
+    Probed: up to training.leak_candidates features not already flagged whose AUC alone is at
+    least training.leak_alone_auc. Features flagged alone are left out of the probe, so a
+    second leak hidden behind the first still shows.
+    """
+    training = config.training
+    table = audit.assign(full_auc=np.nan, without_auc=np.nan, share_lost=np.nan)
+    strong = table[(~table["flagged"]) & (table["auc"] >= training.leak_alone_auc)]
+    candidates = strong["feature"].head(training.leak_candidates).tolist()
+    if not candidates:
+        return table
+    train, valid = masks
+    rows = np.flatnonzero(train)
+    if rows.size > PROBE_ROWS:  # a probe, not a model: a sample of the training slice will do
+        rng = np.random.default_rng(training.seed)
+        rows = np.sort(rng.choice(rows, size=PROBE_ROWS, replace=False))
+    # one thread: on a busy machine OpenMP threads waiting for cores slow small fits many-fold
+    params = booster_params(training.params, training.seed, 1)
+    full, without = drop_column_costs(
+        (matrix[rows], labels[rows]),
+        (matrix[valid], labels[valid]),
+        spec,
+        candidates,
+        params,
+        leave_out=table.loc[table["flagged"], "feature"].tolist(),
+    )
+    for name, auc in without.items():
+        at = table["feature"] == name
+        table.loc[at, "full_auc"] = full
+        table.loc[at, "without_auc"] = auc
+        table.loc[at, "share_lost"] = (full - auc) / (full - 0.5) if full > 0.5 else 0.0
+    return table
+
+
 def cross_validated_auc(training_set: pd.DataFrame, config: Config, folds: int = 5) -> list[float]:
     """Stratified k-fold test AUCs of the booster (calibration does not change a ranking).
 
@@ -148,6 +247,39 @@ def train_model(
     truth: np.ndarray | None = None,
     progress: Progress | None = None,
 ) -> TrainResult:
+    """Fit, calibrate, tier and evaluate a model on a training set (see `_train_model`).
+
+    Below the minimum-data floor a model is still trained when the rows allow it (it is
+    not registrable); when they do not, the error says how much more data is needed
+    (exit status `EXIT_TOO_LITTLE_DATA`).
+    """
+    try:
+        return _train_model(training_set, config, points=points, truth=truth, progress=progress)
+    except TrainingError:
+        raise
+    except ValueError as error:  # a fitting step with too few rows of a kind
+        if "label" not in training_set or not len(training_set):
+            raise
+        try:
+            kept = apply_window(training_set, config)[0]
+        except ValueError:
+            raise error from None
+        shortfall = data_shortfall(kept["label"].to_numpy(), config.training)
+        if shortfall is None:
+            raise
+        raise TrainingError(
+            f"{shortfall}; training cannot finish on so few rows ({error})", EXIT_TOO_LITTLE_DATA
+        ) from None
+
+
+def _train_model(
+    training_set: pd.DataFrame,
+    config: Config,
+    *,
+    points: np.ndarray | None = None,
+    truth: np.ndarray | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
     """Fit, calibrate, tier and evaluate a model on a training set.
 
     Args:
@@ -165,10 +297,28 @@ def train_model(
     started_at = datetime.now(UTC)
     clock = {"start": time.perf_counter()}
     notes: list[str] = []
+    try:
+        training_set, kept, window_note = apply_window(training_set, config)
+    except ValueError as error:
+        raise TrainingError(str(error)) from None
+    if window_note is not None and not kept.all():  # callers that window first say so
+        notes.append(window_note)
+    if len(training_set) == 0:
+        raise TrainingError("no rows are left inside the training window (training.since)")
+    points = None if points is None else np.asarray(points)[kept]
+    truth = None if truth is None else np.asarray(truth)[kept]
     labels = training_set["label"].to_numpy().astype(np.int64)
+    shortfall = data_shortfall(labels, config.training)
     features = feature_frame(training_set)
     categorical = categorical_columns(features)
-    split = split_rows(training_set, config, notes)
+    try:
+        split = split_rows(training_set, config, notes)
+    except TrainingError as error:
+        if shortfall is None:
+            raise
+        raise TrainingError(f"{shortfall}; {error}", EXIT_TOO_LITTLE_DATA) from None
+    if shortfall is not None:
+        notes.append(f"Not registrable: {shortfall}.")
     train, valid = split.mask("train"), split.mask("validation")
     calib, test = split.mask("calibration"), split.mask("test")
 
@@ -230,13 +380,29 @@ def train_model(
     metrics["tiers_test"] = tiers_test.to_dict(orient="records")
     clock["evaluate"] = time.perf_counter()
 
-    audit, flagged = audit_features(features[train], labels[train], categorical, config)
-    for name in flagged:
-        auc = float(audit.loc[audit["feature"] == name, "auc"].iloc[0])
+    constant = constant_features(features[train])
+    informative = features.drop(columns=constant)
+    audit, flagged = audit_features(
+        informative[train], labels[train], categorical & set(informative.columns), config
+    )
+    audit = probe_dominance(audit, matrix, labels, (train, valid), spec, config)
+    leaks = leak_flags(audit, config.training, config.custom_fields)
+    flagged = [flag.feature for flag in leaks]
+    audit["flagged"] = audit["feature"].isin(flagged)
+    for flag in leaks:
+        state = "acknowledged in the config" if flag.acknowledged else "does it record the outcome?"
+        notes.append(f"Leakage audit: {flag.sentence()}; {state}")
+    if constant:
         notes.append(
-            f"Leakage audit: '{name}' alone predicts the label with AUC {auc:.3f} on the "
-            f"training slice (above {config.training.audit_auc}). Does it record the outcome?"
+            f"{len(constant)} constant features (one value on the training slice) left out of "
+            "the audit: " + ", ".join(constant[:10]) + (" ..." if len(constant) > 10 else "")
         )
+    monthly = monthly_table(training_set["cutoff"], labels)
+    notes.extend(month_notes(monthly))
+    shift, shift_note = base_rate_shift(labels, split.slice_of_row)
+    metrics["base_rate"] = shift
+    if shift_note is not None:
+        notes.append(shift_note)
     present = excluded_still_present(list(features.columns), config.exclude)
     if present:
         notes.append(
@@ -277,4 +443,9 @@ def train_model(
         seconds=seconds,
         started_at=started_at,
         finished_at=datetime.now(UTC),
+        leaks=leaks,
+        constant=constant,
+        monthly=monthly,
+        shortfall=shortfall,
+        label_definition=label_definition(config, flat=split.kind == "stratified"),
     )

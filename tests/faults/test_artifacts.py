@@ -38,6 +38,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "LEADSCORE__MLFLOW__GATE__MAX_ECE": "1",
         "LEADSCORE__MLFLOW__GATE__BEAT_RULES": "false",
         "LEADSCORE__TRAINING__SHAP_SAMPLE": "100",
+        "LEADSCORE__TRAINING__MIN_ROWS": "500",  # 3,000 leads give fewer than 1,000 MQL rows
     }
     result = CliRunner().invoke(
         app, ["train", "-s", str(root / "snapshot"), "-r", str(root / "report")], env=env
