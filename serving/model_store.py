@@ -26,12 +26,7 @@ from serving.accounts import (
     shown_source,
     source_fingerprint,
 )
-from training.integrity import (
-    DIGESTS_KEY,
-    ArtifactIntegrityError,
-    check_model_dir,
-    recorded_digests,
-)
+from training.integrity import ArtifactIntegrityError, load_verified
 from training.rules import Rules, rules_from_yaml
 from training.scorer import Scorer
 
@@ -86,32 +81,6 @@ def bound_mlflow_http() -> None:
         os.environ.setdefault(variable, value)
 
 
-def _load_checked(name: str, version: str, run: Any) -> Any:
-    """Download the version, check it (code model, no pickles, digests as logged), load it."""
-    import tempfile
-    from pathlib import Path
-
-    import mlflow
-
-    label = f"{name} version {version}"
-    with tempfile.TemporaryDirectory(prefix="leadscore-model-") as tmp:
-        local = Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version}", dst_path=tmp
-            )
-        )
-        _, digests = check_model_dir(local, label)
-        logged = recorded_digests(run.data.tags.get(DIGESTS_KEY)) if run is not None else None
-        if logged is not None and digests != logged:
-            raise ArtifactIntegrityError(
-                f"{label}: the digests in its MLmodel differ from those its run recorded at "
-                "logging: the model folder was altered; refusing to load it"
-            )
-        if digests is None:
-            log.warning("%s was logged without artifact digests; loading it unchecked", label)
-        return mlflow.pyfunc.load_model(str(local))
-
-
 def load_model(uri: str, tracking_uri: str) -> LoadedModel:
     """Load a registered pyfunc by URI (e.g. models:/leadscore@champion) without unpickling."""
     import mlflow
@@ -126,7 +95,10 @@ def load_model(uri: str, tracking_uri: str) -> LoadedModel:
         else:
             model_version = client.get_model_version(name, version or "1")
         run = client.get_run(model_version.run_id) if model_version.run_id else None
-        pyfunc = _load_checked(name, str(model_version.version), run)
+        # every file checked against the run's digests before MLflow reads or runs any of it
+        pyfunc = load_verified(
+            name, str(model_version.version), run.data.tags if run is not None else None
+        )
     except ArtifactIntegrityError as error:
         raise ModelUnavailableError(f"refusing {uri}: {error}") from None
     except Exception as error:
