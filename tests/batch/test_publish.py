@@ -354,3 +354,24 @@ def test_run_ids_differ_between_runs() -> None:
 
     assert len({new_run_id() for _ in range(100)}) == 100
     assert new_run_id()[:8] == pd.Timestamp.now(tz="UTC").strftime("%Y%m%d")
+
+
+@pytest.mark.slow
+def test_sigkill_between_the_two_renames_without_a_table_finishes_the_new_run(
+    registry: dict[str, str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """No table: the journal alone is the commit point; the next run's settling finishes."""
+    out = tmp_path / "out" / "scores.parquet"
+    _predict(registry, out, as_of=AS_OF.isoformat())
+    old = _file_run(out)
+    killer = tmp_path / "killer.py"
+    killer.write_text(KILLER)
+    command = [sys.executable, str(killer), "replace:2:after", str(out.parent), "predict"]
+    command += ["-s", registry["snapshot"], "--as-of", LATER, "--out", str(out)]
+    done = subprocess.run(command, env=cli_env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == -signal.SIGKILL, done.stdout + done.stderr
+    with pytest.raises(MonitorError, match=r"belongs to another run.*interrupted run left"):
+        read_run(out)
+    said = _predict(registry, out)  # the next run settles it first, then publishes its own
+    assert "a previous run was interrupted: finished run" in " ".join(said.split())
+    assert _file_run(out) == _record_run(out) != old
