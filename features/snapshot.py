@@ -38,6 +38,14 @@ from features.custom_types import typed_custom_fields
 from features.dialect import delimiter_hint, resolve_dialect, with_dialect
 from features.joins import join_tables
 from features.quarantine import Quarantine, check_event_share, set_aside_events, set_aside_leads
+from features.snapshot_checks import (
+    check_as_of_after_data,
+    check_parquet_types,
+    declared_time,
+    line_breaks_with_delimiter,
+    one_file,
+    unterminated_quote,
+)
 
 NAT_MS = np.iinfo(np.int64).min
 OTHER = EVENT_TYPES.index("other")
@@ -294,7 +302,7 @@ def parse_company_size(values: pd.Series, mapping: MappingConfig) -> tuple[pd.Se
     """
     if pd.api.types.is_numeric_dtype(values):
         size = values.astype("float64")
-        return size, (size < 0).to_numpy()
+        return size, ((size < 0) | np.isinf(size)).to_numpy()
     text = clean_text(values, mapping, "company_size")
     size = pd.to_numeric(text.str.replace(",", "", regex=False), errors="coerce").astype("float64")
     unread = text.notna() & size.isna()
@@ -308,7 +316,7 @@ def parse_company_size(values: pd.Series, mapping: MappingConfig) -> tuple[pd.Se
             text[unread].str.extract(_PLUS)[0].str.replace(",", ""), errors="coerce"
         )
         size = size.fillna(mid.fillna(plus).astype("float64"))
-    bad = (text.notna() & size.isna()) | (size < 0)
+    bad = (text.notna() & size.isna()) | (size < 0) | np.isinf(size)  # 'inf' parses as a number
     return size, bad.to_numpy()
 
 
@@ -734,9 +742,10 @@ def _find_file(folder: Path, name: str) -> Path:
     if direct.suffix and direct.is_file():
         return direct
     tried = [folder / f"{name}{ext}" for ext in _EXTENSIONS]
-    for candidate in tried:
-        if candidate.is_file():
-            return candidate
+    found = [candidate for candidate in tried if candidate.is_file()]
+    one_file(found, name, folder)
+    if found:
+        return found[0]
     shown = ", ".join(p.name for p in tried)
     raise ContractError(f"no '{name}' file in {folder} (looked for {shown})")
 
@@ -790,15 +799,35 @@ def _read_csv(path: Path, source: SourceConfig, chunksize: int | None = None) ->
             "set source.encoding (e.g. latin-1)"
         ) from None
     except pd.errors.ParserError as error:
-        raise ContractError(f"{path}: not a readable CSV file: {error}") from None
+        raise _csv_error(path, sep, source, error) from None
+
+
+def _csv_error(path: Path, sep: str, source: SourceConfig, error: Exception) -> ContractError:
+    """pandas' parse error, or where the quote that swallowed the rest of the file opens."""
+    if "EOF inside string" in str(error):
+        where = unterminated_quote(path, sep, _encoding(source))
+        if where is not None:
+            return ContractError(
+                f"{path}: {where}: a quoted value opens here and is never closed (a missing "
+                '"), so the rest of the file would be read into it'
+            )
+    return ContractError(f"{path}: not a readable CSV file: {error}")
 
 
 def _read_table_file(path: Path, source: SourceConfig) -> pd.DataFrame:
     if path.suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
         try:
-            return pd.read_parquet(path)
+            schema = pq.read_schema(path)
         except Exception as error:  # pyarrow raises several unrelated types
             raise ContractError(f"{path}: not a readable Parquet file: {error}") from None
+        check_parquet_types(schema, path)
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as error:
+            raise ContractError(f"{path}: not a readable Parquet file: {error}") from None
+        return frame
     frame = _read_csv(path, source)
     assert isinstance(frame, pd.DataFrame)
     return frame
@@ -813,14 +842,20 @@ def _csv_chunks(path: Path, source: SourceConfig) -> Iterator[pd.DataFrame]:
             f"{path}: not valid {source.encoding} text at byte {error.start}; set source.encoding"
         ) from None
     except pd.errors.ParserError as error:
-        raise ContractError(f"{path}: not a readable CSV file: {error}") from None
+        sep = "\t" if path.suffix == ".tsv" else source.delimiter
+        raise _csv_error(path, sep, source, error) from None
 
 
 def _parquet_chunks(path: Path, wanted: Sequence[str]) -> Iterator[pd.DataFrame]:
     import pyarrow.parquet as pq
 
     try:
-        names = pq.read_schema(path).names
+        schema = pq.read_schema(path)
+    except Exception as error:
+        raise ContractError(f"{path}: not a readable Parquet file: {error}") from None
+    check_parquet_types(schema, path, wanted)
+    names = schema.names
+    try:
         # ids and types as dictionaries: each distinct string is read and hashed once
         file = pq.ParquetFile(path, read_dictionary=[c for c in names if c in wanted])
     except Exception as error:
@@ -956,10 +991,8 @@ def _declared_as_of(config: Config) -> Config:
     declared = loaded.get("as_of")
     if declared is None:
         return config
-    try:
-        return config.model_copy(update={"as_of": pd.Timestamp(declared).to_pydatetime()})
-    except ValueError:
-        raise ContractError(f"{manifest}: as_of {declared!r} is not an ISO 8601 time") from None
+    stamp = declared_time(declared, str(manifest))
+    return config.model_copy(update={"as_of": stamp.to_pydatetime()})
 
 
 # --------------------------------------------------------------------------- edge checks
@@ -1035,6 +1068,31 @@ def _boolean_sizes(frame: pd.DataFrame, config: Config, table: str) -> list[Prob
             _examples(frame[column], bad),
         )
     ]
+
+
+def _swallowed_lines(frame: pd.DataFrame, config: Config, table: str) -> list[Problem]:
+    """Text cells of a CSV export holding a line break and the delimiter: a quote opened in
+    that cell and closed only lines later, so the problem is there, not in the columns after."""
+    if config.source.url or not table.endswith((".csv", ".csv.gz", ".tsv")):
+        return []
+    sep = "\t" if table.endswith(".tsv") else config.source.delimiter
+    problems = []
+    for column in frame.columns:
+        if not (pd.api.types.is_string_dtype(frame[column]) or frame[column].dtype == object):
+            continue
+        bad = line_breaks_with_delimiter(frame[column], sep)
+        if bad.any():
+            problems.append(
+                Problem(
+                    table,
+                    str(column),
+                    "hold a line break and the delimiter: a quote opens there and closes only "
+                    'lines later (a missing "?), swallowing the rows in between',
+                    int(bad.sum()),
+                    _examples(frame[column], bad),
+                )
+            )
+    return problems
 
 
 def _checked_chunks(
@@ -1123,6 +1181,23 @@ def check_lead_timeline(clean: pd.DataFrame, config: Config, table: str) -> None
                     _by_lead(ids, shown, early),
                 )
             )
+    if "disqualified_at" in clean and not config.source.flat:
+        early = (clean["disqualified_at"] < clean["created_at"]).fillna(False).to_numpy(dtype=bool)
+        if early.any():
+            shown = (
+                clean["disqualified_at"].astype("str")
+                + " < created_at "
+                + clean["created_at"].astype("str")
+            )
+            problems.append(
+                Problem(
+                    table,
+                    "disqualified_at",
+                    "have disqualified_at before created_at",
+                    int(early.sum()),
+                    _by_lead(ids, shown, early),
+                )
+            )
     raise_problems(problems)
 
 
@@ -1131,6 +1206,11 @@ def check_event_log(
 ) -> None:
     """Events at plausible times, and not every one of them for a lead the leads table lacks."""
     leads_name, events_name = names
+    if events_name and not report.events_read:
+        raise ContractError(
+            f"{events_name}: the table has no rows, so every lead would look unengaged; "
+            "an export without events is declared as one (source.events: null, a flat export)"
+        )
     if report.events_read and report.events_unknown_lead == report.events_read:
         raise ContractError(
             f"{events_name}: none of its {report.events_read:,} events belongs to a lead in "
@@ -1168,20 +1248,34 @@ def read_snapshot(config: Config) -> Snapshot:
     The as-of time is the config's, else the folder's `snapshot.json` `as_of`, else the latest
     timestamp in the data.
     """
-    config = _declared_as_of(config)
+    declared = _declared_as_of(config)
+    origin = (
+        "the config's as_of"
+        if config.as_of is not None
+        else str((config.source.path or Path()) / "snapshot.json")
+    )
+    config = declared
     notes: list[str] = []
     raw_leads, chunks, (leads_name, events_name) = read_tables(config, notes)
     if len(raw_leads) == 0:
         only = " (a header only)" if len(raw_leads.columns) else ""
         raise ContractError(f"{leads_name}: the table has no rows{only}")
     long_cells = [] if config.source.on_bad_rows == "drop" else _long_cells(raw_leads, leads_name)
-    raise_problems(long_cells + _boolean_sizes(raw_leads, config, leads_name))
+    raise_problems(
+        long_cells
+        + _boolean_sizes(raw_leads, config, leads_name)
+        + _swallowed_lines(raw_leads, config, leads_name)
+    )
     custom_fields, typed = typed_custom_fields(raw_leads, config)
     config = config.model_copy(update={"custom_fields": custom_fields})
     clean, report = prepare_leads(raw_leads, config, leads_name)
     report.notes = notes + typed + report.notes
     del raw_leads
     check_lead_timeline(clean, config, leads_name)
+    if config.as_of is not None and not config.source.flat:
+        as_of = _as_of(config, clean, EventLog.empty())
+        assert as_of is not None
+        check_as_of_after_data(as_of, clean["created_at"], leads_name, origin)
     if chunks is not None:
         chunks = _checked_chunks(chunks, events_name, _event_source_columns(config))
     log = collect_events(chunks or [], clean, config, events_name, report)

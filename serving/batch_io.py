@@ -2,19 +2,23 @@
 upserting a SQL table in one transaction.
 
 A reader sees the old scores or the whole new ones, never a part: the file is written to a
-temporary name beside the target and moved onto it at the end (`features.output`), and the
-table is changed in one transaction that also stages the rows, so a failure anywhere (the
-server going away included) leaves the table as it was.
+temporary name beside the target and moved onto it at the end, and the table is changed in
+one transaction that also stages the rows, so a failure anywhere (the server going away
+included) leaves the table as it was. The scores file, its monitoring record and the table
+are published as one run (`serving.publish`): one run id in all three, the old run or the
+new one whole after a kill or a full disk.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
-import glob
 import io
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.contract import ContractError
-from features.output import atomic_path
+from features.output import to_jsonable
 from features.snapshot import Snapshot, shown_url
 from serving.batch import (
     COLUMNS,
@@ -39,12 +43,23 @@ from serving.batch import (
     tier_counts,
 )
 from serving.model_store import LoadedModel
+from serving.publish import (
+    Journal,
+    PublishError,
+    commit,
+    make_durable,
+    remove_strays,
+    settle,
+    temporary_beside,
+)
 from training.monitor import (
+    RECORD_FORMAT,
     empty_counts,
     merge_counts,
+    monitor_path,
     monitor_record,
     profile_counts,
-    write_monitor_record,
+    publish_journal_path,
 )
 
 log = logging.getLogger("leadscore.batch")
@@ -63,8 +78,11 @@ SCHEMA = pa.schema(
         ("model_name", pa.string()),
         ("model_version", pa.string()),
         ("scored_at", pa.timestamp("ms", tz="UTC")),
+        ("run_id", pa.string()),
     ]
 )
+#: The scores file's and table's columns: the scores and the id of the run that published them.
+OUTPUT_COLUMNS = (*COLUMNS, "run_id")
 _TIMES = ("as_of", "scored_at")
 #: Rows per batch when the written file is read back (for the SQL upsert).
 READ_BATCH_ROWS = 50_000
@@ -101,41 +119,53 @@ def check_writable(target: Path) -> None:
 
 def _table(frame: pd.DataFrame) -> pa.Table:
     """The frame as an Arrow table of `SCHEMA` (columns converted by Arrow, not per value)."""
-    table = pa.Table.from_pandas(frame.loc[:, list(COLUMNS)], schema=SCHEMA, preserve_index=False)
+    table = pa.Table.from_pandas(
+        frame.loc[:, list(OUTPUT_COLUMNS)], schema=SCHEMA, preserve_index=False
+    )
     return table.replace_schema_metadata(None)
 
 
-def write_scores(
-    chunks: Iterable[pd.DataFrame],
-    target: Path,
-    before_replace: Callable[[Iterator[pd.DataFrame]], None] | None = None,
-) -> int:
-    """Write score frames (`COLUMNS`) to `target` (.parquet or .csv) chunk by chunk, atomically;
-    returns the rows written. A failure or a kill leaves `target` as it was.
-
-    `before_replace`, if given, gets the written scores (read back in batches) before the new
-    file replaces the old one; if it raises, the old file stays.
-    """
-    fmt = file_format(target)
+def write_scores_to(chunks: Iterable[pd.DataFrame], path: Path, fmt: str) -> int:
+    """Write score frames (`OUTPUT_COLUMNS`) to `path` chunk by chunk, durably; returns the
+    rows written. Raises OSError (e.g. ENOSPC) as the file system does."""
     rows = 0
-    with atomic_path(target) as temporary:
-        if fmt == "parquet":
-            with pq.ParquetWriter(temporary, SCHEMA, compression="zstd") as writer:
-                for frame in chunks:
-                    writer.write_table(_table(frame))
-                    rows += len(frame)
-        else:
-            header = True
-            with temporary.open("w", encoding="utf-8", newline="") as handle:
-                for frame in chunks:
-                    frame.loc[:, list(COLUMNS)].to_csv(handle, index=False, header=header)
-                    header = False
-                    rows += len(frame)
-                if header:  # no rows: still a file with the header
-                    pd.DataFrame(columns=list(COLUMNS)).to_csv(handle, index=False)
-        if before_replace is not None:
-            before_replace(read_scores(temporary, fmt=fmt))
+    if fmt == "parquet":
+        with pq.ParquetWriter(path, SCHEMA, compression="zstd") as writer:
+            for frame in chunks:
+                writer.write_table(_table(frame))
+                rows += len(frame)
+    else:
+        header = True
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            for frame in chunks:
+                frame.loc[:, list(OUTPUT_COLUMNS)].to_csv(handle, index=False, header=header)
+                header = False
+                rows += len(frame)
+            if header:  # no rows: still a file with the header
+                pd.DataFrame(columns=list(OUTPUT_COLUMNS)).to_csv(handle, index=False)
+    make_durable(path)
     return rows
+
+
+def write_scores(chunks: Iterable[pd.DataFrame], target: Path) -> int:
+    """Write score frames to `target` (.parquet or .csv) atomically, as one run of its own
+    (a new run id on every row); returns the rows written. A failure or a kill leaves
+    `target` as it was."""
+    fmt = file_format(target)
+    run_id = new_run_id()
+    temporary = temporary_beside(target)
+    try:
+        rows = write_scores_to((f.assign(run_id=run_id) for f in chunks), temporary, fmt)
+        temporary.replace(target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return rows
+
+
+def new_run_id() -> str:
+    """A run's id: unique, and sortable by when the run started."""
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{uuid.uuid4().hex[:12]}"
 
 
 def read_scores(
@@ -143,7 +173,7 @@ def read_scores(
 ) -> Iterator[pd.DataFrame]:
     """A scores file (.parquet or .csv, by extension unless `fmt` says) in batches of
     `READ_BATCH_ROWS`, typed as written."""
-    wanted = columns or list(COLUMNS)
+    wanted = columns or list(OUTPUT_COLUMNS)
     if (fmt or file_format(path)) == "parquet":
         source = pq.ParquetFile(path)
         for batch in source.iter_batches(batch_size=READ_BATCH_ROWS, columns=wanted):
@@ -190,24 +220,103 @@ def _sql_types() -> dict[str, Any]:
         "model_name": sa.Text(),
         "model_version": sa.Text(),
         "scored_at": sa.DateTime(timezone=True),
+        "run_id": sa.Text(),
     }
 
 
-def _split_table(name: str) -> tuple[str | None, str]:
-    schema, _, table = name.rpartition(".")
-    if not table:
-        raise ContractError(f"--table {name!r}: name a table")
-    return (schema or None), table
+#: A plain SQL name; leadscore quotes it itself, so a mixed-case name keeps its case.
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: PostgreSQL keeps this many bytes of a name and silently cuts the rest.
+MAX_NAME_BYTES = 63
+#: The session's temporary table the rows are staged in.
+STAGE = "leadscore_stage"
+
+
+def split_table(name: str) -> tuple[str | None, str]:
+    """(schema, table) of `table` or `schema.table`; ContractError for a name that is quoted,
+    not plain, or longer than PostgreSQL keeps."""
+    parts = name.split(".")
+    if len(parts) > 2 or not all(parts):
+        raise ContractError(f"--table {name!r}: write table or schema.table")
+    for part in parts:
+        if any(quote in part for quote in "\"'`[]"):
+            raise ContractError(
+                f"--table {name!r}: write the names without quotes; leadscore quotes them "
+                "itself (a mixed-case name keeps its case)"
+            )
+        if not _PLAIN_NAME.match(part):
+            raise ContractError(
+                f"--table {name!r}: {part!r} is not a plain name (letters, digits and _, "
+                "not starting with a digit)"
+            )
+        if len(part.encode()) > MAX_NAME_BYTES:
+            raise ContractError(
+                f"--table {name!r}: {part!r} is {len(part.encode())} characters; PostgreSQL "
+                f"keeps {MAX_NAME_BYTES} and would silently cut it"
+            )
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+def check_sql_target(url: str, table: str) -> None:
+    """Before any work: the table name is plain, the URL opens a supported database, and the
+    schema exists. ContractError naming what is wrong (the URL without its password)."""
+    import sqlalchemy as sa
+    from sqlalchemy.exc import SQLAlchemyError
+
+    schema, _ = split_table(table)
+    shown = shown_url(url)
+    try:
+        engine = sa.create_engine(url, **_engine_options(url))
+    except Exception as error:
+        raise ContractError(f"--to-sql {shown}: not a usable database URL ({error})") from None
+    try:
+        with engine.connect() as connection:
+            dialect = connection.dialect.name
+            if dialect not in ("postgresql", "sqlite"):
+                raise ContractError(f"--to-sql: {dialect} is not supported (postgresql, sqlite)")
+            if schema is not None and schema not in sa.inspect(connection).get_schema_names():
+                raise ContractError(f"--table {table}: schema {schema!r} does not exist at {shown}")
+    except SQLAlchemyError as error:
+        cause = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise ContractError(f"--to-sql {shown}: cannot connect: {cause}") from None
+    finally:
+        engine.dispose()
+
+
+def table_run(url: str, table: str) -> tuple[str | None, int]:
+    """(the run id, rows) `table` holds now; rows -1 when it does not exist or has no run id
+    column (it holds no run that published with one)."""
+    import sqlalchemy as sa
+    from sqlalchemy.exc import SQLAlchemyError
+
+    schema, name = split_table(table)
+    engine = sa.create_engine(url, **_engine_options(url))
+    try:
+        with engine.connect() as connection:
+            inspector = sa.inspect(connection)
+            if not inspector.has_table(name, schema=schema):
+                return None, -1
+            if "run_id" not in {c["name"] for c in inspector.get_columns(name, schema=schema)}:
+                return None, -1
+            target = sa.table(name, sa.column("run_id"), schema=schema)
+            rows = connection.execute(sa.select(sa.func.count()).select_from(target)).scalar()
+            run = connection.execute(sa.select(target.c.run_id).limit(1)).scalar()
+    except SQLAlchemyError as error:
+        cause = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise OutputError(f"table {table} at {shown_url(url)}: cannot be read: {cause}") from None
+    finally:
+        engine.dispose()
+    return (None if run is None else str(run)), int(rows or 0)
 
 
 def _copy_postgres(connection: Any, stage: str, frame: pd.DataFrame) -> None:
     """COPY a frame into the staging table (psycopg 3)."""
     buffer = io.StringIO()
-    frame.loc[:, list(COLUMNS)].to_csv(
+    frame.loc[:, list(OUTPUT_COLUMNS)].to_csv(
         buffer, index=False, header=False, date_format="%Y-%m-%dT%H:%M:%S.%f%z"
     )
     raw = connection.connection.driver_connection
-    columns = ", ".join(COLUMNS)
+    columns = ", ".join(OUTPUT_COLUMNS)
     with (
         raw.cursor() as cursor,
         cursor.copy(f"COPY {stage} ({columns}) FROM STDIN (FORMAT csv)") as copy,
@@ -230,7 +339,7 @@ def upsert_sql(url: str, table: str, batches: Iterable[pd.DataFrame]) -> pd.Data
     import sqlalchemy as sa
     from sqlalchemy.exc import SQLAlchemyError
 
-    schema, name = _split_table(table)
+    schema, name = split_table(table)
     where = f"table {table} at {shown_url(url)}"
     try:
         engine = sa.create_engine(url, **_engine_options(url))
@@ -252,13 +361,14 @@ def upsert_sql(url: str, table: str, batches: Iterable[pd.DataFrame]) -> pd.Data
                 schema=schema,
             )
             metadata.create_all(connection, checkfirst=True)
+            _add_run_id(connection, target)
             previous = pd.DataFrame(
                 connection.execute(sa.select(target.c.lead_id, target.c.tier)).all(),
                 columns=["lead_id", "tier"],
             )
             quote = connection.dialect.identifier_preparer.quote
             qualified = (f"{quote(schema)}." if schema else "") + quote(name)
-            stage = quote(f"leadscore_stage_{name}")
+            stage = quote(STAGE)
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {stage}"))
             connection.execute(
                 sa.text(f"CREATE TEMPORARY TABLE {stage} AS SELECT * FROM {qualified} WHERE 1 = 0")
@@ -268,8 +378,8 @@ def upsert_sql(url: str, table: str, batches: Iterable[pd.DataFrame]) -> pd.Data
                     _copy_postgres(connection, stage, frame)
                 else:
                     _insert_rows(connection, stage, frame)
-            columns = ", ".join(COLUMNS)
-            updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "lead_id")
+            columns = ", ".join(OUTPUT_COLUMNS)
+            updates = ", ".join(f"{c} = excluded.{c}" for c in OUTPUT_COLUMNS if c != "lead_id")
             connection.execute(
                 sa.text(
                     f"INSERT INTO {qualified} ({columns}) SELECT {columns} FROM {stage} "
@@ -300,6 +410,18 @@ def upsert_sql(url: str, table: str, batches: Iterable[pd.DataFrame]) -> pd.Data
     return previous
 
 
+def _add_run_id(connection: Any, target: Any) -> None:
+    """A table made before run ids gets the column, in the upsert's transaction."""
+    import sqlalchemy as sa
+
+    inspector = sa.inspect(connection)
+    names = {c["name"] for c in inspector.get_columns(target.name, schema=target.schema)}
+    if "run_id" not in names:
+        quote = connection.dialect.identifier_preparer.quote
+        qualified = (f"{quote(target.schema)}." if target.schema else "") + quote(target.name)
+        connection.execute(sa.text(f"ALTER TABLE {qualified} ADD COLUMN run_id TEXT"))
+
+
 def _engine_options(url: str) -> dict[str, Any]:
     if url.startswith("postgresql"):
         return {"connect_args": {"application_name": "leadscore predict", "connect_timeout": 10}}
@@ -309,12 +431,12 @@ def _engine_options(url: str) -> dict[str, Any]:
 def _insert_rows(connection: Any, stage: str, frame: pd.DataFrame) -> None:
     import sqlalchemy as sa
 
-    records = frame.loc[:, list(COLUMNS)].astype(object).where(frame.notna(), None)
+    records = frame.loc[:, list(OUTPUT_COLUMNS)].astype(object).where(frame.notna(), None)
     for name in _TIMES:
         records[name] = [None if v is None else pd.Timestamp(v).isoformat() for v in records[name]]
-    placeholders = ", ".join(f":{c}" for c in COLUMNS)
+    placeholders = ", ".join(f":{c}" for c in OUTPUT_COLUMNS)
     connection.execute(
-        sa.text(f"INSERT INTO {stage} ({', '.join(COLUMNS)}) VALUES ({placeholders})"),
+        sa.text(f"INSERT INTO {stage} ({', '.join(OUTPUT_COLUMNS)}) VALUES ({placeholders})"),
         records.to_dict(orient="records"),
     )
 
@@ -336,6 +458,7 @@ class PredictSummary:
     model: str
     as_of: pd.Timestamp
     notes: tuple[str, ...] = ()
+    run_id: str = ""
 
     def lines(self) -> list[str]:
         shown = ", ".join(f"{tier} {count:,}" for tier, count in self.tiers.items())
@@ -351,7 +474,11 @@ class PredictSummary:
                 f"since the previous run ({self.compared_with}): {c.new:,} new, {c.gone:,} gone, "
                 f"{c.up:,} moved up a tier, {c.down:,} moved down, {c.same:,} unchanged"
             )
-        lines.append(f"wrote {self.out}" + (f" and {self.monitor}" if self.monitor else ""))
+        lines.append(
+            f"wrote {self.out}"
+            + (f" and {self.monitor}" if self.monitor else "")
+            + (f" (run {self.run_id})" if self.run_id else "")
+        )
         if self.table:
             lines.append(f"upserted {self.rows:,} rows into {self.table} (one transaction)")
         lines.extend(f"note: {note}" for note in self.notes)
@@ -360,8 +487,7 @@ class PredictSummary:
 
 @contextmanager
 def _run_lock(target: Path) -> Iterator[None]:
-    """One run per output file at a time; under the lock, temporary files left by a killed
-    run (SIGKILL skips every clean-up) are removed."""
+    """One run per output file at a time."""
     target.parent.mkdir(parents=True, exist_ok=True)
     lock_path = target.with_name(f".{target.name}.lock")
     with lock_path.open("a") as handle:
@@ -369,9 +495,49 @@ def _run_lock(target: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise OutputError(f"another leadscore predict is writing {target}") from None
-        for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-            stale.unlink(missing_ok=True)
         yield
+
+
+def settle_interrupted(out: Path, to_sql: tuple[str, str] | None = None) -> str | None:
+    """Settle a run killed while publishing `out` (under the run lock): its outputs are
+    finished or undone as its SQL commit says, then stray temporary files are removed.
+    Returns what was done, or None. `leadscore predict` does this before every run."""
+    with _run_lock(out):
+        return _settle(out, to_sql)
+
+
+def _settle(out: Path, to_sql: tuple[str, str] | None) -> str | None:
+    def looked_up(table: str) -> tuple[str | None, int] | None:
+        if to_sql is None or table != to_sql[1]:
+            return None
+        return table_run(*to_sql)
+
+    try:
+        done = settle(out, looked_up)
+    except PublishError as error:
+        raise OutputError(str(error)) from None
+    remove_strays(out.parent, [out.name, monitor_path(out).name, publish_journal_path(out).name])
+    if done is not None:
+        log.warning("%s: %s", out, done)
+    return done
+
+
+def _disk_error(error: OSError, path: Path, out: Path) -> OutputError:
+    """A write that failed (a full disk, a quota, an I/O error), said plainly."""
+    code = errno.errorcode.get(error.errno or 0, "")
+    cause = error.strerror or str(error)
+    return OutputError(
+        f"cannot write {path}: {cause}{f' ({code})' if code else ''}; nothing was published: "
+        f"{out}, its monitoring record and the table are as they were"
+    )
+
+
+def _record_text(record: Mapping[str, Any]) -> str:
+    import json
+
+    if record.get("format") != RECORD_FORMAT:
+        raise OutputError(f"not a {RECORD_FORMAT} record")
+    return json.dumps(to_jsonable(record), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def publish_scores(
@@ -384,18 +550,20 @@ def publish_scores(
     to_sql: tuple[str, str] | None = None,
     notes: tuple[str, ...] = (),
 ) -> PredictSummary:
-    """What a batch job does after scoring, whichever engine scored: write `out` atomically
-    (under the run lock), the monitoring record beside it when the model has a reference,
-    upsert the SQL table if asked, and compare the tiers with the previous run (the table's,
-    else the file's).
+    """What a batch job does after scoring, whichever engine scored: publish `out`, the
+    monitoring record beside it (when the model has a reference) and the SQL table (if asked)
+    as one run (`serving.publish`), and compare the tiers with the previous run (the
+    table's, else the file's).
 
     `scores` yields score frames (`COLUMNS`), each with the monitoring counts of its rows (in
     the model's reference bins; None when there is none); they are consumed under the lock,
-    so a lazy iterator scores while the file is written.
+    so a lazy iterator scores while the file is written. Every row gets the run's id.
     """
     reference = model.reference
     monitor: dict[str, Any] | None = None
     kept: list[pd.DataFrame] = []
+    run_id = new_run_id()
+    fmt = file_format(out)
 
     def frames() -> Iterator[pd.DataFrame]:
         nonlocal monitor
@@ -403,33 +571,62 @@ def publish_scores(
             kept.append(frame[["lead_id", "tier"]])
             if reference is not None and counts is not None:
                 monitor = dict(counts) if monitor is None else merge_counts(monitor, counts)
-            yield frame
+            yield frame.assign(run_id=run_id)
 
-    # the table is upserted from the finished temporary file before it replaces `out`: if the
-    # database fails, neither the table nor the file changes
     previous_table: list[pd.DataFrame] = []
-
-    def upsert(batches: Iterator[pd.DataFrame]) -> None:
-        if to_sql is not None:
-            previous_table.append(upsert_sql(to_sql[0], to_sql[1], batches))
-
+    record_file = monitor_path(out)
     with _run_lock(out):
+        settled = _settle(out, to_sql)
         previous = read_previous(out)
-        written = write_scores(frames(), out, before_replace=upsert)
+        scores_temp = temporary_beside(out)
+        record_temp = temporary_beside(record_file) if reference is not None else None
+        writing = out
+        try:
+            written = write_scores_to(frames(), scores_temp, fmt)
+            moves = [(scores_temp.name, out.name)]
+            if record_temp is not None and reference is not None:
+                writing = record_file
+                record = monitor_record(
+                    monitor if monitor is not None else empty_counts(reference),
+                    reference,
+                    model_name=model.name,
+                    model_version=model.version,
+                    as_of=as_of,
+                    scored_at=scored_at,
+                    run_id=run_id,
+                )
+                record_temp.write_text(_record_text(record), encoding="utf-8")
+                make_durable(record_temp)
+                moves.append((record_temp.name, record_file.name))
+            journal = Journal(
+                run_id,
+                tuple(moves),
+                table=None if to_sql is None else to_sql[1],
+                database=None if to_sql is None else shown_url(to_sql[0]),
+                rows=written,
+            )
+
+            def upsert() -> None:
+                # the table is upserted from the finished temporary file: its commit is the
+                # run's; if the database fails, neither the table nor the files change
+                assert to_sql is not None
+                batches = read_scores(scores_temp, fmt=fmt)
+                previous_table.append(upsert_sql(to_sql[0], to_sql[1], batches))
+
+            writing = publish_journal_path(out)
+            commit(out, journal, upsert if to_sql is not None else None)
+        except OSError as error:
+            if isinstance(error, BlockingIOError):
+                raise
+            raise _disk_error(error, writing, out) from None
+        finally:
+            if not publish_journal_path(out).exists():
+                scores_temp.unlink(missing_ok=True)
+                if record_temp is not None:
+                    record_temp.unlink(missing_ok=True)
     current = (
         pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=["lead_id", "tier"])
     )
-    monitor_file = None
-    if reference is not None:
-        record = monitor_record(
-            monitor if monitor is not None else empty_counts(reference),
-            reference,
-            model_name=model.name,
-            model_version=model.version,
-            as_of=as_of,
-            scored_at=scored_at,
-        )
-        monitor_file = write_monitor_record(record, out)
     compared_with = str(out) if previous is not None else None
     table = None
     if to_sql is not None:
@@ -442,11 +639,12 @@ def publish_scores(
         changes=None if previous is None else tier_changes(previous, current),
         compared_with=compared_with,
         out=out,
-        monitor=monitor_file,
+        monitor=record_file if reference is not None else None,
         table=table,
         model=f"{model.name} version {model.version}",
         as_of=as_of,
-        notes=notes,
+        notes=notes + (() if settled is None else (f"a previous run was interrupted: {settled}",)),
+        run_id=run_id,
     )
 
 
@@ -465,6 +663,8 @@ def predict_job(
     """Score every open MQL of the snapshot as of `as_of` and publish the scores
     (`publish_scores`: the file, the monitoring record, the SQL table, the tier changes)."""
     check_writable(out)
+    if to_sql is not None:
+        check_sql_target(*to_sql)
     rows = open_rows(snapshot, as_of, horizon_days)
     scored_at = pd.Timestamp.now(tz="UTC").floor("ms")
     reference = model.reference

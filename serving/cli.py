@@ -711,7 +711,7 @@ def predict(
     import logging
 
     from serving.batch import as_utc
-    from serving.batch_io import OutputError, check_writable, predict_job
+    from serving.batch_io import OutputError, check_sql_target, check_writable, predict_job
     from serving.model_store import ModelUnavailableError, load_model
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -722,6 +722,8 @@ def predict(
             raise ContractError("--engine is pandas or spark; --master goes with --engine spark")
         moment = as_utc(as_of, "--as-of")
         check_writable(out)
+        if to_sql is not None and table is not None:
+            check_sql_target(to_sql, table)  # URL, schema, name: before any work
         settings = _config(config, snapshot)
         uri = model_uri or settings.serve.model_uri
         try:

@@ -30,11 +30,8 @@ from serving.accounts import (
     source_fingerprint,
 )
 from training.integrity import (
-    DIGESTS_KEY,
     ArtifactIntegrityError,
-    check_model_dir,
-    digests_digest,
-    recorded_digests,
+    load_verified,
 )
 from training.reasons import ReasonPlan
 from training.rules import Rules, rules_from_yaml
@@ -135,36 +132,6 @@ def require_store(tracking_uri: str) -> None:
         )
 
 
-def _load_checked(name: str, version: str, run: Any, version_tag: str | None = None) -> Any:
-    """Download the version, check it (code model, no pickles, digests as logged), load it."""
-    import tempfile
-
-    import mlflow
-
-    label = f"{name} version {version}"
-    with tempfile.TemporaryDirectory(prefix="leadscore-model-") as tmp:
-        local = Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version}", dst_path=tmp
-            )
-        )
-        _, digests = check_model_dir(local, label)
-        # the copy outside the artifact store: one digest of the map on the version, or (models
-        # logged before) the whole map in a tag of the run
-        logged = recorded_digests(run.data.tags.get(DIGESTS_KEY)) if run is not None else None
-        altered = (logged is not None and digests != logged) or (
-            version_tag is not None and (digests is None or digests_digest(digests) != version_tag)
-        )
-        if altered:
-            raise ArtifactIntegrityError(
-                f"{label}: the digests in its MLmodel differ from those recorded when it was "
-                "logged: the model folder was altered; refusing to load it"
-            )
-        if digests is None:
-            log.warning("%s was logged without artifact digests; loading it unchecked", label)
-        return mlflow.pyfunc.load_model(str(local))
-
-
 def load_model(uri: str, tracking_uri: str) -> LoadedModel:
     """Load a registered pyfunc by URI (e.g. models:/leadscore@champion) without unpickling."""
     import mlflow
@@ -180,8 +147,9 @@ def load_model(uri: str, tracking_uri: str) -> LoadedModel:
         else:
             model_version = client.get_model_version(name, version or "1")
         run = client.get_run(model_version.run_id) if model_version.run_id else None
-        pyfunc = _load_checked(
-            name, str(model_version.version), run, (model_version.tags or {}).get(DIGESTS_KEY)
+        # every file checked against the run's digests before MLflow reads or runs any of it
+        pyfunc = load_verified(
+            name, str(model_version.version), run.data.tags if run is not None else None
         )
     except ArtifactIntegrityError as error:
         raise ModelUnavailableError(f"refusing {uri}: {error}") from None

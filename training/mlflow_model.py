@@ -5,6 +5,10 @@ rules YAML, the drift reference JSON) through `training.scorer`, which MLflow bu
 model (`code_paths`), so `mlflow.pyfunc.load_model` and `mlflow models serve` need nothing
 unpickled. Input: feature rows as built by `features.pipeline.build_features`; output:
 probability, tier, raw score.
+
+MLflow executes this file on every load, so its own check (`load_context`) cannot vouch for
+itself: leadscore's loaders check every file of the model, this one included, against the
+digests its run recorded before MLflow runs it (`training.integrity.load_verified`).
 """
 
 from __future__ import annotations

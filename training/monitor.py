@@ -347,6 +347,13 @@ def monitor_path(scores: Path | str) -> Path:
     return path.with_name(f"{path.stem}.monitor.json")
 
 
+def publish_journal_path(scores: Path | str) -> Path:
+    """The journal a scoring run keeps while it publishes its outputs (`serving.publish`):
+    while it exists, the scores file and its record may be of different runs."""
+    path = Path(scores)
+    return path.with_name(f".{path.name}.publish.json")
+
+
 def monitor_record(
     counts: Mapping[str, Any],
     reference: Mapping[str, Any],
@@ -355,10 +362,13 @@ def monitor_record(
     model_version: str,
     as_of: pd.Timestamp | str,
     scored_at: pd.Timestamp | str | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """What a scoring run writes beside its scores: its counts, the model and its reference.
 
     The reference travels in the record, so `leadscore monitor` needs no registry access.
+    `run_id` is the run's id, also in every row of its scores file: the record belongs to the
+    file only if they match.
     """
     check_reference(reference)
     if counts.get("reference_id") != reference["id"]:
@@ -372,6 +382,7 @@ def monitor_record(
         "model_version": str(model_version),
         "as_of": stamp.isoformat(),
         "scored_at": scored.isoformat(),
+        **({} if run_id is None else {"run_id": str(run_id)}),
         "counts": dict(counts),
         "reference": dict(reference),
     }

@@ -38,6 +38,7 @@ from training.monitor import (
     monitor_path,
     psi,
     psi_floor,
+    publish_journal_path,
 )
 from training.report import SCORER_STYLE, _save, render_html, tier_plot
 from training.tiers import TIER_NAMES
@@ -45,6 +46,7 @@ from training.tiers import TIER_NAMES
 #: `leadscore monitor` exits with this status when drift passes a threshold.
 ALERT_EXIT = 3
 SCORE_COLUMNS = ("lead_id", "as_of", "probability", "tier", "model_name", "model_version")
+RUN_ID = "run_id"  # in every row of a scores file and in its record, since issue 16.7
 RUN_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 
 
@@ -88,13 +90,15 @@ def _read_scores(path: Path) -> pd.DataFrame:
             missing = [c for c in SCORE_COLUMNS if c not in present]
             if missing:
                 raise MonitorError(f"scores {path}: columns {missing} are missing")
-            frame = pd.read_parquet(path, columns=list(SCORE_COLUMNS))
+            wanted = list(SCORE_COLUMNS) + ([RUN_ID] if RUN_ID in present else [])
+            frame = pd.read_parquet(path, columns=wanted)
         elif suffix == ".csv":
             head = pd.read_csv(path, nrows=0)
             missing = [c for c in SCORE_COLUMNS if c not in head.columns]
             if missing:
                 raise MonitorError(f"scores {path}: columns {missing} are missing")
-            frame = pd.read_csv(path, usecols=list(SCORE_COLUMNS), dtype=str)
+            wanted = list(SCORE_COLUMNS) + ([RUN_ID] if RUN_ID in head.columns else [])
+            frame = pd.read_csv(path, usecols=wanted, dtype=str)
             frame["probability"] = pd.to_numeric(frame["probability"], errors="coerce")
         else:
             raise MonitorError(f"scores {path}: expected a .parquet or .csv file")
@@ -137,6 +141,7 @@ def read_run(scores: Path) -> ScoringRun:
     record_path = monitor_path(scores)
     record = _read_record(record_path, scores)
     frame = _read_scores(scores)
+    _check_run_id(scores, frame, record, record_path)
     version = str(record["model_version"])
     other = frame["model_version"] != version
     if other.any() or (frame["model_name"] != record["model_name"]).any():
@@ -152,6 +157,25 @@ def read_run(scores: Path) -> ScoringRun:
             f"counted {int(record['counts']['rows']):,}: the record belongs to another run"
         )
     return ScoringRun(scores, record, frame)
+
+
+def _check_run_id(
+    scores: Path, frame: pd.DataFrame, record: Mapping[str, Any], record_path: Path
+) -> None:
+    """The record is of the run that wrote the scores: one run id in both (both without one:
+    written before run ids, checked by model version and row count only)."""
+    ids = sorted(set(frame[RUN_ID].astype(str))) if RUN_ID in frame else []
+    recorded = record.get(RUN_ID)
+    if recorded is None and RUN_ID not in frame:
+        return
+    if ids != [str(recorded)] and not (ids == [] and len(frame) == 0 and recorded is not None):
+        journal = publish_journal_path(scores)
+        hint = f" (an interrupted run left {journal}: run it again)" if journal.exists() else ""
+        raise MonitorError(
+            f"scores {scores}: written by run {', '.join(ids[:3]) or '(none)'}, but its "
+            f"monitoring record {record_path} is of run {recorded}: the record belongs to "
+            f"another run{hint}"
+        )
 
 
 def check_runs(runs: Sequence[ScoringRun]) -> None:

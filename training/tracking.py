@@ -24,7 +24,15 @@ from features.config import Config, GateConfig, MlflowConfig
 from features.snapshot import Snapshot
 from training.evaluate import classification_metrics
 from training.guards import label_differences
-from training.integrity import DIGESTS_KEY, artifact_digests, digests_digest
+from training.integrity import (
+    DIGESTS_KEY,
+    FILES_KEY,
+    artifact_digests,
+    digests_digest,
+    files_tag,
+    folder_digests,
+    load_verified,
+)
 from training.monitor import reference_profile
 from training.train import TrainResult, feature_frame
 
@@ -288,6 +296,13 @@ def log_training(
             input_example=example,
             pip_requirements=_requirements(),
         )
+        # every file of the model as logged (its code too), kept outside the artifact store:
+        # loaders check a downloaded folder against it before MLflow runs any of it
+        (Path(tmp) / "logged").mkdir()
+        logged = mlflow.artifacts.download_artifacts(
+            artifact_uri=info.model_uri, dst_path=str(Path(tmp) / "logged")
+        )
+        mlflow.set_tag(FILES_KEY, files_tag(folder_digests(Path(logged))))
     return str(run.info.run_id), str(info.model_uri)
 
 
@@ -400,9 +415,12 @@ def champion_metrics(
     version = alias_version(settings, CHAMPION)
     if version is None:
         return None, None, None
-    mlflow = _mlflow()
+    client = _client(settings)
     try:
-        model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@{CHAMPION}")
+        run_id = client.get_model_version(settings.model_name, version).run_id
+        tags = client.get_run(run_id).data.tags if run_id else None
+        # checked before MLflow runs its code: a tampered champion never runs at training
+        model = load_verified(settings.model_name, version, tags)
         spec_names = model.metadata.get_input_schema().input_names()
         scored = model.predict(features[spec_names])
     except Exception as error:  # the champion may expect features this data no longer has

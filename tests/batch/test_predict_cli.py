@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from serving.batch import COLUMNS, tier_changes
-from serving.batch_io import write_scores
+from serving.batch_io import OUTPUT_COLUMNS, write_scores
 from serving.cli import app as cli
 from tests.batch.conftest import AS_OF
 
@@ -37,7 +37,7 @@ def test_two_runs_write_scores_and_report_the_changes(
     code, output = _predict(registry, "--as-of", AS_OF.isoformat(), "--out", str(out))
     assert code == 0, output
     first = pd.read_parquet(out)
-    assert tuple(first.columns) == COLUMNS and len(first) > 100
+    assert tuple(first.columns) == OUTPUT_COLUMNS and len(first) > 100
     assert f"scored {len(first):,} open MQLs" in output
     counts = first["tier"].value_counts()
     assert f"A {counts.get('A', 0):,}, B {counts.get('B', 0):,}" in output

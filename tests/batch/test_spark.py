@@ -110,10 +110,11 @@ def test_predict_cli_with_engine_spark_writes_the_pandas_engines_file(
         notes[engine] = flat[flat.index("note: ") :].split(" open MQLs")[0]
     assert notes["spark"] == notes["pandas"] and "of" in notes["pandas"]
     pandas_file, spark_file = files["pandas"], files["spark"]
-    assert tuple(spark_file.columns) == COLUMNS
+    assert tuple(spark_file.columns) == (*COLUMNS, "run_id")
+    assert spark_file["run_id"].nunique() == 1 and pandas_file["run_id"].nunique() == 1
     _assert_same(
-        spark_file.drop(columns="scored_at").assign(scored_at=SCORED_AT),
-        pandas_file.drop(columns="scored_at").assign(scored_at=SCORED_AT),
+        spark_file.drop(columns=["scored_at", "run_id"]).assign(scored_at=SCORED_AT),
+        pandas_file.drop(columns=["scored_at", "run_id"]).assign(scored_at=SCORED_AT),
     )
     assert spark_file["scored_at"].nunique() == 1
 

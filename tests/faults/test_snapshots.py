@@ -131,6 +131,34 @@ def _bom(folder: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
 
 
+def _also_parquet(folder: Path) -> None:
+    _frame(folder, "leads").to_parquet(folder / "leads.parquet", index=False)
+
+
+def _disqualified_before_created(frame: pd.DataFrame) -> pd.DataFrame:
+    created = pd.Timestamp(str(frame.loc[3, "created_at"]))
+    frame["disqualified_at"] = ""
+    frame.loc[3, "disqualified_at"] = (created - pd.Timedelta(days=5)).isoformat()
+    return frame
+
+
+def _open_quote(line: int, field: int, close: tuple[int, int] | None = None) -> Breaker:
+    """A quote opened at the start of a leads.csv field and closed at `close` (line, field)
+    or never."""
+
+    def change(lines: list[str]) -> list[str]:
+        parts = lines[line - 1].split(",")
+        parts[field] = '"' + parts[field]
+        lines[line - 1] = ",".join(parts)
+        if close is not None:
+            parts = lines[close[0] - 1].split(",")
+            parts[close[1]] += '"'
+            lines[close[0] - 1] = ",".join(parts)
+        return lines
+
+    return _lines("leads", change)
+
+
 HUGE = "x" * 10_000_000  # a 10 MB cell
 
 #: (kind, break the good snapshot, what the error must say)
@@ -283,6 +311,61 @@ CASES: list[tuple[str, Breaker, str]] = [
         "snapshot.json as_of not a time",
         _write("snapshot.json", b'{"as_of": "next tuesday"}'),
         r"snapshot.json: as_of 'next tuesday' is not an ISO 8601 time",
+    ),
+    # issue 16.9: what used to be read silently
+    (
+        "snapshot.json as_of before all the data",
+        _write("snapshot.json", b'{"as_of": "2000-01-01"}'),
+        r"snapshot.json: as_of 2000-01-01T00:00:00\+00:00 is before every lead in .*leads.csv "
+        r"was created \(the first created_at is 2025-",
+    ),
+    (
+        "snapshot.json numeric as_of",
+        _write("snapshot.json", b'{"as_of": 1735689600}'),
+        r"snapshot.json: as_of 1735689600 \(int\) must be an ISO 8601 time in quotes",
+    ),
+    (
+        "leads as both CSV and Parquet",
+        _also_parquet,
+        r"both leads.parquet and leads.csv hold the 'leads' table",
+    ),
+    (
+        "header-only events",
+        _lines("events", lambda lines: lines[:1]),
+        r"events.csv: the table has no rows.*source.events: null",
+    ),
+    (
+        "infinite company size",
+        _set("leads", "company_size", 2, "inf"),
+        r"column 'company_size': 1 row\(s\) are not a non-negative number of employees; "
+        r"e.g. row 3: 'inf'",
+    ),
+    (
+        "list-typed Parquet text",
+        _to_parquet("leads", lambda f: f.assign(job_title=[["Owner"]] * len(f))),
+        r"leads.parquet: column\(s\) 'job_title' \(list<.*hold lists or records",
+    ),
+    (
+        "list-typed Parquet events",
+        _to_parquet("events", lambda f: f.assign(event_type=[["page_view"]] * len(f))),
+        r"events.parquet: column\(s\) 'event_type' \(list<.*hold lists or records",
+    ),
+    (
+        "disqualified_at before created_at",
+        _edit("leads", _disqualified_before_created),
+        r"column 'disqualified_at': 1 row\(s\) have disqualified_at before created_at; "
+        r"e.g. lead 'L00003'",
+    ),
+    (
+        "unterminated quote",
+        _open_quote(6, 5),
+        r"leads.csv: line 6, column 'job_title': a quoted value opens here and is never closed",
+    ),
+    (
+        "quote closed lines later",
+        _open_quote(6, 5, close=(10, 7)),
+        r"leads.csv: column 'job_title': 1 row\(s\) hold a line break and the delimiter: a quote "
+        r"opens there.*e.g. row 5",
     ),
     (
         "duplicate column names",

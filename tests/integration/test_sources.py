@@ -130,7 +130,9 @@ def test_non_utf8_bytes_are_named(tmp_path: Path) -> None:
     (tmp_path / "leads.csv").write_bytes(
         "lead_id,created_at,country\nl1,2025-01-01,M\xe9xico\n".encode("latin-1")
     )
-    (tmp_path / "events.csv").write_text("lead_id,occurred_at,event_type\n")
+    (tmp_path / "events.csv").write_text(
+        "lead_id,occurred_at,event_type\nl1,2025-01-02,page_view\n"
+    )
     with pytest.raises(ContractError, match="not valid utf-8"):
         _training_set({"path": str(tmp_path), "encoding": "utf-8"})
     got = _training_set({"path": str(tmp_path), "encoding": "latin-1"})
