@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from features.config import Config, build_config
+from features.config import Config, ConfigError, build_config
 from features.pipeline import build_features
 from features.snapshot import snapshot_from_frames
 from serving.lead import LeadError, export_names, lead_features
@@ -151,15 +151,12 @@ def test_a_missing_lead_id_names_the_export_name_too(config: Config) -> None:
         _api(posted, config)
 
 
-def test_excluded_columns_are_dropped_under_either_name() -> None:
-    """As the reader drops them: an excluded export name before renaming, an excluded
-    contract name (whichever name it was posted under) after."""
-    by_export = build_config({**CONFIG, "exclude": ["Budget (USD)", "Plan"]})
-    values = _api(EXPORT_ROW, by_export)
-    assert math.isnan(values["custom_budget"]) and values["custom_plan"] is None
-    by_contract = build_config({**CONFIG, "exclude": ["budget"]})
-    assert math.isnan(_api(EXPORT_ROW, by_contract)["custom_budget"])
-    assert math.isnan(_api({**EXPORT_ROW, "budget": 5}, by_contract)["custom_budget"])
+def test_a_custom_field_on_exclude_is_refused_under_either_name() -> None:
+    """A column is a feature or excluded, never both (the config says which, by either name),
+    so the API never has to guess whether an excluded custom field counts."""
+    for excluded, named in (("Budget (USD)", "budget"), ("budget", "budget"), ("Plan", "Plan")):
+        with pytest.raises(ConfigError, match=f"custom field '{named}' is also on exclude"):
+            build_config({**CONFIG, "exclude": [excluded]})
 
 
 def test_the_openapi_schema_lists_custom_fields_and_export_names(config: Config) -> None:
