@@ -461,12 +461,17 @@ def predict_job(
     chunk_leads: int,
     to_sql: tuple[str, str] | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
+    scored_at: pd.Timestamp | None = None,
 ) -> PredictSummary:
     """Score every open MQL of the snapshot as of `as_of` and publish the scores
-    (`publish_scores`: the file, the monitoring record, the SQL table, the tier changes)."""
+    (`publish_scores`: the file, the monitoring record, the SQL table, the tier changes).
+
+    `workers` chunks are scored at once (`score_chunks`); `scored_at` defaults to now.
+    """
     check_writable(out)
     rows = open_rows(snapshot, as_of, horizon_days)
-    scored_at = pd.Timestamp.now(tz="UTC").floor("ms")
+    scored_at = (scored_at or pd.Timestamp.now(tz="UTC")).floor("ms")
     reference = model.reference
     if reference is None:
         log.warning(
@@ -477,7 +482,14 @@ def predict_job(
 
     def scores() -> Iterator[tuple[pd.DataFrame, dict[str, Any] | None]]:
         for chunk in score_chunks(
-            snapshot, rows, model, reasons, progress, chunk_leads=chunk_leads, scored_at=scored_at
+            snapshot,
+            rows,
+            model,
+            reasons,
+            progress,
+            chunk_leads=chunk_leads,
+            scored_at=scored_at,
+            workers=workers,
         ):
             counts = None
             if reference is not None:
