@@ -48,15 +48,26 @@ def ordered_map(
     With `workers` <= 1 it is the plain `map`, in the calling thread. Items are drawn from
     `items` lazily in the calling thread (so a reader feeding them overlaps with the work),
     and no more than `workers` results are computed ahead of the one being waited for. An
-    exception in `work` is raised here, in order, and the work not yet started is cancelled.
+    exception in `work` (or in drawing an item) is raised here in the items' order, as the
+    serial map would raise it, and the work not yet started is cancelled.
     """
     if workers <= 1:
         yield from map(work, items)
         return
     pending: deque[Future[Result]] = deque()
+    source = iter(items)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="leadscore-chunk") as pool:
         try:
-            for item in items:
+            while True:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    break
+                except BaseException:
+                    # an earlier item's failure comes first, as it would serially
+                    while pending:
+                        pending.popleft().result()
+                    raise
                 pending.append(pool.submit(work, item))
                 if len(pending) > workers:
                     yield pending.popleft().result()

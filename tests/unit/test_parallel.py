@@ -12,12 +12,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from features import snapshot as snapshot_module
 from features.config import build_config
 from features.parallel import ordered_map, worker_count
-from features.snapshot import read_snapshot
+from features.snapshot import read_snapshot, row_group_runs
 from features.synthetic import generate, write_snapshot
 from serving.cli import app as cli
 
@@ -78,29 +80,62 @@ def test_the_setting_is_validated() -> None:
         build_config({"features": {"workers": -1}})
 
 
+def test_row_group_runs() -> None:
+    class Group:
+        def __init__(self, rows: int) -> None:
+            self.num_rows = rows
+
+    class Metadata:
+        def __init__(self, sizes: list[int]) -> None:
+            self.sizes = sizes
+            self.num_row_groups = len(sizes)
+
+        def row_group(self, i: int) -> Group:
+            return Group(self.sizes[i])
+
+    assert row_group_runs(Metadata([4, 4, 4, 1, 9]), 9) == [[0, 1], [2, 3], [4]]
+    assert row_group_runs(Metadata([]), 9) == []
+    assert row_group_runs(Metadata([4, 10]), 9) is None
+
+
 @pytest.fixture(scope="module")
 def snapshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small snapshot whose events file has many row groups."""
     folder = tmp_path_factory.mktemp("parallel") / "snapshot"
     write_snapshot(generate(3_000, seed=5), folder)
+    events = pq.read_table(folder / "events.parquet")
+    pq.write_table(events, folder / "events.parquet", row_group_size=7_000)
     return folder
 
 
+@pytest.fixture
+def small_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events read in chunks of two or three row groups, so that the workers share them."""
+    monkeypatch.setattr(snapshot_module, "_EVENT_BATCH_ROWS", 20_000)
+
+
+@pytest.mark.usefixtures("small_reads")
 def test_read_snapshot_is_the_same_with_any_workers(snapshot_dir: Path) -> None:
-    def read(workers: int) -> tuple[np.ndarray, ...]:
+    def read(workers: int) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
         config = build_config(
             {"source": {"path": str(snapshot_dir)}, "features": {"workers": workers}}
         )
-        log = read_snapshot(config).events
-        return log.lead, log.at_ms, log.kind
+        snap = read_snapshot(config)
+        log = snap.events
+        return (log.lead, log.at_ms, log.kind), vars(snap.report)
 
-    serial = read(1)
-    assert len(serial[0]) > 50_000
+    (serial, report) = read(1)
+    assert len(serial[0]) > 100_000
+    assert pq.ParquetFile(snapshot_dir / "events.parquet").metadata.num_row_groups > 10
     for workers in (2, 3):
-        for mine, theirs in zip(read(workers), serial, strict=True):
-            assert mine.dtype == theirs.dtype
-            np.testing.assert_array_equal(mine, theirs)
+        arrays, theirs = read(workers)
+        assert theirs == report
+        for mine, expected in zip(arrays, serial, strict=True):
+            assert mine.dtype == expected.dtype
+            np.testing.assert_array_equal(mine, expected)
 
 
+@pytest.mark.usefixtures("small_reads")
 def test_leadscore_features_writes_the_same_bytes_with_any_workers(
     snapshot_dir: Path, tmp_path: Path
 ) -> None:
@@ -120,3 +155,19 @@ def test_leadscore_features_writes_the_same_bytes_with_any_workers(
     assert len(written[1][0]) > 10_000
     assert written[2] == written[1]
     assert written[3] == written[1]
+
+
+def test_ordered_map_raises_an_earlier_failure_before_a_later_items_error() -> None:
+    def items() -> object:
+        yield from range(3)
+        raise OSError("reading item 3")
+
+    def fails_at_one(n: int) -> int:
+        if n == 1:
+            raise ValueError("chunk 1")
+        return n
+
+    with pytest.raises(ValueError, match="chunk 1"):
+        list(ordered_map(fails_at_one, items(), workers=3))
+    with pytest.raises(OSError, match="reading item 3"):
+        list(ordered_map(lambda n: n, items(), workers=3))
