@@ -642,6 +642,8 @@ def collect_events(
 ) -> EventLog:
     """Encode event chunks against the leads, then sort and de-duplicate them into one log."""
     lead_index = pd.Index(leads["lead_id"].to_numpy())
+    # its hash table is built here, once: the workers that encode the chunks only read it
+    lead_index.get_indexer(lead_index[:1])
 
     def encode(item: tuple[pd.DataFrame, int]) -> _EventChunk:
         frame, first_row = item
