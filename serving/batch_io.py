@@ -471,7 +471,7 @@ def predict_job(
     """
     check_writable(out)
     rows = open_rows(snapshot, as_of, horizon_days)
-    scored_at = (scored_at or pd.Timestamp.now(tz="UTC")).floor("ms")
+    scored_at = (pd.Timestamp.now(tz="UTC") if scored_at is None else scored_at).floor("ms")
     reference = model.reference
     if reference is None:
         log.warning(
