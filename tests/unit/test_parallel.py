@@ -114,19 +114,30 @@ def small_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(snapshot_module, "_EVENT_BATCH_ROWS", 20_000)
 
 
+@pytest.fixture(scope="module")
+def csv_snapshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("parallel-csv") / "snapshot"
+    write_snapshot(generate(1_500, seed=6), folder, fmt="csv")
+    return folder
+
+
 @pytest.mark.usefixtures("small_reads")
-def test_read_snapshot_is_the_same_with_any_workers(snapshot_dir: Path) -> None:
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_read_snapshot_is_the_same_with_any_workers(
+    snapshot_dir: Path, csv_snapshot_dir: Path, kind: str
+) -> None:
+    folder = snapshot_dir if kind == "parquet" else csv_snapshot_dir
+
     def read(workers: int) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
-        config = build_config(
-            {"source": {"path": str(snapshot_dir)}, "features": {"workers": workers}}
-        )
+        config = build_config({"source": {"path": str(folder)}, "features": {"workers": workers}})
         snap = read_snapshot(config)
         log = snap.events
         return (log.lead, log.at_ms, log.kind), vars(snap.report)
 
     (serial, report) = read(1)
-    assert len(serial[0]) > 100_000
-    assert pq.ParquetFile(snapshot_dir / "events.parquet").metadata.num_row_groups > 10
+    assert len(serial[0]) > 3 * 20_000  # several chunks
+    if kind == "parquet":
+        assert pq.ParquetFile(folder / "events.parquet").metadata.num_row_groups > 10
     for workers in (2, 3):
         arrays, theirs = read(workers)
         assert theirs == report
