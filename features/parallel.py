@@ -63,7 +63,7 @@ def ordered_map(
                     item = next(source)
                 except StopIteration:
                     break
-                except BaseException:
+                except Exception:
                     # an earlier item's failure comes first, as it would serially
                     while pending:
                         pending.popleft().result()
