@@ -166,6 +166,15 @@ def test_leadscore_features_writes_the_same_bytes_with_any_workers(
     assert len(written[1][0]) > 10_000
     assert written[2] == written[1]
     assert written[3] == written[1]
+    # and the chunks' size changes nothing either: one chunk of every lead, serially
+    out = tmp_path / "training_set-one-chunk.parquet"
+    result = CliRunner().invoke(
+        cli,
+        ["features", "--snapshot", str(snapshot_dir), "--out", str(out)],
+        env={"LEADSCORE__FEATURES__WORKERS": "1", "LEADSCORE__FEATURES__CHUNK_LEADS": "100000"},
+    )
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == written[1][0]
 
 
 def test_ordered_map_raises_an_earlier_failure_before_a_later_items_error() -> None:
