@@ -2,6 +2,8 @@
 
     python bench/features.py                      # 1M leads, ~50M events (make bench)
     python bench/features.py --leads 20000 --data-dir /tmp/snap20k --repeat 3
+    python bench/features.py --leads 200000 --workers 1,0   # serial, then every core
+    python bench/features.py --scaling                      # 0.25M, 0.5M, 1M, 2M leads
 
 1. Generates the synthetic snapshot with `leadscore generate` unless --data-dir already holds
    one of that size (its snapshot.json says so). Generation is timed but not measured.
@@ -12,8 +14,11 @@
    Parquet files: the same rows and the same point-in-time features (see DUCKDB_SQL below),
    written to Parquet, with every thread of the machine and DuckDB's default memory limit.
    Then checks that both sides have the same rows and agree on a random sample of rows.
-4. Prints seconds, peak GiB and the leadscore/DuckDB ratio against the goals, and writes the
-   figures to bench/results/features.json.
+4. Prints seconds, peak GiB and the leadscore/DuckDB ratio against the goals (within 1.0x
+   DuckDB's time, peak at most 4 GiB), and writes the figures to bench/results/features.json.
+   `--workers 1,0` measures leadscore once per `features.workers` setting and checks that their
+   training sets are byte-identical; `--scaling` does it all at 0.25M, 0.5M, 1M and 2M leads and
+   prints time and peak per lead against the smallest size (goal: within 15%).
 """
 
 from __future__ import annotations
@@ -39,8 +44,10 @@ RESULTS = HERE / "results" / "features.json"
 DEFAULT_DATA = ROOT / "data" / "bench" / "snapshot"
 GIB = 1024**3
 
-GOAL_RATIO = 2.0  # leadscore's time within 2x DuckDB's
-GOAL_PEAK_GIB = 8.0  # leadscore's peak RSS under 8 GiB
+GOAL_RATIO = 1.0  # leadscore's time within DuckDB's (issue 17; it was 2x before)
+GOAL_PEAK_GIB = 4.0  # leadscore's peak RSS at most 4 GiB (issue 17; it was 8 GiB before)
+GOAL_LINEAR = 0.15  # scaling: time and peak per lead within 15% of the smallest size's
+SCALING_LEADS = (250_000, 500_000, 1_000_000, 2_000_000)
 
 # The data contract's event types (features/contract.py); anything else counts as `other`.
 # Kept here on purpose: the DuckDB side is an independent re-implementation.
@@ -305,7 +312,9 @@ def _busy_cpu_s() -> float:
     return sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
 
 
-def measure(command: list[str], log: Path, cwd: Path | None = None) -> dict[str, Any]:
+def measure(
+    command: list[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run `command` as a fresh child; its wall time and peak RSS (that child alone).
 
     Also the CPU seconds the rest of the machine used meanwhile (`others_cpu_s`): other work
@@ -314,7 +323,7 @@ def measure(command: list[str], log: Path, cwd: Path | None = None) -> dict[str,
     with log.open("w") as handle:
         busy = _busy_cpu_s()
         started = time.perf_counter()
-        child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd)
+        child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd, env=env)
         # wait4 returns the rusage of this child (and its waited-for descendants) only.
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
@@ -437,6 +446,211 @@ def cross_check(ours: Path, theirs: Path, sample: int, seed: int) -> dict[str, A
 # --------------------------------------------------------------------------- main
 
 
+def worker_settings(text: str | None) -> list[int | None]:
+    """`--workers 1,0` as [1, 0]; absent: [None], the package's default (every core)."""
+    if not text:
+        return [None]
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def side_name(workers: int | None) -> str:
+    return "leadscore" if workers is None else f"leadscore w={workers}"
+
+
+def leadscore_env(workers: int | None) -> dict[str, str]:
+    """The child's environment: `features.workers` set when asked, else the package default."""
+    env = dict(os.environ)
+    env.pop("LEADSCORE__FEATURES__WORKERS", None)
+    if workers is not None:
+        env["LEADSCORE__FEATURES__WORKERS"] = str(workers)
+    return env
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not runs:
+        return None
+    return {
+        # Other work on the machine only ever adds time, so the fastest run is the figure.
+        "seconds": min(r["seconds"] for r in runs),
+        "median_seconds": statistics.median(r["seconds"] for r in runs),
+        "cpu_s": min(r["cpu_s"] for r in runs),
+        "others_cpu_s": min(r["others_cpu_s"] for r in runs),
+        "peak_gib": max(r["peak_bytes"] for r in runs) / GIB,
+        "runs": runs,
+    }
+
+
+def measure_size(
+    args: argparse.Namespace, leadscore: str, leads: int, folder: Path
+) -> dict[str, Any]:
+    """One snapshot size: leadscore with each --workers setting, DuckDB, and the checks."""
+    snap = ensure_snapshot(
+        argparse.Namespace(
+            data_dir=folder, leads=leads, events_per_lead=args.events_per_lead, seed=args.seed
+        ),
+        leadscore,
+    )
+    snapshot = folder.resolve()
+    settings = worker_settings(args.workers)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-features-"))
+    theirs = tmp / "duckdb.parquet"
+    outputs = {w: tmp / f"training_set-{w}.parquet" for w in settings}
+    runs: dict[str, list[dict[str, Any]]] = {side_name(w): [] for w in settings}
+    runs["duckdb"] = []
+    duckdb_info: dict[str, Any] = {}
+    check = None
+    identical = None
+    try:
+        for i in range(args.repeat):
+            for workers in settings:
+                name = side_name(workers)
+                command = [leadscore, "features", "--snapshot", str(snapshot)]
+                command += ["--out", str(outputs[workers])]
+                run = measure(
+                    command, tmp / f"leadscore-{workers}-{i}.log", env=leadscore_env(workers)
+                )
+                print(
+                    f"{name} run {i + 1}: {run['seconds']:.1f} s, "
+                    f"{run['peak_bytes'] / GIB:.2f} GiB peak, {run['cpu_s']:.1f} CPU s "
+                    f"(other processes: {run['others_cpu_s']:.1f} CPU s meanwhile)"
+                )
+                for line in run.pop("output").strip().splitlines():
+                    print(f"  | {line}")
+                runs[name].append(run)
+            if args.skip_duckdb:
+                continue
+            run = measure(
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--duckdb-job",
+                    "--snapshot",
+                    str(snapshot),
+                    "--out",
+                    str(theirs),
+                ],
+                tmp / f"duckdb-{i}.log",
+                cwd=tmp,
+            )
+            output = run.pop("output").strip().splitlines()
+            duckdb_info = json.loads(output[-1]) if output else {}
+            print(
+                f"duckdb run {i + 1}: {run['seconds']:.1f} s, "
+                f"{run['peak_bytes'] / GIB:.2f} GiB peak, {run['cpu_s']:.1f} CPU s "
+                f"(other processes: {run['others_cpu_s']:.1f} CPU s meanwhile)"
+            )
+            print(f"  | {duckdb_info}")
+            runs["duckdb"].append(run)
+
+        written = [outputs[w].read_bytes() for w in settings]
+        identical = all(data == written[0] for data in written)
+        if len(settings) > 1:
+            print(
+                "check: the training sets of every --workers setting are "
+                + ("byte-identical" if identical else "DIFFERENT")
+            )
+        if not args.skip_duckdb:
+            check = cross_check(outputs[settings[0]], theirs, args.sample, args.seed)
+            print(
+                f"check: rows leadscore {check['rows_leadscore']:,}, "
+                f"duckdb {check['rows_duckdb']:,}"
+                f" ({'equal' if check['rows_equal'] else 'DIFFERENT'}); leads only in leadscore "
+                f"{check['leads_only_leadscore']}, only in duckdb {check['leads_only_duckdb']}"
+            )
+            print(
+                f"check: {check['sample_rows']:,} sampled rows x {check['columns_compared']} "
+                f"columns: {check['mismatches']} mismatches; key columns {check['key_columns']}"
+            )
+            for column, n in check["mismatched_columns"].items():
+                print(f"  mismatch {column}: {n} rows, e.g. {check['mismatch_examples'][column]}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"outputs kept in {tmp}")
+
+    sides = {name: summary(side) for name, side in runs.items() if side}
+    duck = sides.get("duckdb")
+    ratios = {
+        name: side["seconds"] / duck["seconds"]
+        for name, side in sides.items()
+        if name != "duckdb" and side is not None and duck is not None
+    }
+    return {
+        "leads": leads,
+        "snapshot": snap,
+        "events": snap["meta"].get("row_counts", {}).get("events"),
+        "sides": sides,
+        "ratios_vs_duckdb": ratios,
+        "identical_outputs": identical,
+        "duckdb_settings": duckdb_info,
+        "check": check,
+    }
+
+
+def print_size(result: dict[str, Any], repeat: int) -> None:
+    print()
+    print(f"{result['leads']:,} leads, {result['events'] or 0:,} events")
+    print(f"{'':<16}{'seconds':>10}{'peak GiB':>10}{'CPU s':>10}{'others CPU s':>14}{'ratio':>8}")
+    for name, side in result["sides"].items():
+        ratio = result["ratios_vs_duckdb"].get(name)
+        shown = f"{ratio:>8.2f}" if ratio is not None else ""
+        print(
+            f"{name:<16}{side['seconds']:>10.1f}{side['peak_gib']:>10.2f}"
+            f"{side['cpu_s']:>10.1f}{side['others_cpu_s']:>14.1f}{shown}"
+        )
+    if repeat > 1:
+        print(f"(fastest of {repeat} runs, smallest CPU s and others CPU s, largest peak)")
+    for name, side in result["sides"].items():
+        if name == "duckdb":
+            continue
+        ratio = result["ratios_vs_duckdb"].get(name)
+        if ratio is None:
+            print(f"goal {name}: within {GOAL_RATIO:g}x DuckDB's time: not measured")
+        else:
+            verdict = "PASS" if ratio <= GOAL_RATIO else "FAIL"
+            print(f"goal {name}: within {GOAL_RATIO:g}x DuckDB's time: {verdict} ({ratio:.2f}x)")
+        verdict = "PASS" if side["peak_gib"] <= GOAL_PEAK_GIB else "FAIL"
+        print(
+            f"goal {name}: peak at most {GOAL_PEAK_GIB:g} GiB: {verdict} ({side['peak_gib']:.2f})"
+        )
+
+
+def scaling_table(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Time and peak per lead of each size against the smallest: linear within GOAL_LINEAR."""
+    smallest = results[0]
+    verdicts: dict[str, Any] = {}
+    print()
+    print(f"scaling (against {smallest['leads']:,} leads; goal: per lead within "
+          f"{GOAL_LINEAR:.0%})")  # fmt: skip
+    header = f"{'leads':>10}{'side':>16}{'seconds':>10}{'x time':>8}{'peak GiB':>10}{'x peak':>8}"
+    print(header + f"{'vs DuckDB':>11}")
+    for name in smallest["sides"]:
+        base = smallest["sides"][name]
+        worst = 0.0
+        for result in results:
+            side = result["sides"].get(name)
+            if side is None:
+                continue
+            scale = result["leads"] / smallest["leads"]
+            time_x = side["seconds"] / base["seconds"]
+            peak_x = side["peak_gib"] / base["peak_gib"]
+            ratio = result["ratios_vs_duckdb"].get(name)
+            if result is not smallest:
+                worst = max(worst, abs(time_x / scale - 1), abs(peak_x / scale - 1))
+            print(
+                f"{result['leads']:>10,}{name:>16}{side['seconds']:>10.1f}{time_x:>8.2f}"
+                f"{side['peak_gib']:>10.2f}{peak_x:>8.2f}"
+                + (f"{ratio:>11.2f}" if ratio is not None else "")
+            )
+        verdicts[name] = {"worst_deviation_per_lead": worst, "linear": worst <= GOAL_LINEAR}
+        print(
+            f"goal {name}: time and peak per lead within {GOAL_LINEAR:.0%} of the smallest "
+            f"size's: {'PASS' if worst <= GOAL_LINEAR else 'FAIL'} (worst {worst:.0%})"
+        )
+    return verdicts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--leads", type=int, default=1_000_000)
@@ -448,6 +662,21 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=1000, help="Rows cross-checked; 0: all.")
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSON figures file.")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary outputs.")
+    parser.add_argument(
+        "--workers",
+        help="features.workers of the leadscore runs, comma-separated (e.g. 1,0: serial, then "
+        "every core); default: the package's default (every core).",
+    )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="Measure at each of --scaling-leads (default 0.25M, 0.5M, 1M, 2M leads) and print "
+        "time and peak per lead against the smallest size.",
+    )
+    parser.add_argument(
+        "--scaling-leads",
+        help="Comma-separated sizes for --scaling (snapshots in DATA_DIR-N, 1M in DATA_DIR).",
+    )
     parser.add_argument("--duckdb-job", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--snapshot", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -472,138 +701,47 @@ def main() -> None:
         f"machine: {machine['cpus']} cores, {machine['memory_gib']} GiB, "
         f"load average {machine['load_avg_at_start']} (other work may be running)"
     )
-    snap = ensure_snapshot(args, leadscore)
-    snapshot = args.data_dir.resolve()
-
-    tmp = Path(tempfile.mkdtemp(prefix="bench-features-"))
-    ours = tmp / "training_set.parquet"
-    theirs = tmp / "duckdb.parquet"
-    runs: dict[str, list[dict[str, Any]]] = {"leadscore": [], "duckdb": []}
-    duckdb_info: dict[str, Any] = {}
-    try:
-        for i in range(args.repeat):
-            run = measure(
-                [leadscore, "features", "--snapshot", str(snapshot), "--out", str(ours)],
-                tmp / f"leadscore-{i}.log",
-            )
-            print(
-                f"leadscore run {i + 1}: {run['seconds']:.1f} s, "
-                f"{run['peak_bytes'] / GIB:.2f} GiB peak, {run['cpu_s']:.1f} CPU s "
-                f"(other processes: {run['others_cpu_s']:.1f} CPU s meanwhile)"
-            )
-            for line in run.pop("output").strip().splitlines():
-                print(f"  | {line}")
-            runs["leadscore"].append(run)
-            if args.skip_duckdb:
-                continue
-            run = measure(
-                [
-                    sys.executable,
-                    str(Path(__file__).resolve()),
-                    "--duckdb-job",
-                    "--snapshot",
-                    str(snapshot),
-                    "--out",
-                    str(theirs),
-                ],
-                tmp / f"duckdb-{i}.log",
-                cwd=tmp,
-            )
-            output = run.pop("output").strip().splitlines()
-            duckdb_info = json.loads(output[-1]) if output else {}
-            print(
-                f"duckdb    run {i + 1}: {run['seconds']:.1f} s, "
-                f"{run['peak_bytes'] / GIB:.2f} GiB peak, {run['cpu_s']:.1f} CPU s "
-                f"(other processes: {run['others_cpu_s']:.1f} CPU s meanwhile)"
-            )
-            print(f"  | {duckdb_info}")
-            runs["duckdb"].append(run)
-
-        check = None
-        if not args.skip_duckdb:
-            check = cross_check(ours, theirs, args.sample, args.seed)
-            print(
-                f"check: rows leadscore {check['rows_leadscore']:,}, "
-                f"duckdb {check['rows_duckdb']:,}"
-                f" ({'equal' if check['rows_equal'] else 'DIFFERENT'}); leads only in leadscore "
-                f"{check['leads_only_leadscore']}, only in duckdb {check['leads_only_duckdb']}"
-            )
-            print(
-                f"check: {check['sample_rows']:,} sampled rows x {check['columns_compared']} "
-                f"columns: {check['mismatches']} mismatches; key columns {check['key_columns']}"
-            )
-            for column, n in check["mismatched_columns"].items():
-                print(f"  mismatch {column}: {n} rows, e.g. {check['mismatch_examples'][column]}")
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"outputs kept in {tmp}")
-
-    def summary(side: str) -> dict[str, Any] | None:
-        if not runs[side]:
-            return None
-        return {
-            # Other work on the machine only ever adds time, so the fastest run is the figure.
-            "seconds": min(r["seconds"] for r in runs[side]),
-            "median_seconds": statistics.median(r["seconds"] for r in runs[side]),
-            "cpu_s": min(r["cpu_s"] for r in runs[side]),
-            "others_cpu_s": min(r["others_cpu_s"] for r in runs[side]),
-            "peak_gib": max(r["peak_bytes"] for r in runs[side]) / GIB,
-            "runs": runs[side],
-        }
-
-    ls, db = summary("leadscore"), summary("duckdb")
-    assert ls is not None
-    ratio = ls["seconds"] / db["seconds"] if db else None
-    print()
-    print(f"{'':<12}{'seconds':>10}{'peak GiB':>10}{'CPU s':>10}{'others CPU s':>14}")
-    for name, side in (("leadscore", ls), ("duckdb", db)):
-        if side:
-            print(
-                f"{name:<12}{side['seconds']:>10.1f}{side['peak_gib']:>10.2f}"
-                f"{side['cpu_s']:>10.1f}{side['others_cpu_s']:>14.1f}"
-            )
-    if db:
-        print(
-            f"{'ratio':<12}{ratio:>10.2f}{ls['peak_gib'] / db['peak_gib']:>10.2f}"
-            f"{ls['cpu_s'] / db['cpu_s']:>10.2f}"
+    if args.scaling:
+        sizes = (
+            [int(n) for n in args.scaling_leads.split(",")]
+            if args.scaling_leads
+            else list(SCALING_LEADS)
         )
-    if args.repeat > 1:
-        print(f"(fastest of {args.repeat} runs, smallest CPU s and others CPU s, largest peak)")
-    time_ok = ratio is not None and ratio <= GOAL_RATIO
-    peak_ok = ls["peak_gib"] < GOAL_PEAK_GIB
-    print()
-    if ratio is None:
-        print(f"goal: within {GOAL_RATIO:g}x DuckDB's time: not measured (--skip-duckdb)")
+        folders = [
+            args.data_dir
+            if n == 1_000_000
+            else args.data_dir.with_name(f"{args.data_dir.name}-{n}")
+            for n in sorted(sizes)
+        ]
+        sizes = sorted(sizes)
     else:
-        print(
-            f"goal: within {GOAL_RATIO:g}x DuckDB's time: {'PASS' if time_ok else 'FAIL'}"
-            f" ({ratio:.2f}x)"
-        )
-    print(
-        f"goal: under {GOAL_PEAK_GIB:g} GiB peak: {'PASS' if peak_ok else 'FAIL'}"
-        f" ({ls['peak_gib']:.2f} GiB)"
-    )
+        sizes, folders = [args.leads], [args.data_dir]
 
-    results = {
+    results = []
+    for leads, folder in zip(sizes, folders, strict=True):
+        result = measure_size(args, leadscore, leads, folder)
+        print_size(result, args.repeat)
+        results.append(result)
+    scaling = scaling_table(results) if len(results) > 1 else None
+    machine["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average at the end: {machine['load_avg_at_end']}")
+
+    payload = {
         "benchmark": "features",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine,
-        "snapshot": snap,
         "repeat": args.repeat,
-        "leadscore": ls,
-        "duckdb": db,
-        "duckdb_settings": duckdb_info,
-        "ratio": ratio,
+        "workers": worker_settings(args.workers),
         "goals": {
-            "time_within_2x_duckdb": None if ratio is None else time_ok,
-            "peak_under_8_gib": peak_ok,
+            "ratio_vs_duckdb": GOAL_RATIO,
+            "peak_gib": GOAL_PEAK_GIB,
+            "linear_within": GOAL_LINEAR,
         },
-        "check": check,
+        "sizes": results,
+        "scaling": scaling,
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    args.results.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     print(f"wrote {args.results}")
 
 

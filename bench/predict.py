@@ -2,6 +2,8 @@
 
     python bench/predict.py                         # 1M open MQLs, ~50M events
     python bench/predict.py --leads 100000          # a smaller scale
+    python bench/predict.py --leads 200000 --workers 1,0   # serial, then every core
+    python bench/predict.py --scaling               # 0.25M, 0.5M, 1M, 2M leads
 
 1. Snapshot: the bench snapshot (data/bench/snapshot, 1M leads, seed 7, as bench/features.py
    generates it; another size goes to data/bench/snapshot-N). Reused when already there.
@@ -16,9 +18,12 @@
 4. Measured: `leadscore predict --snapshot DIR-open --as-of AS_OF --out TMP/scores.parquet` in a
    fresh child with `serve.reasons` 0, the goal's scope: reading and checking the snapshot, the
    open-MQL rows, features, probability, tier, points, writing the Parquet file and the
-   monitoring record. Wall time and peak RSS (os.wait4: that child alone). Goal: 3 minutes,
-   8 GiB. With --with-reasons, the same run with the top-3 reasons of every row is measured too
-   (TreeSHAP costs about 1 ms per row per core with the default model: long at 1M rows).
+   monitoring record. Wall time and peak RSS (os.wait4: that child alone), once per
+   `--workers` setting (`features.workers`; their scores must agree). Goal: end to end within
+   4x the anchor's raw LightGBM predict, peak at most 4 GiB. With --with-reasons, the same run
+   with the top-3 reasons of every row is measured too (TreeSHAP costs about 1 ms per row per
+   core with the default model: long at 1M rows). With --scaling, all of it at 0.25M, 0.5M, 1M
+   and 2M leads, with time and peak per lead against the smallest size (goal: within 15%).
 5. Anchor (--anchor-job, another fresh child, the same run): reads the same snapshot, builds the
    same rows and the ready matrix (timed as stages, not part of the anchor), then times the
    booster's own `predict` (raw scores) on the whole matrix, and on its first --reason-rows rows
@@ -49,9 +54,11 @@ ROOT = HERE.parent
 RESULTS = HERE / "results" / "predict.json"
 DEFAULT_DATA = ROOT / "data" / "bench"
 GIB = 1024**3
-GOAL_SECONDS = 180.0
-GOAL_GIB = 8.0
+GOAL_RATIO = 4.0  # end to end within 4x raw LightGBM predict on the ready matrix (issue 17)
+GOAL_GIB = 4.0  # peak RSS at most 4 GiB (issue 17; it was 8 GiB and 180 s before)
 GOAL_REASONS_RATIO = 1.2
+GOAL_LINEAR = 0.15  # scaling: time and peak per lead within 15% of the smallest size's
+SCALING_LEADS = (250_000, 500_000, 1_000_000, 2_000_000)
 MODEL_LEADS = 50_000
 MODEL_SEED = 11
 
@@ -226,17 +233,163 @@ def anchor_job(snapshot_dir: Path, model_dir: Path, out: Path, reason_rows: int)
 
 
 def _measure(
-    bf: ModuleType, command: list[str], log: Path, model_dir: Path, reasons: int
+    bf: ModuleType,
+    command: list[str],
+    log: Path,
+    model_dir: Path,
+    reasons: int,
+    workers: int | None = None,
 ) -> dict[str, Any]:
-    """`measure` with the bench model's registry and `serve.reasons` in the child's env."""
-    saved = dict(os.environ)
-    os.environ.update(_model_env(model_dir))
-    os.environ["LEADSCORE__SERVE__REASONS"] = str(reasons)
-    try:
-        return dict(bf.measure(command, log))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    """`measure` with the bench model's registry, `serve.reasons` and, when given,
+    `features.workers` in the child's environment."""
+    env = {**bf.leadscore_env(workers), **_model_env(model_dir)}
+    env["LEADSCORE__SERVE__REASONS"] = str(reasons)
+    return dict(bf.measure(command, log, env=env))
+
+
+def measure_size(
+    args: argparse.Namespace, bf: ModuleType, leadscore: str, leads: int, model_dir: Path
+) -> dict[str, Any]:
+    """One snapshot size: leadscore predict with each --workers setting, then the anchor."""
+    name = "snapshot" if leads == 1_000_000 else f"snapshot-{leads}"
+    snap_args = argparse.Namespace(
+        data_dir=args.data_dir / name,
+        leads=leads,
+        events_per_lead=args.events_per_lead,
+        seed=args.seed,
+    )
+    snapshot = bf.ensure_snapshot(snap_args, leadscore)
+    open_dir = ensure_open(Path(snapshot["path"]))
+    as_of = _as_of(open_dir)
+    settings = bf.worker_settings(args.workers)
+    sides: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
+        folder = Path(tmp)
+        written = []
+        for workers in settings:
+            out = folder / f"scores-{workers}.parquet"
+            command = [
+                leadscore, "predict", "--snapshot", str(open_dir), "--as-of", as_of,
+                "--out", str(out),
+            ]  # fmt: skip
+            # the goal's scope: read, features, probability, points, tier (no reasons)
+            measured = _measure(
+                bf, command, folder / f"predict-{workers}.log", model_dir, 0, workers
+            )
+            print(measured.pop("output")[-800:])
+            sides[bf.side_name(workers)] = measured
+            # scored_at differs between runs: compare everything else
+            written.append(pd_read_without(out, "scored_at"))
+        identical = all(frame.equals(written[0]) for frame in written)
+        if len(settings) > 1:
+            print(
+                "check: the scores of every --workers setting are "
+                + ("identical (scored_at aside)" if identical else "DIFFERENT")
+            )
+        scored = len(written[0])
+        with_reasons = None
+        if args.with_reasons:
+            with_reasons = _measure(bf, command, folder / "reasons.log", model_dir, 3, settings[-1])
+            print(with_reasons.pop("output")[-600:])
+        anchor: dict[str, Any] | None = None
+        if not args.skip_anchor:
+            anchor_out = folder / "anchor.json"
+            anchor_run = bf.measure(
+                [sys.executable, __file__, "--anchor-job", "--folder", str(open_dir),
+                 "--model", str(model_dir), "--out", str(anchor_out),
+                 "--reason-rows-job", str(args.reason_rows)],
+                folder / "anchor.log",
+            )  # fmt: skip
+            anchor = json.loads(anchor_out.read_text())
+            anchor["seconds"] = anchor_run["seconds"]
+    ratios = {}
+    if anchor is not None:
+        raw = anchor["stages_s"]["raw_predict"]
+        ratios = {name: side["seconds"] / raw for name, side in sides.items()}
+    return {
+        "leads": leads,
+        "open_mqls_scored": scored,
+        "events": snapshot["meta"].get("row_counts", {}).get("events"),
+        "as_of": as_of,
+        "leadscore_predict": sides,
+        "identical_scores": identical,
+        "leadscore_predict_with_reasons": with_reasons,
+        "anchor": anchor,
+        "ratio_end_to_end_vs_raw_predict": ratios,
+    }
+
+
+def pd_read_without(path: Path, column: str) -> Any:
+    import pandas as pd
+
+    return pd.read_parquet(path).drop(columns=[column])
+
+
+def print_size(result: dict[str, Any]) -> None:
+    print()
+    print(f"{result['leads']:,} leads: {result['open_mqls_scored']:,} open MQLs scored")
+    for name, side in result["leadscore_predict"].items():
+        peak = side["peak_bytes"] / GIB
+        ratio = result["ratio_end_to_end_vs_raw_predict"].get(name)
+        shown = f"; {ratio:.1f}x raw LightGBM predict (goal {GOAL_RATIO:g}x)" if ratio else ""
+        print(
+            f"{name}: {side['seconds']:.1f} s, {peak:.2f} GiB peak (goal {GOAL_GIB:g} GiB), "
+            f"{side['cpu_s']:.1f} CPU s; other processes used "
+            f"{side['others_cpu_s'] / side['seconds']:.2f} cores meanwhile{shown}"
+        )
+    with_reasons = result["leadscore_predict_with_reasons"]
+    if with_reasons is not None:
+        print(
+            f"with top-3 reasons: {with_reasons['seconds']:.1f} s, "
+            f"{with_reasons['peak_bytes'] / GIB:.2f} GiB peak"
+        )
+    anchor = result["anchor"]
+    if anchor is not None:
+        s = anchor["stages_s"]
+        reasons_ratio = (s["pred_contrib"] + s["reason_texts"]) / s["pred_contrib"]
+        result["ratio_reasons_vs_pred_contrib"] = reasons_ratio
+        shown = ", ".join(f"{k} {v:.1f} s" for k, v in s.items())
+        print(f"anchor stages ({anchor['rows']:,} rows, {anchor['trees']} trees): {shown}")
+        print(
+            f"reasons on {anchor['reason_rows']:,} rows: pred_contrib {s['pred_contrib']:.1f} s "
+            f"+ reason_texts {s['reason_texts']:.1f} s = {reasons_ratio:.2f}x pred_contrib "
+            f"(goal {GOAL_REASONS_RATIO}x)"
+        )
+
+
+def scaling_table(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Time and peak per lead of each size against the smallest: linear within GOAL_LINEAR."""
+    smallest = results[0]
+    verdicts: dict[str, Any] = {}
+    print()
+    print(f"scaling (against {smallest['leads']:,} leads; goal: per lead within {GOAL_LINEAR:.0%})")
+    print(
+        f"{'leads':>10}{'side':>16}{'seconds':>10}{'x time':>8}{'peak GiB':>10}{'x peak':>8}"
+        f"{'vs raw predict':>16}"
+    )
+    for name, base in smallest["leadscore_predict"].items():
+        worst = 0.0
+        for result in results:
+            side = result["leadscore_predict"].get(name)
+            if side is None:
+                continue
+            scale = result["leads"] / smallest["leads"]
+            time_x = side["seconds"] / base["seconds"]
+            peak_x = side["peak_bytes"] / base["peak_bytes"]
+            ratio = result["ratio_end_to_end_vs_raw_predict"].get(name)
+            if result is not smallest:
+                worst = max(worst, abs(time_x / scale - 1), abs(peak_x / scale - 1))
+            print(
+                f"{result['leads']:>10,}{name:>16}{side['seconds']:>10.1f}{time_x:>8.2f}"
+                f"{side['peak_bytes'] / GIB:>10.2f}{peak_x:>8.2f}"
+                + (f"{ratio:>16.1f}" if ratio else "")
+            )
+        verdicts[name] = {"worst_deviation_per_lead": worst, "linear": worst <= GOAL_LINEAR}
+        print(
+            f"goal {name}: time and peak per lead within {GOAL_LINEAR:.0%} of the smallest "
+            f"size's: {'PASS' if worst <= GOAL_LINEAR else 'FAIL'} (worst {worst:.0%})"
+        )
+    return verdicts
 
 
 def main() -> None:
@@ -259,6 +412,18 @@ def main() -> None:
         help="Also measure leadscore predict with the top-3 reasons of every row (TreeSHAP: "
         "about 1 ms per row per core with the default model, so long at 1M rows).",
     )
+    parser.add_argument(
+        "--workers",
+        help="features.workers of the leadscore runs, comma-separated (e.g. 1,0: serial, then "
+        "every core); default: the package's default (every core).",
+    )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="Measure at each of --scaling-leads (default 0.25M, 0.5M, 1M, 2M leads) and print "
+        "time and peak per lead against the smallest size.",
+    )
+    parser.add_argument("--scaling-leads", help="Comma-separated sizes for --scaling.")
     parser.add_argument("--reason-rows-job", type=int, default=100_000, help=argparse.SUPPRESS)
     parser.add_argument("--open-job", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--anchor-job", action="store_true", help=argparse.SUPPRESS)
@@ -275,91 +440,39 @@ def main() -> None:
 
     bf = bench_features()
     leadscore = str(Path(sys.executable).with_name("leadscore"))
-    name = "snapshot" if args.leads == 1_000_000 else f"snapshot-{args.leads}"
-    snap_args = argparse.Namespace(
-        data_dir=args.data_dir / name,
-        leads=args.leads,
-        events_per_lead=args.events_per_lead,
-        seed=args.seed,
-    )
-    snapshot = bf.ensure_snapshot(snap_args, leadscore)
-    open_dir = ensure_open(Path(snapshot["path"]))
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    print(f"machine: {os.cpu_count()} cores, load average {load_start} (other work may be running)")
     model_dir = ensure_model(args.data_dir, leadscore)
-    as_of = _as_of(open_dir)
-
-    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
-        folder = Path(tmp)
-        command = [
-            leadscore, "predict", "--snapshot", str(open_dir), "--as-of", as_of,
-            "--out", str(folder / "scores.parquet"),
-        ]  # fmt: skip
-        # the goal's scope: read, features, probability, points, tier (no reasons)
-        measured = _measure(bf, command, folder / "predict.log", model_dir, reasons=0)
-        with_reasons = None
-        if args.with_reasons:
-            with_reasons = _measure(bf, command, folder / "reasons.log", model_dir, reasons=3)
-            print(with_reasons["output"][-600:])
-        print(measured["output"][-1500:])
-        import pyarrow.parquet as pq
-
-        scored = pq.ParquetFile(folder / "scores.parquet").metadata.num_rows
-        anchor: dict[str, Any] | None = None
-        if not args.skip_anchor:
-            anchor_out = folder / "anchor.json"
-            anchor_run = bf.measure(
-                [sys.executable, __file__, "--anchor-job", "--folder", str(open_dir),
-                 "--model", str(model_dir), "--out", str(anchor_out),
-                 "--reason-rows-job", str(args.reason_rows)],
-                folder / "anchor.log",
-            )  # fmt: skip
-            anchor = json.loads(anchor_out.read_text())
-            anchor["seconds"] = anchor_run["seconds"]
-
-    peak = measured["peak_bytes"] / GIB
-    result: dict[str, Any] = {
-        "leads": args.leads,
-        "open_mqls_scored": scored,
-        "events": snapshot["meta"].get("row_counts", {}).get("events"),
-        "as_of": as_of,
-        "leadscore_predict": {k: v for k, v in measured.items() if k != "output"},
-        "leadscore_predict_with_reasons": None
-        if with_reasons is None
-        else {k: v for k, v in with_reasons.items() if k != "output"},
-        "goal_seconds": GOAL_SECONDS,
-        "goal_peak_gib": GOAL_GIB,
-        "anchor": anchor,
+    if args.scaling:
+        sizes = sorted(
+            int(n) for n in (args.scaling_leads or ",".join(map(str, SCALING_LEADS))).split(",")
+        )
+    else:
+        sizes = [args.leads]
+    results = []
+    for leads in sizes:
+        result = measure_size(args, bf, leadscore, leads, model_dir)
+        print_size(result)
+        results.append(result)
+    scaling = scaling_table(results) if len(results) > 1 else None
+    load_end = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average at the end: {load_end}")
+    payload = {
+        "benchmark": "predict",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load_avg": {"start": load_start, "end": load_end},
+        "workers": bf.worker_settings(args.workers),
+        "goals": {
+            "ratio_vs_raw_predict": GOAL_RATIO,
+            "peak_gib": GOAL_GIB,
+            "reasons_ratio": GOAL_REASONS_RATIO,
+            "linear_within": GOAL_LINEAR,
+        },
+        "sizes": results,
+        "scaling": scaling,
     }
-    print(
-        f"leadscore predict: {scored:,} open MQLs in {measured['seconds']:.1f} s "
-        f"(goal {GOAL_SECONDS:.0f} s), {peak:.2f} GiB peak (goal {GOAL_GIB:.0f} GiB); other "
-        f"processes used {measured['others_cpu_s'] / measured['seconds']:.2f} cores meanwhile"
-    )
-    if with_reasons is not None:
-        print(
-            f"leadscore predict with top-3 reasons: {with_reasons['seconds']:.1f} s, "
-            f"{with_reasons['peak_bytes'] / GIB:.2f} GiB peak"
-        )
-    if anchor is not None:
-        s = anchor["stages_s"]
-        ratio_e2e = measured["seconds"] / s["raw_predict"]
-        reasons_ratio = (s["pred_contrib"] + s["reason_texts"]) / s["pred_contrib"]
-        result["ratio_end_to_end_vs_raw_predict"] = ratio_e2e
-        result["ratio_reasons_vs_pred_contrib"] = reasons_ratio
-        result["goal_reasons_ratio"] = GOAL_REASONS_RATIO
-        shown = ", ".join(f"{k} {v:.1f} s" for k, v in s.items())
-        print(f"anchor stages ({anchor['rows']:,} rows, {anchor['trees']} trees): {shown}")
-        print(
-            f"raw LightGBM predict on the ready matrix: {s['raw_predict']:.1f} s; leadscore "
-            f"predict end to end is {ratio_e2e:.1f}x that"
-        )
-        print(
-            f"reasons on {anchor['reason_rows']:,} rows: pred_contrib {s['pred_contrib']:.1f} s "
-            f"+ reason_texts "
-            f"{s['reason_texts']:.1f} s = {reasons_ratio:.2f}x pred_contrib "
-            f"(goal {GOAL_REASONS_RATIO}x)"
-        )
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    args.results.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     print(f"wrote {args.results}")
 
 

@@ -220,6 +220,12 @@ class FeatureConfig(_Strict):
     chunk_leads: int = Field(
         100_000, ge=1, le=131_072, description="Leads per chunk (whole accounts)."
     )
+    workers: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Chunks read, encoded and featurised at once; 0: one per core, 1: serial.",
+    )
 
     @field_validator("windows_days")
     @classmethod

@@ -18,6 +18,7 @@ from features.config import Config, CustomField
 from features.contract import ContractError
 from features.engagement import NAT_MS, ChunkLeads, account_names, chunk_features, engagement_names
 from features.fit import CATEGORICAL, fit_names, lead_fit
+from features.parallel import ordered_map, worker_count
 from features.rows import RowCounts, training_rows
 from features.snapshot import Snapshot
 
@@ -117,31 +118,40 @@ def build_features(
     order = np.argsort(row_lead, kind="stable")
     sorted_lead = row_lead[order]
     windows = config.features.windows_days
-    parts: list[dict[str, np.ndarray]] = []
     total = len(leads)
-    for first, stop in account_chunks(account, config.features.chunk_leads):
+
+    def chunk_of(bounds: tuple[int, int]) -> tuple[int, dict[str, np.ndarray] | None]:
+        first, stop = bounds
         r0, r1 = np.searchsorted(sorted_lead, [first, stop], side="left")
-        if r1 > r0:
-            e0, e1 = snapshot.events.lead_bounds(first, stop)
-            chunk_account = account[first:stop]
-            real = chunk_account >= 0
-            offset = int(chunk_account[real].min()) if real.any() else 0
-            parts.append(
-                chunk_features(
-                    snapshot.events.lead[e0:e1] - first,
-                    snapshot.events.at_ms[e0:e1],
-                    snapshot.events.kind[e0:e1],
-                    sorted_lead[r0:r1] - first,
-                    cutoff_ms[order[r0:r1]],
-                    ChunkLeads(
-                        np.where(real, chunk_account - offset, -1),
-                        created[first:stop],
-                        mql[first:stop],
-                        sql[first:stop],
-                    ),
-                    windows,
-                )
-            )
+        if r1 == r0:
+            return stop, None
+        e0, e1 = snapshot.events.lead_bounds(first, stop)
+        chunk_account = account[first:stop]
+        real = chunk_account >= 0
+        offset = int(chunk_account[real].min()) if real.any() else 0
+        return stop, chunk_features(
+            snapshot.events.lead[e0:e1] - first,
+            snapshot.events.at_ms[e0:e1],
+            snapshot.events.kind[e0:e1],
+            sorted_lead[r0:r1] - first,
+            cutoff_ms[order[r0:r1]],
+            ChunkLeads(
+                np.where(real, chunk_account - offset, -1),
+                created[first:stop],
+                mql[first:stop],
+                sql[first:stop],
+            ),
+            windows,
+        )
+
+    # chunks of whole accounts side by side (features.parallel), concatenated in order: the
+    # same arrays as one after the other
+    chunks = account_chunks(account, config.features.chunk_leads)
+    workers = worker_count(config.features.workers, len(chunks))
+    parts: list[dict[str, np.ndarray]] = []
+    for stop, part in ordered_map(chunk_of, chunks, workers):
+        if part is not None:
+            parts.append(part)
         if progress is not None:
             progress(stop, total)
 

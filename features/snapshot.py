@@ -37,6 +37,7 @@ from features.contract import (
 from features.custom_types import typed_custom_fields
 from features.dialect import delimiter_hint, resolve_dialect, with_dialect
 from features.joins import join_tables
+from features.parallel import ordered_map, worker_count
 from features.quarantine import Quarantine, check_event_share, set_aside_events, set_aside_leads
 from features.snapshot_checks import (
     check_as_of_after_data,
@@ -591,6 +592,7 @@ class _EventChunk:
     kind: np.ndarray
     unknown_lead: int
     unknown_types: dict[str, int]
+    rows: int = 0
 
 
 def encode_events(
@@ -647,7 +649,12 @@ def encode_events(
     }
     known = lead >= 0
     return _EventChunk(
-        lead[known], np.asarray(at_ms)[known], kind[known], int((~known).sum()), unknown_types
+        lead[known],
+        np.asarray(at_ms)[known],
+        kind[known],
+        int((~known).sum()),
+        unknown_types,
+        len(chunk),
     )
 
 
@@ -660,7 +667,42 @@ def collect_events(
 ) -> EventLog:
     """Encode event chunks against the leads, then sort and de-duplicate them into one log."""
     lead_index = pd.Index(leads["lead_id"].to_numpy())
+    # its hash table is built here, once: the workers that encode the chunks only read it
+    lead_index.get_indexer(lead_index[:1])
+
+    def encode(item: tuple[pd.DataFrame, int]) -> _EventChunk:
+        frame, first_row = item
+        return encode_events(frame, lead_index, config.mapping, table, first_row)
+
+    # chunks are checked here in order and encoded side by side (features.parallel)
     parts: list[_EventChunk] = []
+    for part in ordered_map(
+        encode,
+        _contract_event_chunks(chunks, config, table, report),
+        worker_count(config.features.workers),
+    ):
+        parts.append(part)
+        report.events_unknown_lead += part.unknown_lead
+        for name, count in part.unknown_types.items():
+            report.unknown_event_types[name] = report.unknown_event_types.get(name, 0) + count
+    check_event_share(report.quarantine, config, table)
+    if not parts:
+        return EventLog.empty()
+    lead = np.concatenate([p.lead for p in parts])
+    at_ms = np.concatenate([p.at_ms for p in parts])
+    kind = np.concatenate([p.kind for p in parts])
+    del parts
+    log, dropped = sort_events(lead, at_ms, kind, config.features.chunk_leads)
+    report.events_duplicate = dropped
+    report.events_kept = len(log)
+    return log
+
+
+def _contract_event_chunks(
+    chunks: Iterable[pd.DataFrame], config: Config, table: str, report: ReadReport
+) -> Iterator[tuple[pd.DataFrame, int]]:
+    """Event chunks renamed to the contract, with their first row's offset; raises
+    `ContractError` for a missing required column."""
     offset = 0
     for raw in chunks:
         if offset == 0:
@@ -689,24 +731,9 @@ def collect_events(
             kept = set_aside_events(frame, config, table, offset, report.quarantine)
             offset += len(frame) - len(kept)
             frame = kept
-        part = encode_events(frame, lead_index, config.mapping, table, offset)
-        parts.append(part)
+        yield frame, offset
         offset += len(frame)
-        report.events_unknown_lead += part.unknown_lead
-        for name, count in part.unknown_types.items():
-            report.unknown_event_types[name] = report.unknown_event_types.get(name, 0) + count
-    report.events_read = offset
-    check_event_share(report.quarantine, config, table)
-    if not parts:
-        return EventLog.empty()
-    lead = np.concatenate([p.lead for p in parts])
-    at_ms = np.concatenate([p.at_ms for p in parts])
-    kind = np.concatenate([p.kind for p in parts])
-    del parts
-    log, dropped = sort_events(lead, at_ms, kind, config.features.chunk_leads)
-    report.events_duplicate = dropped
-    report.events_kept = len(log)
-    return log
+    report.events_read = offset  # set-aside events included
 
 
 def snapshot_from_frames(
@@ -846,7 +873,7 @@ def _csv_chunks(path: Path, source: SourceConfig) -> Iterator[pd.DataFrame]:
         raise _csv_error(path, sep, source, error) from None
 
 
-def _parquet_chunks(path: Path, wanted: Sequence[str]) -> Iterator[pd.DataFrame]:
+def _parquet_chunks(path: Path, wanted: Sequence[str], workers: int = 1) -> Iterator[pd.DataFrame]:
     import pyarrow.parquet as pq
 
     try:
@@ -857,12 +884,40 @@ def _parquet_chunks(path: Path, wanted: Sequence[str]) -> Iterator[pd.DataFrame]
     names = schema.names
     try:
         # ids and types as dictionaries: each distinct string is read and hashed once
-        file = pq.ParquetFile(path, read_dictionary=[c for c in names if c in wanted])
+        dictionaries = [c for c in names if c in wanted]
+        file = pq.ParquetFile(path, read_dictionary=dictionaries)
     except Exception as error:
         raise ContractError(f"{path}: not a readable Parquet file: {error}") from None
     columns = [c for c in file.schema_arrow.names if c in wanted] or None
-    for batch in file.iter_batches(batch_size=_EVENT_BATCH_ROWS, columns=columns):
-        yield batch.to_pandas()
+    groups = row_group_runs(file.metadata, _EVENT_BATCH_ROWS)
+    if groups is None:  # a row group too large to hold at once: streamed in batches
+        for batch in file.iter_batches(batch_size=_EVENT_BATCH_ROWS, columns=columns):
+            yield batch.to_pandas()
+        return
+
+    def read(run: list[int]) -> pd.DataFrame:
+        # a reader per run: runs are decoded side by side (features.parallel)
+        own = pq.ParquetFile(path, read_dictionary=dictionaries)
+        return own.read_row_groups(run, columns=columns, use_threads=workers <= 1).to_pandas()
+
+    yield from ordered_map(read, groups, workers)
+
+
+def row_group_runs(metadata: Any, max_rows: int) -> list[list[int]] | None:
+    """Consecutive row groups in runs of at most `max_rows` rows (the chunks read at once), or
+    None when a single row group is larger than that."""
+    runs: list[list[int]] = []
+    rows = 0
+    for index in range(metadata.num_row_groups):
+        size = metadata.row_group(index).num_rows
+        if size > max_rows:
+            return None
+        if not runs or rows + size > max_rows:
+            runs.append([])
+            rows = 0
+        runs[-1].append(index)
+        rows += size
+    return runs
 
 
 def _event_source_columns(config: Config) -> list[str]:
@@ -907,7 +962,8 @@ def read_tables(
         return leads, None, (str(leads_path), "")
     events_path = _find_file(folder, source.events)
     if events_path.suffix in (".parquet", ".pq"):
-        chunks = _parquet_chunks(events_path, _event_source_columns(config))
+        workers = worker_count(config.features.workers)
+        chunks = _parquet_chunks(events_path, _event_source_columns(config), workers)
     else:
         chunks = _csv_chunks(events_path, _file_source(events_path, source, notes))
     return leads, chunks, (str(leads_path), str(events_path))

@@ -21,6 +21,7 @@ import pandas as pd
 
 from features.contract import CONVERTED, ContractError
 from features.decay import decayed_counts
+from features.parallel import ordered_map, worker_count
 from features.pipeline import account_chunks, build_features
 from features.snapshot import EventLog, Snapshot
 from serving.model_store import LoadedModel
@@ -352,13 +353,16 @@ def score_chunks(
     *,
     chunk_leads: int | None = None,
     scored_at: pd.Timestamp | None = None,
+    workers: int | None = None,
 ) -> Iterator[ScoredChunk]:
     """Score (lead_id, cutoff) rows chunk by chunk of whole accounts, in the snapshot's lead
     order: features as of each cutoff, calibrated probability, tier, the rules' points and
     thresholds, and the top `reasons` contributions with their sentences.
 
     Memory is bounded by the chunk (`chunk_leads` leads, default the model config's), not by
-    the number of rows. `progress(done, total)` counts leads walked.
+    the number of rows. Up to `workers` chunks (default the model config's
+    `features.workers`; 0: every core) are scored at once, yielded in order
+    (`features.parallel`). `progress(done, total)` counts leads walked.
     """
     stamp = as_utc(scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC"), "scored_at")
     stamp = stamp.floor("ms")
@@ -376,13 +380,22 @@ def score_chunks(
     sorted_position = position[order]
     account, _ = pd.factorize(leads["account_id"], use_na_sentinel=True)
     total = len(leads)
-    for first, stop in account_chunks(account, size):
+
+    def scored(bounds: tuple[int, int]) -> tuple[int, ScoredChunk | None]:
+        first, stop = bounds
         r0, r1 = np.searchsorted(sorted_position, [first, stop], side="left")
-        if r1 > r0:
-            chunk_rows = rows.iloc[order[r0:r1]]
-            yield score_chunk(
-                sub_snapshot(snapshot, first, stop), chunk_rows, model, reasons, stamp
-            )
+        if r1 == r0:
+            return stop, None
+        chunk_rows = rows.iloc[order[r0:r1]]
+        return stop, score_chunk(
+            sub_snapshot(snapshot, first, stop), chunk_rows, model, reasons, stamp
+        )
+
+    chunks = account_chunks(account, size)
+    setting = model.config.features.workers if workers is None else workers
+    for stop, chunk in ordered_map(scored, chunks, worker_count(setting, len(chunks))):
+        if chunk is not None:
+            yield chunk
         if progress is not None:
             progress(stop, total)
 
@@ -396,13 +409,21 @@ def score_rows(
     *,
     chunk_leads: int | None = None,
     scored_at: pd.Timestamp | None = None,
+    workers: int | None = None,
 ) -> pd.DataFrame:
     """The scores (`COLUMNS`) of (lead_id, cutoff) rows, aligned with `rows` (same index and
     order); see `score_chunks`."""
     parts = [
         chunk.scores
         for chunk in score_chunks(
-            snapshot, rows, model, reasons, progress, chunk_leads=chunk_leads, scored_at=scored_at
+            snapshot,
+            rows,
+            model,
+            reasons,
+            progress,
+            chunk_leads=chunk_leads,
+            scored_at=scored_at,
+            workers=workers,
         )
     ]
     if not parts:

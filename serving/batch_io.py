@@ -659,14 +659,19 @@ def predict_job(
     chunk_leads: int,
     to_sql: tuple[str, str] | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
+    scored_at: pd.Timestamp | None = None,
 ) -> PredictSummary:
     """Score every open MQL of the snapshot as of `as_of` and publish the scores
-    (`publish_scores`: the file, the monitoring record, the SQL table, the tier changes)."""
+    (`publish_scores`: the file, the monitoring record, the SQL table, the tier changes).
+
+    `workers` chunks are scored at once (`score_chunks`); `scored_at` defaults to now.
+    """
     check_writable(out)
     if to_sql is not None:
         check_sql_target(*to_sql)
     rows = open_rows(snapshot, as_of, horizon_days)
-    scored_at = pd.Timestamp.now(tz="UTC").floor("ms")
+    scored_at = (pd.Timestamp.now(tz="UTC") if scored_at is None else scored_at).floor("ms")
     reference = model.reference
     if reference is None:
         log.warning(
@@ -677,7 +682,14 @@ def predict_job(
 
     def scores() -> Iterator[tuple[pd.DataFrame, dict[str, Any] | None]]:
         for chunk in score_chunks(
-            snapshot, rows, model, reasons, progress, chunk_leads=chunk_leads, scored_at=scored_at
+            snapshot,
+            rows,
+            model,
+            reasons,
+            progress,
+            chunk_leads=chunk_leads,
+            scored_at=scored_at,
+            workers=workers,
         ):
             counts = None
             if reference is not None:

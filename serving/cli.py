@@ -750,6 +750,7 @@ def predict(
                     chunk_leads=settings.features.chunk_leads,
                     to_sql=(to_sql, table) if to_sql is not None and table is not None else None,
                     progress=update,
+                    workers=settings.features.workers,
                 )
         except OutputError as error:
             console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
@@ -759,10 +760,14 @@ def predict(
 
 
 def read_snapshot_for(model_config: Config, settings: Config) -> Any:
-    """Read the settings' source with the model's mapping and custom fields."""
+    """Read the settings' source with the model's mapping and custom fields (and the
+    settings' `features.workers`: how this machine reads, not how the model was trained)."""
     from features.snapshot import read_snapshot
 
-    return read_snapshot(model_config.model_copy(update={"source": settings.source}))
+    features = model_config.features.model_copy(update={"workers": settings.features.workers})
+    return read_snapshot(
+        model_config.model_copy(update={"source": settings.source, "features": features})
+    )
 
 
 # --- leadscore predict --engine spark (the work is in serving/spark_engine.py) ---

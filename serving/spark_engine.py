@@ -505,6 +505,7 @@ def _snapshot_scores(
         job.reasons,
         chunk_leads=job.chunk_leads,
         scored_at=as_utc(job.scored_at, "scored_at"),
+        workers=1,  # Spark already runs a task per core
     ):
         parts.append(chunk.scores)
         if monitoring is not None:
