@@ -35,7 +35,7 @@ from features.contract import (
     ContractError,
 )
 from features.custom_types import typed_custom_fields
-from features.dialect import delimiter_hint, resolve_dialect, with_dialect
+from features.dialect import AUTO, delimiter_hint, resolve_dialect, with_dialect
 from features.joins import join_tables
 from features.parallel import ordered_map, worker_count
 from features.quarantine import Quarantine, check_event_share, set_aside_events, set_aside_leads
@@ -1132,6 +1132,8 @@ def _swallowed_lines(frame: pd.DataFrame, config: Config, table: str) -> list[Pr
     if config.source.url or not table.endswith((".csv", ".csv.gz", ".tsv")):
         return []
     sep = "\t" if table.endswith(".tsv") else config.source.delimiter
+    if sep == AUTO:  # as the file was read
+        sep = resolve_dialect(Path(table), config.source).delimiter
     problems = []
     for column in frame.columns:
         if not (pd.api.types.is_string_dtype(frame[column]) or frame[column].dtype == object):

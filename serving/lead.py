@@ -265,7 +265,7 @@ def company_size_value(value: Any, mapping: MappingConfig) -> tuple[float, bool]
     """Employees as a number ('51-200' is 125.5, '10,000+' is 10000) and whether it is bad."""
     if _is_number(value):
         size = float(value)
-        return size, size < 0
+        return size, size < 0 or math.isinf(size)
     text = _cleaner(mapping).text(value, "company_size")
     if text is None:
         return math.nan, False
@@ -278,7 +278,7 @@ def company_size_value(value: Any, mapping: MappingConfig) -> tuple[float, bool]
         if math.isnan(mid) and (found := _PLUS.match(text)) is not None:
             mid = number_value(found.group(1).replace(",", ""))
         size = mid
-    return size, math.isnan(size) or size < 0
+    return size, math.isnan(size) or size < 0 or math.isinf(size)  # as the reader refuses inf
 
 
 def free_mail_value(email: Any, mapping: MappingConfig) -> float:

@@ -29,10 +29,7 @@ from serving.accounts import (
     shown_source,
     source_fingerprint,
 )
-from training.integrity import (
-    ArtifactIntegrityError,
-    load_verified,
-)
+from training.integrity import DIGESTS_KEY, ArtifactIntegrityError, load_verified
 from training.reasons import ReasonPlan
 from training.rules import Rules, rules_from_yaml
 from training.scorer import Scorer
@@ -149,7 +146,10 @@ def load_model(uri: str, tracking_uri: str) -> LoadedModel:
         run = client.get_run(model_version.run_id) if model_version.run_id else None
         # every file checked against the run's digests before MLflow reads or runs any of it
         pyfunc = load_verified(
-            name, str(model_version.version), run.data.tags if run is not None else None
+            name,
+            str(model_version.version),
+            run.data.tags if run is not None else None,
+            (model_version.tags or {}).get(DIGESTS_KEY),
         )
     except ArtifactIntegrityError as error:
         raise ModelUnavailableError(f"refusing {uri}: {error}") from None

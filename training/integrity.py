@@ -218,13 +218,19 @@ def recorded_files(tag: str | None) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in loaded.items()}
 
 
-def load_verified(name: str, version: str, run_tags: Mapping[str, str] | None) -> Any:
+def load_verified(
+    name: str,
+    version: str,
+    run_tags: Mapping[str, str] | None,
+    version_digest: str | None = None,
+) -> Any:
     """Download a registered model version, check every file before MLflow reads or runs any,
     then load it (a pyfunc) from that checked local folder.
 
     `run_tags`: the tags of the version's run, where the digests were kept outside the artifact
-    store (None: the version has no run). A model logged before every file was digested is
-    loaded with a warning: its artifacts are checked, its code cannot be.
+    store (None: the version has no run). `version_digest`: the version's tag holding one
+    digest of its artifact digests (`digests_digest`). A model logged before every file was
+    digested is loaded with a warning: its artifacts are checked, its code cannot be.
     """
     import logging
     import tempfile
@@ -244,7 +250,10 @@ def load_verified(name: str, version: str, run_tags: Mapping[str, str] | None) -
             verify_model_files(local, files, label)  # before anything in it is parsed or run
         _, digests = check_model_dir(local, label)
         logged = recorded_digests(tags.get(DIGESTS_KEY))
-        if logged is not None and digests != logged:
+        if (logged is not None and digests != logged) or (
+            version_digest is not None
+            and (digests is None or digests_digest(digests) != version_digest)
+        ):
             raise ArtifactIntegrityError(
                 f"{label}: the digests in its MLmodel differ from those its run recorded at "
                 "logging: the model folder was altered; refusing to load it"

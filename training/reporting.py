@@ -685,8 +685,8 @@ def guard_tables(result: TrainResult) -> dict[str, pd.DataFrame]:
     base rates of the calibration and test slices."""
     tables: dict[str, pd.DataFrame] = {}
     if len(result.monthly):
-        tables["Rows and conversion per month of cutoff (far_off: unlike the other months)"] = (
-            result.monthly
+        tables["Rows and conversion per month of cutoff ('far off': unlike the other months)"] = (
+            result.monthly.rename(columns=lambda c: str(c).replace("_", " "))
         )
     base = result.metrics.get("base_rate")
     if base:

@@ -63,7 +63,10 @@ def test_mixed_encodings_are_refused_naming_both() -> None:
 
 def _folder(tmp_path: Path, sep: str, encoding: str, name: str = "leads.csv") -> Path:
     (tmp_path / name).write_bytes(_text(sep).encode(encoding))
-    (tmp_path / "events.csv").write_text("lead_id,occurred_at,event_type\n")
+    # one event: a header-only events file is refused (every lead would look unengaged)
+    (tmp_path / "events.csv").write_text(
+        "lead_id,occurred_at,event_type\nL1,2025-01-02T00:00:00Z,page_view\n"
+    )
     return tmp_path
 
 

@@ -120,7 +120,9 @@ def test_read_infers_untyped_fields_keeps_given_types_and_says_so(tmp_path: Path
             "Plan": ["Gold", "Silver", "Gold"],
         }
     ).to_csv(tmp_path / "leads.csv", index=False)
-    (tmp_path / "events.csv").write_text("lead_id,occurred_at,event_type\n")
+    (tmp_path / "events.csv").write_text(
+        "lead_id,occurred_at,event_type\na,2025-01-02T00:00:00Z,page_view\n"
+    )
     config = build_config(
         {
             "source": {"path": str(tmp_path)},
