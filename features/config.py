@@ -123,6 +123,13 @@ class SnapshotPolicy(_Strict):
     weekly_weeks: int = Field(
         0, ge=0, le=52, description="Also add a row every 7 days after mql_at, up to N."
     )
+    sampled_ages: int = Field(
+        0,
+        ge=0,
+        le=52,
+        description="Also add N rows per lead at ages drawn uniformly from [0, horizon_days) "
+        "(kept while the lead is open), so the model is right at any age a nightly run meets.",
+    )
 
 
 class FeatureConfig(_Strict):

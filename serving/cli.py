@@ -113,22 +113,51 @@ def generate(
         float, typer.Option(help="Average engagement events per lead.")
     ] = 50.0,
     file_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    shift: Annotated[
+        str | None,
+        typer.Option(
+            help="Plant a change of market after --shift-after, to test monitoring: "
+            "lead_source, conversion or company_size."
+        ),
+    ] = None,
+    shift_after: Annotated[
+        str | None, typer.Option("--shift-after", help="The date the planted shift starts.")
+    ] = None,
+    shift_size: Annotated[
+        float | None, typer.Option("--shift-size", help="The shift's strength (kind's default).")
+    ] = None,
 ) -> None:
     """Generate a synthetic CRM snapshot with known truth.
 
     Writes leads and events in the data contract plus truth.parquet: the true conversion
     probability each MQL's outcome was drawn from, for judging models against the best possible.
     """
+    from features.synthetic import SHIFT_KINDS, MarketShift, write_snapshot
     from features.synthetic import generate as generate_chunks
-    from features.synthetic import write_snapshot
 
     if file_format not in ("parquet", "csv"):
         raise typer.BadParameter("--format must be parquet or csv")
     fmt: Literal["parquet", "csv"] = "parquet" if file_format == "parquet" else "csv"
+    planted = None
+    if shift is not None or shift_after is not None:
+        if shift not in SHIFT_KINDS or shift_after is None:
+            raise typer.BadParameter(
+                f"--shift takes one of {list(SHIFT_KINDS)} and needs --shift-after DATE"
+            )
+        try:
+            after = pd.Timestamp(shift_after)
+        except ValueError:
+            raise typer.BadParameter(f"--shift-after {shift_after!r} is not a date") from None
+        planted = MarketShift(shift, after, shift_size)  # type: ignore[arg-type]
     started = time.perf_counter()
     with _clear_errors(), _progress("generating leads") as update:
         chunks = generate_chunks(
-            leads, seed, as_of=as_of, events_per_lead=events_per_lead, progress=update
+            leads,
+            seed,
+            as_of=as_of,
+            events_per_lead=events_per_lead,
+            progress=update,
+            shift=planted,
         )
         counts = write_snapshot(chunks, out, fmt=fmt)
     shown = ", ".join(f"{v:,} {k}" for k, v in counts.items())
@@ -298,7 +327,7 @@ def train(
                 rows = training_set[["lead_id", "cutoff"]]
                 inputs = rules_module.rule_inputs(snap, rows, rule_set)
                 points = rules_module.score_points(inputs, rule_set).total
-                truth = truth_of_rows(settings.source.path, training_set)
+                truth = truth_of_rows(settings.source.path, training_set, settings.horizon_days)
         if cv is not None:
             aucs = cross_validated_auc(training_set, settings, cv)
             shown = ", ".join(f"{a:.4f}" for a in aucs)

@@ -34,6 +34,7 @@ import pandas as pd
 from features.config import Config, MlflowConfig
 from features.contract import ContractError
 from features.snapshot import shown_url
+from features.truth import truth_of_rows
 
 #: Exit statuses of `leadscore retrain`, for schedulers.
 EXIT_OK = 0  # a new version is registered; promoted, or kept out by the gate
@@ -205,14 +206,9 @@ class RetrainOutcome:
     seconds: float = 0.0
 
 
-def _truth(folder: Path | None, rows: pd.DataFrame) -> np.ndarray | None:
+def _truth(folder: Path | None, rows: pd.DataFrame, horizon_days: int) -> np.ndarray | None:
     """The generator's true probabilities per row, for synthetic snapshots (the report's oracle)."""
-    if folder is None or not (folder / "truth.parquet").is_file():
-        return None
-    truth = pd.read_parquet(folder / "truth.parquet", columns=["lead_id", "cutoff", "p_true"])
-    truth["cutoff"] = truth["cutoff"].dt.as_unit("ms")
-    keys = rows[["lead_id", "cutoff"]].assign(cutoff=lambda d: d["cutoff"].dt.as_unit("ms"))
-    return keys.merge(truth, on=["lead_id", "cutoff"], how="left")["p_true"].to_numpy(np.float64)
+    return truth_of_rows(folder, rows, horizon_days)
 
 
 def _no_progress(label: str) -> AbstractContextManager[Progress]:
@@ -258,7 +254,7 @@ def retrain(
     rule_set = rules_module.load_rules(settings.training.rules)
     rows = training_set[["lead_id", "cutoff"]]
     points = rules_module.score_points(rules_module.rule_inputs(snap, rows, rule_set), rule_set)
-    truth = _truth(settings.source.path, training_set)
+    truth = _truth(settings.source.path, training_set, settings.horizon_days)
     with progress("boosting rounds") as update:
         result = train_model(
             training_set, settings, points=points.total, truth=truth, progress=update
