@@ -124,7 +124,7 @@ class SnapshotPolicy(_Strict):
         0, ge=0, le=52, description="Also add a row every 7 days after mql_at, up to N."
     )
     sampled_ages: int = Field(
-        0,
+        2,
         ge=0,
         le=52,
         description="Also add N rows per lead at ages drawn uniformly from [0, horizon_days) "
@@ -138,6 +138,11 @@ class FeatureConfig(_Strict):
     )
     chunk_leads: int = Field(
         100_000, ge=1, le=131_072, description="Leads per chunk (whole accounts)."
+    )
+    at_mql: bool = Field(
+        True,
+        description="Also the windowed counts as they stood at the lead's mql_at, so that a "
+        "row weeks after the MQL still sees the MQL moment.",
     )
 
     @field_validator("windows_days")

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from features.config import Config
+from features.config import Config, SnapshotPolicy
 from features.contract import CONVERTED, ContractError
 
 DAY = pd.Timedelta(days=1)
@@ -130,6 +130,14 @@ def label_rows(
         positives=int(label[keep].sum()),
     )
     return out, counts
+
+
+def covered_weeks(policy: SnapshotPolicy, horizon_days: int) -> int:
+    """The `weekly_weeks` that `stale_rows` and `staleness_note` take for a snapshot policy: a
+    model trained at sampled ages covers the whole horizon, so no open MQL is stale for it."""
+    if policy.sampled_ages > 0:
+        return max(policy.weekly_weeks, -(-horizon_days // 7))
+    return policy.weekly_weeks
 
 
 def flat_rows(leads: pd.DataFrame) -> tuple[pd.DataFrame, RowCounts]:

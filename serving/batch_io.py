@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from features.contract import ContractError
 from features.output import atomic_path
+from features.rows import covered_weeks
 from features.snapshot import Snapshot, shown_url
 from serving.batch import (
     COLUMNS,
@@ -484,7 +485,7 @@ def predict_job(
                 counts = profile_counts(chunk.features, chunk.probability, chunk.tier, reference)
             yield chunk.scores, counts
 
-    weeks = model.config.snapshot_policy.weekly_weeks
+    weeks = covered_weeks(model.config.snapshot_policy, model.config.horizon_days)
     stale = staleness_note(
         stale_rows(snapshot.leads, rows, weeks),
         len(rows),
