@@ -173,6 +173,27 @@ def read_previous(path: Path) -> pd.DataFrame | None:
     return pd.concat(parts, ignore_index=True) if parts else None
 
 
+def previous_run(out: Path, previous: Path | None = None) -> Path | None:
+    """The scores file of the run before this one: `previous` when given (it must exist),
+    else `out` itself when a run left it there, else the newest file beside `out` with the
+    same extension whose name sorts before `out`'s (dated names such as 2026-07-01.parquet sort
+    by date), so that a nightly job writing one file per night compares with last night's."""
+    if previous is not None:
+        if not previous.is_file():
+            raise OutputError(f"--previous {previous}: no such scores file")
+        return previous
+    if out.is_file():
+        return out
+    if not out.parent.is_dir():
+        return None
+    earlier = [
+        path
+        for path in out.parent.glob(f"*{out.suffix}")
+        if path.is_file() and path.name < out.name and not path.name.startswith(".")
+    ]
+    return max(earlier, key=lambda path: path.name) if earlier else None
+
+
 # --------------------------------------------------------------------------- SQL
 
 
@@ -384,6 +405,7 @@ def publish_scores(
     scored_at: pd.Timestamp,
     to_sql: tuple[str, str] | None = None,
     notes: tuple[str, ...] = (),
+    previous: Path | None = None,
 ) -> PredictSummary:
     """What a batch job does after scoring, whichever engine scored: write `out` atomically
     (under the run lock), the monitoring record beside it when the model has a reference,
@@ -415,7 +437,8 @@ def publish_scores(
             previous_table.append(upsert_sql(to_sql[0], to_sql[1], batches))
 
     with _run_lock(out):
-        previous = read_previous(out)
+        before = previous_run(out, previous)
+        previous_scores = None if before is None else read_previous(before)
         written = write_scores(frames(), out, before_replace=upsert)
     current = (
         pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=["lead_id", "tier"])
@@ -431,16 +454,16 @@ def publish_scores(
             scored_at=scored_at,
         )
         monitor_file = write_monitor_record(record, out)
-    compared_with = str(out) if previous is not None else None
+    compared_with = str(before) if previous_scores is not None else None
     table = None
     if to_sql is not None:
         table = to_sql[1]
-        previous = previous_table[0]
+        previous_scores = previous_table[0]
         compared_with = f"table {table}"
     return PredictSummary(
         rows=written,
         tiers=tier_counts(current["tier"].to_numpy()),
-        changes=None if previous is None else tier_changes(previous, current),
+        changes=None if previous_scores is None else tier_changes(previous_scores, current),
         compared_with=compared_with,
         out=out,
         monitor=monitor_file,
@@ -462,10 +485,13 @@ def predict_job(
     chunk_leads: int,
     to_sql: tuple[str, str] | None = None,
     progress: Progress | None = None,
+    previous: Path | None = None,
 ) -> PredictSummary:
     """Score every open MQL of the snapshot as of `as_of` and publish the scores
-    (`publish_scores`: the file, the monitoring record, the SQL table, the tier changes)."""
+    (`publish_scores`: the file, the monitoring record, the SQL table, the tier changes
+    against `previous_run`)."""
     check_writable(out)
+    previous_run(out, previous)  # a missing --previous fails before any work
     rows = open_mql_rows(snapshot.leads, as_of, horizon_days)
     scored_at = pd.Timestamp.now(tz="UTC").floor("ms")
     reference = model.reference
@@ -500,4 +526,5 @@ def predict_job(
         scored_at=scored_at,
         to_sql=to_sql,
         notes=() if stale is None else (stale,),
+        previous=previous,
     )

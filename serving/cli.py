@@ -602,6 +602,14 @@ def predict(
         str | None,
         typer.Option("--master", help="Spark master URL for --engine spark (default local[2])."),
     ] = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            "--previous",
+            help="The previous run's scores file, for the changes since it (default: --out "
+            "itself, else the newest file beside it whose name sorts before it).",
+        ),
+    ] = None,
 ) -> None:
     """Score every open MQL as of a time: probability, tier, points, top reasons.
 
@@ -624,6 +632,10 @@ def predict(
             raise ContractError("--engine is pandas or spark; --master goes with --engine spark")
         moment = as_utc(as_of, "--as-of")
         check_writable(out)
+        if previous is not None and engine == "spark":
+            raise ContractError("--previous goes with the pandas engine (spark finds the last run)")
+        if previous is not None and not previous.is_file():
+            raise ContractError(f"--previous {previous}: no such scores file")
         settings = _config(config, snapshot)
         uri = model_uri or settings.serve.model_uri
         try:
@@ -650,6 +662,7 @@ def predict(
                     chunk_leads=settings.features.chunk_leads,
                     to_sql=(to_sql, table) if to_sql is not None and table is not None else None,
                     progress=update,
+                    previous=previous,
                 )
         except OutputError as error:
             console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)

@@ -53,7 +53,7 @@ def age_days(rows: pd.DataFrame, leads: pd.DataFrame) -> np.ndarray:
     mql = leads.set_index("lead_id")["mql_at"].reindex(rows["lead_id"].to_numpy())
     cutoff = pd.Series(rows["cutoff"].to_numpy()).dt.as_unit("ms")
     delta = cutoff - pd.Series(mql.to_numpy()).dt.as_unit("ms")
-    return np.asarray(delta / DAY, dtype=np.float64)
+    return np.asarray(delta.dt.total_seconds() / 86_400.0, dtype=np.float64)
 
 
 def per_age_metrics(
@@ -63,7 +63,9 @@ def per_age_metrics(
     the truth, with the AUC gap, when given)."""
     records = []
     labels = rows["label"].to_numpy()
-    for week, index in rows.groupby("age_weeks").indices.items():
+    weeks = rows["age_weeks"].to_numpy()
+    for week in np.unique(weeks):
+        index = np.flatnonzero(weeks == week)
         y = labels[index]
         if y.min() == y.max():
             continue

@@ -111,7 +111,7 @@ def categorical_bin_index(values: npt.ArrayLike, categories: Sequence[str]) -> n
 
 
 #: Fewest rows of a period for it to count in `calendar_psi` (fewer: mostly chance).
-CALENDAR_MIN_ROWS = 200
+CALENDAR_MIN_ROWS = 50
 
 
 def calendar_psi(bin_index: np.ndarray, n_bins: int, period_codes: np.ndarray) -> float:
