@@ -148,6 +148,8 @@ def _flat_params(config: Config, result: TrainResult) -> dict[str, Any]:
             "seed": config.training.seed,
             "horizon_days": config.horizon_days,
             "weekly_weeks": config.snapshot_policy.weekly_weeks,
+            "sampled_ages": config.snapshot_policy.sampled_ages,
+            "at_mql": config.features.at_mql,
             "windows_days": ",".join(map(str, config.features.windows_days)),
             "split": result.split.kind,
             "calibration": result.scorer.calibrator.method,
