@@ -114,6 +114,27 @@ def categorical_bin_index(values: npt.ArrayLike, categories: Sequence[str]) -> n
 CALENDAR_MIN_ROWS = 50
 
 
+def calendar_share_difference(tier: np.ndarray, period_codes: np.ndarray) -> list[float]:
+    """Per tier: the largest difference beyond chance (two standard errors) between one
+    period's share of the tier and all rows' share (0 if none exceeds); the calendar's part of
+    a run's tier shares, as `calendar_psi` is for PSI."""
+    found, _ = _positions(pd.Series(np.asarray(tier, dtype=object), dtype=object), TIER_NAMES)
+    n_tiers = len(TIER_NAMES)
+    n_periods = int(period_codes.max()) + 1 if period_codes.size else 0
+    table = np.bincount(
+        period_codes * n_tiers + np.maximum(found, 0), minlength=n_periods * n_tiers
+    ).reshape(n_periods, n_tiers)
+    overall = table.sum(axis=0) / max(int(table.sum()), 1)
+    largest = np.zeros(n_tiers)
+    for row in table:
+        rows = int(row.sum())
+        if rows < CALENDAR_MIN_ROWS:
+            continue
+        chance = 2.0 * np.sqrt(overall * (1.0 - overall) / rows)
+        largest = np.maximum(largest, np.abs(row / rows - overall) - chance)
+    return [float(v) for v in largest]
+
+
 def calendar_psi(bin_index: np.ndarray, n_bins: int, period_codes: np.ndarray) -> float:
     """The largest PSI beyond chance of one period's rows against all rows (0 if none exceeds).
 
@@ -297,7 +318,15 @@ def reference_profile(
                 else {"calendar_psi": calendar_psi(score_index, score_counts.size, period_codes)}
             ),
         },
-        "tiers": {"names": list(TIER_NAMES), "shares": _shares(tier_counts(tier))},
+        "tiers": {
+            "names": list(TIER_NAMES),
+            "shares": _shares(tier_counts(tier)),
+            **(
+                {}
+                if period_codes is None
+                else {"calendar_difference": calendar_share_difference(tier, period_codes)}
+            ),
+        },
     }
     reference["id"] = reference_id(reference)
     return reference

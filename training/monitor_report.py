@@ -299,12 +299,14 @@ def drift_alerts(drift: RunDrift, thresholds: MonitorConfig) -> list[str]:
             f"(bin {row['moved_bin']}: {row['reference_share']:.1%} in the reference, "
             f"{row['run_share']:.1%} now)"
         )
-    for tier in drift.tiers.to_dict(orient="records"):
-        if abs(float(tier["difference"])) > thresholds.tier_share_alert:
+    calendar = drift.run.reference["tiers"].get("calendar_difference", [0.0] * len(TIER_NAMES))
+    for tier, allowed in zip(drift.tiers.to_dict(orient="records"), calendar, strict=True):
+        if abs(float(tier["difference"])) - float(allowed) > thresholds.tier_share_alert:
             alerts.append(
                 f"run {label}: tier {tier['tier']} holds {tier['share']:.1%} of leads against "
                 f"{tier['reference_share']:.1%} in the reference (more than "
-                f"{thresholds.tier_share_alert:.0%} apart)"
+                f"{thresholds.tier_share_alert:.0%} beyond the {float(allowed):.1%} the calendar "
+                "moves one week)"
             )
     return alerts
 
