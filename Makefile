@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 LEADS  ?= 400000
 SEED   ?= 7
 FAST   := not slow and not integration and not api and not postgres and not spark and not shared and not browser
+# the nights the demo scores, as a nightly job would: the snapshot's last two days
+NIGHTS ?= 2026-06-29 2026-06-30
 
 .PHONY: demo test test-fast install dev lint bench clean
 
@@ -28,12 +30,19 @@ demo: install
 	$(BIN)/leadscore generate --leads $(LEADS) --seed $(SEED) --out data/snapshot
 	$(BIN)/leadscore features --snapshot data/snapshot --out data/training_set.parquet
 	$(BIN)/leadscore train --training-set data/training_set.parquet --snapshot data/snapshot --report-dir data/report
+	@for night in $(NIGHTS); do \
+		$(BIN)/leadscore predict --snapshot data/snapshot --as-of $${night}T00:00:00Z --out data/scores/$$night.parquet || exit 1; \
+	done
+	$(BIN)/leadscore monitor $(foreach night,$(NIGHTS),--scores data/scores/$(night).parquet) --report-dir data/monitor \
+		|| test $$? -eq 3
 	@echo
 	@echo "Done:"
 	@echo "  data/snapshot/              a synthetic CRM snapshot (truth.parquet: the true probabilities)"
-	@echo "  data/training_set.parquet   one row per MQL at its mql_at: point-in-time features and label"
+	@echo "  data/training_set.parquet   rows per MQL at its mql_at and at sampled ages while open: features and label"
 	@echo "  data/report/index.html      the model against the rules and the truth: reliability, lift, SHAP, tiers"
 	@echo "  mlflow.db, mlartifacts/     the MLflow run and the registered model leadscore@champion"
+	@echo "  data/scores/*.parquet       nightly scores of every open MQL ($(NIGHTS)), each with its .monitor.json"
+	@echo "  data/monitor/report.html    the monitor's verdict on those nights (monitor.json beside it)"
 	@echo "Next:"
 	@echo "  open the report:     xdg-open data/report/index.html"
 	@echo "  browse MLflow:       $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db   (http://127.0.0.1:5000)"

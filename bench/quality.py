@@ -1,47 +1,86 @@
-"""The model against the generator's truth and the rules, on the synthetic default snapshot.
+"""The model against the generator's truth and the rules, at every age of a lead.
 
     python bench/quality.py                        # the demo's 400k leads, seed 7
     python bench/quality.py --leads 60000 --seed 101
+    python bench/quality.py --leads 80000 --cost   # also train today's at-mql_at-only model
 
 Generates the snapshot (reused from --data-dir when already there), builds the training set
-as `leadscore features` does, scores the default rules at every row's cutoff, trains as
-`leadscore train` does (no registration) and prints the test slice's figures for the model,
-the truth (the generator's p_true) and the rules, against the quality goals:
+as `leadscore features` does, trains as `leadscore train` does (no registration), then scores
+the test leads at mql_at and every week after it while they are open (0-12 weeks) and holds
+each age against the truth at that age (`features.synthetic.probability_at_age`). A nightly
+backtest scores the open MQLs of three past nights of a second snapshot (another seed, which
+the model never saw) and holds them against what happened next. Goals:
 
-- test ROC AUC within 0.005 of the truth's;
-- expected calibration error at most 0.01;
-- Brier score within 2% of the truth's;
-- precision at the top 10% at least 1.5x the rules' precision at the same volume.
+- age 0 (mql_at): test ROC AUC within 0.005 of the truth's; ECE at most 0.01; Brier within 2%
+  of the truth's; precision at the top 10% at least 1.5x the rules' at the same volume;
+- every week 1-12: ECE at most 0.015, AUC within 0.01 of the truth's;
+- nightly backtest: ECE at most 0.02 overall, |mean p - realised| at most 0.02 per age bucket;
+- with --cost: the training at most 2x the time of today's (at mql_at only) on the same rows.
 
 Writes bench/results/quality.json. Not a test: the goals need the default snapshot's size
-(tests/model/test_quality.py checks the same behaviour, with wider bounds, on 60k leads).
+(tests/model/test_quality.py and test_ages.py check the same behaviour, with wider bounds).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from _paths import use_package
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
-def goals(model: dict[str, float], truth: dict[str, float], rules: dict[str, float]) -> dict:
-    """Each goal: the measured figure, the bound and whether it holds."""
+def goal(value: float, bound: str, holds: bool) -> dict[str, Any]:
+    return {"value": value, "goal": bound, "pass": bool(holds)}
+
+
+def age_zero_goals(model: dict, truth: dict, rules: dict) -> dict[str, dict[str, Any]]:
+    """Each goal at mql_at: the measured figure, the bound and whether it holds."""
     gap = truth["roc_auc"] - model["roc_auc"]
     brier = model["brier"] / truth["brier"] - 1.0
     lift = model["precision_at_10pct"] / rules["precision_at_10pct"]
     return {
-        "auc_gap_to_truth": {"value": gap, "goal": "<= 0.005", "pass": gap <= 0.005},
-        "ece": {"value": model["ece"], "goal": "<= 0.01", "pass": model["ece"] <= 0.01},
-        "brier_over_truth": {"value": brier, "goal": "<= 2%", "pass": brier <= 0.02},
-        "precision_at_10pct_over_rules": {"value": lift, "goal": ">= 1.5", "pass": lift >= 1.5},
+        "age0_auc_gap_to_truth": goal(gap, "<= 0.005", gap <= 0.005),
+        "age0_ece": goal(model["ece"], "<= 0.01", model["ece"] <= 0.01),
+        "age0_brier_over_truth": goal(brier, "<= 2%", brier <= 0.02),
+        "age0_precision_at_10pct_over_rules": goal(lift, ">= 1.5", lift >= 1.5),
     }
+
+
+def weekly_goals(per_age: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    later = per_age[per_age["age_weeks"] >= 1]
+    worst_ece = float(later["ece"].max())
+    worst_gap = float(later["auc_gap"].max())
+    return {
+        "weeks_1_12_worst_ece": goal(worst_ece, "<= 0.015", worst_ece <= 0.015),
+        "weeks_1_12_worst_auc_gap": goal(worst_gap, "<= 0.01", worst_gap <= 0.01),
+    }
+
+
+def backtest_goals(table: pd.DataFrame, overall_ece: float) -> dict[str, dict[str, Any]]:
+    worst = float(table["gap"].abs().max())
+    return {
+        "nightly_ece": goal(overall_ece, "<= 0.02", overall_ece <= 0.02),
+        "nightly_worst_bucket_gap": goal(worst, "<= 0.02", worst <= 0.02),
+    }
+
+
+def snapshot_folder(leads: int, seed: int, given: Path | None) -> Path:
+    from features.synthetic import generate, write_snapshot
+
+    folder = given or Path("data") / "bench" / f"quality_{leads}_{seed}"
+    if not (folder / "truth.parquet").is_file():
+        print(f"generating {leads:,} leads (seed {seed}) into {folder}", flush=True)
+        write_snapshot(generate(leads, seed=seed), folder)
+    return folder
 
 
 def main() -> None:
@@ -49,51 +88,132 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=400_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data-dir", type=Path, help="Snapshot folder to reuse or fill.")
+    parser.add_argument("--backtest-leads", type=int, default=100_000)
+    parser.add_argument("--backtest-seed", type=int, help="Default: --seed + 1000.")
+    parser.add_argument("--backtest-dir", type=Path, help="Backtest snapshot to reuse or fill.")
+    parser.add_argument("--cost", action="store_true", help="Also time today's training.")
+    parser.add_argument("--config", type=json.loads, default={}, help="Config overrides (JSON).")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     use_package()  # imported here: bench/features.py would shadow the package
     from features.config import build_config
-    from features.pipeline import build_training_set
+    from features.pipeline import build_features, build_training_set
     from features.snapshot import read_snapshot
-    from features.synthetic import generate, write_snapshot
     from features.truth import truth_of_rows
     from training import rules as rules_module
+    from training.ages import (
+        backtest_table,
+        open_rows_on_nights,
+        per_age_metrics,
+        weekly_age_rows,
+    )
+    from training.evaluate import evaluate_scores
     from training.train import train_model
 
     started = time.perf_counter()
-    folder = args.data_dir or Path("data") / "bench" / f"quality_{args.leads}_{args.seed}"
-    if not (folder / "truth.parquet").is_file():
-        print(f"generating {args.leads:,} leads (seed {args.seed}) into {folder}", flush=True)
-        write_snapshot(generate(args.leads, seed=args.seed), folder)
-    config = build_config({"source": {"path": str(folder)}})
+    folder = snapshot_folder(args.leads, args.seed, args.data_dir)
+    config = build_config({"source": {"path": str(folder)}, **args.config})
     snapshot = read_snapshot(config)
     training_set, counts = build_training_set(snapshot, config)
-    rule_set = rules_module.load_rules(config.training.rules)
-    inputs = rules_module.rule_inputs(snapshot, training_set[["lead_id", "cutoff"]], rule_set)
-    points = np.asarray(rules_module.score_points(inputs, rule_set).total, dtype=np.float64)
-    truth = truth_of_rows(folder, training_set)
+    truth = truth_of_rows(folder, training_set, config.horizon_days)
     print(f"{counts.kept:,} rows ({time.perf_counter() - started:.0f} s); training", flush=True)
-    result = train_model(training_set, config, points=points, truth=truth)
+    clock = time.perf_counter()
+    result = train_model(training_set, config, truth=truth)
+    train_seconds = time.perf_counter() - clock
+    load = os.getloadavg()
+    print(f"trained in {train_seconds:.0f} s (load {load[0]:.1f}, 2 cores)", flush=True)
 
-    test = result.metrics["test"]
-    model, truth_m, rules = test["model"], test["truth"], test["rules"]
-    print(f"\ntest slice: {int(model['n']):,} rows, base rate {model['base_rate']:.3f}")
+    # every test lead at mql_at and each week after it while open
+    test_leads = training_set.loc[result.split.mask("test"), "lead_id"].unique()
+    horizon = config.horizon_days
+    rows = weekly_age_rows(snapshot.leads, test_leads, snapshot.as_of, horizon)
+    probability = result.scorer.score(build_features(snapshot, rows, config))["probability"]
+    probability = probability.to_numpy(dtype=np.float64)
+    truth_rows = truth_of_rows(folder, rows, horizon)
+    assert truth_rows is not None
+    per_age = per_age_metrics(rows, probability, truth_rows)
+    at_zero = (rows["age_weeks"] == 0).to_numpy()
+    rule_set = rules_module.load_rules(config.training.rules)
+    zero_rows = rows.loc[at_zero, ["lead_id", "cutoff"]]
+    inputs = rules_module.rule_inputs(snapshot, zero_rows, rule_set)
+    points = np.asarray(rules_module.score_points(inputs, rule_set).total, dtype=np.float64)
+    zero = evaluate_scores(
+        rows.loc[at_zero, "label"].to_numpy(),
+        {"model": probability[at_zero], "truth": truth_rows[at_zero], "rules": points},
+        ["model", "truth"],
+    )
+
+    # past nights of a snapshot the model never saw
+    backtest_seed = args.backtest_seed if args.backtest_seed is not None else args.seed + 1000
+    other = snapshot_folder(args.backtest_leads, backtest_seed, args.backtest_dir)
+    other_config = build_config({**config.model_dump(), "source": {"path": str(other)}})
+    other_snapshot = read_snapshot(other_config)
+    last = other_snapshot.as_of.floor("D") - pd.Timedelta(days=horizon)
+    nights = [last - pd.Timedelta(days=d) for d in (60, 30, 0)]
+    night_rows = open_rows_on_nights(other_snapshot.leads, nights, horizon, other_snapshot.as_of)
+    night_features = build_features(other_snapshot, night_rows, other_config)
+    night_p = result.scorer.score(night_features)["probability"].to_numpy(dtype=np.float64)
+    backtest, night_ece = backtest_table(night_rows, night_p)
+
+    cost: dict[str, Any] = {"train_seconds": train_seconds, "load": load[0]}
+    if args.cost:
+        today = build_config(
+            {
+                **config.model_dump(),
+                "snapshot_policy": {"weekly_weeks": 0, "sampled_ages": 0},
+                "features": {**config.features.model_dump(), "at_mql": False},
+            }
+        )
+        today_set, _ = build_training_set(snapshot, today)
+        clock = time.perf_counter()
+        train_model(today_set, today)
+        cost["today_train_seconds"] = time.perf_counter() - clock
+        cost["ratio"] = train_seconds / cost["today_train_seconds"]
+        cost["today_rows"] = len(today_set)
+        cost["load_after"] = os.getloadavg()[0]
+
+    model, truth_m, rules = zero["model"], zero["truth"], zero["rules"]
+    print(f"\nage 0 (mql_at): {int(model['n']):,} test rows, base rate {model['base_rate']:.3f}")
     print(f"{'':>22} {'model':>8} {'truth':>8} {'rules':>8}")
     for key in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "precision_at_10pct"):
         row = [m.get(key, float("nan")) for m in (model, truth_m, rules)]
         print(f"{key:>22} " + " ".join(f"{v:8.4f}" for v in row))
-    checked = goals(model, truth_m, rules)
+    print("\nper week since mql_at, test leads while open:")
+    print(per_age.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"\nnightly backtest (seed {backtest_seed}, nights {[str(n.date()) for n in nights]}):")
+    print(backtest.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"overall ECE {night_ece:.4f} on {len(night_rows):,} open MQLs")
+    checked = {
+        **age_zero_goals(model, truth_m, rules),
+        **weekly_goals(per_age),
+        **backtest_goals(backtest, night_ece),
+    }
+    if "ratio" in cost:
+        checked["training_cost_over_today"] = goal(cost["ratio"], "<= 2.0", cost["ratio"] <= 2.0)
+        print(
+            f"\ntraining {train_seconds:.0f} s on {len(training_set):,} rows against today's "
+            f"{cost['today_train_seconds']:.0f} s on {cost['today_rows']:,} rows "
+            f"(load {cost['load']:.1f} / {cost['load_after']:.1f})"
+        )
     print()
-    for name, goal in checked.items():
-        verdict = "PASS" if goal["pass"] else "FAIL"
-        print(f"{name:>32} {goal['value']:8.4f}  goal {goal['goal']:<7} {verdict}")
+    for name, item in checked.items():
+        verdict = "PASS" if item["pass"] else "FAIL"
+        print(f"{name:>36} {item['value']:8.4f}  goal {item['goal']:<8} {verdict}")
     args.results.mkdir(parents=True, exist_ok=True)
     out = args.results / "quality.json"
     payload = {
         "leads": args.leads,
         "seed": args.seed,
         "rows": counts.kept,
-        "test": {"model": model, "truth": truth_m, "rules": rules},
+        "age0": {"model": model, "truth": truth_m, "rules": rules},
+        "per_age": per_age.to_dict(orient="records"),
+        "backtest": {
+            "seed": backtest_seed,
+            "nights": [n.isoformat() for n in nights],
+            "buckets": backtest.to_dict(orient="records"),
+            "ece": night_ece,
+        },
+        "cost": cost,
         "goals": checked,
         "seconds": time.perf_counter() - started,
     }

@@ -211,6 +211,13 @@ class SnapshotPolicy(_Strict):
     weekly_weeks: int = Field(
         0, ge=0, le=52, description="Also add a row every 7 days after mql_at, up to N."
     )
+    sampled_ages: int = Field(
+        2,
+        ge=0,
+        le=52,
+        description="Also add N rows per lead at ages drawn uniformly from [0, horizon_days) "
+        "(kept while the lead is open), so the model is right at any age a nightly run meets.",
+    )
 
 
 class FeatureConfig(_Strict):
@@ -225,6 +232,11 @@ class FeatureConfig(_Strict):
         ge=0,
         le=256,
         description="Chunks read, encoded and featurised at once; 0: one per core, 1: serial.",
+    )
+    at_mql: bool = Field(
+        True,
+        description="Also the windowed counts as they stood at the lead's mql_at, so that a "
+        "row weeks after the MQL still sees the MQL moment.",
     )
 
     @field_validator("windows_days")

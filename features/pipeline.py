@@ -46,11 +46,31 @@ def feature_spec(config: Config, flat: bool) -> FeatureSpec:
     categorical = set(CATEGORICAL) | {cf.feature for cf in custom if cf.value_type == "categorical"}
     if not flat:
         windows = config.features.windows_days
-        names += engagement_names(windows) + account_names(windows)
+        names += engagement_names(windows) + account_names(windows) + at_mql_names(config)
     kinds: tuple[FeatureKind, ...] = tuple(
         "categorical" if n in categorical else "numeric" for n in names
     )
     return FeatureSpec(tuple(names), kinds)
+
+
+#: Suffix of a feature frozen at the lead's mql_at (`at_mql_names`).
+AT_MQL = "_at_mql"
+
+
+def at_mql_names(config: Config) -> list[str]:
+    """The windowed engagement and account counts again, as they stood at the lead's mql_at.
+
+    A row weeks after the MQL still knows what the lead did before it, but its own windows
+    have moved on and lost it (the 7 days before the MQL leave a 7-day window after a week).
+    Kept as features, a model at any age sees the MQL moment as a model at mql_at does. NaN
+    for a lead with no mql_at before the cutoff. None with `features.at_mql` off.
+    """
+    if not config.features.at_mql:
+        return []
+    windows = config.features.windows_days
+    base = engagement_names(windows) + account_names(windows)
+    suffixes = tuple(f"_{w}d" for w in windows)
+    return [f"{n}{AT_MQL}" for n in base if n.endswith(suffixes) and not n.startswith("trend")]
 
 
 def _ms(values: pd.Series) -> np.ndarray:
@@ -112,6 +132,28 @@ def build_features(
             "rows: column 'cutoff': every row of a timestamped snapshot needs a cutoff"
         )
 
+    columns = _kernel_columns(snapshot, row_lead, cutoff_ms, config, progress)
+    frozen = at_mql_names(config)
+    if frozen:
+        mql = _ms(snapshot.leads["mql_at"])[row_lead]
+        known = (mql != NAT_MS) & (mql <= cutoff_ms)
+        at_mql = _kernel_columns(snapshot, row_lead, np.where(known, mql, cutoff_ms), config)
+        for name in frozen:
+            base = name.removesuffix(AT_MQL)
+            columns[name] = np.where(known, at_mql[base].astype(np.float64), np.nan)
+    frame = pd.concat([fit, pd.DataFrame(columns)], axis=1)
+    frame.index = rows.index
+    return frame[list(spec.names)]
+
+
+def _kernel_columns(
+    snapshot: Snapshot,
+    row_lead: np.ndarray,
+    cutoff_ms: np.ndarray,
+    config: Config,
+    progress: Progress | None = None,
+) -> dict[str, np.ndarray]:
+    """Engagement and account features of rows (lead position, cutoff), in row order."""
     leads = snapshot.leads
     account, _ = pd.factorize(leads["account_id"], use_na_sentinel=True)
     created, mql, sql = (_ms(leads[c]) for c in ("created_at", "mql_at", "sql_at"))
@@ -158,13 +200,10 @@ def build_features(
     names = engagement_names(windows) + account_names(windows)
     inverse = np.empty_like(order)
     inverse[order] = np.arange(order.shape[0])
-    columns = {
+    return {
         name: (np.concatenate([p[name] for p in parts]) if parts else np.empty(0))[inverse]
         for name in names
     }
-    frame = pd.concat([fit, pd.DataFrame(columns)], axis=1)
-    frame.index = rows.index
-    return frame[list(spec.names)]
 
 
 def build_training_set(

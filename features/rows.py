@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from features.config import Config
+from features.config import Config, SnapshotPolicy
 from features.contract import CONVERTED, ContractError
 
 DAY = pd.Timedelta(days=1)
@@ -39,8 +39,18 @@ class RowCounts:
         return asdict(self)
 
 
-def candidate_cutoffs(leads: pd.DataFrame, weekly_weeks: int) -> pd.DataFrame:
-    """(lead_id, cutoff) at every mql_at, plus mql_at + 7k days for k = 1..weekly_weeks."""
+def candidate_cutoffs(
+    leads: pd.DataFrame,
+    weekly_weeks: int,
+    sampled_ages: int = 0,
+    horizon_days: int = 90,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """(lead_id, cutoff) at every mql_at, plus mql_at + 7k days for k = 1..weekly_weeks, plus
+    `sampled_ages` cutoffs at ages drawn uniformly from [0, horizon_days) days (`sampled_ages`).
+
+    Candidates are not yet filtered: `label_rows` keeps those at which the lead is still open.
+    """
     mqls = leads.loc[leads["mql_at"].notna(), ["lead_id", "mql_at"]]
     frames = [
         pd.DataFrame(
@@ -48,8 +58,30 @@ def candidate_cutoffs(leads: pd.DataFrame, weekly_weeks: int) -> pd.DataFrame:
         )
         for k in range(weekly_weeks + 1)
     ]
+    lead_ids = mqls["lead_id"].to_numpy()
+    for draw in range(sampled_ages):
+        age = sampled_ages_of(lead_ids, draw, horizon_days, seed)
+        frames.append(
+            pd.DataFrame(
+                {"lead_id": lead_ids, "cutoff": mqls["mql_at"] + pd.to_timedelta(age, unit="ms")}
+            )
+        )
     rows = pd.concat(frames, ignore_index=True)
+    rows["cutoff"] = rows["cutoff"].dt.as_unit("ms")
     return rows.sort_values(["lead_id", "cutoff"], kind="stable", ignore_index=True)
+
+
+def sampled_ages_of(lead_ids: np.ndarray, draw: int, horizon_days: int, seed: int) -> np.ndarray:
+    """Draw number `draw` of each lead's ages, in whole milliseconds in [0, horizon_days) days.
+
+    A hash of (lead_id, draw, seed), not a random stream: a lead gets the same ages whatever
+    the order or the other leads of the snapshot, so a training set rebuilt from a grown
+    export keeps its old rows.
+    """
+    hash_key = f"ages{seed % 10**8:08d}{draw % 10**4:04d}"  # 16 characters, as hash_array needs
+    keys = pd.util.hash_array(np.asarray(lead_ids, dtype=object), hash_key=hash_key)
+    unit = (keys >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return np.floor(unit * horizon_days * 86_400_000).astype(np.int64)
 
 
 def label_rows(
@@ -100,6 +132,14 @@ def label_rows(
     return out, counts
 
 
+def covered_weeks(policy: SnapshotPolicy, horizon_days: int) -> int:
+    """The `weekly_weeks` that `stale_rows` and `staleness_note` take for a snapshot policy: a
+    model trained at sampled ages covers the whole horizon, so no open MQL is stale for it."""
+    if policy.sampled_ages > 0:
+        return max(policy.weekly_weeks, -(-horizon_days // 7))
+    return policy.weekly_weeks
+
+
 def flat_rows(leads: pd.DataFrame) -> tuple[pd.DataFrame, RowCounts]:
     """A flat export: one row per lead with a known `converted` outcome and no cutoff."""
     if CONVERTED not in leads:
@@ -134,5 +174,8 @@ def training_rows(
         raise ContractError(
             "the snapshot has no timestamps, so its as-of time is unknown; set as_of"
         )
-    candidates = candidate_cutoffs(leads, config.snapshot_policy.weekly_weeks)
+    policy = config.snapshot_policy
+    candidates = candidate_cutoffs(
+        leads, policy.weekly_weeks, policy.sampled_ages, config.horizon_days, config.training.seed
+    )
     return label_rows(candidates, leads, as_of, config.horizon_days)

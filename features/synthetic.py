@@ -490,6 +490,62 @@ class SyntheticSnapshot:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: Kinds of planted shift `MarketShift` knows.
+SHIFT_KINDS: Final = ("lead_source", "conversion", "company_size")
+
+
+@dataclass(frozen=True)
+class MarketShift:
+    """A change of market planted after a date, to test that monitoring sees real drift.
+
+    Without a shift the generator's output is unchanged; with one, only leads created (for
+    `lead_source` and `company_size`) or MQL'd (for `conversion`) after `after` differ, and the
+    truth stays exact for the shifted world.
+
+    Attributes:
+        kind: `lead_source`: half of the new leads come from paid social; `conversion`: the
+            odds of converting are multiplied by exp(`size`) (default size -0.8: about half the
+            conversions); `company_size`: new leads' companies are `exp(size)` times larger
+            (default size 2.0: about 7x).
+        after: The date (UTC) the shift starts.
+        size: Its strength, in the kind's unit (see above); None: the kind's default.
+    """
+
+    kind: Literal["lead_source", "conversion", "company_size"]
+    after: pd.Timestamp
+    size: float | None = None
+
+    def strength(self) -> float:
+        default = {"lead_source": 0.5, "conversion": -0.8, "company_size": 2.0}[self.kind]
+        return default if self.size is None else float(self.size)
+
+
+def _shift_leads(leads: _Leads, tl: _Timeline, shift: MarketShift | None) -> None:
+    """Plant a lead_source or company_size shift on leads created after the shift's date."""
+    if shift is None or shift.kind == "conversion":
+        return
+    start = int((_utc(shift.after) - tl.t0).total_seconds())
+    new = leads.created >= start
+    if shift.kind == "lead_source":
+        # every other new lead (by position: no random draw, so nothing else moves)
+        chosen = new & (np.arange(len(new)) % max(1, round(1 / shift.strength())) == 0)
+        paid_social = [name for name, _, _ in LEAD_SOURCES].index("paid_social")
+        leads.source = np.where(chosen & (leads.source >= 0), paid_social, leads.source)
+    else:
+        larger = np.clip(np.round(leads.size * np.exp(shift.strength())), 1, 500_000)
+        leads.size = np.where(new, larger, leads.size)
+
+
+def _shift_logit(
+    static: FloatArray, cutoff: IntArray, tl: _Timeline, shift: MarketShift | None
+) -> FloatArray:
+    """Plant a conversion shift: the logit of MQLs after the shift's date moves by its size."""
+    if shift is None or shift.kind != "conversion":
+        return static
+    start = int((_utc(shift.after) - tl.t0).total_seconds())
+    return np.asarray(static + np.where(cutoff >= start, shift.strength(), 0.0))
+
+
 # --------------------------------------------------------------------------------------------
 # Timeline, accounts and campaigns
 # --------------------------------------------------------------------------------------------
@@ -1002,6 +1058,22 @@ def _observables(leads: _Leads, ev: _Events, mql_leads: IntArray, cutoff: IntArr
     return pd.DataFrame(f)
 
 
+#: When an outcome happens after the cutoff (mql_at). A converting lead's SQL comes after a
+#: delay: with probability _FAST_SHARE a log-normal one (median _FAST_MEDIAN_DAYS, log-sd
+#: _FAST_SIGMA, clipped to [_FAST_MIN_SECONDS, _SLOW_DAYS[1] days]), else uniform over _SLOW_DAYS.
+#: A non-converting lead's fate: below _LATE_SHARE an SQL after the horizon (uniform over
+#: _LATE_DAYS), below _DQ_FATE_END a disqualification (uniform over _DQ_DAYS), else open for good.
+_FAST_SHARE: Final = 0.5
+_FAST_MEDIAN_DAYS: Final = 3.0
+_FAST_SIGMA: Final = 1.0
+_FAST_MIN_SECONDS: Final = 60
+_SLOW_DAYS: Final = (10, 90)
+_LATE_SHARE: Final = 0.03
+_LATE_DAYS: Final = (91, 200)
+_DQ_FATE_END: Final = 0.43
+_DQ_DAYS: Final = (1, 120)
+
+
 @dataclass
 class _Outcomes:
     p: FloatArray
@@ -1020,15 +1092,19 @@ def _outcomes(
     """
     n = len(cutoff)
     u = rng.random(n)
-    fast = rng.random(n) < 0.5
+    fast = rng.random(n) < _FAST_SHARE
     delay_in = np.where(
         fast,
-        np.clip(np.exp(rng.normal(np.log(3.0 * DAY), 1.0, n)), 60, 90 * DAY),
-        rng.uniform(10 * DAY, 90 * DAY, n),
+        np.clip(
+            np.exp(rng.normal(np.log(_FAST_MEDIAN_DAYS * DAY), _FAST_SIGMA, n)),
+            _FAST_MIN_SECONDS,
+            _SLOW_DAYS[1] * DAY,
+        ),
+        rng.uniform(_SLOW_DAYS[0] * DAY, _SLOW_DAYS[1] * DAY, n),
     ).astype(np.int64)
     fate = rng.random(n)
-    delay_late = rng.uniform(91 * DAY, 200 * DAY, n).astype(np.int64)
-    delay_dq = rng.uniform(1 * DAY, 120 * DAY, n).astype(np.int64)
+    delay_late = rng.uniform(_LATE_DAYS[0] * DAY, _LATE_DAYS[1] * DAY, n).astype(np.int64)
+    delay_dq = rng.uniform(_DQ_DAYS[0] * DAY, _DQ_DAYS[1] * DAY, n).astype(np.int64)
     order = np.lexsort((cutoff, account))
     counts = np.bincount(account[order]) if n else np.zeros(0, dtype=np.int64)
     rank = np.empty(n, dtype=np.int64)
@@ -1046,17 +1122,72 @@ def _outcomes(
             ) - np.searchsorted(done_keys, acc * _KEY, "left")
         p[sel] = _probability(static[sel] + _account_sql_logit(prior[sel].astype(np.float64)))
         conv = u[sel] < p[sel]
-        late = ~conv & (fate[sel] < 0.03)
+        late = ~conv & (fate[sel] < _LATE_SHARE)
         when = cutoff[sel] + np.where(conv, delay_in[sel], delay_late[sel])
         written = (conv | late) & (when <= tl.as_of)
         sql[sel] = np.where(written, when, -1)
         new = account[sel][written] * _KEY + when[written]
         done_keys = np.sort(np.concatenate([done_keys, new]))
     converted = u < p
-    late_sql = ~converted & (fate < 0.03)
+    late_sql = ~converted & (fate < _LATE_SHARE)
     dq_when = cutoff + delay_dq
-    dq = ~converted & ~late_sql & (fate >= 0.03) & (fate < 0.43) & (dq_when <= tl.as_of)
+    dq = (
+        ~converted
+        & ~late_sql
+        & (fate >= _LATE_SHARE)
+        & (fate < _DQ_FATE_END)
+        & (dq_when <= tl.as_of)
+    )
     return _Outcomes(p=p, converted=converted, sql=sql, disqualified=np.where(dq, dq_when, -1))
+
+
+def _sql_delay_cdf(days: FloatArray) -> FloatArray:
+    """P(a converting lead's SQL comes within `days` of its cutoff), as `_outcomes` draws it."""
+    from scipy.special import ndtr
+
+    seconds = days * DAY
+    fast = np.where(
+        seconds < _FAST_MIN_SECONDS,
+        0.0,
+        ndtr((np.log(np.maximum(seconds, 1.0)) - np.log(_FAST_MEDIAN_DAYS * DAY)) / _FAST_SIGMA),
+    )
+    fast = np.where(days >= _SLOW_DAYS[1], 1.0, fast)
+    return _FAST_SHARE * fast + (1.0 - _FAST_SHARE) * _uniform_cdf(days, _SLOW_DAYS)
+
+
+def _uniform_cdf(days: FloatArray, bounds: tuple[int, int]) -> FloatArray:
+    return np.asarray(np.clip((days - bounds[0]) / (bounds[1] - bounds[0]), 0.0, 1.0))
+
+
+def probability_at_age(
+    p_true: FloatArray | pd.Series, age_days: FloatArray | pd.Series, horizon_days: float = 90.0
+) -> FloatArray:
+    """The true P(SQL within `horizon_days` after a cutoff `age_days` after mql_at | still open).
+
+    Derived from the generator's own outcome law, not simulated: a lead with `p_true` (its
+    truth at mql_at) converts with that probability after a delay drawn by `_outcomes`; if it
+    does not, it may still become an SQL after the 90-day horizon, be disqualified, or stay
+    open. Open at the cutoff means no SQL and no disqualification by then. Nothing seen after
+    mql_at tells more about the outcome (the draw depends on mql_at's observables alone), so
+    this is the best score any model can give at that age. At age 0 with the default horizon
+    it is `p_true` itself, returned exactly.
+    """
+    p = np.asarray(p_true, dtype=np.float64)
+    age = np.maximum(np.asarray(age_days, dtype=np.float64), 0.0)
+    end = age + horizon_days
+    late, dq_share = _LATE_SHARE, _DQ_FATE_END - _LATE_SHARE
+    converting_open = 1.0 - _sql_delay_cdf(age)
+    converting_sql = _sql_delay_cdf(end) - _sql_delay_cdf(age)
+    late_open = 1.0 - _uniform_cdf(age, _LATE_DAYS)
+    late_sql = _uniform_cdf(end, _LATE_DAYS) - _uniform_cdf(age, _LATE_DAYS)
+    dq_open = 1.0 - _uniform_cdf(age, _DQ_DAYS)
+    never = 1.0 - _DQ_FATE_END
+    sql = p * converting_sql + (1.0 - p) * late * late_sql
+    still_open = p * converting_open + (1.0 - p) * (late * late_open + dq_share * dq_open + never)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        at_age = np.where(still_open > 0, sql / still_open, 0.0)
+    exact = (age == 0.0) & (horizon_days == 90.0)
+    return np.asarray(np.where(exact, p, at_age), dtype=np.float64)
 
 
 def _messy_events(rng: np.random.Generator, ev: _Events) -> IntArray:
@@ -1080,16 +1211,19 @@ def _chunk(
     id_width: tuple[int, int],
     events_per_lead: float,
     params: Mapping[str, Any],
+    shift: MarketShift | None = None,
 ) -> SyntheticSnapshot:
     """Generate one chunk: the leads of `sizes` accounts, their events, outcomes and truth."""
     leads = _leads(rng, tl, sizes)
+    _shift_leads(leads, tl, shift)
     n = len(leads.created)
     ev = _events(rng, tl, leads, camps, events_per_lead)
     _, mql = _mql_times(rng, tl, ev, n)
     mql_leads = np.flatnonzero(mql >= 0)
     cutoff = mql[mql_leads]
     feats = _observables(leads, ev, mql_leads, cutoff)
-    outcome = _outcomes(rng, tl, leads.account[mql_leads], cutoff, _static_logit(feats))
+    static = _shift_logit(_static_logit(feats), cutoff, tl, shift)
+    outcome = _outcomes(rng, tl, leads.account[mql_leads], cutoff, static)
     sql = np.full(n, -1, dtype=np.int64)
     dq = np.full(n, -1, dtype=np.int64)
     sql[mql_leads] = outcome.sql
@@ -1182,6 +1316,7 @@ def generate(
     events_per_lead: float = 50.0,
     chunk_leads: int = 50_000,
     progress: Callable[[int, int], None] | None = None,
+    shift: MarketShift | None = None,
 ) -> Iterator[SyntheticSnapshot]:
     """Generate a synthetic snapshot in chunks of whole accounts.
 
@@ -1193,6 +1328,7 @@ def generate(
         events_per_lead: Mean events per lead (roughly, after seasonality and truncation).
         chunk_leads: About this many leads per chunk (chunks hold whole accounts).
         progress: Called with (leads done, n_leads) after each chunk.
+        shift: A change of market planted after a date (None: the usual market).
 
     Returns:
         An iterator of chunks.
@@ -1213,7 +1349,15 @@ def generate(
         "events_per_lead": events_per_lead,
         "chunk_leads": chunk_leads,
     }
-    return _chunks(n_leads, seed, tl, events_per_lead, chunk_leads, progress, params)
+    if shift is not None:
+        if shift.kind not in SHIFT_KINDS:
+            raise ValueError(f"shift kind {shift.kind!r}: expected one of {list(SHIFT_KINDS)}")
+        params["shift"] = {
+            "kind": shift.kind,
+            "after": _utc(shift.after).isoformat(),
+            "size": shift.strength(),
+        }
+    return _chunks(n_leads, seed, tl, events_per_lead, chunk_leads, progress, params, shift)
 
 
 def _chunks(
@@ -1224,6 +1368,7 @@ def _chunks(
     chunk_leads: int,
     progress: Callable[[int, int], None] | None,
     params: Mapping[str, Any],
+    shift: MarketShift | None = None,
 ) -> Iterator[SyntheticSnapshot]:
     size_seq, campaign_seq, chunk_seq = np.random.SeedSequence(seed).spawn(3)
     sizes = _account_sizes(np.random.default_rng(size_seq), n_leads)
@@ -1243,6 +1388,7 @@ def _chunks(
             width,
             events_per_lead,
             params,
+            shift,
         )
         done += int(chunk_sizes.sum())
         if progress is not None:

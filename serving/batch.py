@@ -88,7 +88,7 @@ def staleness_note(stale: int, total: int, weekly_weeks: int, model: str) -> str
         f"{stale:,} of {total:,} open MQLs ({stale / total:.0%}) are {days} or more days past "
         f"their MQL, older than any lead {model} was trained on (cutoffs {trained}, "
         f"snapshot_policy.weekly_weeks: {weekly_weeks}); it overstates their chances. For "
-        "scheduled batch scoring, train with a larger snapshot_policy.weekly_weeks (e.g. 8)."
+        "scheduled batch scoring, train with snapshot_policy.sampled_ages (the default, 2)."
     )
 
 

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from features.contract import ContractError
 from features.output import to_jsonable
+from features.rows import covered_weeks
 from features.snapshot import Snapshot, shown_url
 from serving.batch import (
     COLUMNS,
@@ -200,6 +201,27 @@ def read_previous(path: Path) -> pd.DataFrame | None:
         log.warning("previous scores %s unreadable (%s); no comparison", path, error)
         return None
     return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def previous_run(out: Path, previous: Path | None = None) -> Path | None:
+    """The scores file of the run before this one: `previous` when given (it must exist),
+    else `out` itself when a run left it there, else the newest file beside `out` with the
+    same extension whose name sorts before `out`'s (dated names such as 2026-07-01.parquet sort
+    by date), so that a nightly job writing one file per night compares with last night's."""
+    if previous is not None:
+        if not previous.is_file():
+            raise OutputError(f"--previous {previous}: no such scores file")
+        return previous
+    if out.is_file():
+        return out
+    if not out.parent.is_dir():
+        return None
+    earlier = [
+        path
+        for path in out.parent.glob(f"*{out.suffix}")
+        if path.is_file() and path.name < out.name and not path.name.startswith(".")
+    ]
+    return max(earlier, key=lambda path: path.name) if earlier else None
 
 
 # --------------------------------------------------------------------------- SQL
@@ -549,6 +571,7 @@ def publish_scores(
     scored_at: pd.Timestamp,
     to_sql: tuple[str, str] | None = None,
     notes: tuple[str, ...] = (),
+    previous: Path | None = None,
 ) -> PredictSummary:
     """What a batch job does after scoring, whichever engine scored: publish `out`, the
     monitoring record beside it (when the model has a reference) and the SQL table (if asked)
@@ -577,7 +600,8 @@ def publish_scores(
     record_file = monitor_path(out)
     with _run_lock(out):
         settled = _settle(out, to_sql)
-        previous = read_previous(out)
+        before = previous_run(out, previous)
+        previous_scores = None if before is None else read_previous(before)
         scores_temp = temporary_beside(out)
         record_temp = temporary_beside(record_file) if reference is not None else None
         writing = out
@@ -627,16 +651,16 @@ def publish_scores(
     current = (
         pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=["lead_id", "tier"])
     )
-    compared_with = str(out) if previous is not None else None
+    compared_with = str(before) if previous_scores is not None else None
     table = None
     if to_sql is not None:
         table = to_sql[1]
-        previous = previous_table[0]
+        previous_scores = previous_table[0]
         compared_with = f"table {table}"
     return PredictSummary(
         rows=written,
         tiers=tier_counts(current["tier"].to_numpy()),
-        changes=None if previous is None else tier_changes(previous, current),
+        changes=None if previous_scores is None else tier_changes(previous_scores, current),
         compared_with=compared_with,
         out=out,
         monitor=record_file if reference is not None else None,
@@ -661,13 +685,16 @@ def predict_job(
     progress: Progress | None = None,
     workers: int | None = None,
     scored_at: pd.Timestamp | None = None,
+    previous: Path | None = None,
 ) -> PredictSummary:
     """Score every open MQL of the snapshot as of `as_of` and publish the scores
-    (`publish_scores`: the file, the monitoring record, the SQL table, the tier changes).
+    (`publish_scores`: the file, the monitoring record, the SQL table, the tier changes
+    against `previous_run`).
 
     `workers` chunks are scored at once (`score_chunks`); `scored_at` defaults to now.
     """
     check_writable(out)
+    previous_run(out, previous)  # a missing --previous fails before any work
     if to_sql is not None:
         check_sql_target(*to_sql)
     rows = open_rows(snapshot, as_of, horizon_days)
@@ -696,7 +723,7 @@ def predict_job(
                 counts = profile_counts(chunk.features, chunk.probability, chunk.tier, reference)
             yield chunk.scores, counts
 
-    weeks = model.config.snapshot_policy.weekly_weeks
+    weeks = covered_weeks(model.config.snapshot_policy, model.config.horizon_days)
     stale = staleness_note(
         stale_rows(snapshot.leads, rows, weeks),
         len(rows),
@@ -711,4 +738,5 @@ def predict_job(
         scored_at=scored_at,
         to_sql=to_sql,
         notes=() if stale is None else (stale,),
+        previous=previous,
     )

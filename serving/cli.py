@@ -155,6 +155,19 @@ def generate(
             " export (always CSV)."
         ),
     ] = "contract",
+    shift: Annotated[
+        str | None,
+        typer.Option(
+            help="Plant a change of market after --shift-after, to test monitoring: "
+            "lead_source, conversion or company_size."
+        ),
+    ] = None,
+    shift_after: Annotated[
+        str | None, typer.Option("--shift-after", help="The date the planted shift starts.")
+    ] = None,
+    shift_size: Annotated[
+        float | None, typer.Option("--shift-size", help="The shift's strength (kind's default).")
+    ] = None,
 ) -> None:
     """Generate a synthetic CRM snapshot with known truth.
 
@@ -163,12 +176,29 @@ def generate(
     probability each MQL's outcome was drawn from, for judging models against the best possible.
     """
     from features.layouts import write_layout
+    from features.synthetic import SHIFT_KINDS, MarketShift
     from features.synthetic import generate as generate_chunks
 
+    planted = None
+    if shift is not None or shift_after is not None:
+        if shift not in SHIFT_KINDS or shift_after is None:
+            raise typer.BadParameter(
+                f"--shift takes one of {list(SHIFT_KINDS)} and needs --shift-after DATE"
+            )
+        try:
+            after = pd.Timestamp(shift_after)
+        except ValueError:
+            raise typer.BadParameter(f"--shift-after {shift_after!r} is not a date") from None
+        planted = MarketShift(shift, after, shift_size)  # type: ignore[arg-type]
     started = time.perf_counter()
     with _clear_errors(), _progress("generating leads") as update:
         chunks = generate_chunks(
-            leads, seed, as_of=as_of, events_per_lead=events_per_lead, progress=update
+            leads,
+            seed,
+            as_of=as_of,
+            events_per_lead=events_per_lead,
+            progress=update,
+            shift=planted,
         )
         counts = write_layout(chunks, out, layout=layout, fmt=file_format)
     shown = ", ".join(f"{v:,} {k}" for k, v in counts.items())
@@ -368,7 +398,7 @@ def train(
                 )
         training_set, window_note = window(training_set, settings)  # training.since, window_days
         if snap is not None and not snap.flat:
-            truth = truth_of_rows(settings.source.path, training_set)
+            truth = truth_of_rows(settings.source.path, training_set, settings.horizon_days)
         if cv is not None:
             aucs = cross_validated_auc(training_set, settings, cv)
             shown = ", ".join(f"{a:.4f}" for a in aucs)
@@ -700,6 +730,14 @@ def predict(
         str | None,
         typer.Option("--master", help="Spark master URL for --engine spark (default local[2])."),
     ] = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            "--previous",
+            help="The previous run's scores file, for the changes since it (default: --out "
+            "itself, else the newest file beside it whose name sorts before it).",
+        ),
+    ] = None,
 ) -> None:
     """Score every open MQL as of a time: probability, tier, points, top reasons.
 
@@ -724,6 +762,10 @@ def predict(
         check_writable(out)
         if to_sql is not None and table is not None:
             check_sql_target(to_sql, table)  # URL, schema, name: before any work
+        if previous is not None and engine == "spark":
+            raise ContractError("--previous goes with the pandas engine (spark finds the last run)")
+        if previous is not None and not previous.is_file():
+            raise ContractError(f"--previous {previous}: no such scores file")
         settings = _config(config, snapshot)
         uri = model_uri or settings.serve.model_uri
         try:
@@ -751,6 +793,7 @@ def predict(
                     to_sql=(to_sql, table) if to_sql is not None and table is not None else None,
                     progress=update,
                     workers=settings.features.workers,
+                    previous=previous,
                 )
         except OutputError as error:
             console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)

@@ -53,7 +53,7 @@ from features.contract import (
 from features.decay import decay_rate, decayed_name, decayed_sums
 from features.engagement import NAT_MS, ChunkLeads, chunk_features
 from features.fit import CATEGORICAL, REGION_OF
-from features.pipeline import _ms, feature_spec
+from features.pipeline import AT_MQL, _ms, at_mql_names, feature_spec
 from features.snapshot import _PLUS, _RANGE, Problem, Snapshot
 from features.titles import parse_title
 from training.scorer import ModelSpec
@@ -795,6 +795,27 @@ def _engagement(
     )
 
 
+def _at_mql(
+    ev_ms: np.ndarray,
+    ev_kind: np.ndarray,
+    cutoff_ms: int,
+    times: dict[str, int],
+    has_account: bool,
+    account: AccountContext | None,
+    config: Config,
+) -> dict[str, float]:
+    """The `at_mql_names` features: the kernel's counts at the lead's mql_at, as
+    `build_features` computes them (NaN without an mql_at before the cutoff)."""
+    names = at_mql_names(config)
+    mql = times["mql_at"]
+    if not names:
+        return {}
+    if mql == NAT_MS or mql > cutoff_ms:
+        return dict.fromkeys(names, math.nan)
+    kernel = _engagement(ev_ms, ev_kind, mql, times, has_account, account, config)
+    return {name: float(kernel[name.removesuffix(AT_MQL)][0]) for name in names}
+
+
 def lead_features(
     profile: Mapping[str, Any],
     events: Sequence[Mapping[str, Any]],
@@ -874,6 +895,9 @@ def lead_features(
             ev_ms, ev_kind, cutoff_ms, times, account_id is not None, account, config
         )
         values.update((name, float(column[0])) for name, column in kernel.items())
+        values.update(
+            _at_mql(ev_ms, ev_kind, cutoff_ms, times, account_id is not None, account, config)
+        )
         decayed = _decayed(ev_ms, ev_kind, cutoff_ms, half_lives) if half_lives else {}
     ordered = {name: values[name] for name in features}
     return LeadFeatures(ordered, unknown, duplicates, decayed, lead_id, account_id, cutoff_ms)

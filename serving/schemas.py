@@ -122,7 +122,12 @@ class AccountOut(BaseModel):
 
 class ScoreOut(BaseModel):
     lead_id: str
-    probability: float = Field(ge=0, le=1, description="Calibrated P(SQL within the horizon).")
+    probability: float = Field(
+        ge=0,
+        le=1,
+        description="Calibrated P(SQL within horizon_days after `as_of` | the lead is still open "
+        "at `as_of`): the same meaning at any age of the lead, here and in batch scores.",
+    )
     tier: str
     points: Points
     reasons_positive: list[Reason]
@@ -134,7 +139,16 @@ class ScoreOut(BaseModel):
         None, description="The account history used; null for a lead without an account."
     )
     model: ModelRef
-    as_of: datetime
+    as_of: datetime = Field(description="The time the lead was scored as of (its cutoff).")
+    age_days: float | None = Field(
+        None,
+        description="Days from the lead's mql_at to `as_of`; null when it has no mql_at then.",
+    )
+    note: str | None = Field(
+        None,
+        description="Set only when the lead is outside what the model was trained on (not an "
+        "MQL at `as_of`, or older than the model's oldest training age).",
+    )
 
 
 class BatchOut(BaseModel):

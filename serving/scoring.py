@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from features.config import Config
+from features.rows import covered_weeks
 from serving.accounts import AccountBook
 from serving.lead import LeadFeatures, lead_features, model_row, rule_values
 from serving.model_store import LoadedModel
@@ -153,7 +155,34 @@ def score(model: LoadedModel, request: ScoreRequest) -> ScoreOut:
         account=account_out(features, book),
         model=ModelRef(name=model.name, version=model.version),
         as_of=as_of,
+        age_days=_age_days(features.values),
+        note=coverage_note(_age_days(features.values), model.config),
     )
+
+
+def _age_days(values: Mapping[str, Any]) -> float | None:
+    age = values.get("days_since_mql")
+    return None if age is None or not math.isfinite(float(age)) else float(age)
+
+
+def coverage_note(age_days: float | None, config: Config) -> str | None:
+    """A note when a lead of this age is outside what a model trained with `config` covers:
+    not an MQL at its as-of time, or older than its snapshot policy's oldest cutoff."""
+    if config.source.flat:
+        return None
+    if age_days is None:
+        return (
+            "the lead has no mql_at before as_of: the model is trained on MQLs, so this score "
+            "treats it as one"
+        )
+    oldest = 7 * covered_weeks(config.snapshot_policy, config.horizon_days) + 7
+    if age_days >= min(oldest, config.horizon_days):
+        return (
+            f"the lead's MQL is {age_days:.0f} days old, older than any lead the model was "
+            f"trained on (horizon {config.horizon_days} days, snapshot_policy "
+            f"{config.snapshot_policy.model_dump()}): its score is an extrapolation"
+        )
+    return None
 
 
 def warm_up(model: LoadedModel) -> None:

@@ -64,6 +64,7 @@ import pandas as pd
 
 from features.config import Config
 from features.contract import ContractError
+from features.rows import covered_weeks
 from features.snapshot import (
     _EVENT_BATCH_ROWS,
     Problem,
@@ -492,7 +493,8 @@ def _snapshot_scores(
     """The scores of a bucket's open MQLs, with a reference their monitoring counts, and how
     many are older than any cutoff the model was trained at (`stale_rows`)."""
     rows = open_mql_rows(snapshot.leads, as_utc(job.as_of), job.horizon_days)
-    stale = stale_rows(snapshot.leads, rows, model.config.snapshot_policy.weekly_weeks)
+    weeks = covered_weeks(model.config.snapshot_policy, model.config.horizon_days)
+    stale = stale_rows(snapshot.leads, rows, weeks)
     monitoring: Any = None
     if job.monitor:
         import training.monitor as monitoring
@@ -1135,7 +1137,7 @@ def predict_spark_job(
         buckets=buckets,
         progress=progress,
     )
-    weeks = model.config.snapshot_policy.weekly_weeks
+    weeks = covered_weeks(model.config.snapshot_policy, model.config.horizon_days)
     stale = staleness_note(
         result.stale, len(result.scores), weeks, f"{model.name} version {model.version}"
     )

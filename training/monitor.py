@@ -96,6 +96,69 @@ def numeric_bin_counts(values: npt.ArrayLike, edges: Sequence[float]) -> np.ndar
     return np.append(counts, int((~finite).sum())).astype(np.int64)
 
 
+def numeric_bin_index(values: npt.ArrayLike, edges: Sequence[float]) -> np.ndarray:
+    """The numeric bin of each value, as `numeric_bin_counts` counts them (missing: last)."""
+    numbers = _numeric_values(values)
+    finite = np.isfinite(numbers)
+    index = np.searchsorted(np.asarray(edges, dtype=np.float64), np.where(finite, numbers, 0.0))
+    return np.where(finite, index, len(edges) + 1).astype(np.int64)
+
+
+def categorical_bin_index(values: npt.ArrayLike, categories: Sequence[str]) -> np.ndarray:
+    """The bin of each value, as `categorical_bin_counts` counts them."""
+    found, missing = _positions(values, categories)
+    return np.where(missing, len(categories) + 1, np.where(found < 0, len(categories), found))
+
+
+#: Fewest rows of a period for it to count in `calendar_psi` (fewer: mostly chance).
+CALENDAR_MIN_ROWS = 50
+
+
+def calendar_share_difference(tier: np.ndarray, period_codes: np.ndarray) -> list[float]:
+    """Per tier: the largest difference beyond chance (two standard errors) between one
+    period's share of the tier and all rows' share (0 if none exceeds); the calendar's part of
+    a run's tier shares, as `calendar_psi` is for PSI."""
+    found, _ = _positions(pd.Series(np.asarray(tier, dtype=object), dtype=object), TIER_NAMES)
+    n_tiers = len(TIER_NAMES)
+    n_periods = int(period_codes.max()) + 1 if period_codes.size else 0
+    table = np.bincount(
+        period_codes * n_tiers + np.maximum(found, 0), minlength=n_periods * n_tiers
+    ).reshape(n_periods, n_tiers)
+    overall = table.sum(axis=0) / max(int(table.sum()), 1)
+    largest = np.zeros(n_tiers)
+    for row in table:
+        rows = int(row.sum())
+        if rows < CALENDAR_MIN_ROWS:
+            continue
+        chance = 2.0 * np.sqrt(overall * (1.0 - overall) / rows)
+        largest = np.maximum(largest, np.abs(row / rows - overall) - chance)
+    return [float(v) for v in largest]
+
+
+def calendar_psi(bin_index: np.ndarray, n_bins: int, period_codes: np.ndarray) -> float:
+    """The largest PSI beyond chance of one period's rows against all rows (0 if none exceeds).
+
+    `bin_index` and `period_codes` are per row; periods with fewer than `CALENDAR_MIN_ROWS`
+    rows are skipped.
+    """
+    n_periods = int(period_codes.max()) + 1 if period_codes.size else 0
+    table = np.bincount(period_codes * n_bins + bin_index, minlength=n_periods * n_bins)
+    table = table.reshape(n_periods, n_bins).astype(np.float64)
+    overall = table.sum(axis=0) / max(table.sum(), 1.0)
+    largest = 0.0
+    for row in table:
+        rows = int(row.sum())
+        if rows < CALENDAR_MIN_ROWS:
+            continue
+        share = row / rows
+        used = int(((overall > 0) | (share > 0)).sum())
+        excess = psi(overall, share, max(PSI_EPSILON, 0.5 / rows)) - psi_floor(
+            used, rows, int(table.sum())
+        )
+        largest = max(largest, excess)
+    return float(largest)
+
+
 def _category_text(values: npt.ArrayLike) -> pd.Series:
     """A categorical column as pandas strings, missing values kept missing."""
     series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
@@ -184,6 +247,7 @@ def reference_profile(
     horizon_days: int | None = None,
     weekly_weeks: int | None = None,
     rows_from: str = "reference rows",
+    periods: npt.ArrayLike | None = None,
 ) -> dict[str, Any]:
     """The reference distributions of a model's features, probability and tiers (JSON-able).
 
@@ -195,18 +259,25 @@ def reference_profile(
         horizon_days: the model's horizon, kept so that realised conversion is judged on it.
         weekly_weeks: the snapshot policy of the training rows (0: at mql_at only).
         rows_from: which rows these are, for the report.
+        periods: a label per row (e.g. the week of its cutoff). Each feature and the
+            probability then also keep `calendar_psi`: the largest PSI beyond chance that one
+            period's rows show against all of them. That much a scoring run shows without any
+            change of market (campaigns, seasons, the slow drift of the mix), so alerts count
+            only PSI beyond it.
     """
     probability = np.asarray(probability, dtype=np.float64)
     tier = np.asarray(tier, dtype=object)
     _check_inputs(features, probability, tier, spec.names)
     if len(features) == 0:
         raise MonitorError("the reference needs at least one row")
+    period_codes = None if periods is None else pd.factorize(np.asarray(periods))[0]
     profile: dict[str, dict[str, Any]] = {}
     for name, kind in zip(spec.names, spec.kinds, strict=True):
         column = features[name]
         if kind == "categorical":
             categories = top_categories(column, spec.categories.get(name, ()))
-            counts = categorical_bin_counts(column, categories)
+            index = categorical_bin_index(column, categories)
+            counts = np.bincount(index, minlength=len(categories) + 2)
             profile[name] = {
                 "kind": "categorical",
                 "categories": categories,
@@ -215,15 +286,19 @@ def reference_profile(
             }
         else:
             edges = quantile_edges(column)
-            counts = numeric_bin_counts(column, edges)
+            index = numeric_bin_index(column, edges)
+            counts = np.bincount(index, minlength=len(edges) + 2)
             profile[name] = {
                 "kind": "numeric",
                 "edges": edges,
                 "bins": numeric_bin_labels(edges),
                 "shares": _shares(counts),
             }
+        if period_codes is not None:
+            profile[name]["calendar_psi"] = calendar_psi(index, counts.size, period_codes)
     score_edges = quantile_edges(probability)
-    score_counts = numeric_bin_counts(probability, score_edges)
+    score_index = numeric_bin_index(probability, score_edges)
+    score_counts = np.bincount(score_index, minlength=len(score_edges) + 2)
     reference: dict[str, Any] = {
         "format": REFERENCE_FORMAT,
         "rows": len(features),
@@ -237,8 +312,21 @@ def reference_profile(
             "bins": numeric_bin_labels(score_edges),
             "shares": _shares(score_counts),
             "mean": float(np.mean(probability)),
+            **(
+                {}
+                if period_codes is None
+                else {"calendar_psi": calendar_psi(score_index, score_counts.size, period_codes)}
+            ),
         },
-        "tiers": {"names": list(TIER_NAMES), "shares": _shares(tier_counts(tier))},
+        "tiers": {
+            "names": list(TIER_NAMES),
+            "shares": _shares(tier_counts(tier)),
+            **(
+                {}
+                if period_codes is None
+                else {"calendar_difference": calendar_share_difference(tier, period_codes)}
+            ),
+        },
     }
     reference["id"] = reference_id(reference)
     return reference

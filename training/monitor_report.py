@@ -179,19 +179,10 @@ def _check_run_id(
 
 
 def check_runs(runs: Sequence[ScoringRun]) -> None:
-    """All runs must be of one model and reference: drift is measured against one baseline."""
+    """At least one run. Runs of several model versions are fine: each is judged against the
+    reference its own model carries, so the history survives a retrain."""
     if not runs:
         raise MonitorError("no scores given: pass --scores at least once")
-    ids = {run.reference["id"] for run in runs}
-    if len(ids) > 1:
-        shown = "; ".join(
-            f"{run.path}: {run.record['model_name']} version {run.record['model_version']}"
-            for run in runs
-        )
-        raise MonitorError(
-            f"the scores come from models with different references ({shown}); "
-            "monitor one model version at a time"
-        )
 
 
 # --------------------------------------------------------------------------- drift
@@ -232,6 +223,7 @@ def feature_drift(reference: Mapping[str, Any], counts: Mapping[str, Any]) -> pd
                 "kind": item["kind"],
                 "psi": psi(expected, actual, run_epsilon(n)),
                 "psi_floor": _floor(expected, actual, n, reference_rows),
+                "psi_calendar": float(item.get("calendar_psi", 0.0)),
                 "moved_bin": item["bins"][moved],
                 "reference_share": float(expected[moved]),
                 "run_share": float(actual[moved]),
@@ -248,6 +240,7 @@ def score_drift(reference: Mapping[str, Any], counts: Mapping[str, Any]) -> dict
     return {
         "psi": psi(expected, actual, run_epsilon(rows)),
         "psi_floor": _floor(expected, actual, rows, int(reference["rows"])),
+        "psi_calendar": float(reference["score"].get("calendar_psi", 0.0)),
         "mean": float(counts["score_sum"]) / rows if rows else math.nan,
         "reference_mean": float(reference["score"].get("mean", math.nan)),
     }
@@ -283,6 +276,7 @@ class RunDrift:
         return {
             "scores": str(self.run.path),
             "as_of": self.run.label,
+            "model_version": str(self.run.record["model_version"]),
             "rows": int(self.run.counts["rows"]),
             "psi_score": self.score["psi"],
             "mean_probability": self.score["mean"],
@@ -311,26 +305,32 @@ def drift_alerts(drift: RunDrift, thresholds: MonitorConfig) -> list[str]:
     alerts = []
     label = drift.run.label
     score = drift.score
-    if score["psi"] - score["psi_floor"] > thresholds.psi_score_alert:
+    allowed = score["psi_floor"] + score["psi_calendar"]
+    if score["psi"] - allowed > thresholds.psi_score_alert:
         alerts.append(
             f"run {label}: probability PSI {score['psi']:.3f}, more than "
-            f"{thresholds.psi_score_alert} beyond the {score['psi_floor']:.3f} of chance"
+            f"{thresholds.psi_score_alert} beyond the {allowed:.3f} of chance and calendar "
+            f"(mean probability {score['mean']:.3f} against {score['reference_mean']:.3f})"
         )
     watched = drift.features[~drift.features["feature"].isin(list(thresholds.ignore_features))]
-    beyond = watched["psi"] - watched["psi_floor"] > thresholds.psi_feature_alert
+    excess = watched["psi"] - watched["psi_floor"] - watched["psi_calendar"]
+    beyond = excess > thresholds.psi_feature_alert
     for row in watched[beyond].sort_values("psi", ascending=False).to_dict(orient="records"):
+        allowed = row["psi_floor"] + row["psi_calendar"]
         alerts.append(
             f"run {label}: feature {row['feature']} PSI {row['psi']:.3f}, more than "
-            f"{thresholds.psi_feature_alert} beyond the {row['psi_floor']:.3f} of chance (bin "
-            f"{row['moved_bin']}: {row['reference_share']:.1%} in the reference, "
+            f"{thresholds.psi_feature_alert} beyond the {allowed:.3f} of chance and calendar "
+            f"(bin {row['moved_bin']}: {row['reference_share']:.1%} in the reference, "
             f"{row['run_share']:.1%} now)"
         )
-    for tier in drift.tiers.to_dict(orient="records"):
-        if abs(float(tier["difference"])) > thresholds.tier_share_alert:
+    calendar = drift.run.reference["tiers"].get("calendar_difference", [0.0] * len(TIER_NAMES))
+    for tier, allowed in zip(drift.tiers.to_dict(orient="records"), calendar, strict=True):
+        if abs(float(tier["difference"])) - float(allowed) > thresholds.tier_share_alert:
             alerts.append(
                 f"run {label}: tier {tier['tier']} holds {tier['share']:.1%} of leads against "
                 f"{tier['reference_share']:.1%} in the reference (more than "
-                f"{thresholds.tier_share_alert:.0%} apart)"
+                f"{thresholds.tier_share_alert:.0%} beyond the {float(allowed):.1%} the calendar "
+                "moves one week)"
             )
     return alerts
 
@@ -464,11 +464,14 @@ class MonitorResult:
 
     @property
     def model(self) -> dict[str, Any]:
-        record = self.runs[0].run.record
+        """The latest run's model and reference, and every model version among the runs."""
+        record = self.runs[-1].run.record
         reference = record["reference"]
+        versions = list(dict.fromkeys(str(d.run.record["model_version"]) for d in self.runs))
         return {
             "name": record["model_name"],
             "version": str(record["model_version"]),
+            "versions": versions,
             "reference_id": reference["id"],
             "reference_rows": reference.get("rows"),
             "reference_rows_from": reference.get("rows_from"),
@@ -480,19 +483,31 @@ class MonitorResult:
 
     def feature_table(self) -> pd.DataFrame:
         """Features by run: PSI per run (columns named by as-of) and the largest, sorted."""
-        table = self.runs[0].features[["feature", "kind"]].copy()
+        table = pd.concat([d.features[["feature", "kind"]] for d in self.runs])
+        table = table.drop_duplicates("feature").reset_index(drop=True)
         for drift in self.runs:
-            table[f"psi {drift.run.label}"] = drift.features["psi"].to_numpy()
+            psi_of = drift.features.set_index("feature")["psi"]
+            table[f"psi {drift.run.label}"] = psi_of.reindex(table["feature"]).to_numpy()
         psi_columns = [c for c in table.columns if c.startswith("psi ")]
         table["max_psi"] = table[psi_columns].max(axis=1)
         table["ignored"] = table["feature"].isin(list(self.thresholds.ignore_features))
         return table.sort_values("max_psi", ascending=False, kind="stable").reset_index(drop=True)
 
+    def alert_groups(self) -> dict[str, list[str]]:
+        """The alerts by what they are about: probability, features, tiers, calibration."""
+        return group_alerts(self.alerts)
+
+    def verdict(self) -> str:
+        """One sentence: drift or not, and what drifted."""
+        return verdict_of(self)
+
     def payload(self) -> dict[str, Any]:
         """Everything, for monitor.json."""
         payload: dict[str, Any] = {
             "status": "alert" if self.alerting else "ok",
+            "verdict": self.verdict(),
             "exit_code": ALERT_EXIT if self.alerting else 0,
+            "alert_groups": self.alert_groups(),
             "alerts": self.alerts,
             "notes": self.notes,
             "model": self.model,
@@ -540,13 +555,19 @@ def monitor(
     unknown = sorted(named - set(drifts[0].features["feature"]))
     if unknown:
         notes.append(f"monitor.ignore_features names no model feature: {unknown}")
-    if ordered[0].reference.get("weekly_weeks") == 0:
+    at_mql_only = [
+        str(run.record["model_version"])
+        for run in ordered
+        if run.reference.get("weekly_weeks") == 0 and not run.reference.get("sampled_ages")
+    ]
+    if at_mql_only:
         notes.append(
-            "The model was trained on rows at mql_at only (snapshot_policy.weekly_weeks 0), so "
-            "its reference shows leads at their MQL date, while a scoring run scores open MQLs "
-            "up to horizon_days after it: time-since features and engagement windows differ by "
-            "construction. Train with snapshot_policy.weekly_weeks (e.g. 12) for a model and a "
-            "reference that match batch re-scoring."
+            f"Model version(s) {sorted(set(at_mql_only))} were trained on rows at mql_at only "
+            "(snapshot_policy weekly_weeks and sampled_ages 0), so the reference shows leads at "
+            "their MQL date, while a scoring run scores open MQLs up to horizon_days after it: "
+            "time-since features and engagement windows differ by construction. Train with "
+            "snapshot_policy.sampled_ages (the default) for a model and a reference that match "
+            "nightly scoring."
         )
     empty = [drift.run.label for drift in drifts if int(drift.run.counts["rows"]) == 0]
     if empty:
@@ -562,6 +583,71 @@ def monitor(
         notes.extend(result_outcomes.notes)
         alerts.extend(calibration_alerts(result_outcomes.calibration, thresholds))
     return MonitorResult(drifts, result_outcomes, alerts, notes, thresholds)
+
+
+ALERT_GROUPS = ("probability", "features", "tiers", "calibration")
+#: Alerts shown per group in the report and the terminal; monitor.json keeps them all.
+SHOWN_PER_GROUP = 5
+
+
+def _alert_group(alert: str) -> str:
+    if "probability PSI" in alert:
+        return "probability"
+    if ": feature " in alert:
+        return "features"
+    if ": tier " in alert:
+        return "tiers"
+    return "calibration"
+
+
+def group_alerts(alerts: Sequence[str]) -> dict[str, list[str]]:
+    """Alerts by group, in `ALERT_GROUPS` order; empty groups left out."""
+    groups: dict[str, list[str]] = {name: [] for name in ALERT_GROUPS}
+    for alert in alerts:
+        groups[_alert_group(alert)].append(alert)
+    return {name: items for name, items in groups.items() if items}
+
+
+def _drifted_features(result: MonitorResult) -> list[str]:
+    names: list[str] = []
+    for alert in group_alerts(result.alerts).get("features", []):
+        name = alert.split(": feature ", 1)[1].split(" PSI", 1)[0]
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def verdict_of(result: MonitorResult) -> str:
+    """A sentence that says whether the runs drifted and, if so, in what."""
+    runs = len(result.runs)
+    versions = result.model["versions"]
+    shown = ", ".join(versions)
+    of = f"{runs} run(s) of model version(s) {shown}, each against its own reference"
+    if not result.alerting:
+        return f"No drift: {of}; no threshold passed."
+    groups = group_alerts(result.alerts)
+    parts = []
+    if "probability" in groups:
+        parts.append(f"the probability ({len(groups['probability'])} run(s))")
+    features = _drifted_features(result)
+    if features:
+        more = f" and {len(features) - 5} more" if len(features) > 5 else ""
+        parts.append(f"feature(s) {', '.join(features[:5])}{more}")
+    if "tiers" in groups:
+        parts.append(f"tier shares ({len(groups['tiers'])} alert(s))")
+    if "calibration" in groups:
+        parts.append(f"calibration ({len(groups['calibration'])} month(s) off)")
+    return f"DRIFT in {'; '.join(parts)}: {of}; {len(result.alerts)} alert(s)."
+
+
+def capped_alerts(result: MonitorResult, per_group: int = SHOWN_PER_GROUP) -> list[str]:
+    """The alerts grouped, at most `per_group` of each group, with a count of the rest."""
+    lines: list[str] = []
+    for name, items in group_alerts(result.alerts).items():
+        lines.extend(f"ALERT ({name}): {alert}" for alert in items[:per_group])
+        if len(items) > per_group:
+            lines.append(f"... and {len(items) - per_group} more {name} alerts (monitor.json)")
+    return lines
 
 
 # --------------------------------------------------------------------------- plots
@@ -597,7 +683,7 @@ def psi_plot(table: pd.DataFrame, threshold: float, path: Path, top: int = 25) -
     axes.set_yticks(positions, shown["feature"].tolist(), fontsize=8)
     axes.set_xlabel("Population stability index against the training reference")
     axes.set_title(f"Feature drift (top {len(shown)} by PSI)")
-    axes.legend(loc="lower right", fontsize=8)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     axes.grid(alpha=0.3, axis="x")
     return _save(figure, path)
 
@@ -621,11 +707,19 @@ def psi_over_time_plot(summary: pd.DataFrame, thresholds: MonitorConfig, path: P
         thresholds.psi_score_alert, color=SCORER_STYLE["model"]["color"], linestyle=":", linewidth=1
     )
     axes.axhline(thresholds.psi_feature_alert, color="#ff7f0e", linestyle=":", linewidth=1)
-    axes.set_xticks(x, summary["as_of"].tolist(), rotation=30, ha="right", fontsize=8)
-    axes.set_xlabel("Scoring run (as of)")
+    labels = summary["as_of"].tolist()
+    if summary["model_version"].nunique() > 1:
+        labels = [f"{a}\nv{v}" for a, v in zip(labels, summary["model_version"], strict=True)]
+        changes = np.flatnonzero(
+            summary["model_version"].to_numpy()[1:] != summary["model_version"].to_numpy()[:-1]
+        )
+        for change in changes:
+            axes.axvline(change + 0.5, color="#888888", linestyle="--", linewidth=1)
+    axes.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    axes.set_xlabel("Scoring run (as of; dashed: a new model version)")
     axes.set_ylabel("PSI")
     axes.set_title("Drift per scoring run (dotted: alert thresholds)")
-    axes.legend(loc="upper left")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     axes.grid(alpha=0.3)
     return _save(figure, path)
 
@@ -659,7 +753,7 @@ def _grouped_bars(
     axes.set_ylabel("Share of leads")
     axes.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
     axes.set_title(title)
-    axes.legend(loc="upper right", fontsize=8)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     axes.grid(alpha=0.3, axis="y")
     return _save(figure, path)
 
@@ -713,7 +807,7 @@ def calibration_plot(calibration: pd.DataFrame, path: Path) -> Path:
     )
     axes.yaxis.set_major_formatter(lambda value, _: f"{value:.1%}")
     axes.set_title("Calibration over time")
-    axes.legend(loc="upper right")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     axes.grid(alpha=0.3)
     return _save(figure, path)
 
@@ -782,14 +876,16 @@ def write_monitor_report(result: MonitorResult, report_dir: Path) -> tuple[Path,
         tables["Calibration by month of scoring"] = result.outcomes.calibration
     model = result.model
     head = {
+        "verdict": result.verdict(),
         "status": "ALERT" if result.alerting else "ok",
         "model": f"{model['name']} version {model['version']}",
+        "versions": ", ".join(model["versions"]),
         "reference": f"{model['reference_rows']:,} rows ({model['reference_rows_from']})",
         "runs": len(result.runs),
-        "alerts": len(result.alerts),
+        "alerts": {name: len(items) for name, items in result.alert_groups().items()},
     }
     metrics_html = {**head, "thresholds": result.thresholds.model_dump(mode="json")}
-    notes = [f"ALERT: {alert}" for alert in result.alerts] + result.notes
+    notes = capped_alerts(result) + result.notes
     sources = {
         name: plot.resolve().relative_to(folder.resolve()).as_posix()
         for name, plot in plots.items()
@@ -831,8 +927,7 @@ def summary_lines(result: MonitorResult, shown_alerts: int = 12) -> list[str]:
                 f"scored {row.month}: {row.n:,} leads, {row.realised:.1%} converted, mean "
                 f"probability {row.predicted:.1%}"
             )
-    lines.extend(f"ALERT: {alert}" for alert in result.alerts[:shown_alerts])
-    if len(result.alerts) > shown_alerts:
-        lines.append(f"... and {len(result.alerts) - shown_alerts} more alerts (monitor.json)")
+    lines.extend(capped_alerts(result, max(1, shown_alerts // len(ALERT_GROUPS))))
+    lines.append(result.verdict())
     lines.append("status: " + ("ALERT" if result.alerting else "ok"))
     return lines

@@ -35,6 +35,7 @@ import pandas as pd
 from features.config import Config, MlflowConfig
 from features.contract import ContractError
 from features.snapshot import shown_url
+from features.truth import truth_of_rows
 
 #: Exit statuses of `leadscore retrain`, for schedulers.
 EXIT_OK = 0  # a new version is registered; promoted, or kept out by the gate
@@ -207,14 +208,9 @@ class RetrainOutcome:
     seconds: float = 0.0
 
 
-def _truth(folder: Path | None, rows: pd.DataFrame) -> np.ndarray | None:
+def _truth(folder: Path | None, rows: pd.DataFrame, horizon_days: int) -> np.ndarray | None:
     """The generator's true probabilities per row, for synthetic snapshots (the report's oracle)."""
-    if folder is None or not (folder / "truth.parquet").is_file():
-        return None
-    truth = pd.read_parquet(folder / "truth.parquet", columns=["lead_id", "cutoff", "p_true"])
-    truth["cutoff"] = truth["cutoff"].dt.as_unit("ms")
-    keys = rows[["lead_id", "cutoff"]].assign(cutoff=lambda d: d["cutoff"].dt.as_unit("ms"))
-    return keys.merge(truth, on=["lead_id", "cutoff"], how="left")["p_true"].to_numpy(np.float64)
+    return truth_of_rows(folder, rows, horizon_days)
 
 
 def _no_progress(label: str) -> AbstractContextManager[Progress]:
@@ -267,7 +263,7 @@ def retrain(
     say(f"{counts.kept:,} rows, {counts.censored:,} censored (horizon still open)")
     baseline = rules_baseline(training_set, settings, snap)
     rule_set = baseline.rules
-    truth = _truth(settings.source.path, training_set)
+    truth = _truth(settings.source.path, training_set, settings.horizon_days)
     with progress("boosting rounds") as update:
         result = train_model(
             training_set, settings, points=baseline.points, truth=truth, progress=update

@@ -161,6 +161,8 @@ def _flat_params(config: Config, result: TrainResult) -> dict[str, Any]:
             "seed": config.training.seed,
             "horizon_days": config.horizon_days,
             "weekly_weeks": config.snapshot_policy.weekly_weeks,
+            "sampled_ages": config.snapshot_policy.sampled_ages,
+            "at_mql": config.features.at_mql,
             "windows_days": ",".join(map(str, config.features.windows_days)),
             "split": result.split.kind,
             "calibration": result.scorer.calibrator.method,
@@ -190,21 +192,40 @@ def _requirements() -> list[str]:
 def training_reference(
     result: TrainResult, config: Config, training_set: pd.DataFrame
 ) -> dict[str, Any]:
-    """The drift reference of a trained model: every slice's features, scores and tiers.
+    """The drift reference of a trained model, built like the runs it will be compared with.
 
-    All slices, not the test slice alone: with weekly cutoffs the test slice (the newest
-    leads) lacks its leads' later rows, still censored, so it under-represents leads weeks
-    after their MQL, which batch runs score (see `training.monitor`).
+    Rows of every slice, not the test slice alone: the test slice (the newest leads) lacks
+    its leads' later rows, still censored (see `training.monitor`). With
+    `snapshot_policy.sampled_ages`, only the rows after `mql_at`: their ages are drawn over
+    each lead's open life, the mix a nightly run of open MQLs shows, while the extra rows at
+    `mql_at` would overweight new MQLs. Rows are grouped by the week of their cutoff, so the
+    reference also knows how far one week drifts from the whole by the calendar alone.
     """
-    return reference_profile(
-        feature_frame(training_set),
-        result.scored["probability"].to_numpy(),
-        result.scored["tier"].to_numpy(),
+    features = feature_frame(training_set)
+    probability = result.scored["probability"].to_numpy()
+    tier = result.scored["tier"].to_numpy()
+    rows_from = "train, validation, calibration and test slices"
+    chosen = np.ones(len(training_set), dtype=bool)
+    if config.snapshot_policy.sampled_ages > 0 and "days_since_mql" in features:
+        chosen = features["days_since_mql"].to_numpy(dtype=np.float64, na_value=np.nan) > 0
+        rows_from += ", rows after mql_at (ages as a nightly run meets them)"
+    cutoff = training_set["cutoff"]
+    periods = None
+    if cutoff.notna().all():
+        periods = cutoff.dt.tz_convert("UTC").dt.tz_localize(None).dt.to_period("W").astype(str)
+        periods = periods.to_numpy()[chosen]
+    reference = reference_profile(
+        features[chosen],
+        probability[chosen],
+        tier[chosen],
         result.scorer.spec,
         horizon_days=config.horizon_days,
         weekly_weeks=config.snapshot_policy.weekly_weeks,
-        rows_from="train, validation, calibration and test slices",
+        rows_from=rows_from,
+        periods=periods,
     )
+    reference["sampled_ages"] = config.snapshot_policy.sampled_ages
+    return reference
 
 
 def log_training(

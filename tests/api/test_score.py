@@ -37,6 +37,12 @@ def test_score_one_lead(client: TestClient, leads: tuple[pd.DataFrame, pd.DataFr
     body = response.json()
     assert 0 < body["probability"] < 1 and body["tier"] in {"A", "B", "C", "D"}
     assert body["model"] == {"name": "leadscore", "version": "1"}
+    # scored at its MQL: age 0, as of its mql_at, inside what the model covers
+    assert body["age_days"] == 0 and body["note"] is None
+    assert pd.Timestamp(body["as_of"]) == as_of
+    older = request_for(*leads, lead_id, as_of + pd.Timedelta(days=30))
+    later = client.post("/v1/score", json=older).json()
+    assert later["age_days"] == 30 and later["note"] is None
     assert set(body["points"]) == {"total", "breakdown", "thresholds_passed"}
     assert sum(body["points"]["breakdown"].values()) == pytest.approx(body["points"]["total"])
     for reason in body["reasons_positive"]:

@@ -42,9 +42,9 @@ def test_two_runs_write_scores_and_report_the_changes(
     counts = first["tier"].value_counts()
     assert f"A {counts.get('A', 0):,}, B {counts.get('B', 0):,}" in output
     assert "no previous run to compare with" in output
-    # the fixture's model is trained at mql_at only: most open MQLs are older than that
-    assert "open MQLs" in output and "days past their MQL" in output, output
-    assert "snapshot_policy.weekly_weeks: 0" in " ".join(output.split())
+    # the fixture's model is trained at sampled ages (the default): no open MQL is older than
+    # what it covers, so there is no staleness note (tests/batch/test_open_rows.py words it)
+    assert "days past their MQL" not in output, output
     record = json.loads((tmp_path / "scores.monitor.json").read_text())
     assert record["counts"]["rows"] == len(first)
     assert sum(record["counts"]["tiers"]) == len(first)

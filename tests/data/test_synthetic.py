@@ -560,3 +560,52 @@ def test_the_feature_pipeline_reproduces_p_true_exactly(tmp_path: Path, fmt: str
     p = true_probability(features[list(TRUTH_FEATURES)])
     np.testing.assert_allclose(p, truth["p_true"].to_numpy(), rtol=0, atol=1e-12)
     assert snapshot.as_of == pd.Timestamp("2026-06-30", tz="UTC")  # from snapshot.json
+
+
+def test_truth_at_age_matches_the_outcome_draws() -> None:
+    """probability_at_age against the generator's own draws: 300k leads at three true
+    probabilities, the share converting within 90 days after each age among those still open."""
+    from features import synthetic
+
+    n = 300_000
+    rng = np.random.default_rng(5)
+    timeline = synthetic._Timeline(
+        t0=pd.Timestamp("2020-01-01", tz="UTC"),
+        as_of=10**9,
+        lead_cdf=np.ones(1),
+        event_keep=np.ones(1),
+    )
+    p = rng.choice([0.05, 0.2, 0.5], n)
+    drawn = synthetic._outcomes(
+        rng, timeline, np.arange(n), np.zeros(n, dtype=np.int64), np.log(p / (1 - p))
+    )
+    day = synthetic.DAY
+    sql = np.where(drawn.sql >= 0, drawn.sql / day, np.inf)
+    disqualified = np.where(drawn.disqualified >= 0, drawn.disqualified / day, np.inf)
+    for age in (0.0, 3.5, 7.0, 28.0, 63.0, 84.0):
+        still_open = (sql > age) & (disqualified > age)
+        converts = (sql > age) & (sql <= age + 90)
+        for level in (0.05, 0.2, 0.5):
+            chosen = still_open & np.isclose(drawn.p, level)
+            expected = synthetic.probability_at_age(np.array([level]), np.array([age]))[0]
+            observed = converts[chosen].mean()
+            assert abs(observed - expected) < 4 * np.sqrt(expected * (1 - expected) / chosen.sum())
+    # at mql_at it is p_true itself, bit for bit
+    assert synthetic.probability_at_age(drawn.p, np.zeros(n)).tolist() == drawn.p.tolist()
+
+
+def test_a_planted_shift_changes_only_what_comes_after_its_date() -> None:
+    from features.synthetic import MarketShift, generate_snapshot
+
+    after = pd.Timestamp("2026-03-01", tz="UTC")
+    usual = generate_snapshot(2_000, seed=8, months=12)
+    for kind, column in (("lead_source", "lead_source"), ("company_size", "company_size")):
+        shifted = generate_snapshot(2_000, seed=8, months=12, shift=MarketShift(kind, after))  # type: ignore[arg-type]
+        before = usual.leads["created_at"] < after
+        pd.testing.assert_frame_equal(usual.leads[before], shifted.leads[before])
+        pd.testing.assert_frame_equal(usual.events, shifted.events)
+        assert not usual.leads.loc[~before, column].equals(shifted.leads.loc[~before, column])
+    conversion = generate_snapshot(2_000, seed=8, months=12, shift=MarketShift("conversion", after))
+    late = conversion.truth["cutoff"] >= after
+    assert (conversion.truth.loc[late, "p_true"] < usual.truth.loc[late, "p_true"]).all()
+    assert conversion.truth.loc[~late, "p_true"].equals(usual.truth.loc[~late, "p_true"])

@@ -12,6 +12,7 @@ from features.config import Config, build_config
 from features.pipeline import build_training_set
 from features.snapshot import read_snapshot
 from features.synthetic import generate, write_snapshot
+from features.truth import truth_of_rows
 from training.train import TrainResult, train_model
 
 pytestmark = pytest.mark.slow
@@ -33,10 +34,9 @@ def config(snapshot_dir: Path) -> Config:
 @pytest.fixture(scope="module")
 def training(config: Config, snapshot_dir: Path) -> tuple[pd.DataFrame, np.ndarray]:
     training_set, _ = build_training_set(read_snapshot(config), config)
-    truth = pd.read_parquet(snapshot_dir / "truth.parquet")
-    truth["cutoff"] = truth["cutoff"].dt.as_unit("ms")
-    joined = training_set[["lead_id", "cutoff"]].merge(truth, on=["lead_id", "cutoff"], how="left")
-    return training_set, joined["p_true"].to_numpy()
+    truth = truth_of_rows(snapshot_dir, training_set, config.horizon_days)  # at each row's age
+    assert truth is not None
+    return training_set, truth
 
 
 @pytest.fixture(scope="module")

@@ -241,16 +241,27 @@ def test_scores_of_another_model_version_are_refused(
     assert not (tmp_path / "report").exists()
 
 
-def test_runs_of_different_references_are_refused(
+def test_each_run_is_judged_against_its_own_models_reference(
     tmp_path: Path, reference: dict[str, object]
 ) -> None:
-    frame, probability, tier = _frame(500, seed=50)
-    other = reference_profile(frame, probability, tier, SPEC, horizon_days=90)
-    one = _write_run(tmp_path, "one", reference, n=50, seed=1)
-    two = _write_run(tmp_path, "two", other, n=50, seed=2, version="2")
-    code, output = _monitor("--scores", str(one), "--scores", str(two))
-    assert code == 2
-    assert "different references" in output and "monitor one model version at a time" in output
+    # version 2 was trained on a moved market: its runs match its own reference, not version 1's
+    frame, probability, tier = _frame(4_000, seed=200, shift=1.5)
+    retrained = reference_profile(frame, probability, tier, SPEC, horizon_days=90)
+    one = _write_run(tmp_path, "one", reference, n=3_000, seed=1, as_of="2026-03-01")
+    two = _write_run(
+        tmp_path, "two", retrained, n=3_000, seed=2, shift=1.5, as_of="2026-04-01", version="2"
+    )
+    report_dir = tmp_path / "report"
+    code, output = _monitor("--scores", str(one), "--scores", str(two), "-r", str(report_dir))
+    assert code == 0, output
+    report = json.loads((report_dir / "monitor.json").read_text())
+    assert [run["model_version"] for run in report["runs"]] == ["1", "2"]
+    assert report["model"]["versions"] == ["1", "2"]
+    assert report["verdict"].startswith("No drift") and "1, 2" in report["verdict"]
+    # the same moved run against version 1's reference is drift
+    moved = _write_run(tmp_path, "moved", reference, n=3_000, seed=3, shift=1.5, version="1")
+    code, output = _monitor("--scores", str(moved), "-r", str(tmp_path / "moved_report"))
+    assert code == ALERT_EXIT, output
 
 
 def test_damaged_record_and_missing_scores(tmp_path: Path, reference: dict[str, object]) -> None:

@@ -51,7 +51,9 @@ EVENTS = pd.DataFrame(
 
 @pytest.fixture
 def training_set() -> pd.DataFrame:
-    config = build_config({"as_of": "2025-12-01", "snapshot_policy": {"weekly_weeks": 2}})
+    config = build_config(
+        {"as_of": "2025-12-01", "snapshot_policy": {"weekly_weeks": 2, "sampled_ages": 0}}
+    )
     frame, _ = build_training_set(snapshot_from_frames(LEADS, EVENTS, config), config)
     return frame.set_index(["lead_id", "cutoff"])
 
@@ -95,7 +97,9 @@ def test_fit_features(training_set: pd.DataFrame) -> None:
 
 
 def test_rows_labels_and_censoring() -> None:
-    config = build_config({"as_of": "2025-12-01", "snapshot_policy": {"weekly_weeks": 2}})
+    config = build_config(
+        {"as_of": "2025-12-01", "snapshot_policy": {"weekly_weeks": 2, "sampled_ages": 0}}
+    )
     frame, counts = build_training_set(snapshot_from_frames(LEADS, EVENTS, config), config)
     labels = {(r.lead_id, r.cutoff.strftime("%m-%d")): r.label for r in frame.itertuples()}
     # a: SQL on Mar 1, within 90 days of each weekly cutoff
