@@ -50,7 +50,7 @@ from features.decay import decay_rate, decayed_name, decayed_sums
 from features.engagement import NAT_MS, ChunkLeads, chunk_features
 from features.fit import CATEGORICAL, REGION_OF
 from features.pipeline import _ms, feature_spec
-from features.snapshot import Problem, Snapshot
+from features.snapshot import Problem, Snapshot, plausible_range
 from features.titles import parse_title
 from training.scorer import ModelSpec
 
@@ -476,6 +476,47 @@ def _lead_times(
     return times
 
 
+def _timeline_problems(
+    fields: dict[str, Any],
+    times: dict[str, int],
+    ev_ms: np.ndarray,
+    cutoff_ms: int,
+    config: Config,
+) -> list[Problem]:
+    """What `check_lead_timeline` and `check_event_log` refuse in an export, for one lead:
+    times outside `plausible_range`, an MQL before the lead was created; and, for a request,
+    an as-of time outside that range or before the lead was created."""
+    earliest, latest = plausible_range(config)
+    lo, hi = earliest.value // 1_000_000, latest.value // 1_000_000
+    span = f"before {earliest:%Y-%m-%d} or after {latest:%Y-%m-%d}"
+    problems = [
+        Problem(
+            "lead",
+            column,
+            f"are implausible: {span} (a placeholder date or a typo?)",
+            1,
+            (f"lead: {_shown(fields[column])}",),
+        )
+        for column in _LEAD_TIMESTAMPS
+        if times[column] != NAT_MS and not lo <= times[column] <= hi
+    ]
+    created, mql = times["created_at"], times["mql_at"]
+    if NAT_MS not in (created, mql) and mql < created:
+        shown = f"lead: {_shown(fields['mql_at'])} < created_at {_shown(fields['created_at'])}"
+        problems.append(Problem("lead", "mql_at", "have mql_at before created_at", 1, (shown,)))
+    odd = int(np.count_nonzero((ev_ms < lo) | (ev_ms > hi)))
+    if odd:
+        issue = f"are implausible: {span} (a placeholder date or a typo?)"
+        problems.append(Problem("events", "occurred_at", issue, odd))
+    if not lo <= cutoff_ms <= hi:
+        problems.append(Problem("request", "as_of", f"is implausible: {span}", 1))
+    elif created != NAT_MS and cutoff_ms < created:
+        problems.append(
+            Problem("request", "as_of", "is before the lead's created_at: nothing to score", 1)
+        )
+    return problems
+
+
 def _read_events(
     events: Sequence[Mapping[str, Any]], config: Config, problems: list[Problem]
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int], int]:
@@ -681,6 +722,8 @@ def lead_features(
     cutoff_ms, bad_cutoff = timestamp_ms(as_of, mapping)
     if bad_cutoff or cutoff_ms == NAT_MS:
         problems.append(Problem("request", "as_of", "is not an ISO 8601 time", 1, (_shown(as_of),)))
+    if not problems:
+        problems += _timeline_problems(fields, times, ev_ms, cutoff_ms, config)
     if problems:
         raise LeadError(problems)
     assert lead_id is not None

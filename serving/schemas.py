@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: A timestamp as the export writes it: parsed by `features.clean`, the snapshot reader's own
+#: parser, so that the API accepts exactly what the reader accepts (numbers are refused).
+Timestamp = Annotated[
+    str,
+    Field(
+        max_length=64,
+        description="ISO 8601 text; without a zone it is UTC. Not a number (Unix time).",
+        json_schema_extra={"format": "date-time"},
+    ),
+]
 
 EXAMPLE_LEAD: dict[str, Any] = {
     "lead_id": "L0001234",
@@ -33,8 +44,8 @@ class LeadIn(BaseModel):
 
     lead_id: str = Field(min_length=1, max_length=200)
     account_id: str | None = Field(None, max_length=200)
-    created_at: datetime | None = None
-    mql_at: datetime | None = None
+    created_at: Timestamp | None = None
+    mql_at: Timestamp | None = None
     job_title: str | None = Field(None, max_length=500)
     country: str | None = Field(None, max_length=200)
     industry: str | None = Field(None, max_length=200)
@@ -42,6 +53,15 @@ class LeadIn(BaseModel):
     company_size: float | str | None = Field(
         None, description="Employees: a number, or a range such as '51-200'."
     )
+
+    @field_validator("company_size", mode="before")
+    @classmethod
+    def _not_a_flag(cls, value: object) -> object:
+        """true/false is no number of employees (pydantic would read true as 1.0)."""
+        if isinstance(value, bool):
+            raise ValueError("true/false is not a number of employees")
+        return value
+
     email: str | None = Field(
         None, max_length=320, description="Only whether it is free mail is used; never logged."
     )
@@ -53,7 +73,7 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     event_type: str = Field(min_length=1, max_length=200)
-    occurred_at: datetime
+    occurred_at: Timestamp
     campaign: str | None = Field(None, max_length=500)
     url: str | None = Field(None, max_length=2000)
 
@@ -66,7 +86,9 @@ class ScoreRequest(BaseModel):
 
     lead: LeadIn
     events: list[EventIn] = Field(default_factory=list, max_length=100_000)
-    as_of: datetime | None = Field(None, description="Score as of this time; default: now.")
+    as_of: Timestamp | None = Field(
+        None, description="Score as of this time (not before created_at); default: now."
+    )
 
 
 class BatchRequest(BaseModel):
@@ -146,7 +168,9 @@ class ModelOut(BaseModel):
 
 
 class AccountHistoryOut(BaseModel):
-    source: str = Field(description="The snapshot folder or database (password hidden).")
+    source: str = Field(
+        description="The kind of source only ('files' or 'database'): where it lives is not shown."
+    )
     as_of: datetime | None = Field(description="Activity after this time is not in it.")
     accounts: int
     leads: int
@@ -155,3 +179,16 @@ class AccountHistoryOut(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class FieldProblem(BaseModel):
+    """One wrong field: where (`loc`, e.g. ["body", "leads", 3, "lead", "company_size"]), what
+    is wrong, and its kind. The value itself is never echoed."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problems(BaseModel):
+    detail: list[FieldProblem]

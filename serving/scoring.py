@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import numpy as np
@@ -28,6 +28,7 @@ from serving.schemas import (
 )
 from training.rules import explain_values, half_lives
 
+_EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _TYPE_WORDS = {t: t.replace("_", " ") for t in EVENT_TYPES}
 _FIT_WORDS = {
     "seniority": "seniority",
@@ -130,10 +131,9 @@ def reasons(
     return positive, negative
 
 
-def _as_utc(moment: datetime | None) -> datetime:
-    if moment is None:
-        return datetime.now(UTC)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+def as_of_time(cutoff_ms: int) -> datetime:
+    """The cutoff the features used, as the answer's `as_of` (UTC, to the millisecond)."""
+    return _EPOCH_UTC + timedelta(milliseconds=cutoff_ms)
 
 
 def rule_points(model: LoadedModel, features: LeadFeatures) -> Points:
@@ -165,7 +165,7 @@ def account_history(book: AccountBook | None) -> AccountHistoryOut | None:
     if book is None:
         return None
     return AccountHistoryOut(
-        source=book.source,
+        source="database" if "://" in book.source else "files",
         as_of=book.as_of,
         accounts=book.accounts,
         leads=book.leads,
@@ -175,7 +175,7 @@ def account_history(book: AccountBook | None) -> AccountHistoryOut | None:
 
 def score(model: LoadedModel, request: ScoreRequest) -> ScoreOut:
     """Score one lead as of `request.as_of` (default now)."""
-    as_of = _as_utc(request.as_of)
+    as_of = datetime.now(UTC) if request.as_of is None else request.as_of
     profile = request.lead.model_dump()
     events = [e.model_dump() for e in request.events]
     book = model.accounts
@@ -208,7 +208,7 @@ def score(model: LoadedModel, request: ScoreRequest) -> ScoreOut:
         unknown_event_types=features.unknown_event_types,
         account=account_out(features, book),
         model=ModelRef(name=model.name, version=model.version),
-        as_of=as_of,
+        as_of=as_of_time(features.cutoff_ms),
     )
 
 
