@@ -45,6 +45,7 @@ from serving.guard import (
     GuardMiddleware,
     LoopLag,
     parse_body,
+    parse_json,
     problem,
     read_model,
     refuse,
@@ -448,9 +449,14 @@ def _score_batch_body(
     batch_limit: int,
     gone: threading.Event,
 ) -> BatchOut:
-    """POST /v1/score/batch's work: count first, then every lead checked (each failure named
-    by its index), and only then scored; between leads, stop if the client has gone."""
-    data = parse_body(body)
+    """POST /v1/score/batch's work: the count first, then every lead read and scored; any
+    failure refuses the whole batch with a 422 naming each failing lead by its index (the
+    valid ones are not returned). Between leads, stop if the client has gone."""
+    data, odd = parse_json(body)
+    # odd values inside a lead are that lead's problems; anywhere else, the batch's
+    odd_leads = {p["loc"][2] for p in odd if p["loc"][1:2] == ["leads"] and len(p["loc"]) > 2}
+    if any(p["loc"][1:2] != ["leads"] or len(p["loc"]) <= 2 for p in odd):
+        raise refuse(odd)
     leads = data.get("leads") if isinstance(data, dict) else None
     if not isinstance(leads, list):
         _, problems = read_model(BatchRequest, data, ("body",))
@@ -461,21 +467,25 @@ def _score_batch_body(
             f"leads: {len(leads)} leads, more than the limit of {batch_limit}",
         )
     _, shell = read_model(BatchRequest, {**data, "leads": []}, ("body",))
-    problems = list(shell)
-    requests: list[ScoreRequest] = []
+    problems = list(shell) + odd
+    requests: list[ScoreRequest | None] = []
     for i, lead in enumerate(leads):
+        if i in odd_leads:
+            requests.append(None)
+            continue
         try:
             requests.append(_read_lead(lead, limits, ("body", "leads", i)))
         except HTTPException as error:
             if error.status_code != status.HTTP_422_UNPROCESSABLE_CONTENT:
                 raise
             problems.extend(error.detail)
-    if problems:
-        raise refuse(problems)
+            requests.append(None)
     results = []
     for i, request in enumerate(requests):
         if gone.is_set():
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the client has gone")
+        if request is None:
+            continue
         try:
             results.append(score(model, request))
         except ContractError as error:

@@ -511,6 +511,7 @@ def serve(
     import uvicorn
 
     from serving.app import create_app
+    from serving.guard import uvicorn_settings
 
     with _clear_errors():
         settings = _config(config, None)
@@ -536,6 +537,7 @@ def serve(
         host=settings.serve.host,
         port=settings.serve.port,
         access_log=False,  # per-request log lines cost ~0.1 ms each (bench/serve.py)
+        **uvicorn_settings(settings.serve.limits),  # head timeout and size, connections
     )
 
 

@@ -103,6 +103,15 @@ def _walk(value: Any, loc: tuple[Any, ...]) -> Iterator[dict[str, Any]]:
 def parse_body(body: bytes) -> Any:
     """The JSON body; 400 when it is not JSON, 422 naming each non-finite number or unpaired
     surrogate (which no answer could echo and no model could use)."""
+    data, found = parse_json(body)
+    if found:
+        raise refuse(found)
+    return data
+
+
+def parse_json(body: bytes) -> tuple[Any, list[dict[str, Any]]]:
+    """The JSON body (400 when it is not JSON) and the 422 problems of its values: each
+    non-finite number and unpaired surrogate, located."""
     if not body.strip():
         raise refuse([problem(("body",), "a JSON body is required", "missing")])
     try:
@@ -115,10 +124,7 @@ def parse_body(body: bytes) -> Any:
     except (UnicodeDecodeError, RecursionError) as error:
         reason = "not UTF-8" if isinstance(error, UnicodeDecodeError) else "nested too deeply"
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"the body is {reason}") from None
-    found = list(_walk(data, ("body",)))
-    if found:
-        raise refuse(found)
-    return data
+    return data, list(_walk(data, ("body",)))
 
 
 def problems_of(error: ValidationError, loc: tuple[Any, ...]) -> list[dict[str, Any]]:
