@@ -393,6 +393,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             body = kind.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(body.pop("$defs", {}))
             components[kind.__name__] = body
+        # the configured counts, so that clients (and schemathesis) see the real limits
+        components["BatchRequest"]["properties"]["leads"]["maxItems"] = app.state.batch_limit
+        events = components["ScoreRequest"]["properties"]["events"]
+        events["maxItems"] = min(events.get("maxItems", 10**9), app.state.limits.max_events)
         app.openapi_schema = schema
     return app.openapi_schema
 

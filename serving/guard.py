@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from features.config import LimitsConfig
+from serving.schemas import MAX_CUSTOM_FIELDS, MAX_CUSTOM_NAME_CHARS
 
 M = TypeVar("M", bound=BaseModel)
 #: Where `GuardMiddleware` notes when the request arrived (time.monotonic()).
@@ -40,10 +41,6 @@ SCORING_PATHS: Final = frozenset({"/v1/score", BATCH_PATH})
 RETRY_AFTER_SECONDS: Final = 1
 SHOWN_CHARS: Final = 60
 _EMAIL: Final = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
-
-#: Unknown lead fields (custom fields): how many, and how long each may be.
-MAX_UNKNOWN_FIELDS: Final = 100
-MAX_UNKNOWN_FIELD_CHARS: Final = 1000
 
 
 def scrub(text: str, limit: int = 300) -> str:
@@ -138,22 +135,17 @@ def problems_of(error: ValidationError, loc: tuple[Any, ...]) -> list[dict[str, 
 def unknown_field_problems(
     lead: dict[str, Any], known: frozenset[str], loc: tuple[Any, ...]
 ) -> list[dict[str, Any]]:
-    """Custom (unknown) lead fields: scalars only, a bounded number, each of bounded size."""
+    """Custom (unknown) lead fields: a bounded number with short names (their values are
+    checked by `LeadIn`)."""
     unknown = [k for k in lead if k not in known]
-    if len(unknown) > MAX_UNKNOWN_FIELDS:
-        msg = f"{len(unknown)} unknown fields, more than {MAX_UNKNOWN_FIELDS}"
+    if len(unknown) > MAX_CUSTOM_FIELDS:
+        msg = f"{len(unknown)} custom fields, more than {MAX_CUSTOM_FIELDS}"
         return [problem(loc, msg, "too_many_fields")]
-    found = []
-    for key in unknown:
-        value = lead[key]
-        if isinstance(value, dict | list):
-            found.append(problem((*loc, key), "a custom field holds one value", "scalar"))
-        elif len(key) > SHOWN_CHARS or (
-            isinstance(value, str) and len(value) > MAX_UNKNOWN_FIELD_CHARS
-        ):
-            msg = f"a custom field's name or value is longer than {MAX_UNKNOWN_FIELD_CHARS:,}"
-            found.append(problem((*loc, key[:SHOWN_CHARS]), msg, "string_too_long"))
-    return found
+    return [
+        problem((*loc, k), f"a name longer than {MAX_CUSTOM_NAME_CHARS} characters", "too_long")
+        for k in unknown
+        if len(k) > MAX_CUSTOM_NAME_CHARS
+    ]
 
 
 def read_model(
@@ -177,15 +169,23 @@ class LoopLag:
         self.every = every
         self.lag = 0.0
         self.due = time.monotonic()
+        self.running = False
 
     def current(self) -> float:
+        """Seconds behind now; 0 while the tick is not running (no lifespan: nothing known)."""
+        if not self.running:
+            return 0.0
         return max(self.lag, time.monotonic() - self.due)
 
     async def run(self) -> None:
-        while True:
-            self.due = time.monotonic() + self.every
-            await asyncio.sleep(self.every)
-            self.lag = max(0.0, time.monotonic() - self.due)
+        self.running = True
+        try:
+            while True:
+                self.due = time.monotonic() + self.every
+                await asyncio.sleep(self.every)
+                self.lag = max(0.0, time.monotonic() - self.due)
+        finally:
+            self.running = False
 
 
 async def _answer(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 #: A timestamp as the export writes it: parsed by `features.clean`, the snapshot reader's own
 #: parser, so that the API accepts exactly what the reader accepts (numbers are refused).
@@ -37,10 +37,50 @@ EXAMPLE_EVENTS: list[dict[str, Any]] = [
 ]
 
 
-class LeadIn(BaseModel):
-    """A lead's profile, in the data contract's terms. Extra keys are custom fields."""
+#: Custom (unknown) lead fields: how many, how long a name, how long a text value.
+MAX_CUSTOM_FIELDS = 100
+MAX_CUSTOM_NAME_CHARS = 60
+MAX_CUSTOM_VALUE_CHARS = 1000
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [EXAMPLE_LEAD]})
+
+def _one_value(value: object) -> object:
+    """A custom field holds one short value, as a column cell would."""
+    if isinstance(value, dict | list):
+        raise ValueError("a custom field holds one value: text, a number, true/false or null")
+    if isinstance(value, str) and len(value) > MAX_CUSTOM_VALUE_CHARS:
+        raise ValueError(f"a custom field's text is over {MAX_CUSTOM_VALUE_CHARS:,} characters")
+    return value
+
+
+CustomValue = Annotated[
+    Any,
+    AfterValidator(_one_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": MAX_CUSTOM_VALUE_CHARS},
+                {"type": "number"},
+                {"type": "boolean"},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+
+
+class LeadIn(BaseModel):
+    """A lead's profile, in the data contract's terms. Extra keys are custom fields: one short
+    value each (text, number, true/false or null), at most `MAX_CUSTOM_FIELDS` of them."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [EXAMPLE_LEAD],
+            "maxProperties": MAX_CUSTOM_FIELDS + 10,
+            "propertyNames": {"maxLength": MAX_CUSTOM_NAME_CHARS},
+        },
+    )
+    __pydantic_extra__: dict[str, CustomValue] = Field(init=False)  # type: ignore[assignment]
 
     lead_id: str = Field(min_length=1, max_length=200)
     account_id: str | None = Field(None, max_length=200)
