@@ -264,6 +264,12 @@ class LimitsConfig(_Strict):
     max_in_flight: int = Field(
         16, ge=1, description="Scoring requests inside the app at once; beyond: 503."
     )
+    max_queued: int = Field(
+        64,
+        ge=1,
+        description="Requests accepted and not yet answered; beyond: 503 at once, from the "
+        "request head.",
+    )
     max_queue_seconds: float = Field(
         0.25,
         gt=0,

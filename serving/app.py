@@ -43,7 +43,7 @@ from features.snapshot import shown_url
 from serving.guard import (
     ARRIVED,
     GuardMiddleware,
-    LoopLag,
+    Pressure,
     parse_body,
     parse_json,
     problem,
@@ -207,7 +207,7 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
                 serve.host,
                 serve.port,
             )
-        ticker = asyncio.create_task(app.state.lag.run())
+        ticker = asyncio.create_task(app.state.pressure.lag.run())
         stop = threading.Event()
         poller = None
         if serve.poll_seconds > 0 or app.state.store.current is None:
@@ -235,12 +235,12 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
     app.state.batch_limit = serve.batch_limit
     app.state.public_info = serve.public_info
     app.state.limits = serve.limits
-    app.state.lag = LoopLag()
+    app.state.pressure = Pressure(serve.limits)
     app.state.pool = ThreadPoolExecutor(
         serve.limits.scoring_threads, thread_name_prefix="leadscore-score"
     )
 
-    app.add_middleware(GuardMiddleware, limits=serve.limits, lag=app.state.lag)
+    app.add_middleware(GuardMiddleware, pressure=app.state.pressure)
     app.add_middleware(MeasureMiddleware)
     app.openapi = partial(_openapi, app)  # type: ignore[method-assign]
 
@@ -303,16 +303,16 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
         summary="Score up to the configured number of leads; any bad lead refuses the batch",
         openapi_extra=_body_of("BatchRequest"),
     )
-    async def score_batch(model: Model, request: Request) -> BatchOut:
+    async def score_batch(model: Model, request: Request) -> Response:
         """All or nothing: a 422 names every failing lead by its index and scores none."""
         body = await request.body()
         state = request.app.state
-        out = await _in_pool(
-            request, partial(_score_batch_body, model, body, state.limits, state.batch_limit)
-        )
-        for result in out.results:
-            state.metrics.tiers.labels(result.tier).inc()
-        return out
+        job = partial(_batch_answer, model, body, state.limits, state.batch_limit)
+        answer, tiers = await _in_pool(request, job, takes_gone=True)
+        for tier in tiers:
+            state.metrics.tiers.labels(tier).inc()
+        # serialised in the scoring thread: a thousand answers are too much for the event loop
+        return Response(answer, media_type="application/json")
 
     @app.get(
         "/v1/model",
@@ -499,6 +499,18 @@ def _score_batch_body(
     return BatchOut(results=results)
 
 
+def _batch_answer(
+    model: LoadedModel,
+    body: bytes,
+    limits: LimitsConfig,
+    batch_limit: int,
+    gone: threading.Event,
+) -> tuple[bytes, list[str]]:
+    """The batch's JSON answer and its tiers (for the metrics)."""
+    out = _score_batch_body(model, body, limits, batch_limit, gone)
+    return out.model_dump_json().encode(), [result.tier for result in out.results]
+
+
 async def _watch_disconnect(request: Request, gone: threading.Event) -> None:
     while True:
         message = await request.receive()
@@ -507,14 +519,14 @@ async def _watch_disconnect(request: Request, gone: threading.Event) -> None:
             return
 
 
-async def _in_pool(request: Request, job: Callable[..., T]) -> T:
+async def _in_pool(request: Request, job: Callable[..., T], takes_gone: bool = False) -> T:
     """`job` in the scoring threads, unless the request waited past its deadline or the
-    client left meanwhile: then nothing is computed."""
+    client left meanwhile: then nothing is computed. With `takes_gone`, the job is given the
+    event set when the client leaves, to stop early."""
     state = request.app.state
     limits: LimitsConfig = state.limits
     deadline = request.scope.get(ARRIVED, time.monotonic()) + limits.deadline_seconds
     gone = threading.Event()
-    takes_gone = job.func is _score_batch_body if isinstance(job, partial) else False
 
     def guarded() -> T:
         if gone.is_set():

@@ -532,12 +532,14 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    api = create_app(settings)
     uvicorn.run(
-        create_app(settings),
+        api,
         host=settings.serve.host,
         port=settings.serve.port,
         access_log=False,  # per-request log lines cost ~0.1 ms each (bench/serve.py)
-        **uvicorn_settings(settings.serve.limits),  # head timeout and size, connections
+        # head timeout and size, connections, and shedding before a task is made
+        **uvicorn_settings(settings.serve.limits, api.state.pressure),
     )
 
 

@@ -188,6 +188,34 @@ class LoopLag:
             self.running = False
 
 
+class Pressure:
+    """What the overload guards share: scoring requests inside the app, the event loop's lag,
+    and the requests shed so far (by the protocol or the middleware)."""
+
+    def __init__(self, limits: LimitsConfig) -> None:
+        self.limits = limits
+        self.lag = LoopLag()
+        self.in_flight = 0
+        self.shed = 0
+
+    def overloaded(self, queued: int = 0) -> str | None:
+        """Why a new scoring request must be shed now (None: take it). `queued`: requests the
+        server has accepted and not yet answered (uvicorn's tasks)."""
+        limits = self.limits
+        if self.in_flight >= limits.max_in_flight:
+            return f"{self.in_flight} requests in flight"
+        if queued >= limits.max_queued:
+            return f"{queued} requests queued"
+        behind = self.lag.current()
+        if behind > limits.max_queue_seconds:
+            return f"the server runs {behind:.2f} s behind"
+        return None
+
+
+def shed_body(why: str) -> bytes:
+    return json.dumps({"detail": f"overloaded ({why}): retry later"}).encode()
+
+
 async def _answer(
     send: Send, code: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
@@ -205,11 +233,10 @@ class GuardMiddleware:
     """Limits before work, for POST requests (GETs pass straight through: health, model,
     metrics and docs are cheap and must stay answered)."""
 
-    def __init__(self, app: ASGIApp, limits: LimitsConfig, lag: LoopLag) -> None:
+    def __init__(self, app: ASGIApp, pressure: Pressure) -> None:
         self.app = app
-        self.limits = limits
-        self.lag = lag
-        self.in_flight = 0
+        self.limits = pressure.limits
+        self.pressure = pressure
 
     def _limit(self, path: str) -> int:
         limits = self.limits
@@ -231,17 +258,12 @@ class GuardMiddleware:
         arrived = time.monotonic()
         path: str = scope["path"]
         limits = self.limits
-        if path in SCORING_PATHS:
-            behind = self.lag.current()
-            if self.in_flight >= limits.max_in_flight or behind > limits.max_queue_seconds:
-                why = (
-                    f"{self.in_flight} requests in flight"
-                    if self.in_flight >= limits.max_in_flight
-                    else f"the server runs {behind:.2f} s behind"
-                )
-                retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
-                await _answer(send, 503, f"overloaded ({why}): retry later", retry)
-                return
+        pressure = self.pressure
+        if path in SCORING_PATHS and (why := pressure.overloaded()) is not None:
+            pressure.shed += 1
+            retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+            await _answer(send, 503, f"overloaded ({why}): retry later", retry)
+            return
         limit = self._limit(path)
         close = [(b"connection", b"close")]
         declared = self._declared(scope)
@@ -281,11 +303,11 @@ class GuardMiddleware:
             return await receive()
 
         scope[ARRIVED] = arrived
-        self.in_flight += 1
+        pressure.in_flight += 1
         try:
             await self.app(scope, replay, send)
         finally:
-            self.in_flight -= 1
+            pressure.in_flight -= 1
 
 
 # --------------------------------------------------------------------------- uvicorn
@@ -295,17 +317,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a request head that must arrive in time and within
     a size: a slow or huge head is answered 408 or 431 and the connection closed.
 
+    With a `pressure`, a scoring request that arrives while the server is overloaded gets its
+    503 with Retry-After right here, from the parsed head, before any task is made for it: the
+    cheapest answer there is, so that shedding still keeps up when scoring has the CPU.
+
     Limits come from the class attributes, set by `guarded_protocol`.
     """
 
     header_timeout_seconds: float = 10.0
     max_header_bytes: int = 16 << 10
+    pressure: Pressure | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_bytes = 0
         self._head_too_large = False
         self._head_timer: asyncio.TimerHandle | None = None
+        self._shedding = False
         self._start_head_timer()
 
     def _start_head_timer(self) -> None:
@@ -361,7 +389,36 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._stop_head_timer()
+        pressure = self.pressure
+        if (
+            pressure is not None
+            and (self.cycle is None or self.cycle.response_complete)  # no pipelined answer due
+            and self.url.split(b"?", 1)[0].decode("latin-1") in SCORING_PATHS
+            and self.parser.get_method() == b"POST"
+            and (why := pressure.overloaded(len(self.tasks))) is not None
+        ):
+            pressure.shed += 1
+            self._shedding = True
+            body = shed_body(why)
+            self.transport.write(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                b"retry-after: %d\r\ncontent-length: %d\r\n\r\n%s"
+                % (RETRY_AFTER_SECONDS, len(body), body)
+            )
+            if not self.parser.should_keep_alive():
+                self.transport.close()
+            return
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._shedding:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._shedding:
+            self._shedding = False  # the request was answered; its body is dropped
+            return
+        super().on_message_complete()
 
     def data_received(self, data: bytes) -> None:
         if self._head_too_large:
@@ -381,22 +438,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self.send_400_response("Invalid HTTP request received.")
 
 
-def guarded_protocol(limits: LimitsConfig) -> type[GuardedHttpToolsProtocol]:
-    """The protocol class for uvicorn's `http=` with these limits."""
+def guarded_protocol(
+    limits: LimitsConfig, pressure: Pressure | None = None
+) -> type[GuardedHttpToolsProtocol]:
+    """The protocol class for uvicorn's `http=` with these limits (and the app's pressure)."""
     return type(
         "LimitedHttpToolsProtocol",
         (GuardedHttpToolsProtocol,),
         {
             "header_timeout_seconds": limits.header_timeout_seconds,
             "max_header_bytes": limits.max_header_bytes,
+            "pressure": pressure,
         },
     )
 
 
-def uvicorn_settings(limits: LimitsConfig) -> dict[str, Any]:
-    """uvicorn.run keywords for these limits (connections, keep-alive, the guarded head)."""
+def uvicorn_settings(limits: LimitsConfig, pressure: Pressure | None = None) -> dict[str, Any]:
+    """uvicorn.run keywords for these limits (connections, keep-alive, the guarded head and,
+    given the app's `pressure`, shedding before a task is made)."""
     return {
-        "http": guarded_protocol(limits),
+        "http": guarded_protocol(limits, pressure),
         "limit_concurrency": limits.max_connections,
         "timeout_keep_alive": limits.keep_alive_seconds,
     }
