@@ -65,11 +65,13 @@ def _serve_module() -> ModuleType:
 
 
 class Pool:
-    """Keep-alive HTTP/1.1 connections to one server, opened as needed."""
+    """Keep-alive HTTP/1.1 connections to one server, at most `size` at once (a client
+    fleet's connection pools): a request waits for one, and its wait counts in its latency."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, size: int = 256) -> None:
         self.port = port
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.slots = asyncio.Semaphore(size)
         self.opened = 0
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -80,27 +82,37 @@ class Pool:
 
     async def request(self, raw: bytes, timeout: float) -> int | None:
         """The status of one request, None when no answer came within `timeout`."""
+        try:
+            async with asyncio.timeout(timeout), self.slots:
+                return await self._exchange(raw)
+        except TimeoutError:
+            return None
+
+    async def _exchange(self, raw: bytes) -> int | None:
         conn = None
         try:
-            async with asyncio.timeout(timeout):
-                conn = await self._connection()
-                reader, writer = conn
-                writer.write(raw)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head[9:12])
-                length = 0
-                close = False
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.lower() == b"content-length":
-                        length = int(value)
-                    elif name.lower() == b"connection" and b"close" in value.lower():
-                        close = True
-                await reader.readexactly(length)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+            conn = await self._connection()
+            reader, writer = conn
+            writer.write(raw)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            close = False
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+                elif name.lower() == b"connection" and b"close" in value.lower():
+                    close = True
+            await reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
             if conn is not None:
-                conn[1].close()  # the client leaves: the server sees the disconnect
+                conn[1].close()
             return None
+        except asyncio.CancelledError:  # timed out: the client leaves, the server sees it
+            if conn is not None:
+                conn[1].close()
+            raise
         if close:
             conn[1].close()
         else:
@@ -343,7 +355,9 @@ def main() -> None:
         print(
             f"server ready in {ready_s:.1f} s; lead {info['lead_id']} with {info['events']} events"
         )
-        results = asyncio.run(
+        import uvloop  # the client's own loop must not be what saturates first
+
+        results = uvloop.run(
             run_phases(args, serve, port, _raw("POST", SCORE_PATH, raw_body), batch)
         )
     finally:

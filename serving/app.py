@@ -12,6 +12,7 @@ from the environment and are compared in constant time.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import os
@@ -42,6 +43,7 @@ from features.contract import ContractError
 from features.snapshot import shown_url
 from serving.guard import (
     ARRIVED,
+    RETRY_AFTER_SECONDS,
     GuardMiddleware,
     Pressure,
     parse_body,
@@ -183,12 +185,25 @@ async def current_model(request: Request) -> LoadedModel:
 Model = Annotated[LoadedModel, Depends(current_model)]
 
 
+def _freeze_heap(collect: bool = False) -> None:
+    """Move what is alive now (libraries, the model) out of the garbage collector's sight.
+
+    A full collection scans every tracked object, and the libraries a model needs hold
+    millions: each one held the GIL, and so the event loop and /healthz, for a tenth of a
+    second and more while batches were being scored.
+    """
+    if collect:
+        gc.collect()
+    gc.freeze()
+
+
 def _poll(app: FastAPI, seconds: float, stop: threading.Event) -> None:
     while not stop.wait(seconds):
         store: ModelStore = app.state.store
         if store.current is None:
             store.load_with_retries(1, 0)
         elif store.poll_once():
+            _freeze_heap()
             log.info("reloaded: now serving version %s", store.current.version)
 
 
@@ -207,6 +222,7 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
                 serve.host,
                 serve.port,
             )
+        _freeze_heap(collect=True)
         ticker = asyncio.create_task(app.state.pressure.lag.run())
         stop = threading.Event()
         poller = None
@@ -346,6 +362,7 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
         try:
             # in a thread of its own: a load takes seconds and must not stop the event loop
             await asyncio.to_thread(request.app.state.store.reload)
+            _freeze_heap()
         except ModelUnavailableError as error:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
         return await describe_model(_model_or_503(request))
@@ -508,7 +525,9 @@ def _batch_answer(
 ) -> tuple[bytes, list[str]]:
     """The batch's JSON answer and its tiers (for the metrics)."""
     out = _score_batch_body(model, body, limits, batch_limit, gone)
-    return out.model_dump_json().encode(), [result.tier for result in out.results]
+    # one answer per call, so that no single call holds the GIL for the whole batch
+    answers = b",".join(result.model_dump_json().encode() for result in out.results)
+    return b'{"results":[' + answers + b"]}", [result.tier for result in out.results]
 
 
 async def _watch_disconnect(request: Request, gone: threading.Event) -> None:
@@ -525,10 +544,26 @@ async def _in_pool(request: Request, job: Callable[..., T], takes_gone: bool = F
     event set when the client leaves, to stop early."""
     state = request.app.state
     limits: LimitsConfig = state.limits
+    pressure: Pressure = state.pressure
+    if pressure.waiting >= limits.scoring_threads:  # a job already waits for each thread
+        pressure.shed += 1
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"overloaded ({pressure.waiting} requests wait for a scoring thread): retry later",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     deadline = request.scope.get(ARRIVED, time.monotonic()) + limits.deadline_seconds
     gone = threading.Event()
 
+    claimed = threading.Lock()
+
+    def stop_waiting() -> None:
+        """Once, by whichever comes first: the job starting, or the request ending unstarted."""
+        if claimed.acquire(blocking=False):
+            pressure.add_waiting(-1)
+
     def guarded() -> T:
+        stop_waiting()
         if gone.is_set():
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the client has gone")
         if time.monotonic() > deadline:
@@ -540,7 +575,9 @@ async def _in_pool(request: Request, job: Callable[..., T], takes_gone: bool = F
         return job(gone) if takes_gone else job()
 
     watcher = asyncio.create_task(_watch_disconnect(request, gone))
+    pressure.add_waiting(1)
     try:
         return await asyncio.get_running_loop().run_in_executor(state.pool, guarded)
     finally:
         watcher.cancel()
+        stop_waiting()

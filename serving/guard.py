@@ -20,6 +20,7 @@ import asyncio
 import json
 import math
 import re
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, Final, TypeVar
@@ -106,13 +107,78 @@ def parse_body(body: bytes) -> Any:
     return data
 
 
+_DECODER: Final = json.JSONDecoder()
+_SPACE: Final = re.compile(r"[ \t\n\r]*")
+
+
+def _skip(text: str, at: int) -> int:
+    found = _SPACE.match(text, at)
+    return at if found is None else found.end()
+
+
+def _loads_in_steps(text: str) -> Any:
+    """`json.loads(text)`, a top-level object's `leads` array decoded one element per call.
+
+    json.loads holds the GIL for the whole text: megabytes of batch would stop the event loop
+    (and /healthz) for as long. Decoded a lead at a time, other threads run in between.
+    """
+    at = _skip(text, 0)
+    if not text.startswith("{", at):
+        return json.loads(text)
+    out: dict[str, Any] = {}
+    at = _skip(text, at + 1)
+    if text.startswith("}", at):
+        end = at + 1
+    else:
+        while True:
+            if not text.startswith('"', at):
+                raise json.JSONDecodeError("Expecting property name enclosed in quotes", text, at)
+            key, at = _DECODER.raw_decode(text, at)
+            at = _skip(text, at)
+            if not text.startswith(":", at):
+                raise json.JSONDecodeError("Expecting ':' delimiter", text, at)
+            at = _skip(text, at + 1)
+            if key == "leads" and text.startswith("[", at):
+                out[key], at = _array_in_steps(text, at + 1)
+            else:
+                out[key], at = _DECODER.raw_decode(text, at)
+            at = _skip(text, at)
+            if text.startswith(",", at):
+                at = _skip(text, at + 1)
+                continue
+            if text.startswith("}", at):
+                end = at + 1
+                break
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, at)
+    if _skip(text, end) != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return out
+
+
+def _array_in_steps(text: str, at: int) -> tuple[list[Any], int]:
+    items: list[Any] = []
+    at = _skip(text, at)
+    if text.startswith("]", at):
+        return items, at + 1
+    while True:
+        item, at = _DECODER.raw_decode(text, at)
+        items.append(item)
+        at = _skip(text, at)
+        if text.startswith(",", at):
+            at = _skip(text, at + 1)
+        elif text.startswith("]", at):
+            return items, at + 1
+        else:
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, at)
+
+
 def parse_json(body: bytes) -> tuple[Any, list[dict[str, Any]]]:
     """The JSON body (400 when it is not JSON) and the 422 problems of its values: each
     non-finite number and unpaired surrogate, located."""
     if not body.strip():
         raise refuse([problem(("body",), "a JSON body is required", "missing")])
     try:
-        data = json.loads(body)
+        data = _loads_in_steps(body.decode("utf-8")) if len(body) > 65536 else json.loads(body)
     except json.JSONDecodeError as error:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,
@@ -189,14 +255,21 @@ class LoopLag:
 
 
 class Pressure:
-    """What the overload guards share: scoring requests inside the app, the event loop's lag,
-    and the requests shed so far (by the protocol or the middleware)."""
+    """What the overload guards share: scoring requests inside the app, those waiting for a
+    scoring thread, the event loop's lag, and the requests shed so far."""
 
     def __init__(self, limits: LimitsConfig) -> None:
         self.limits = limits
         self.lag = LoopLag()
         self.in_flight = 0
+        self.waiting = 0
         self.shed = 0
+        self._lock = threading.Lock()
+
+    def add_waiting(self, change: int) -> None:
+        """Jobs waiting for a scoring thread (changed from the loop and from the threads)."""
+        with self._lock:
+            self.waiting += change
 
     def overloaded(self, queued: int = 0) -> str | None:
         """Why a new scoring request must be shed now (None: take it). `queued`: requests the
