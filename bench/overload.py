@@ -81,10 +81,16 @@ class Pool:
         return await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 24)
 
     async def request(self, raw: bytes, timeout: float) -> int | None:
-        """The status of one request, None when no answer came within `timeout`."""
+        """The status of one request: None when no answer came within `timeout`, -1 when
+        the connection failed. A kept-alive connection the server has closed meanwhile is
+        retried once on a new one, as HTTP clients do."""
         try:
             async with asyncio.timeout(timeout), self.slots:
-                return await self._exchange(raw)
+                reused = bool(self.idle)
+                status = await self._exchange(raw)
+                if status == -1 and reused:
+                    status = await self._exchange(raw)
+                return status
         except TimeoutError:
             return None
 
@@ -108,7 +114,7 @@ class Pool:
         except (OSError, asyncio.IncompleteReadError, ValueError):
             if conn is not None:
                 conn[1].close()
-            return None
+            return -1
         except asyncio.CancelledError:  # timed out: the client leaves, the server sees it
             if conn is not None:
                 conn[1].close()
@@ -183,9 +189,9 @@ async def probe(port: int, path: str, stop: asyncio.Event, every: float = 0.05) 
 def summarise(results: list[tuple[float, int | None, float]], within: float) -> dict[str, Any]:
     statuses: dict[str, int] = {}
     for _, status, _ in results:
-        key = "timeout" if status is None else str(status)
+        key = {None: "timeout", -1: "error"}.get(status, str(status))
         statuses[key] = statuses.get(key, 0) + 1
-    answered = [lat for _, status, lat in results if status is not None]
+    answered = [lat for _, status, lat in results if status is not None and status > 0]
     ok = [lat for _, status, lat in results if status == 200]
     return {
         "sent": len(results),
@@ -218,7 +224,7 @@ async def batches(port: int, body: bytes, clients: int, seconds: float) -> dict[
         pool = Pool(port)
         while not stop.is_set():
             status = await pool.request(raw, 120)
-            key = "timeout" if status is None else str(status)
+            key = {None: "timeout", -1: "error"}.get(status, str(status))
             statuses[key] = statuses.get(key, 0) + 1
             if status == 503:
                 await asyncio.sleep(0.2)
