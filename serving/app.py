@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from functools import partial
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -499,7 +499,7 @@ def _score_batch_body(
         except HTTPException as error:
             if error.status_code != status.HTTP_422_UNPROCESSABLE_CONTENT:
                 raise
-            problems.extend(error.detail)
+            problems.extend(cast(list[dict[str, Any]], error.detail))
             requests.append(None)
     results = []
     for i, request in enumerate(requests):

@@ -80,7 +80,7 @@ class LeadIn(BaseModel):
             "propertyNames": {"maxLength": MAX_CUSTOM_NAME_CHARS},
         },
     )
-    __pydantic_extra__: dict[str, CustomValue] = Field(init=False)  # type: ignore[assignment]
+    __pydantic_extra__: dict[str, CustomValue] = Field(init=False)
 
     lead_id: str = Field(min_length=1, max_length=200)
     account_id: str | None = Field(None, max_length=200)
