@@ -305,6 +305,8 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
         # a small lead is scored on the event loop: about a millisecond of CPU, less than the
         # hand-off to a thread and back costs; a large one goes to the scoring threads
         body = await request.body()
+        if await request.is_disconnected():  # its client has left while it queued
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the client has gone")
         limits: LimitsConfig = request.app.state.limits
         job = partial(_score_body, model, body, limits)
         result = job() if len(body) <= limits.inline_bytes else await _in_pool(request, job)

@@ -328,11 +328,16 @@ class GuardMiddleware:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        arrived = time.monotonic()
+        now = time.monotonic()
+        arrived = scope.get(ARRIVED, now)  # when its head was read, under uvicorn
         path: str = scope["path"]
         limits = self.limits
         pressure = self.pressure
-        if path in SCORING_PATHS and (why := pressure.overloaded()) is not None:
+        waited = now - arrived
+        why = pressure.overloaded()
+        if why is None and waited > limits.max_queue_seconds:
+            why = f"it waited {waited:.2f} s in the server's queue"
+        if path in SCORING_PATHS and why is not None:
             pressure.shed += 1
             retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
             await _answer(send, 503, f"overloaded ({why}): retry later", retry)
@@ -481,6 +486,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if not self.parser.should_keep_alive():
                 self.transport.close()
             return
+        self.scope[ARRIVED] = time.monotonic()  # type: ignore[typeddict-unknown-key]
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
