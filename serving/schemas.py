@@ -13,8 +13,9 @@ Timestamp = Annotated[
     str,
     Field(
         max_length=64,
-        description="ISO 8601 text; without a zone it is UTC. Not a number (Unix time).",
-        json_schema_extra={"format": "date-time"},
+        description="ISO 8601 text (a date-time, a date, or the basic format, surrounding "
+        "spaces ignored: what the snapshot reader accepts); without a zone it is UTC. Not a "
+        "number (Unix time). Not declared as format date-time, which is narrower.",
     ),
 ]
 
