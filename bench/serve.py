@@ -338,7 +338,7 @@ def inprocess_job(
     features = lead_features(
         request.lead.model_dump(),
         [e.model_dump() for e in request.events],
-        scoring._as_utc(request.as_of),
+        request.as_of,
         model.config,
         half_lives(model.rules),
         accounts=None if model.accounts is None else model.accounts.context,

@@ -399,6 +399,46 @@ class MlflowConfig(_Strict):
     gate: GateConfig = Field(default_factory=GateConfig)
 
 
+class LimitsConfig(_Strict):
+    """What one request may cost the server, checked before the work (docs/api-safety.md)."""
+
+    max_lead_bytes: int = Field(1 << 20, ge=1024, description="Largest body of one lead.")
+    max_batch_bytes: int = Field(8 << 20, ge=1024, description="Largest body of a batch.")
+    max_events: int = Field(10_000, ge=1, description="Most events of one lead.")
+    inline_bytes: int = Field(
+        64 << 10,
+        ge=0,
+        description="A lead's body up to this size is scored on the event loop; larger ones, "
+        "and every batch, in the scoring threads.",
+    )
+    scoring_threads: int = Field(2, ge=1, description="Threads that score large requests.")
+    max_in_flight: int = Field(
+        16, ge=1, description="Scoring requests inside the app at once; beyond: 503."
+    )
+    max_queued: int = Field(
+        64,
+        ge=1,
+        description="Requests accepted and not yet answered; beyond: 503 at once, from the "
+        "request head.",
+    )
+    max_queue_seconds: float = Field(
+        0.25,
+        gt=0,
+        description="Shed scoring requests (503 with Retry-After) while the event loop runs "
+        "this far behind.",
+    )
+    deadline_seconds: float = Field(
+        10.0, gt=0, description="Work not started this long after the request arrived is dropped."
+    )
+    body_timeout_seconds: float = Field(10.0, gt=0, description="Time to send the body.")
+    header_timeout_seconds: float = Field(10.0, gt=0, description="Time to send the headers.")
+    max_header_bytes: int = Field(16 << 10, ge=1024, description="Largest request head.")
+    max_connections: int = Field(
+        1024, ge=1, description="Open connections and tasks; beyond: uvicorn's own 503."
+    )
+    keep_alive_seconds: int = Field(5, ge=1, description="Idle keep-alive connections.")
+
+
 class ServeConfig(_Strict):
     """The scoring API. API keys are secrets: they come from the environment only
     (LEADSCORE_API_KEYS, LEADSCORE_ADMIN_KEYS, comma-separated), never from a file."""
@@ -412,6 +452,12 @@ class ServeConfig(_Strict):
         0, ge=0, description="Reload when the alias moves, checked this often; 0: never."
     )
     startup_attempts: int = Field(5, ge=1, description="Model load attempts at start-up.")
+    public_info: bool = Field(
+        False,
+        description="With API keys set, /v1/model and /metrics still need one unless this is "
+        "true (e.g. a Prometheus scraper without a key).",
+    )
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     startup_wait_seconds: float = Field(2.0, ge=0)
     accounts: SourceConfig | None = Field(
         None,

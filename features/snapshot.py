@@ -13,7 +13,6 @@ and a single lead posted to the API needs no pandas machinery at all.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features import clean
 from features.columns import fan_out, with_row_ids
 from features.config import Config, CustomField, MappingConfig, SourceConfig
 from features.contract import (
@@ -280,45 +280,20 @@ def clean_category(values: pd.Series, mapping: MappingConfig, column: str) -> pd
 
 
 def parse_timestamps(values: pd.Series, mapping: MappingConfig) -> tuple[pd.Series, np.ndarray]:
-    """ISO 8601 timestamps as UTC (a value without a zone is UTC), and a mask of bad rows."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values):
-        parsed = pd.to_datetime(values, utc=True)
-        bad = np.zeros(len(values), dtype=bool)
-    else:
-        text = values.astype("str").str.strip()
-        text = text.mask(text.str.casefold().isin(mapping.missing_values))
-        parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-        bad = (text.notna() & parsed.isna()).to_numpy()
-    return parsed.dt.as_unit("ms"), bad
-
-
-_RANGE = re.compile(r"^\s*(\d[\d,]*)\s*(?:-|–|to)\s*(\d[\d,]*)\s*$")
-_PLUS = re.compile(r"^\s*(\d[\d,]*)\s*\+\s*$")
+    """ISO 8601 timestamps as UTC (a value without a zone is UTC), and a mask of bad rows
+    (`features.clean`, the API's parser too)."""
+    return clean.parse_timestamps(values, frozenset(mapping.missing_values))
 
 
 def parse_company_size(values: pd.Series, mapping: MappingConfig) -> tuple[pd.Series, np.ndarray]:
     """Employees as a number; '51-200' reads as its midpoint and '10000+' as 10000.
 
-    Returns the sizes (float, NaN when missing) and a mask of unreadable or negative rows.
+    Returns the sizes (float, NaN when missing) and a mask of unreadable, negative or infinite
+    rows (`features.clean`, the API's parser too).
     """
     if pd.api.types.is_numeric_dtype(values):
-        size = values.astype("float64")
-        return size, ((size < 0) | np.isinf(size)).to_numpy()
-    text = clean_text(values, mapping, "company_size")
-    size = pd.to_numeric(text.str.replace(",", "", regex=False), errors="coerce").astype("float64")
-    unread = text.notna() & size.isna()
-    if unread.any():
-        ranges = text[unread].str.extract(_RANGE)
-        mid = (
-            pd.to_numeric(ranges[0].str.replace(",", ""), errors="coerce")
-            + pd.to_numeric(ranges[1].str.replace(",", ""), errors="coerce")
-        ) / 2
-        plus = pd.to_numeric(
-            text[unread].str.extract(_PLUS)[0].str.replace(",", ""), errors="coerce"
-        )
-        size = size.fillna(mid.fillna(plus).astype("float64"))
-    bad = (text.notna() & size.isna()) | (size < 0) | np.isinf(size)  # 'inf' parses as a number
-    return size, bad.to_numpy()
+        return clean.company_sizes_of_numbers(values)
+    return clean.company_sizes_of_text(clean_text(values, mapping, "company_size"))
 
 
 def free_mail_flag(emails: pd.Series, mapping: MappingConfig) -> pd.Series:

@@ -668,6 +668,7 @@ def serve(
     import uvicorn
 
     from serving.app import create_app
+    from serving.guard import uvicorn_settings
 
     with _clear_errors():
         settings = _config(config, None)
@@ -688,11 +689,14 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    api = create_app(settings)
     uvicorn.run(
-        create_app(settings),
+        api,
         host=settings.serve.host,
         port=settings.serve.port,
         access_log=False,  # per-request log lines cost ~0.1 ms each (bench/serve.py)
+        # head timeout and size, connections, and shedding before a task is made
+        **uvicorn_settings(settings.serve.limits, api.state.pressure),
     )
 
 

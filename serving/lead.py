@@ -39,8 +39,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import numpy as np
-import pandas as pd
 
+from features.clean import (
+    company_size_of_number,
+    company_size_of_text,
+    is_missing,
+    number_value,
+)
+from features.clean import timestamp_ms as parse_timestamp_ms
 from features.config import Config, MappingConfig
 from features.contract import (
     CONVERTED,
@@ -54,7 +60,7 @@ from features.decay import decay_rate, decayed_name, decayed_sums
 from features.engagement import NAT_MS, ChunkLeads, chunk_features
 from features.fit import CATEGORICAL, REGION_OF
 from features.pipeline import AT_MQL, _ms, at_mql_names, feature_spec
-from features.snapshot import _PLUS, _RANGE, Problem, Snapshot
+from features.snapshot import Problem, Snapshot, plausible_range
 from features.titles import parse_title
 from training.scorer import ModelSpec
 
@@ -91,18 +97,6 @@ _MAX_MEMO: Final = 4096
 #: The decay scan of `features.decay` runs in blocks of this many events (see `_decayed_one`).
 _DECAY_BLOCK: Final = 32
 
-#: ISO 8601 forms parsed here; anything else goes to pandas' own ISO 8601 parser.
-_ISO: Final = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
-    r"(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?"
-    r"(Z|[+-][0-9]{2}:[0-9]{2})?)?"
-)
-#: Plain decimals that `pd.to_numeric` and `float` read alike (15 digits at most, no exponent).
-_PLAIN_NUMBER: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")
-#: A superset of what `pd.to_numeric` can read: text outside it is NaN without asking pandas.
-_NUMBER_LIKE: Final = re.compile(
-    r"\s*[+-]?(?:[0-9]*\.?[0-9]*(?:e[+-]?[0-9]*)?|inf|infinity|nan)\s*", re.IGNORECASE
-)
 _SNAKE: Final = re.compile(r"[\s\-]+")
 _EMAIL_DOMAIN: Final = re.compile(r"@([^@ ]+)$")
 
@@ -119,14 +113,7 @@ class LeadError(ContractError):
 # --------------------------------------------------------------------------- cleaning values
 
 
-def _is_missing(value: Any) -> bool:
-    """None, NaN, pd.NA or NaT: what a pandas column holds as missing."""
-    return (
-        value is None
-        or value is pd.NA
-        or value is pd.NaT
-        or (isinstance(value, float) and math.isnan(value))
-    )
+_is_missing = is_missing
 
 
 def _as_text(value: Any) -> str | None:
@@ -246,39 +233,17 @@ def region_value(country: str | None) -> str | None:
     return None if country is None else REGION_OF.get(country, "other")
 
 
-def number_value(text: str) -> float:
-    """`pd.to_numeric(..., errors="coerce")` of one string: NaN when it is not a number.
-
-    Plain decimals of up to 15 digits are read by `float` (pandas' parser reads them to the
-    same double); anything else is handed to pandas, whose parser differs from `float` on long
-    mantissas, exponents, underscores and non-ASCII digits.
-    """
-    if _PLAIN_NUMBER.fullmatch(text) and len(text) - text.count(".") - (text[0] in "+-") <= 15:
-        return float(text)
-    if not _NUMBER_LIKE.fullmatch(text):
-        return math.nan
-    parsed = pd.to_numeric(pd.Series([text], dtype="str"), errors="coerce")
-    return float(parsed.astype("float64").iloc[0])
-
-
 def company_size_value(value: Any, mapping: MappingConfig) -> tuple[float, bool]:
-    """Employees as a number ('51-200' is 125.5, '10,000+' is 10000) and whether it is bad."""
+    """Employees as a number ('51-200' is 125.5, '10,000+' is 10000) and whether it is bad
+    (`features.clean`, the reader's rule: true/false, negative and infinite sizes are bad)."""
+    if isinstance(value, bool | np.bool_):
+        return math.nan, True
     if _is_number(value):
-        size = float(value)
-        return size, size < 0 or math.isinf(size)
+        return company_size_of_number(float(value))
     text = _cleaner(mapping).text(value, "company_size")
     if text is None:
         return math.nan, False
-    size = number_value(text.replace(",", ""))
-    if math.isnan(size):
-        mid = math.nan
-        if (found := _RANGE.match(text)) is not None:
-            low, high = (number_value(g.replace(",", "")) for g in found.groups())
-            mid = (low + high) / 2
-        if math.isnan(mid) and (found := _PLUS.match(text)) is not None:
-            mid = number_value(found.group(1).replace(",", ""))
-        size = mid
-    return size, math.isnan(size) or size < 0 or math.isinf(size)  # as the reader refuses inf
+    return company_size_of_text(text)
 
 
 def free_mail_value(email: Any, mapping: MappingConfig) -> float:
@@ -322,66 +287,11 @@ def _numeric_value(value: Any, mapping: MappingConfig, column: str) -> tuple[flo
     return number, math.isnan(number)
 
 
-def _pandas_timestamp_ms(text: str) -> int:
-    """pandas' ISO 8601 reading of one string (the reader's own code path); NAT_MS if unread."""
-    parsed = pd.to_datetime(
-        pd.Series([text], dtype="str"), utc=True, format="ISO8601", errors="coerce"
-    )
-    return int(_ms(parsed)[0])
-
-
-def _iso_ms(text: str) -> int | None:
-    """Milliseconds of a common ISO 8601 form, floored; None for anything else.
-
-    `datetime.fromisoformat` reads these forms as pandas does (digits past the microsecond are
-    dropped, which floors like pandas' nanoseconds do); it is asked only after the regex. Left
-    to pandas: hour 24 and offset minutes of 60 or more (some Pythons take them), and
-    nanoseconds near or outside datetime64[ns]'s years (pandas refuses those).
-    """
-    found = _ISO.fullmatch(text)
-    if found is None:
-        return None
-    year, hour, fraction, zone = found.group(1, 4, 7, 8)
-    if (hour is not None and hour >= "24") or (zone and zone != "Z" and zone[4:] >= "60"):
-        return None
-    if fraction and len(fraction) > 6 and not "1678" <= year <= "2261":
-        return None  # nanoseconds: pandas reads them only within datetime64[ns]'s range
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return (parsed - (_EPOCH_UTC if parsed.tzinfo is not None else _EPOCH)) // _ONE_MS
-
-
 def timestamp_ms(value: Any, mapping: MappingConfig) -> tuple[int, bool]:
     """Milliseconds since the epoch (UTC; naive is UTC; floored to the millisecond) and
-    whether the value is not ISO 8601. Missing values and placeholders give `NAT_MS`."""
-    return _timestamp(value, _cleaner(mapping).missing)
-
-
-def _timestamp(value: Any, missing: frozenset[str]) -> tuple[int, bool]:
-    if not isinstance(value, str):
-        if _is_missing(value):
-            return NAT_MS, False
-        if isinstance(value, datetime):
-            try:
-                if isinstance(value, pd.Timestamp):
-                    return int(value.value) // 1_000_000, False
-                offset = value.utcoffset()
-                naive = value.replace(tzinfo=None)
-                if offset:
-                    naive = naive - offset
-                return (naive - _EPOCH) // _ONE_MS, False
-            except (OverflowError, ValueError):
-                pass  # out of datetime's range: pandas reads its text below
-        value = str(value)
-    text = value.strip()
-    if text.casefold() in missing:
-        return NAT_MS, False
-    ms = _iso_ms(text)
-    if ms is None:
-        ms = _pandas_timestamp_ms(text)
-    return ms, ms == NAT_MS
+    whether the value is not ISO 8601 (`features.clean`, the reader's parser). Missing values
+    and placeholders give `NAT_MS`."""
+    return parse_timestamp_ms(value, _cleaner(mapping).missing)
 
 
 def event_type_code(name: Any, mapping: MappingConfig) -> int:
@@ -649,6 +559,47 @@ def _lead_times(
     return times
 
 
+def _timeline_problems(
+    fields: dict[str, Any],
+    times: dict[str, int],
+    ev_ms: np.ndarray,
+    cutoff_ms: int,
+    config: Config,
+) -> list[Problem]:
+    """What `check_lead_timeline` and `check_event_log` refuse in an export, for one lead:
+    times outside `plausible_range`, an MQL before the lead was created; and, for a request,
+    an as-of time outside that range or before the lead was created."""
+    earliest, latest = plausible_range(config)
+    lo, hi = earliest.value // 1_000_000, latest.value // 1_000_000
+    span = f"before {earliest:%Y-%m-%d} or after {latest:%Y-%m-%d}"
+    problems = [
+        Problem(
+            "lead",
+            column,
+            f"are implausible: {span} (a placeholder date or a typo?)",
+            1,
+            (f"lead: {_shown(fields[column])}",),
+        )
+        for column in _LEAD_TIMESTAMPS
+        if times[column] != NAT_MS and not lo <= times[column] <= hi
+    ]
+    created, mql = times["created_at"], times["mql_at"]
+    if NAT_MS not in (created, mql) and mql < created:
+        shown = f"lead: {_shown(fields['mql_at'])} < created_at {_shown(fields['created_at'])}"
+        problems.append(Problem("lead", "mql_at", "have mql_at before created_at", 1, (shown,)))
+    odd = int(np.count_nonzero((ev_ms < lo) | (ev_ms > hi)))
+    if odd:
+        issue = f"are implausible: {span} (a placeholder date or a typo?)"
+        problems.append(Problem("events", "occurred_at", issue, odd))
+    if not lo <= cutoff_ms <= hi:
+        problems.append(Problem("request", "as_of", f"is implausible: {span}", 1))
+    elif created != NAT_MS and cutoff_ms < created:
+        problems.append(
+            Problem("request", "as_of", "is before the lead's created_at: nothing to score", 1)
+        )
+    return problems
+
+
 def _read_events(
     events: Sequence[Mapping[str, Any]], config: Config, problems: list[Problem]
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int], int]:
@@ -673,7 +624,7 @@ def _read_events(
             raw = event.get("event_type")
             name = "<missing>" if _is_missing(raw) else str(raw)
             unknown[name] = unknown.get(name, 0) + 1
-        ms, unread = _timestamp(event.get("occurred_at"), cleaner.missing)
+        ms, unread = parse_timestamp_ms(event.get("occurred_at"), cleaner.missing)
         if unread:
             bad.append(i)
         elif ms == NAT_MS:
@@ -881,6 +832,8 @@ def lead_features(
     cutoff_ms, bad_cutoff = timestamp_ms(as_of, mapping)
     if bad_cutoff or cutoff_ms == NAT_MS:
         problems.append(Problem("request", "as_of", "is not an ISO 8601 time", 1, (_shown(as_of),)))
+    if not problems:
+        problems += _timeline_problems(fields, times, ev_ms, cutoff_ms, config)
     if problems:
         raise LeadError(problems)
     assert lead_id is not None

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+
+#: A timestamp as the export writes it: parsed by `features.clean`, the snapshot reader's own
+#: parser, so that the API accepts exactly what the reader accepts (numbers are refused).
+Timestamp = Annotated[
+    str,
+    Field(
+        max_length=64,
+        description="ISO 8601 text (a date-time, a date, or the basic format, surrounding "
+        "spaces ignored: what the snapshot reader accepts); without a zone it is UTC. Not a "
+        "number (Unix time). Not declared as format date-time, which is narrower.",
+    ),
+]
 
 EXAMPLE_LEAD: dict[str, Any] = {
     "lead_id": "L0001234",
@@ -26,15 +38,55 @@ EXAMPLE_EVENTS: list[dict[str, Any]] = [
 ]
 
 
+#: Custom (unknown) lead fields: how many, how long a name, how long a text value.
+MAX_CUSTOM_FIELDS = 100
+MAX_CUSTOM_NAME_CHARS = 60
+MAX_CUSTOM_VALUE_CHARS = 1000
+
+
+def _one_value(value: object) -> object:
+    """A custom field holds one short value, as a column cell would."""
+    if isinstance(value, dict | list):
+        raise ValueError("a custom field holds one value: text, a number, true/false or null")
+    if isinstance(value, str) and len(value) > MAX_CUSTOM_VALUE_CHARS:
+        raise ValueError(f"a custom field's text is over {MAX_CUSTOM_VALUE_CHARS:,} characters")
+    return value
+
+
+CustomValue = Annotated[
+    Any,
+    AfterValidator(_one_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": MAX_CUSTOM_VALUE_CHARS},
+                {"type": "number"},
+                {"type": "boolean"},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+
+
 class LeadIn(BaseModel):
     """A lead's profile, in the data contract's terms or the export's (`mapping.leads`).
 
     Extra keys are the model's custom fields, or contract fields under the export's names
-    (docs/serving-your-model.md); every field but the lead id (and `created_at` for a
+    (docs/serving-your-model.md): one short value each (text, number, true/false or null), at
+    most `MAX_CUSTOM_FIELDS` of them. Every field but the lead id (and `created_at` for a
     timestamped model) is optional: a missing one is unknown.
     """
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [EXAMPLE_LEAD]})
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [EXAMPLE_LEAD],
+            "maxProperties": MAX_CUSTOM_FIELDS + 10,
+            "propertyNames": {"maxLength": MAX_CUSTOM_NAME_CHARS},
+        },
+    )
+    __pydantic_extra__: dict[str, CustomValue] = Field(init=False)
 
     lead_id: str | None = Field(
         None,
@@ -43,8 +95,8 @@ class LeadIn(BaseModel):
         description="Required, here or under the export's name for it (e.g. 'Prospect ID').",
     )
     account_id: str | None = Field(None, max_length=200)
-    created_at: datetime | None = None
-    mql_at: datetime | None = None
+    created_at: Timestamp | None = None
+    mql_at: Timestamp | None = None
     job_title: str | None = Field(None, max_length=500)
     country: str | None = Field(None, max_length=200)
     industry: str | None = Field(None, max_length=200)
@@ -52,6 +104,15 @@ class LeadIn(BaseModel):
     company_size: float | str | None = Field(
         None, description="Employees: a number, or a range such as '51-200'."
     )
+
+    @field_validator("company_size", mode="before")
+    @classmethod
+    def _not_a_flag(cls, value: object) -> object:
+        """true/false is no number of employees (pydantic would read true as 1.0)."""
+        if isinstance(value, bool):
+            raise ValueError("true/false is not a number of employees")
+        return value
+
     email: str | None = Field(
         None, max_length=320, description="Only whether it is free mail is used; never logged."
     )
@@ -63,7 +124,7 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     event_type: str = Field(min_length=1, max_length=200)
-    occurred_at: datetime
+    occurred_at: Timestamp
     campaign: str | None = Field(None, max_length=500)
     url: str | None = Field(None, max_length=2000)
 
@@ -76,7 +137,9 @@ class ScoreRequest(BaseModel):
 
     lead: LeadIn
     events: list[EventIn] = Field(default_factory=list, max_length=100_000)
-    as_of: datetime | None = Field(None, description="Score as of this time; default: now.")
+    as_of: Timestamp | None = Field(
+        None, description="Score as of this time (not before created_at); default: now."
+    )
 
 
 class BatchRequest(BaseModel):
@@ -170,7 +233,9 @@ class ModelOut(BaseModel):
 
 
 class AccountHistoryOut(BaseModel):
-    source: str = Field(description="The snapshot folder or database (password hidden).")
+    source: str = Field(
+        description="The kind of source only ('files' or 'database'): where it lives is not shown."
+    )
     as_of: datetime | None = Field(description="Activity after this time is not in it.")
     accounts: int
     leads: int
@@ -179,3 +244,16 @@ class AccountHistoryOut(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class FieldProblem(BaseModel):
+    """One wrong field: where (`loc`, e.g. ["body", "leads", 3, "lead", "company_size"]), what
+    is wrong, and its kind. The value itself is never echoed."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problems(BaseModel):
+    detail: list[FieldProblem]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 import numpy as np
 
@@ -29,6 +29,8 @@ from serving.schemas import (
 )
 from training.reasons import ReasonPlan, choose, sentence
 from training.rules import explain_values, half_lives
+
+_EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def reasons(
@@ -70,10 +72,9 @@ def posted_values(lead: Mapping[str, Any]) -> dict[str, Any]:
     return {"company_size": size} if isinstance(size, str) else {}
 
 
-def _as_utc(moment: datetime | None) -> datetime:
-    if moment is None:
-        return datetime.now(UTC)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+def as_of_time(cutoff_ms: int) -> datetime:
+    """The cutoff the features used, as the answer's `as_of` (UTC, to the millisecond)."""
+    return _EPOCH_UTC + timedelta(milliseconds=cutoff_ms)
 
 
 def rule_points(model: LoadedModel, features: LeadFeatures) -> Points:
@@ -105,7 +106,7 @@ def account_history(book: AccountBook | None) -> AccountHistoryOut | None:
     if book is None:
         return None
     return AccountHistoryOut(
-        source=book.source,
+        source="database" if "://" in book.source else "files",
         as_of=book.as_of,
         accounts=book.accounts,
         leads=book.leads,
@@ -115,7 +116,7 @@ def account_history(book: AccountBook | None) -> AccountHistoryOut | None:
 
 def score(model: LoadedModel, request: ScoreRequest) -> ScoreOut:
     """Score one lead as of `request.as_of` (default now)."""
-    as_of = _as_utc(request.as_of)
+    as_of = datetime.now(UTC) if request.as_of is None else request.as_of
     # only what was posted: a field may come under its export name instead (serving.lead)
     profile = request.lead.model_dump(exclude_unset=True)
     events = [e.model_dump() for e in request.events]
@@ -154,7 +155,7 @@ def score(model: LoadedModel, request: ScoreRequest) -> ScoreOut:
         unknown_event_types=features.unknown_event_types,
         account=account_out(features, book),
         model=ModelRef(name=model.name, version=model.version),
-        as_of=as_of,
+        as_of=as_of_time(features.cutoff_ms),
         age_days=_age_days(features.values),
         note=coverage_note(_age_days(features.values), model.config),
     )
