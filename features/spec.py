@@ -10,12 +10,13 @@ meanings are built by the same walk over event types and windows as the feature 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from features.config import Config, CustomField
 from features.contract import EVENT_TYPES
 from features.engagement import trend_name
+from features.pipeline import AT_MQL, at_mql_names
 
 Family = Literal["fit", "engagement", "account", "custom"]
 Unit = Literal["category", "employees", "flag", "count", "days", "active_days", "trend", "number"]
@@ -93,6 +94,7 @@ class FeatureMeaning:
             shared by every feature that can say it ('no account known', 'no demo requests
             yet'), so that one answer says it once.
         absence_on_zero: a zero says `absence` too (an all-time count), not only a missing value.
+        at_mql: the count as it stood when the lead became an MQL, not at the scoring time.
     """
 
     name: str
@@ -106,6 +108,7 @@ class FeatureMeaning:
     absence_on_zero: bool = False
     phrases: tuple[tuple[str, str], ...] = ()
     every_word_capitalised: bool = False
+    at_mql: bool = False  # the count as it stood at the lead's mql_at (`features.at_mql`)
 
     def phrase(self, value: str) -> str | None:
         """The whole phrase a known value says ('seniority: C-level'), if it has one."""
@@ -273,12 +276,25 @@ def account_meanings(windows: Sequence[int]) -> list[FeatureMeaning]:
     return meanings
 
 
+def at_mql_meanings(
+    at_mql_names: Sequence[str], meanings: Mapping[str, FeatureMeaning]
+) -> list[FeatureMeaning]:
+    """The windowed counts again as they stood at the lead's mql_at: the same meaning, worded
+    'in the 30 days before becoming an MQL'."""
+    return [
+        replace(meanings[name.removesuffix(AT_MQL)], name=name, at_mql=True)
+        for name in at_mql_names
+    ]
+
+
 def feature_meanings(config: Config, flat: bool = False) -> dict[str, FeatureMeaning]:
     """Every feature this config builds, by name, in `features.pipeline.feature_spec` order."""
     meanings = fit_meanings(config.custom_fields)
     if not flat:
         windows = config.features.windows_days
         meanings += engagement_meanings(windows) + account_meanings(windows)
+        by_name = {meaning.name: meaning for meaning in meanings}
+        meanings += at_mql_meanings(at_mql_names(config), by_name)
     return {meaning.name: meaning for meaning in meanings}
 
 

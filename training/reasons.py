@@ -113,6 +113,8 @@ def ago(days: float) -> str:
 
 
 def _window(meaning: FeatureMeaning) -> str:
+    if meaning.at_mql and meaning.window_days is not None:
+        return f" in the {meaning.window_days} days before becoming an MQL"
     if meaning.window_days is not None:
         return f" in the last {meaning.window_days} days"
     return " so far" if meaning.family == "engagement" else ""
