@@ -414,9 +414,11 @@ def export_names(config: Config) -> dict[str, tuple[str, ...]]:
     the path reads, the config's custom fields included; an unmapped column has none."""
     columns = [*LEAD_COLUMNS, CONVERTED, *(cf.column.strip() for cf in config.custom_fields)]
     names: dict[str, tuple[str, ...]] = dict.fromkeys(columns, ())
-    for export, contract in config.mapping.leads.items():
-        for column in _targets(contract):
-            if column in names:
+    fed = [(export, _targets(contract)) for export, contract in config.mapping.leads.items()]
+    fed += list(config.mapping.leads_also.items())  # one export column feeding several
+    for export, contracts in fed:
+        for column in contracts:
+            if column in names and export.strip() not in names[column]:
                 names[column] = (*names[column], export.strip())
     return names
 
@@ -456,6 +458,8 @@ def _profile(profile: Mapping[str, Any], config: Config) -> tuple[dict[str, Any]
     the same; otherwise it is a problem naming both, since neither can be trusted over the other.
     """
     renames = {export.strip(): _targets(c) for export, c in config.mapping.leads.items()}
+    for export, also in config.mapping.leads_also.items():  # one column feeding several
+        renames[export.strip()] = (*renames.get(export.strip(), ()), *also)
     excluded = {e.strip() for e in config.exclude}
     fields: dict[str, Any] = {}
     posted_as: dict[str, str] = {}

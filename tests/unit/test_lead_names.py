@@ -112,6 +112,19 @@ def test_export_and_contract_names_give_the_batch_features(config: Config) -> No
     _same(expected, _api(mixed, config))
 
 
+def test_one_export_column_feeding_two_contract_columns_is_posted_once() -> None:
+    """`First Contact: [created_at, mql_at]` (mapping.leads_also): the posted export name
+    fills both, as the reader fills both from the one column."""
+    config = build_config(
+        {"mapping": {"leads": {"Lead ID": "lead_id", "First Contact": ["created_at", "mql_at"]}}}
+    )
+    assert export_names(config)["mql_at"] == ("First Contact",)
+    row = {"Lead ID": "X1", "First Contact": "2025-03-01T08:00:00Z", "country": "Germany"}
+    expected = _batch(row, config)
+    assert expected["days_since_mql"] == expected["days_since_created"] > 0
+    _same(expected, _api(row, config))
+
+
 @pytest.mark.parametrize("absent", [(), CUSTOM, CUSTOM[:3], CUSTOM[3:]])
 def test_missing_custom_fields_are_unknown_as_a_missing_cell_is(
     config: Config, absent: tuple[str, ...]
