@@ -414,7 +414,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             title=app.title,
             version=app.version,
             summary=app.summary,
+            description=app.description,
             routes=app.routes,
+            tags=app.openapi_tags,  # the docs' groups (serving.docs_assets.tag_routes)
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for kind in (ScoreRequest, BatchRequest):

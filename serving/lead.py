@@ -815,13 +815,11 @@ def lead_features(
         for c in required
         if c not in fields
     ]
-    if twice or absent:
-        raise LeadError([*twice, *absent])
-
-    problems: list[Problem] = []
+    # every problem at once: a missing field does not hide a bad as_of or event
+    problems: list[Problem] = [*twice, *absent]
     cleaner = _cleaner(mapping)
-    lead_id = cleaner.text(fields["lead_id"], "lead_id")
-    if lead_id is None:
+    lead_id = cleaner.text(fields.get("lead_id"), "lead_id")
+    if lead_id is None and "lead_id" in fields:
         shown = (f"lead: {_shown(fields['lead_id'])}",)
         problems.append(Problem("lead", "lead_id", "have no lead_id", 1, shown))
     account_id = cleaner.text(fields.get("account_id"), "account_id")

@@ -161,8 +161,17 @@ def schema(serve_config: Config, store: ModelStore) -> schemathesis.schemas.Base
     # shed requests, which this test is not about (tests/api/test_process_limits.py is)
     values = serve_config.model_dump(by_alias=True)
     values["serve"]["limits"] = {"max_queue_seconds": 3600}
-    app = create_app(build_config(values), store)
+    # with keys set, so that the declared X-API-Key scheme is probed too (schemathesis'
+    # ignored_auth: a missing or wrong key must be refused); cases carry the admin key
+    os.environ["LEADSCORE_ADMIN_KEYS"] = ADMIN_KEY
+    try:
+        app = create_app(build_config(values), store)
+    finally:
+        os.environ.pop("LEADSCORE_ADMIN_KEYS", None)
     return schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
+
+
+ADMIN_KEY = "schemathesis-admin-key"
 
 
 #: Generated cases per operation, schema-valid; half as many schema-breaking ones.
@@ -213,7 +222,7 @@ def test_no_input_gets_a_5xx(schema: schemathesis.schemas.BaseSchema) -> None:
             )
             @given(case=operation.as_strategy(generation_mode=mode))
             def run(case: schemathesis.Case) -> None:
-                response = case.call_and_validate(checks=checks)
+                response = case.call_and_validate(checks=checks, headers={"X-API-Key": ADMIN_KEY})
                 statuses.append(response.status_code)
                 positive = case.meta is not None and case.meta.generation.mode.is_positive
                 if positive and case.method == "POST" and case.path.startswith("/v1/score"):
