@@ -60,7 +60,14 @@ def test_leak_refused_then_acknowledged_then_label_definition_gate(
     assert "depends on it" in refused.output and "acknowledge_leaks" in refused.output
     assert _aliases(tmp_path) == {}
 
-    acknowledged = _env(tmp_path, LEADSCORE__TRAINING__ACKNOWLEDGE_LEAKS="[meeting_held]")
+    # rows at mql_at only: the planted column records the outcome of the MQL-time label; with
+    # rows at sampled ages too (the default) this 8k-lead model misses the gate's calibration
+    # bound (ECE 0.056), which is the gate working, not what this test is about
+    acknowledged = _env(
+        tmp_path,
+        LEADSCORE__TRAINING__ACKNOWLEDGE_LEAKS="[meeting_held]",
+        LEADSCORE__SNAPSHOT_POLICY__SAMPLED_AGES="0",
+    )
     first = runner.invoke(app, train, env=acknowledged)
     assert first.exit_code == 0, first.output
     assert "acknowledged in the config" in first.output
