@@ -34,7 +34,7 @@ import pandas as pd
 
 from features.contract import EVENT_TYPES, ContractError
 from features.engagement import DAY_MS, NAT_MS
-from features.pipeline import _ms, _row_leads
+from features.pipeline import row_leads, utc_ms
 from features.snapshot import EventLog, Snapshot
 
 _TYPE_INDEX = {name: i for i, name in enumerate(EVENT_TYPES)}
@@ -230,8 +230,8 @@ def decayed_counts(
     names = [decayed_name(t) for t in half_life_days]
     if snapshot.flat:
         return pd.DataFrame(np.nan, index=rows.index, columns=names, dtype=np.float64)
-    row_lead = _row_leads(snapshot, rows)
-    cutoff_ms = _ms(rows["cutoff"])
+    row_lead = row_leads(snapshot, rows)
+    cutoff_ms = utc_ms(rows["cutoff"])
     if (cutoff_ms == NAT_MS).any():
         raise ContractError(
             "rows: column 'cutoff': every row of a timestamped snapshot needs a cutoff"

@@ -73,7 +73,7 @@ def at_mql_names(config: Config) -> list[str]:
     return [f"{n}{AT_MQL}" for n in base if n.endswith(suffixes) and not n.startswith("trend")]
 
 
-def _ms(values: pd.Series) -> np.ndarray:
+def utc_ms(values: pd.Series) -> np.ndarray:
     """UTC timestamps as int64 milliseconds, NaT as NAT_MS."""
     as_ms = values.dt.tz_convert("UTC").dt.as_unit("ms") if len(values) else values
     return np.asarray(as_ms.array.asi8 if len(values) else np.empty(0), dtype=np.int64)
@@ -100,7 +100,7 @@ def account_chunks(account: np.ndarray, chunk_leads: int) -> list[tuple[int, int
     return bounds
 
 
-def _row_leads(snapshot: Snapshot, rows: pd.DataFrame) -> np.ndarray:
+def row_leads(snapshot: Snapshot, rows: pd.DataFrame) -> np.ndarray:
     index = pd.Index(snapshot.leads["lead_id"].to_numpy())
     position = index.get_indexer(rows["lead_id"].to_numpy())
     unknown = position < 0
@@ -121,12 +121,12 @@ def build_features(
     Returns a frame aligned with `rows` (same index), columns in `feature_spec` order.
     """
     spec = feature_spec(config, snapshot.flat)
-    row_lead = _row_leads(snapshot, rows)
+    row_lead = row_leads(snapshot, rows)
     fit = lead_fit(snapshot.leads, snapshot.custom_fields).iloc[row_lead].reset_index(drop=True)
     if snapshot.flat:
         fit.index = rows.index
         return fit[list(spec.names)]
-    cutoff_ms = _ms(rows["cutoff"])
+    cutoff_ms = utc_ms(rows["cutoff"])
     if (cutoff_ms == NAT_MS).any():
         raise ContractError(
             "rows: column 'cutoff': every row of a timestamped snapshot needs a cutoff"
@@ -135,7 +135,7 @@ def build_features(
     columns = _kernel_columns(snapshot, row_lead, cutoff_ms, config, progress)
     frozen = at_mql_names(config)
     if frozen:
-        mql = _ms(snapshot.leads["mql_at"])[row_lead]
+        mql = utc_ms(snapshot.leads["mql_at"])[row_lead]
         known = (mql != NAT_MS) & (mql <= cutoff_ms)
         at_mql = _kernel_columns(snapshot, row_lead, np.where(known, mql, cutoff_ms), config)
         for name in frozen:
@@ -156,7 +156,7 @@ def _kernel_columns(
     """Engagement and account features of rows (lead position, cutoff), in row order."""
     leads = snapshot.leads
     account, _ = pd.factorize(leads["account_id"], use_na_sentinel=True)
-    created, mql, sql = (_ms(leads[c]) for c in ("created_at", "mql_at", "sql_at"))
+    created, mql, sql = (utc_ms(leads[c]) for c in ("created_at", "mql_at", "sql_at"))
     order = np.argsort(row_lead, kind="stable")
     sorted_lead = row_lead[order]
     windows = config.features.windows_days

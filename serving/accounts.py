@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from features.config import Config, ServeConfig, SourceConfig
-from features.pipeline import _ms
+from features.pipeline import utc_ms
 from features.snapshot import Snapshot, read_snapshot, shown_url
 from serving.lead import AccountContext
 
@@ -124,9 +124,9 @@ def build_book(snapshot: Snapshot, source: str) -> AccountBook:
         as_of=None if as_of is None else pd.Timestamp(as_of).to_pydatetime().astimezone(UTC),
         spans=spans,
         lead_ids=subset["lead_id"].to_numpy(dtype=object),
-        created_ms=_ms(subset["created_at"]),
-        mql_ms=_ms(subset["mql_at"]),
-        sql_ms=_ms(subset["sql_at"]),
+        created_ms=utc_ms(subset["created_at"]),
+        mql_ms=utc_ms(subset["mql_at"]),
+        sql_ms=utc_ms(subset["sql_at"]),
         event_start=event_start,
         event_ms=np.ascontiguousarray(event_ms, dtype=np.int64),
     )

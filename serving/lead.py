@@ -59,7 +59,7 @@ from features.contract import (
 from features.decay import decay_rate, decayed_name, decayed_sums
 from features.engagement import NAT_MS, ChunkLeads, chunk_features
 from features.fit import CATEGORICAL, REGION_OF
-from features.pipeline import AT_MQL, _ms, at_mql_names, feature_spec
+from features.pipeline import AT_MQL, at_mql_names, feature_spec, utc_ms
 from features.snapshot import Problem, Snapshot, plausible_range
 from features.titles import parse_title
 from training.scorer import ModelSpec
@@ -348,7 +348,7 @@ def account_context(
     if lead_id is not None:
         others = others & (leads["lead_id"] != lead_id).to_numpy(dtype=bool)
     positions = np.flatnonzero(others)
-    times = {c: _ms(leads[c].iloc[positions]) for c in ("created_at", "mql_at", "sql_at")}
+    times = {c: utc_ms(leads[c].iloc[positions]) for c in ("created_at", "mql_at", "sql_at")}
     at_ms = np.empty(0, dtype=np.int64)
     if positions.shape[0]:
         # leads are ordered by account: the account's events are one slice of the log

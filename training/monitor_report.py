@@ -40,7 +40,7 @@ from training.monitor import (
     psi_floor,
     publish_journal_path,
 )
-from training.report import SCORER_STYLE, _save, render_html, tier_plot
+from training.report import SCORER_STYLE, render_html, save_figure, tier_plot
 from training.tiers import TIER_NAMES
 
 #: `leadscore monitor` exits with this status when drift passes a threshold.
@@ -685,7 +685,7 @@ def psi_plot(table: pd.DataFrame, threshold: float, path: Path, top: int = 25) -
     axes.set_title(f"Feature drift (top {len(shown)} by PSI)")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     axes.grid(alpha=0.3, axis="x")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def psi_over_time_plot(summary: pd.DataFrame, thresholds: MonitorConfig, path: Path) -> Path:
@@ -721,7 +721,7 @@ def psi_over_time_plot(summary: pd.DataFrame, thresholds: MonitorConfig, path: P
     axes.set_title("Drift per scoring run (dotted: alert thresholds)")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     axes.grid(alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _grouped_bars(
@@ -755,7 +755,7 @@ def _grouped_bars(
     axes.set_title(title)
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     axes.grid(alpha=0.3, axis="y")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def calibration_plot(calibration: pd.DataFrame, path: Path) -> Path:
@@ -809,7 +809,7 @@ def calibration_plot(calibration: pd.DataFrame, path: Path) -> Path:
     axes.set_title("Calibration over time")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     axes.grid(alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # --------------------------------------------------------------------------- writing

@@ -69,7 +69,7 @@ def _style(name: str, position: int) -> dict[str, Any]:
     return {"color": OTHER_COLORS[position % len(OTHER_COLORS)], "linestyle": "-"}
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: Path) -> Path:
     """Write the figure as PNG atomically and return its path."""
     target = Path(path)
     write_atomic(target, lambda temporary: figure.savefig(temporary, format="png", dpi=DPI))
@@ -143,7 +143,7 @@ def reliability_plot(
     bottom.set_xlabel("Predicted probability of SQL")
     bottom.set_ylabel("Leads")
     bottom.grid(alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def gains_lift_plot(y: npt.ArrayLike, scores: Mapping[str, npt.ArrayLike], path: Path) -> Path:
@@ -188,7 +188,7 @@ def gains_lift_plot(y: npt.ArrayLike, scores: Mapping[str, npt.ArrayLike], path:
     lift_axes.set_title(f"Lift (base rate {base_rate:.1%})")
     lift_axes.legend(loc="upper right")
     lift_axes.grid(alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _colour_values(features: pd.DataFrame) -> pd.DataFrame:
@@ -278,7 +278,7 @@ def shap_summary_plot(
         figure.axes[0].set_xlabel("SHAP value (contribution to log-odds of SQL)")
         figure.suptitle("What drives the model's score")
         figure.tight_layout()
-        return _save(figure, path)
+        return save_figure(figure, path)
     finally:
         for number in set(plt.get_fignums()) - before:
             plt.close(number)
@@ -338,7 +338,7 @@ def points_vs_probability_plot(
         if handle is not None:
             handle.set_alpha(1.0)
     axes.grid(alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _threshold_lines(axes: Axes, thresholds: Mapping[str, float]) -> None:
@@ -423,7 +423,7 @@ def tier_plot(
     axes.set_title(title)
     axes.legend(loc="upper right")
     axes.grid(alpha=0.3, axis="y")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # --------------------------------------------------------------------------- JSON and HTML
@@ -678,7 +678,7 @@ def waterfall_plot(explanation: Any, path: Path, title: str = "", max_display: i
             figure.suptitle(title, fontsize=11)
         figure.set_size_inches(10, 0.45 * min(max_display, len(explanation.values)) + 2)
         figure.tight_layout()
-        return _save(figure, path)
+        return save_figure(figure, path)
     finally:
         for number in set(plt.get_fignums()) - before:
             plt.close(number)
@@ -727,7 +727,7 @@ def category_effect_plot(
         "Contribution to the score (log-odds); right of 0 raises the chance"
     )
     figure.suptitle("What each category does to the score (leads per category in brackets)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # --------------------------------------------------------------------------- the page

@@ -41,7 +41,7 @@ from features.config import ConfigError, custom_feature_name, describe_error
 from features.contract import EVENT_TYPES
 from features.decay import decayed_counts, decayed_name
 from features.fit import REGION_OF, lead_fit
-from features.pipeline import _row_leads
+from features.pipeline import row_leads
 from features.snapshot import Snapshot
 from features.titles import FUNCTIONS, SENIORITIES
 
@@ -301,7 +301,7 @@ def rule_inputs(snapshot: Snapshot, rows: pd.DataFrame, rules: Rules) -> pd.Data
     `features.fit.lead_fit` computes them) and each scored event type's decayed count, with its
     own half-life. A flat snapshot has no events: its decayed counts are NaN (no points).
     """
-    row_lead = _row_leads(snapshot, rows)
+    row_lead = row_leads(snapshot, rows)
     declared = {field.column: field for field in snapshot.custom_fields}
     unknown = [column for column in rules.fit.custom if column not in declared]
     if unknown:
