@@ -12,7 +12,8 @@ import importlib.util
 import os
 import shutil
 import socket
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,27 @@ def random_crm(
         }
     )
     return leads, events
+
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema in the real PostgreSQL, dropped afterwards (the test is marked
+    `postgres` by `pytest_collection_modifyitems`)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(POSTGRES_URL)
+    schema = f"leadscore_test_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    yield schema
+    with engine.begin() as conn:
+        # a failed read may still hold a connection (its traceback keeps it): never hang here
+        conn.execute(sa.text("SET LOCAL lock_timeout = '20s'"))
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
 
 
 @pytest.fixture

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from features.config import build_config
 from features.snapshot import Snapshot, read_snapshot
 from serving.model_store import LoadedModel, load_model
 from tests.fixtures import trained_registry
 
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 #: An as-of time inside the synthetic data, where several hundred MQLs are open.
 AS_OF = pd.Timestamp("2026-04-15T12:00:00Z")
 LEADSCORE = str(Path(sys.executable).with_name("leadscore"))
@@ -50,19 +46,3 @@ def cli_env(registry: dict[str, str]) -> dict[str, str]:
         "LEADSCORE__MLFLOW__ARTIFACT_LOCATION": registry["LEADSCORE__MLFLOW__ARTIFACT_LOCATION"],
         "LEADSCORE__SERVE__MODEL_URI": "models:/leadscore/1",
     }
-
-
-@pytest.fixture
-def postgres_schema() -> Iterator[str]:
-    """A fresh schema in the real PostgreSQL, dropped afterwards."""
-    engine = sa.create_engine(POSTGRES_URL)
-    schema = f"leadscore_batch_{uuid.uuid4().hex[:8]}"
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as error:  # pragma: no cover - the server is on this machine
-        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {error}")
-    yield schema
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from serving.cli import app as cli
-from tests.batch.conftest import AS_OF, LEADSCORE, POSTGRES_URL
+from tests.batch.conftest import AS_OF, LEADSCORE
+from tests.conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.integration
 LATER = (AS_OF + pd.Timedelta(days=10)).isoformat()

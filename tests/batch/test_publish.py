@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 
 from serving.batch_io import settle_interrupted
 from serving.cli import app as cli
-from tests.batch.conftest import AS_OF, POSTGRES_URL
+from tests.batch.conftest import AS_OF
+from tests.conftest import POSTGRES_URL
 from training.monitor import MonitorError, monitor_path, publish_journal_path
 from training.monitor_report import read_run
 

@@ -19,11 +19,11 @@ from features.contract import ContractError
 from features.synthetic import generate, write_snapshot
 from serving.cli import app
 from serving.model_store import load_model
+from tests.conftest import POSTGRES_URL
 from training import retrain as loop
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BIN = Path(sys.executable).parent
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 runner = CliRunner()
 
 

@@ -5,8 +5,6 @@ joined by key, custom fields, ';'-delimited Latin-1 CSVs and one bad row, throug
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -20,11 +18,11 @@ from features.contract import ContractError
 from features.snapshot import read_snapshot
 from features.synthetic import generate, write_snapshot
 from serving.cli import app
+from tests.conftest import POSTGRES_URL
 from tests.own_export import write_export
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture(scope="module")
@@ -100,23 +98,6 @@ def test_mlflow_gets_the_counts_and_the_inferred_types(export: Path, tmp_path: P
     assert run.data.metrics["read_events_of_quarantined_leads"] > 0
     logged = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/config.json")
     assert [f["type"] for f in logged["custom_fields"]] == ["numeric", "boolean", "categorical"]
-
-
-@pytest.fixture
-def postgres_schema() -> Iterator[str]:
-    engine = sa.create_engine(POSTGRES_URL)
-    schema = f"leadscore_joins_{uuid.uuid4().hex[:8]}"
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as error:  # pragma: no cover - the server is on this machine
-        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {error}")
-    yield schema
-    with engine.begin() as conn:
-        # a failed read may still hold a connection (its traceback keeps it): never hang here
-        conn.execute(sa.text("SET LOCAL lock_timeout = '20s'"))
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
 
 
 def _sql_config(schema: str, joins: list[dict[str, object]]) -> dict[str, object]:

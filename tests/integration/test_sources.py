@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -14,9 +12,8 @@ from features.config import build_config
 from features.contract import ContractError
 from features.pipeline import build_training_set
 from features.snapshot import read_snapshot, snapshot_from_frames
-from tests.conftest import random_crm
+from tests.conftest import POSTGRES_URL, random_crm
 
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 AS_OF = "2026-01-01T00:00:00Z"
 
 
@@ -69,23 +66,6 @@ def test_sqlite(
     events.to_sql("events", engine, index=False)
     engine.dispose()
     pd.testing.assert_frame_equal(_training_set({"url": url}), expected)
-
-
-@pytest.fixture
-def postgres_schema() -> Iterator[str]:
-    engine = sa.create_engine(POSTGRES_URL)
-    schema = f"leadscore_test_{uuid.uuid4().hex[:8]}"
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except (
-        sa.exc.OperationalError
-    ) as error:  # pragma: no cover - the server is part of this machine
-        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {error}")
-    yield schema
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
 
 
 @pytest.mark.postgres
