@@ -498,7 +498,8 @@ def train(
         raise typer.Exit(code=retrain_loop.EXIT_BUSY) from None
     if verdict.problem is not None:
         console.print(
-            f"[yellow]gate:[/] {verdict.problem}; promote by hand if it should serve",
+            f"[yellow]gate:[/] {verdict.problem}; promote by hand (`leadscore promote VERSION`) "
+            "if it should serve",
             markup=True,
             highlight=False,
         )

@@ -522,8 +522,7 @@ def challenge(
             problem = (
                 f"the label definition differs from the champion's (version {champion_now}): "
                 + "; ".join(differences)
-                + ". The two are not comparable, so nothing was promoted; `leadscore promote "
-                "VERSION` moves the alias if this model should serve"
+                + ". The two are not comparable, so nothing was promoted"
             )
             decision = GateDecision(False, [problem], dict(result.metrics["test"]["model"]))
             return Challenge(decision, champion_now, problem, False)

@@ -151,7 +151,8 @@ def _serve(
     entries: dict[str, list[str]] = {}
     outputs["train"] = _run(["train", "-c", "config.yaml", "-r", "report"], folder)
     entries["train"] = sorted(p.name for p in folder.iterdir())
-    model = ["--model-uri", "models:/leadscore/1"]  # whatever the gate decided
+    name = config.get("mlflow", {}).get("model_name", "leadscore")
+    model = ["--model-uri", f"models:/{name}/1"]  # whatever the gate decided
     out = ["--out", "scores/run.parquet"]
     predict = ["predict", "-c", "config.yaml", "--as-of", as_of, *out, *model]
     outputs["predict"] = _run(predict, folder)
@@ -181,7 +182,7 @@ def _x_education(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, None]:
     shutil.copy(source.path / "Leads.csv", folder / "export" / "Leads.csv")
     config = yaml.safe_load(X_EDUCATION.read_text(encoding="utf-8"))
     config["source"]["path"] = "export"
-    config["mlflow"] = _mlflow(folder)
+    config["mlflow"] = {**config.get("mlflow", {}), **_mlflow(folder)}  # its own model name
     config["training"] = {"num_boost_round": 300}
     export = pd.read_csv(folder / "export" / "Leads.csv", dtype=str, keep_default_na=False)
     return config, export, None
