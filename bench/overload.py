@@ -73,6 +73,10 @@ class Pool:
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.slots = asyncio.Semaphore(size)
         self.opened = 0
+        # where each timed-out request was when its time ran out: waiting for a free
+        # connection of the pool, opening a new one, or waiting for the server's answer
+        self.timed_out: dict[str, int] = {}
+        self.stage: dict[int, str] = {}
 
     async def _connection(
         self, fresh: bool = False
@@ -80,12 +84,15 @@ class Pool:
         if self.idle and not fresh:
             return self.idle.pop()
         self.opened += 1
+        self.stage[id(asyncio.current_task())] = "connecting"
         return await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 24)
 
     async def request(self, raw: bytes, timeout: float) -> int | None:
         """The status of one request: None when no answer came within `timeout`, -1 when
         the connection failed. A kept-alive connection the server has closed meanwhile is
         retried once on a new one, as HTTP clients do."""
+        key = id(asyncio.current_task())
+        self.stage[key] = "pool slot"
         try:
             async with asyncio.timeout(timeout), self.slots:
                 reused = bool(self.idle)
@@ -94,13 +101,18 @@ class Pool:
                     status = await self._exchange(raw, fresh=True)
                 return status
         except TimeoutError:
+            stage = self.stage.get(key, "pool slot")
+            self.timed_out[stage] = self.timed_out.get(stage, 0) + 1
             return None
+        finally:
+            self.stage.pop(key, None)
 
     async def _exchange(self, raw: bytes, fresh: bool = False) -> int | None:
         conn = None
         try:
             conn = await self._connection(fresh)
             reader, writer = conn
+            self.stage[id(asyncio.current_task())] = "answer"
             writer.write(raw)
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
@@ -173,6 +185,18 @@ async def open_loop(
     return out
 
 
+async def loop_lag(stop: asyncio.Event, every: float = 0.01) -> list[float]:
+    """How late the client's own event loop wakes from a `every`-second sleep: a client
+    that is itself starved of CPU times out requests the server answered in time."""
+    loop = asyncio.get_running_loop()
+    lags = []
+    while not stop.is_set():
+        due = loop.time() + every
+        await asyncio.sleep(every)
+        lags.append(max(loop.time() - due, 0.0))
+    return lags
+
+
 async def probe(port: int, path: str, stop: asyncio.Event, every: float = 0.05) -> list[float]:
     """Latencies of GET `path` every `every` seconds (10 s timeout) until `stop`."""
     pool = Pool(port)
@@ -202,6 +226,15 @@ def summarise(results: list[tuple[float, int | None, float]], within: float) -> 
         "latency_all_ms": _ms(answered),
         "latency_200_ms": _ms(ok),
     }
+
+
+def _by_second(results: list[tuple[float, int | None, float]]) -> dict[int, int]:
+    """Timed-out requests per second of the phase, by due time: clustered or spread."""
+    seconds: dict[int, int] = {}
+    for due, status, _ in results:
+        if status is None:
+            seconds[int(due)] = seconds.get(int(due), 0) + 1
+    return seconds
 
 
 def recovery_seconds(
@@ -292,11 +325,19 @@ async def run_phases(
 
     stop = asyncio.Event()
     prober = asyncio.create_task(probe(port, "/healthz", stop))
+    lagger = asyncio.create_task(loop_lag(stop))
     before = meter()
+    opened = pool.opened
     burst = await open_loop(pool, raw, args.burst_rate, args.burst_seconds, 1.0)
+    timed_out = dict(pool.timed_out)
+    opened_in_burst = pool.opened - opened
     recovery = await open_loop(pool, raw, args.base_rate, 5, 5)
     stop.set()
     out["burst"] = summarise(burst, 1.0)
+    out["burst"]["timeouts_by_stage"] = timed_out
+    out["burst"]["connections_opened"] = opened_in_burst
+    out["burst"]["timeouts_by_second"] = _by_second(burst)
+    out["burst"]["client_loop_lag_ms"] = _ms(await lagger)
     out["burst"]["healthz_ms"] = _ms(await prober)
     out["burst"]["cpu"] = {k: v - before.get(k, 0.0) for k, v in meter().items()}
     out["recovery"] = summarise(recovery, 1.0)
