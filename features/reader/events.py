@@ -76,7 +76,9 @@ def _time_problems(
     return problems
 
 
-def _unknown_types(names: pd.Series, per_name: np.ndarray, type_codes: np.ndarray) -> dict:
+def _unknown_types(
+    names: pd.Series, per_name: np.ndarray, type_codes: np.ndarray
+) -> dict[str, int]:
     """Events per type name read as `other` (a name 'other' itself is no surprise)."""
     counts = np.bincount(type_codes + 1, minlength=len(names) + 1)
     return {

@@ -74,7 +74,9 @@ def check_lead_columns(
     )
 
 
-def lead_ids(frame: pd.DataFrame, mapping: MappingConfig, table: str) -> tuple[Columns, list]:
+def lead_ids(
+    frame: pd.DataFrame, mapping: MappingConfig, table: str
+) -> tuple[Columns, list[Problem]]:
     """`lead_id` (present and unique) and `account_id` (may be missing), as cleaned text."""
     problems = []
     ids = clean_text(frame["lead_id"], mapping, "lead_id")
