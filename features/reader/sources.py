@@ -8,6 +8,8 @@ pandas would read silently wrong are refused (`features.reader.checks`).
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,7 +33,7 @@ TABLE_EXTENSIONS = (".parquet", ".pq", ".csv", ".csv.gz", ".tsv")
 
 def find_table_file(folder: Path, name: str) -> Path:
     """The one file of the table `name` in `folder`: `name` itself when it has an extension,
-    else `name` with one of `TABLETABLE_EXTENSIONS`; refuses none, or several (CSV and Parquet)."""
+    else `name` with one of `TABLE_EXTENSIONS`; refuses none, or several (CSV and Parquet)."""
     direct = folder / name
     if direct.suffix and direct.is_file():
         return direct
@@ -55,9 +57,6 @@ def _text_encoding(source: SourceConfig) -> str:
 
 def _check_header(path: Path, sep: str, source: SourceConfig) -> None:
     """Refuse a header that names one column twice (pandas would rename the second `x.1`)."""
-    import csv
-    import gzip
-
     opener: Any = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding=_text_encoding(source), newline="") as handle:
@@ -71,6 +70,7 @@ def _check_header(path: Path, sep: str, source: SourceConfig) -> None:
 
 
 def _read_csv(path: Path, source: SourceConfig, chunksize: int | None = None) -> Any:
+    """A CSV file as text cells (nothing guessed: no NA values, no types), whole or in chunks."""
     source = with_dialect(source, resolve_dialect(path, source))
     sep = "\t" if path.suffix == ".tsv" else source.delimiter
     _check_header(path, sep, source)
@@ -109,6 +109,7 @@ def _csv_error(path: Path, sep: str, source: SourceConfig, error: Exception) -> 
 
 
 def _read_table_file(path: Path, source: SourceConfig) -> pd.DataFrame:
+    """A whole table file (Parquet, or CSV as text); unreadable files are named."""
     if path.suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
@@ -128,6 +129,7 @@ def _read_table_file(path: Path, source: SourceConfig) -> pd.DataFrame:
 
 
 def _csv_chunks(path: Path, source: SourceConfig) -> Iterator[pd.DataFrame]:
+    """A CSV events file in chunks of `EVENT_BATCH_ROWS` rows."""
     reader = _read_csv(path, source, chunksize=EVENT_BATCH_ROWS)
     try:
         yield from reader
@@ -141,6 +143,8 @@ def _csv_chunks(path: Path, source: SourceConfig) -> Iterator[pd.DataFrame]:
 
 
 def _parquet_chunks(path: Path, wanted: Sequence[str], workers: int = 1) -> Iterator[pd.DataFrame]:
+    """A Parquet events file's `wanted` columns in runs of row groups of at most
+    `EVENT_BATCH_ROWS` rows, decoded by `workers` side by side."""
     import pyarrow.parquet as pq
 
     try:
@@ -243,6 +247,7 @@ def shown_url(url: str) -> str:
 def _read_sql_tables(
     config: Config, notes: list[str] | None = None
 ) -> tuple[pd.DataFrame, Iterator[pd.DataFrame] | None, tuple[str, str]]:
+    """The leads (joins applied) and a stream of event chunks from SQL tables, as `read_tables`."""
     import sqlalchemy as sa
 
     source = config.source
