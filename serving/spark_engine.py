@@ -64,29 +64,29 @@ import pandas as pd
 
 from features.config import Config
 from features.contract import ContractError
-from features.rows import covered_weeks
-from features.snapshot import (
-    _EVENT_BATCH_ROWS,
+from features.reader import (
+    EVENT_BATCH_ROWS,
     Problem,
     ReadReport,
     Snapshot,
-    _declared_as_of,
-    _drop_excluded,
-    _event_source_columns,
-    _find_file,
-    _long_cells,
-    _rename,
     check_event_log,
     check_lead_timeline,
     clean_text,
+    drop_excluded,
     encode_events,
+    event_source_columns,
+    find_table_file,
+    long_cell_problems,
     prepare_leads,
     raise_problems,
     read_tables,
+    rename_to_contract,
+    snapshot_as_of,
     snapshot_from_frames,
     sort_events,
+    with_declared_as_of,
 )
-from features.snapshot import _as_of as snapshot_as_of
+from features.rows import covered_weeks
 from serving.batch import (
     COLUMNS,
     as_utc,
@@ -367,9 +367,9 @@ def encode_chunk(
     """One chunk of raw events (export names, rows `offset`... of the table) encoded by the
     reader's own checks and `encode_events`; events of unknown leads are dropped. Returns
     the events and the chunk's read report (see `merge_read_reports`)."""
-    raise_problems(_long_cells(raw, table, _event_source_columns(config), offset))
-    frame, _ = _drop_excluded(raw, config.exclude)
-    frame, problems = _rename(frame, config.mapping.events, table, "events")
+    raise_problems(long_cell_problems(raw, table, event_source_columns(config), offset))
+    frame, _ = drop_excluded(raw, config.exclude)
+    frame, problems = rename_to_contract(frame, config.mapping.events, table, "events")
     raise_problems(problems)
     part = encode_events(frame, leads.keys, config.mapping, table, offset)
     report = {"read": len(raw), "unknown_lead": part.unknown_lead, "types": part.unknown_types}
@@ -468,7 +468,7 @@ def score_bucket(
     config = _cached_config(job.read_config)
     leads = leads.loc[:, list(job.lead_columns)].reset_index(drop=True)
     # the reader's checks of a whole export, on this bucket's part of it
-    raise_problems(_long_cells(leads, job.names[0]))
+    raise_problems(long_cell_problems(leads, job.names[0]))
     snapshot = bucket_snapshot(leads, events, keys, config, job.names[0])
     check_lead_timeline(snapshot.leads, config, job.names[0])
     check_event_log(snapshot.events, snapshot.leads, snapshot.report, config, job.names)
@@ -558,11 +558,11 @@ def spark_tables(
         folder = source.path or Path("data/snapshot")
         if not folder.is_dir():
             raise ContractError(f"snapshot folder not found: {folder}")
-        leads_path = _find_file(folder, source.leads)
-        events_path = _find_file(folder, source.events)
+        leads_path = find_table_file(folder, source.leads)
+        events_path = find_table_file(folder, source.events)
         # declared joins are applied by the reader on the driver (below)
         if _is_parquet(leads_path) and _is_parquet(events_path) and not source.joins:
-            events = _parquet_source(events_path, _event_source_columns(config))
+            events = _parquet_source(events_path, event_source_columns(config))
             return _read_parquet(spark, leads_path), events, (str(leads_path), str(events_path))
     raw_leads, chunks, names = read_tables(config)
     assert chunks is not None
@@ -589,13 +589,13 @@ def _parquet_source(path: Path, wanted: Sequence[str]) -> EventSource:
 
 def row_group_chunks(path: Path, group: int, wanted: Sequence[str]) -> Iterator[pd.DataFrame]:
     """One row group of a Parquet events file, read as the reader reads the whole file
-    (`features.snapshot._parquet_chunks`: its columns, ids and types as dictionaries)."""
+    (`features.reader.sources`: its columns, ids and types as dictionaries)."""
     import pyarrow.parquet as pq
 
     names = pq.read_schema(path).names
     file = pq.ParquetFile(path, read_dictionary=[c for c in names if c in wanted])
     columns = [c for c in file.schema_arrow.names if c in wanted] or None
-    batches = file.iter_batches(batch_size=_EVENT_BATCH_ROWS, row_groups=[group], columns=columns)
+    batches = file.iter_batches(batch_size=EVENT_BATCH_ROWS, row_groups=[group], columns=columns)
     for batch in batches:
         yield batch.to_pandas()
 
@@ -722,7 +722,7 @@ def parquet_events(
     path, sizes = source.parquet, source.row_groups
     assert path is not None
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-    wanted = _event_source_columns(config)
+    wanted = event_source_columns(config)
 
     def encode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         leads: LeadMap = shared.value
@@ -955,7 +955,7 @@ def score_on_spark(
     two per core).
     """
     # read as the pandas engine reads: the model's mapping, the settings' source, its as-of
-    read_config = _declared_as_of(model.config.model_copy(update={"source": settings.source}))
+    read_config = with_declared_as_of(model.config.model_copy(update={"source": settings.source}))
     stamp = as_utc(scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC"), "scored_at")
     texts = model_texts(model)
     reference = getattr(model, "reference", None)

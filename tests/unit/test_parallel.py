@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from features import snapshot as snapshot_module
 from features.config import build_config
 from features.parallel import ordered_map, worker_count
-from features.snapshot import read_snapshot, row_group_runs
+from features.reader import read_snapshot, row_group_runs
+from features.reader import sources as reader_sources
 from features.synthetic import generate, write_snapshot
 from serving.cli import app as cli
 
@@ -111,7 +111,7 @@ def snapshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def small_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Events read in chunks of two or three row groups, so that the workers share them."""
-    monkeypatch.setattr(snapshot_module, "_EVENT_BATCH_ROWS", 20_000)
+    monkeypatch.setattr(reader_sources, "EVENT_BATCH_ROWS", 20_000)
 
 
 @pytest.fixture(scope="module")
