@@ -130,6 +130,31 @@ def _config(config: Path | None, snapshot: str | None) -> Config:
     return Config.model_validate(values)
 
 
+EngineOption = Annotated[
+    Literal["pandas", "spark"],
+    typer.Option(
+        "--engine",
+        help="pandas (in this process) or spark (the same functions per group of accounts; "
+        "needs the spark extra and Java 17+).",
+    ),
+]
+MasterOption = Annotated[
+    str | None,
+    typer.Option("--master", help="Spark master URL for --engine spark (default local[2])."),
+]
+
+
+def _spark_training_set(settings: Config, engine: str, master: str | None) -> Any:
+    """The training set built on Spark with --engine spark (None with the pandas engine)."""
+    if master is not None and engine != "spark":
+        raise ContractError("--engine is pandas or spark; --master goes with --engine spark")
+    if engine != "spark":
+        return None
+    from serving.spark_features import spark_training_set
+
+    return spark_training_set(settings, master)
+
+
 @app.command()
 def generate(
     out: Annotated[
@@ -246,6 +271,8 @@ def features(
         int | None,
         typer.Option(help="An SQL within this many days after the cutoff is a positive."),
     ] = None,
+    engine: EngineOption = "pandas",
+    master: MasterOption = None,
 ) -> None:
     """Build the training set: point-in-time features and labels of (lead, cutoff) rows.
 
@@ -269,12 +296,17 @@ def features(
             overrides["horizon_days"] = horizon_days
         if overrides:
             settings = Config.model_validate({**settings.model_dump(by_alias=True), **overrides})
-        snap = read_snapshot(settings)
+        on_spark = _spark_training_set(settings, engine, master)  # serving/spark_features.py
+        snap = read_snapshot(settings) if on_spark is None else on_spark.snapshot
         settings = with_custom_fields(settings, snap.custom_fields)  # inferred types
         for line in snap.report.lines():
             console.print(line, highlight=False)
         with _progress("building features") as update:
-            training_set, counts = build_training_set(snap, settings, update)
+            training_set, counts = (
+                build_training_set(snap, settings, update)
+                if on_spark is None
+                else (on_spark.training_set, on_spark.counts)
+            )
         spec = feature_spec(settings, snap.flat)
         write_parquet(training_set, out)
         quarantined = write_quarantine(
@@ -342,6 +374,8 @@ def train(
             "order); nothing is logged or registered.",
         ),
     ] = None,
+    engine: EngineOption = "pandas",
+    master: MasterOption = None,
 ) -> None:
     """Train the MQL-to-SQL model: LightGBM, calibrated, tiered, evaluated beside the rules.
 
@@ -389,7 +423,10 @@ def train(
             read_counts = snap.report.quarantine.counts()
             for line in snap.report.lines():
                 console.print(line, highlight=False)
-            if training_set_path is None:
+            on_spark = None if training_set_path else _spark_training_set(settings, engine, master)
+            if on_spark is not None:  # the training set built on Spark (serving/spark_features)
+                training_set, counts = on_spark.training_set, on_spark.counts
+            elif training_set_path is None:
                 with _progress("building features") as update:
                     training_set, counts = build_training_set(snap, settings, update)
                 console.print(
