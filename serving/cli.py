@@ -144,10 +144,16 @@ MasterOption = Annotated[
 ]
 
 
-def _spark_training_set(settings: Config, engine: str, master: str | None) -> Any:
-    """The training set built on Spark with --engine spark (None with the pandas engine)."""
+def _check_engine(engine: str, master: str | None, training_set: Path | None = None) -> None:
     if master is not None and engine != "spark":
         raise ContractError("--engine is pandas or spark; --master goes with --engine spark")
+    if training_set is not None and engine == "spark":
+        raise ContractError("--engine spark builds the training set: drop it or --training-set")
+
+
+def _spark_training_set(settings: Config, engine: str, master: str | None) -> Any:
+    """The training set built on Spark with --engine spark (None with the pandas engine)."""
+    _check_engine(engine, master)
     if engine != "spark":
         return None
     from serving.spark_features import spark_training_set
@@ -406,6 +412,7 @@ def train(
 
     started_at = datetime.now(UTC)  # the MLflow run spans the whole job
     with _clear_errors():
+        _check_engine(engine, master, training_set_path)
         settings = _config(config, snapshot)
         truth: np.ndarray | None = None
         snap = None
@@ -423,12 +430,14 @@ def train(
             read_counts = snap.report.quarantine.counts()
             for line in snap.report.lines():
                 console.print(line, highlight=False)
-            on_spark = None if training_set_path else _spark_training_set(settings, engine, master)
-            if on_spark is not None:  # the training set built on Spark (serving/spark_features)
-                training_set, counts = on_spark.training_set, on_spark.counts
-            elif training_set_path is None:
+            if training_set_path is None:
+                on_spark = _spark_training_set(settings, engine, master)  # --engine spark
                 with _progress("building features") as update:
-                    training_set, counts = build_training_set(snap, settings, update)
+                    training_set, counts = (
+                        build_training_set(snap, settings, update)
+                        if on_spark is None
+                        else (on_spark.training_set, on_spark.counts)
+                    )
                 console.print(
                     f"{counts.kept:,} rows, {counts.censored:,} censored (horizon still open)",
                     highlight=False,
