@@ -32,6 +32,9 @@ How the data reach the groups:
    whole accounts (`bucket_snapshot`: the reader's `prepare_leads` and `sort_events`) and
    scores its open MQLs. Buckets hold tens of thousands of leads: few Python calls.
 
+Steps 1 to 4 up to the per-bucket call are `snapshot_buckets`, which training sets on Spark
+(`serving.spark_features`) share: the same reading and shipping, another function per bucket.
+
 The model reaches the executors as plain text (booster, calibrator, spec, tiers, rules,
 config, reference), broadcast once and parsed once per Python worker: nothing is pickled.
 The driver collects the scores (Arrow), orders them as the pandas engine does (by account and
