@@ -142,3 +142,21 @@ def test_flat_exports_and_set_aside_rows_stay_with_the_pandas_engine(
         spark_features.build_on_spark(spark, settings(events=None))
     with pytest.raises(ContractError, match="on_bad_rows: drop"):
         spark_features.build_on_spark(spark, settings(on_bad_rows="drop"))
+
+
+def test_train_with_engine_spark_trains_on_the_same_training_set(
+    spark: Any, folder: Path, tmp_path: Path
+) -> None:
+    """`leadscore train --engine spark` builds its training set on Spark: the same rows, so
+    the same model, metrics and tiers as the pandas engine's run."""
+    config = _config_file(tmp_path / "config.yaml", weekly_weeks=0, sampled_ages=2)
+    said = {}
+    for engine in ("pandas", "spark"):
+        args = ["train", "-s", str(folder), "-c", str(config), "--no-register"]
+        args += ["-r", str(tmp_path / engine), "--engine", engine]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        said[engine] = [s for s in result.output.splitlines() if str(tmp_path) not in s]
+    assert any("rows," in s and "censored" in s for s in said["pandas"])
+    assert any("AUC" in s for s in said["pandas"])
+    assert said["spark"] == said["pandas"]
