@@ -64,11 +64,11 @@ def main() -> None:
     use_package()
     import numpy as np
     import pandas as pd
+    from features.reader import read_snapshot
 
     from features.config import build_config
     from features.pipeline import account_chunks, build_features
     from features.rows import training_rows
-    from features.snapshot import read_snapshot
 
     def config_with(workers: int) -> Any:
         return build_config(

@@ -19,8 +19,8 @@ from features.contract import ContractError
 from features.engagement import NAT_MS, ChunkLeads, account_names, chunk_features, engagement_names
 from features.fit import CATEGORICAL, fit_names, lead_fit
 from features.parallel import ordered_map, worker_count
+from features.reader import Snapshot
 from features.rows import RowCounts, training_rows
-from features.snapshot import Snapshot
 
 Progress = Callable[[int, int], None]
 FeatureKind = Literal["categorical", "numeric"]

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from features.reader import Snapshot, read_snapshot, shown_url
 
 from features.config import Config, ServeConfig, SourceConfig
 from features.pipeline import utc_ms
-from features.snapshot import Snapshot, read_snapshot, shown_url
 from serving.lead import AccountContext
 
 __all__ = [

@@ -29,6 +29,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from features.reader import shown_url
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -40,7 +41,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.config import Config, LimitsConfig
 from features.contract import ContractError
-from features.snapshot import shown_url
 from serving.docs_assets import API_KEY_HEADER, api_key_scheme, mount_docs, tag_routes
 from serving.guard import (
     ARRIVED,

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from features.reader import shown_url
 
 from features.config import Config, MlflowConfig
 from features.contract import ContractError
-from features.snapshot import shown_url
 from features.truth import truth_of_rows
 
 #: Exit statuses of `leadscore retrain`, for schedulers.
@@ -229,11 +229,12 @@ def retrain(
     Call it while holding `registry_lock`. Contract, config and training errors propagate as
     they are (bad input); any other failure becomes a `RetrainError` naming the step.
     """
+    from features.reader import read_snapshot
+
     import training.rules as rules_module
     from features.custom_types import with_custom_fields
     from features.pipeline import build_training_set
     from features.quarantine import write_quarantine
-    from features.snapshot import read_snapshot
     from training import tracking
     from training.baseline import rules_baseline
     from training.guards import window

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from features.reader import read_snapshot
 
 from features.config import build_config
 from features.contract import ContractError
 from features.pipeline import build_features
-from features.snapshot import read_snapshot
 from serving.lead import lead_features
 from serving.model_store import ModelStore
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from features.reader import Snapshot
 
-from features.snapshot import Snapshot
 from serving.batch_io import predict_job
 from serving.model_store import LoadedModel
 from tests.batch.conftest import AS_OF

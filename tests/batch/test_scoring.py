@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from features.reader import Snapshot, snapshot_from_frames
 
-from features.snapshot import Snapshot, snapshot_from_frames
 from serving.accounts import build_book
 from serving.batch import COLUMNS, open_mql_rows, score_rows
 from serving.model_store import LoadedModel

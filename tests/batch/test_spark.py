@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from features.reader import Snapshot
 from typer.testing import CliRunner
 
 from features.config import Config, build_config
 from features.contract import ContractError
-from features.snapshot import Snapshot
 from serving.batch import COLUMNS, open_mql_rows, score_rows
 from serving.cli import app as cli
 from serving.cli import read_snapshot_for

@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from features.reader import read_snapshot
 from typer.testing import CliRunner
 
 from features.config import Config, build_config
 from features.contract import ContractError
 from features.custom_types import with_custom_fields
 from features.pipeline import build_training_set
-from features.snapshot import read_snapshot
 from serving.cli import app as cli
 from tests.conftest import REQUIRE_ALL
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from features.reader import read_snapshot
 
 from features.config import build_config
 from features.contract import ContractError
 from features.dialect import detect_delimiter, detect_encoding, resolve_dialect
-from features.snapshot import read_snapshot
 
 LEADS = [
     ["lead_id", "created_at", "country", "Plan Tier"],

@@ -18,13 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-
-from features.config import Config, build_config
-from features.contract import EVENT_TYPES, ContractError
-from features.decay import decayed_counts, decayed_name
-from features.pipeline import build_features, feature_spec
-from features.rows import training_rows
-from features.snapshot import (
+from features.reader import (
     Snapshot,
     clean_category,
     clean_text,
@@ -34,6 +28,12 @@ from features.snapshot import (
     parse_timestamps,
     snapshot_from_frames,
 )
+
+from features.config import Config, build_config
+from features.contract import EVENT_TYPES, ContractError
+from features.decay import decayed_counts, decayed_name
+from features.pipeline import build_features, feature_spec
+from features.rows import training_rows
 from features.synthetic import generate_snapshot
 from serving.accounts import build_book
 from serving.lead import (
