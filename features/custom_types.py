@@ -44,7 +44,7 @@ def infer_value_type(values: pd.Series, mapping: MappingConfig, column: str) -> 
     return "categorical"
 
 
-def _export_column(raw: pd.DataFrame, field: CustomField, mapping: MappingConfig) -> str | None:
+def export_column(raw: pd.DataFrame, field: CustomField, mapping: MappingConfig) -> str | None:
     """The raw frame's column that becomes the custom field's column after mapping."""
     columns = {str(c).strip(): str(c) for c in raw.columns}
     wanted = field.column.strip()
@@ -66,7 +66,7 @@ def typed_custom_fields(
         if field.type is not None:
             fields.append(field)
             continue
-        column = _export_column(raw, field, config.mapping)
+        column = export_column(raw, field, config.mapping)
         inferred = (
             infer_value_type(raw[column], config.mapping, field.column.strip())
             if column is not None

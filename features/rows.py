@@ -91,6 +91,25 @@ def label_rows(
 
     Returns (lead_id, cutoff, label) and the counts of what was left out.
     """
+    keep, label, counts = row_outcomes(rows, leads, as_of, horizon_days)
+    out = pd.DataFrame(
+        {
+            "lead_id": rows["lead_id"].to_numpy()[keep],
+            "cutoff": rows["cutoff"].to_numpy()[keep],
+            "label": label[keep].astype(np.int8),
+        }
+    )
+    return out, counts
+
+
+def row_outcomes(
+    rows: pd.DataFrame, leads: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int
+) -> tuple[np.ndarray, np.ndarray, RowCounts]:
+    """`label_rows` as masks over `rows`: which are kept, each row's label, and the counts.
+
+    For rows whose features were built before the as-of time was known (a training set built
+    in parts, each of which sees only its own latest timestamp).
+    """
     facts = leads.set_index("lead_id")[["sql_at", "disqualified_at"]]
     joined = facts.reindex(rows["lead_id"].to_numpy())
     as_of_value = np.datetime64(as_of.tz_convert("UTC").tz_localize(None), "ms")
@@ -113,13 +132,6 @@ def label_rows(
     dropped_disq = ~dropped_after & ~converted_before & disqualified_before
     dropped_cens = ~(dropped_after | dropped_conv | dropped_disq) & censored
     keep = ~(dropped_after | dropped_conv | dropped_disq | dropped_cens)
-    out = pd.DataFrame(
-        {
-            "lead_id": rows["lead_id"].to_numpy()[keep],
-            "cutoff": rows["cutoff"].to_numpy()[keep],
-            "label": label[keep].astype(np.int8),
-        }
-    )
     counts = RowCounts(
         candidates=len(rows),
         converted_before_cutoff=int(dropped_conv.sum()),
@@ -129,7 +141,7 @@ def label_rows(
         kept=int(keep.sum()),
         positives=int(label[keep].sum()),
     )
-    return out, counts
+    return keep, label, counts
 
 
 def covered_weeks(policy: SnapshotPolicy, horizon_days: int) -> int:

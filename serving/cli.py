@@ -130,6 +130,37 @@ def _config(config: Path | None, snapshot: str | None) -> Config:
     return Config.model_validate(values)
 
 
+EngineOption = Annotated[
+    Literal["pandas", "spark"],
+    typer.Option(
+        "--engine",
+        help="pandas (in this process) or spark (the same functions per group of accounts; "
+        "needs the spark extra and Java 17+).",
+    ),
+]
+MasterOption = Annotated[
+    str | None,
+    typer.Option("--master", help="Spark master URL for --engine spark (default local[2])."),
+]
+
+
+def _check_engine(engine: str, master: str | None, training_set: Path | None = None) -> None:
+    if master is not None and engine != "spark":
+        raise ContractError("--engine is pandas or spark; --master goes with --engine spark")
+    if training_set is not None and engine == "spark":
+        raise ContractError("--engine spark builds the training set: drop it or --training-set")
+
+
+def _spark_training_set(settings: Config, engine: str, master: str | None) -> Any:
+    """The training set built on Spark with --engine spark (None with the pandas engine)."""
+    _check_engine(engine, master)
+    if engine != "spark":
+        return None
+    from serving.spark_features import spark_training_set
+
+    return spark_training_set(settings, master)
+
+
 @app.command()
 def generate(
     out: Annotated[
@@ -246,6 +277,8 @@ def features(
         int | None,
         typer.Option(help="An SQL within this many days after the cutoff is a positive."),
     ] = None,
+    engine: EngineOption = "pandas",
+    master: MasterOption = None,
 ) -> None:
     """Build the training set: point-in-time features and labels of (lead, cutoff) rows.
 
@@ -269,12 +302,17 @@ def features(
             overrides["horizon_days"] = horizon_days
         if overrides:
             settings = Config.model_validate({**settings.model_dump(by_alias=True), **overrides})
-        snap = read_snapshot(settings)
+        on_spark = _spark_training_set(settings, engine, master)  # serving/spark_features.py
+        snap = read_snapshot(settings) if on_spark is None else on_spark.snapshot
         settings = with_custom_fields(settings, snap.custom_fields)  # inferred types
         for line in snap.report.lines():
             console.print(line, highlight=False)
         with _progress("building features") as update:
-            training_set, counts = build_training_set(snap, settings, update)
+            training_set, counts = (
+                build_training_set(snap, settings, update)
+                if on_spark is None
+                else (on_spark.training_set, on_spark.counts)
+            )
         spec = feature_spec(settings, snap.flat)
         write_parquet(training_set, out)
         quarantined = write_quarantine(
@@ -342,6 +380,8 @@ def train(
             "order); nothing is logged or registered.",
         ),
     ] = None,
+    engine: EngineOption = "pandas",
+    master: MasterOption = None,
 ) -> None:
     """Train the MQL-to-SQL model: LightGBM, calibrated, tiered, evaluated beside the rules.
 
@@ -372,6 +412,7 @@ def train(
 
     started_at = datetime.now(UTC)  # the MLflow run spans the whole job
     with _clear_errors():
+        _check_engine(engine, master, training_set_path)
         settings = _config(config, snapshot)
         truth: np.ndarray | None = None
         snap = None
@@ -390,8 +431,13 @@ def train(
             for line in snap.report.lines():
                 console.print(line, highlight=False)
             if training_set_path is None:
+                on_spark = _spark_training_set(settings, engine, master)  # --engine spark
                 with _progress("building features") as update:
-                    training_set, counts = build_training_set(snap, settings, update)
+                    training_set, counts = (
+                        build_training_set(snap, settings, update)
+                        if on_spark is None
+                        else (on_spark.training_set, on_spark.counts)
+                    )
                 console.print(
                     f"{counts.kept:,} rows, {counts.censored:,} censored (horizon still open)",
                     highlight=False,

@@ -32,6 +32,9 @@ How the data reach the groups:
    whole accounts (`bucket_snapshot`: the reader's `prepare_leads` and `sort_events`) and
    scores its open MQLs. Buckets hold tens of thousands of leads: few Python calls.
 
+Steps 1 to 4 up to the per-bucket call are `snapshot_buckets`, which training sets on Spark
+(`serving.spark_features`) share: the same reading and shipping, another function per bucket.
+
 The model reaches the executors as plain text (booster, calibrator, spec, tiers, rules,
 config, reference), broadcast once and parsed once per Python worker: nothing is pickled.
 The driver collects the scores (Arrow), orders them as the pandas engine does (by account and
@@ -292,7 +295,8 @@ def cached_model(digest: str, texts: Mapping[str, str]) -> LoadedModel:
         return model
 
 
-def _cached_config(text: str) -> Config:
+def cached_config(text: str) -> Config:
+    """The settings of a bucket job, parsed once per worker process."""
     with _LOCK:
         config = _CONFIGS.get(text)
         if config is None:
@@ -444,6 +448,22 @@ def bucket_snapshot(
     return Snapshot(clean, log, as_of, config.source.flat, config.custom_fields, report)
 
 
+def checked_bucket_snapshot(
+    leads: pd.DataFrame,
+    events: EncodedEvents,
+    keys: pd.Index,
+    config: Config,
+    names: tuple[str, str],
+) -> Snapshot:
+    """`bucket_snapshot` after and before the reader's checks of a whole export, run on this
+    bucket's part of it (long cells, the leads' timeline, the event log)."""
+    raise_problems(long_cell_problems(leads, names[0]))
+    snapshot = bucket_snapshot(leads, events, keys, config, names[0])
+    check_lead_timeline(snapshot.leads, config, names[0])
+    check_event_log(snapshot.events, snapshot.leads, snapshot.report, config, names)
+    return snapshot
+
+
 def score_bucket(
     job: BucketJob,
     texts: Mapping[str, str],
@@ -465,13 +485,9 @@ def score_bucket(
         empty = {"events_kept": 0, "events_duplicate": 0, "monitor": None, "read": read}
         return arrow_safe(bucket_report(empty_scores(), empty))
     model = cached_model(job.model_digest, texts)
-    config = _cached_config(job.read_config)
+    config = cached_config(job.read_config)
     leads = leads.loc[:, list(job.lead_columns)].reset_index(drop=True)
-    # the reader's checks of a whole export, on this bucket's part of it
-    raise_problems(long_cell_problems(leads, job.names[0]))
-    snapshot = bucket_snapshot(leads, events, keys, config, job.names[0])
-    check_lead_timeline(snapshot.leads, config, job.names[0])
-    check_event_log(snapshot.events, snapshot.leads, snapshot.report, config, job.names)
+    snapshot = checked_bucket_snapshot(leads, events, keys, config, job.names)
     scores, counts, stale = _snapshot_scores(job, model, snapshot)
     found = snapshot.report
     report: dict[str, Any] = {
@@ -755,7 +771,7 @@ def driver_events(
     return spark.createDataFrame(pd.concat(parts, ignore_index=True), _event_schema())
 
 
-def _one_table(leads: DataFrame, events: DataFrame, job: BucketJob) -> DataFrame:
+def _one_table(leads: DataFrame, events: DataFrame, lead_columns: tuple[str, ...]) -> DataFrame:
     """Leads and packed events in one frame (`_KIND` 0, 1 and 2 for read reports; each
     table's columns null in the other's rows), with the shuffle key `_BUCKET`: one shuffle
     moves both, none sorts them."""
@@ -766,7 +782,7 @@ def _one_table(leads: DataFrame, events: DataFrame, job: BucketJob) -> DataFrame
         F.lit(_LEADS).cast("tinyint").alias(_KIND),
         *[F.lit(None).cast("binary").alias(f) for f in _EVENT_FIELDS],
         F.lit(None).cast("string").alias(_MAP_REPORT),
-        *[_column(c).alias(_lead_field(i)) for i, c in enumerate(job.lead_columns)],
+        *[_column(c).alias(_lead_field(i)) for i, c in enumerate(lead_columns)],
     )
     return left.unionByName(events, allowMissingColumns=True)
 
@@ -813,13 +829,15 @@ def _unpack(cells: pd.Series, dtype: np.dtype[Any]) -> np.ndarray:
 
 
 def split_partition(
-    batches: list[pd.DataFrame], job: BucketJob, exact: Mapping[str, str] | None = None
+    batches: list[pd.DataFrame],
+    lead_columns: tuple[str, ...],
+    exact: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, EncodedEvents, list[dict[str, Any]]]:
     """A partition's Arrow batches (see `_one_table`) as its raw leads, its encoded events and
     the read reports that reached it."""
     frame = pd.concat(batches, ignore_index=True) if len(batches) > 1 else batches[0]
     kind = frame[_KIND].to_numpy()
-    leads = _side(frame, kind == _LEADS, job.lead_columns, _lead_field, exact or {})
+    leads = _side(frame, kind == _LEADS, lead_columns, _lead_field, exact or {})
     rows = kind == _EVENTS
     lead, at_ms, code = (
         _unpack(frame.loc[rows, f], dtype)
@@ -853,7 +871,8 @@ def contract_errors_from_workers(error: Exception) -> Exception:
 
 
 @contextmanager
-def _worker_errors() -> Iterator[None]:
+def worker_errors() -> Iterator[None]:
+    """A worker's ContractError raised on the driver as the reader raises it."""
     try:
         yield
     except ContractError:
@@ -866,7 +885,7 @@ def _worker_errors() -> Iterator[None]:
 
 
 @contextmanager
-def _watch(spark: SparkSession, progress: Progress | None) -> Iterator[None]:
+def watch_tasks(spark: SparkSession, progress: Progress | None) -> Iterator[None]:
     """Report the running stage's finished tasks to `progress(done, total)` twice a second."""
     if progress is None:
         yield
@@ -955,43 +974,103 @@ def score_on_spark(
     two per core).
     """
     # read as the pandas engine reads: the model's mapping, the settings' source, its as-of
-    read_config = with_declared_as_of(model.config.model_copy(update={"source": settings.source}))
+    read_config = read_config_of(model.config.model_copy(update={"source": settings.source}))
     stamp = as_utc(scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC"), "scored_at")
     texts = model_texts(model)
     reference = getattr(model, "reference", None)
-    with _worker_errors():
-        leads, events, names = spark_tables(spark, read_config)
-        _check_columns(leads, events, read_config, names)
-        keyed = _keyed_leads(leads, read_config).persist()
-        try:
-            found = lead_keys(keyed)
-            n_leads = len(found)
-            if n_leads == 0:
-                raise ContractError(f"{names[0]}: the table has no rows")
-            check_duplicates(found[_KEY], names[0])
-            cores = spark.sparkContext.defaultParallelism
-            # a multiple of the cores, so that the last round of groups keeps every core busy
-            n_buckets = buckets or cores * max(2, math.ceil(n_leads / LEADS_PER_BUCKET / cores))
-            keys = shuffle_keys(spark, n_buckets)
-            bucketed = _bucketed(keyed, keys)
-            job = BucketJob(
-                read_config=read_config.model_dump_json(),
-                model_digest=texts_digest(texts),
-                as_of=as_utc(as_of).isoformat(),
-                horizon_days=model.config.horizon_days,
-                reasons=reasons,
-                chunk_leads=chunk_leads,
-                scored_at=stamp.isoformat(),
-                lead_columns=tuple(leads.columns),
-                names=names,
-                monitor=reference is not None,
-            )
-            collected = _score_buckets(
-                spark, bucketed, events, job, texts, lead_map(found, keys), read_config, progress
-            )
-        finally:
-            keyed.unpersist()
-    return _summarize(collected, n_leads, n_buckets, names, monitor=reference is not None)
+    with worker_errors(), snapshot_buckets(spark, read_config, buckets) as found:
+        job = BucketJob(
+            read_config=read_config.model_dump_json(),
+            model_digest=texts_digest(texts),
+            as_of=as_utc(as_of).isoformat(),
+            horizon_days=model.config.horizon_days,
+            reasons=reasons,
+            chunk_leads=chunk_leads,
+            scored_at=stamp.isoformat(),
+            lead_columns=found.lead_columns,
+            names=found.names,
+            monitor=reference is not None,
+        )
+        collected = _score_buckets(spark, found, job, texts, progress)
+    return _summarize(
+        collected, found.leads, found.buckets, found.names, monitor=reference is not None
+    )
+
+
+def read_config_of(config: Config) -> Config:
+    """The config with the as-of time its snapshot folder declares (`snapshot.json`), as the
+    reader reads it; the config's own `as_of` wins."""
+    return with_declared_as_of(config)
+
+
+@dataclass(frozen=True)
+class SnapshotBuckets:
+    """A snapshot on Spark in buckets of whole accounts, one bucket per partition of `frame`:
+    its raw leads and its encoded events (`split_partition` splits a partition's batches
+    back into them, and `bucket_snapshot` makes them a snapshot)."""
+
+    frame: DataFrame
+    raw_leads: DataFrame  # the leads as read (export names), for driver-side questions
+    lead_map: Any  # the broadcast `LeadMap`: `.value.keys` numbers the events' leads
+    lead_columns: tuple[str, ...]
+    exact: dict[str, str]  # see `exact_types`
+    names: tuple[str, str]
+    leads: int
+    buckets: int
+
+
+@contextmanager
+def snapshot_buckets(
+    spark: SparkSession, config: Config, buckets: int | None = None
+) -> Iterator[SnapshotBuckets]:
+    """The snapshot `config` names, read, checked and keyed as the batch job reads it, with its
+    events encoded where they are read, shuffled once into buckets of whole accounts.
+
+    `buckets` defaults to one per `LEADS_PER_BUCKET` leads (at least two per core). Shared by
+    batch scoring and training sets on Spark; the lead map and cached leads are released on
+    leaving.
+    """
+    from pyspark.sql import functions as F  # noqa: N812
+
+    leads, events, names = spark_tables(spark, config)
+    _check_columns(leads, events, config, names)
+    keyed = _keyed_leads(leads, config).persist()
+    shared = None
+    try:
+        found = lead_keys(keyed)
+        n_leads = len(found)
+        if n_leads == 0:
+            raise ContractError(f"{names[0]}: the table has no rows")
+        check_duplicates(found[_KEY], names[0])
+        cores = spark.sparkContext.defaultParallelism
+        # a multiple of the cores, so that the last round of groups keeps every core busy
+        n_buckets = buckets or cores * max(2, math.ceil(n_leads / LEADS_PER_BUCKET / cores))
+        keys = shuffle_keys(spark, n_buckets)
+        bucketed = _bucketed(keyed, keys)
+        leads_map = lead_map(found, keys)
+        shared = spark.sparkContext.broadcast(leads_map)
+        if events.parquet is not None:
+            encoded = parquet_events(spark, events, config, names[1], shared)
+        else:
+            encoded = driver_events(spark, events, config, names[1], leads_map)
+        lead_columns = tuple(leads.columns)
+        both = _one_table(bucketed, encoded, lead_columns)
+        # one shuffle, no sort: each partition is a bucket of whole accounts
+        partitioned = both.repartition(n_buckets, F.col(_BUCKET)).drop(_BUCKET)
+        yield SnapshotBuckets(
+            partitioned,
+            leads,
+            shared,
+            lead_columns,
+            exact_types(bucketed),
+            names,
+            n_leads,
+            n_buckets,
+        )
+    finally:
+        if shared is not None:
+            shared.unpersist()
+        keyed.unpersist()
 
 
 def shuffle_keys(spark: SparkSession, n_buckets: int) -> tuple[int, ...]:
@@ -1031,41 +1110,24 @@ def lead_map(found: pd.DataFrame, keys: tuple[int, ...]) -> LeadMap:
 
 def _score_buckets(
     spark: SparkSession,
-    bucketed: DataFrame,
-    events: EventSource,
+    buckets: SnapshotBuckets,
     job: BucketJob,
     texts: Mapping[str, str],
-    leads: LeadMap,
-    config: Config,
     progress: Progress | None,
 ) -> pd.DataFrame:
-    """The events encoded against the broadcast lead map, shuffled with the leads into
-    the lead map's buckets of whole accounts, each scored by `score_bucket`; collected."""
-    from pyspark.sql import functions as F  # noqa: N812
-
-    shared_leads = spark.sparkContext.broadcast(leads)
+    """Each bucket of whole accounts scored by `score_bucket`; collected."""
+    shared_leads, exact, lead_columns = buckets.lead_map, buckets.exact, buckets.lead_columns
     shared_texts = spark.sparkContext.broadcast(texts)
-    if events.parquet is not None:
-        encoded = parquet_events(spark, events, config, job.names[1], shared_leads)
-    else:
-        encoded = driver_events(spark, events, config, job.names[1], leads)
-    exact = exact_types(bucketed)
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         found = list(batches)
         if found:
-            left, right, reports = split_partition(found, job, exact)
+            left, right, reports = split_partition(found, lead_columns, exact)
             keys = shared_leads.value.keys
             yield score_bucket(job, shared_texts.value, keys, left, right, reports)
 
-    both = _one_table(bucketed, encoded, job)
-    # one shuffle, no sort: each partition is a bucket of whole accounts
-    partitioned = both.repartition(len(leads.shuffle_keys), F.col(_BUCKET)).drop(_BUCKET)
-    try:
-        with _watch(spark, progress):
-            return partitioned.mapInPandas(score, _output_schema()).toPandas()
-    finally:
-        shared_leads.unpersist()
+    with watch_tasks(spark, progress):
+        return buckets.frame.mapInPandas(score, _output_schema()).toPandas()
 
 
 def _summarize(

@@ -238,3 +238,31 @@ def test_a_worker_killed_mid_run_gives_the_same_file(
     said = " ".join(log.read_text().split())
     assert f"scored {len(expected):,} open MQLs" in said
     _assert_same(pd.read_parquet(out), expected)
+
+
+def test_a_standalone_cluster_builds_the_pandas_engines_training_set(
+    cluster: Cluster, registry: dict[str, str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`leadscore features --engine spark --master spark://…` on the two workers writes the
+    pandas engine's training set and summary, byte for byte (issue 17.3)."""
+    expected = tmp_path / "pandas" / "training_set.parquet"
+    result = CliRunner().invoke(
+        cli, ["features", "-s", registry["snapshot"], "-o", str(expected)], env=cli_env
+    )
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "cluster" / "training_set.parquet"
+    done = subprocess.run(
+        [
+            *(LEADSCORE, "features", "-s", registry["snapshot"], "-o", str(out)),
+            *("--engine", "spark", "--master", cluster.master),
+        ],
+        env=_cluster_env(cli_env),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert len(pd.read_parquet(out)) > 1_000
+    assert out.read_bytes() == expected.read_bytes()
+    summaries = [p.with_suffix(".json").read_text() for p in (expected, out)]
+    assert summaries[0] == summaries[1]

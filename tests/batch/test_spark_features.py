@@ -1,0 +1,162 @@
+"""Training sets on Spark equal the pandas engine's, to the byte.
+
+A real local Spark (local[2], the machine's Java, one session for the file) runs
+`leadscore features --engine spark` (`serving.spark_features`) on a small generated snapshot
+with custom fields whose types are inferred, weekly and sampled ages; the pandas engine
+(`leadscore features`, `features.pipeline.build_training_set`) is the reference.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from features.reader import read_snapshot
+from typer.testing import CliRunner
+
+from features.config import Config, build_config
+from features.contract import ContractError
+from features.custom_types import with_custom_fields
+from features.pipeline import build_training_set
+from serving.cli import app as cli
+from tests.conftest import REQUIRE_ALL
+
+pytestmark = [pytest.mark.spark, pytest.mark.integration]
+if importlib.util.find_spec("pyspark") is None and os.environ.get(REQUIRE_ALL) != "1":
+    pytest.skip("spark: pyspark is not installed: pip install '.[spark]'", allow_module_level=True)
+
+from serving import spark_engine, spark_features  # noqa: E402  (after the skip: pyspark)
+
+LEADS = 2_500
+#: Custom fields without a type: the reader infers numeric, boolean and categorical.
+CUSTOM = [
+    {"column": "employees_band", "kind": "fit"},
+    {"column": "has_partner", "kind": "fit"},
+    {"column": "crm_stage", "kind": "fit"},
+]
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    session = spark_engine.spark_session("local[2]")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated snapshot (declared as-of) whose leads carry three custom columns."""
+    out = tmp_path_factory.mktemp("spark-features") / "snapshot"
+    result = CliRunner().invoke(cli, ["generate", "-o", str(out), "-n", str(LEADS), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    leads = pd.read_parquet(out / "leads.parquet")
+    rng = np.random.default_rng(5)
+    size = leads["company_size"].astype("float64")
+    leads["employees_band"] = np.where(rng.random(len(leads)) < 0.1, np.nan, np.log1p(size))
+    leads["has_partner"] = pd.Series(rng.choice(["yes", "no", ""], len(leads)), dtype="str")
+    leads["crm_stage"] = pd.Series(rng.choice(["new", "working", "nurture"], len(leads)))
+    leads.to_parquet(out / "leads.parquet", index=False)
+    return out
+
+
+def _config_file(path: Path, **policy: int) -> Path:
+    values = {
+        "custom_fields": CUSTOM,
+        "snapshot_policy": policy,
+        "mapping": {"true_values": ["yes"], "false_values": ["no"]},
+    }
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path
+
+
+def _features(folder: Path, config: Path, out: Path, engine: str) -> str:
+    args = ["features", "-s", str(folder), "-c", str(config), "-o", str(out), "--engine", engine]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_features_on_spark_write_the_pandas_engines_bytes(
+    spark: Any, folder: Path, tmp_path: Path
+) -> None:
+    """The same Parquet file, byte for byte, and the same JSON summary (rows, counts, read
+    report, inferred custom types), with weekly and sampled ages, in several buckets."""
+    config = _config_file(tmp_path / "config.yaml", weekly_weeks=3, sampled_ages=2)
+    said = {}
+    for engine in ("pandas", "spark"):
+        said[engine] = _features(folder, config, tmp_path / engine / "ts.parquet", engine)
+    pandas_file, spark_file = tmp_path / "pandas" / "ts.parquet", tmp_path / "spark" / "ts.parquet"
+    frame = pd.read_parquet(pandas_file)
+    assert len(frame) > LEADS and frame["label"].sum() > 100  # weekly and sampled rows
+    assert {"custom_employees_band", "custom_has_partner", "custom_crm_stage"} <= set(frame)
+    assert pandas_file.read_bytes() == spark_file.read_bytes()
+    summary = json.loads(pandas_file.with_suffix(".json").read_text())
+    assert [f["type"] for f in summary["custom_fields"]] == ["numeric", "boolean", "categorical"]
+    summaries = [f.with_suffix(".json").read_text() for f in (pandas_file, spark_file)]
+    assert summaries[0] == summaries[1]
+    lines = [s.split(" in ")[0] for s in said["pandas"].splitlines() if "wrote" not in s]
+    assert [s.split(" in ")[0] for s in said["spark"].splitlines() if "wrote" not in s] == lines
+
+
+def test_an_undeclared_as_of_is_the_whole_snapshots_latest_time(
+    spark: Any, folder: Path, tmp_path: Path
+) -> None:
+    """Without snapshot.json the as-of time is the latest timestamp of the whole snapshot, which
+    no bucket sees alone: the driver labels and censors the buckets' rows at it, as the
+    pandas engine does (same rows, values, types, counts and as-of)."""
+    bare = tmp_path / "bare"
+    shutil.copytree(folder, bare)
+    (bare / "snapshot.json").unlink()
+    settings = build_config(
+        {"source": {"path": str(bare)}, "custom_fields": CUSTOM, "features": {"workers": 1}}
+        | {"mapping": {"true_values": ["yes"], "false_values": ["no"]}}
+    )
+    snapshot = read_snapshot(settings)
+    expected, counts = build_training_set(
+        snapshot, with_custom_fields(settings, snapshot.custom_fields)
+    )
+    got = spark_features.build_on_spark(spark, settings, buckets=5)
+    assert got.buckets == 5
+    assert got.snapshot.as_of == snapshot.as_of
+    assert got.counts == counts and counts.censored > 0
+    pd.testing.assert_frame_equal(got.training_set, expected, check_exact=True)
+    assert got.snapshot.report.lines() == snapshot.report.lines()
+
+
+def test_flat_exports_and_set_aside_rows_stay_with_the_pandas_engine(
+    spark: Any, folder: Path
+) -> None:
+    def settings(**source: Any) -> Config:
+        return build_config({"source": {"path": str(folder), **source}})
+
+    with pytest.raises(ContractError, match="flat export"):
+        spark_features.build_on_spark(spark, settings(events=None))
+    with pytest.raises(ContractError, match="on_bad_rows: drop"):
+        spark_features.build_on_spark(spark, settings(on_bad_rows="drop"))
+
+
+def test_train_with_engine_spark_trains_on_the_same_training_set(
+    spark: Any, folder: Path, tmp_path: Path
+) -> None:
+    """`leadscore train --engine spark` builds its training set on Spark: the same rows, so
+    the same model, metrics and tiers as the pandas engine's run."""
+    config = _config_file(tmp_path / "config.yaml", weekly_weeks=0, sampled_ages=2)
+    said = {}
+    for engine in ("pandas", "spark"):
+        args = ["train", "-s", str(folder), "-c", str(config), "--no-register"]
+        args += ["-r", str(tmp_path / engine), "--engine", engine]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        said[engine] = [s for s in result.output.splitlines() if str(tmp_path) not in s]
+    assert any("rows," in s and "censored" in s for s in said["pandas"])
+    assert any("AUC" in s for s in said["pandas"])
+    assert said["spark"] == said["pandas"]
