@@ -27,7 +27,6 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from features.reader import Snapshot, shown_url
 
 from features.contract import ContractError
 from features.output import to_jsonable

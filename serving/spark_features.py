@@ -30,12 +30,12 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from features.reader import EventLog, ReadReport, Snapshot
 
 from features.config import Config
 from features.contract import ContractError
 from features.custom_types import export_column, typed_custom_fields
 from features.pipeline import build_features
+from features.reader import EventLog, ReadReport, Snapshot
 from features.rows import RowCounts, candidate_cutoffs, label_rows, row_outcomes, training_rows
 from serving.spark_engine import (
     DEFAULT_MASTER,
