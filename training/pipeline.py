@@ -253,7 +253,7 @@ def run_training(
     from training.retrain import RetrainBusyError, registry_lock
     from training.train import cross_validated_auc
 
-    if register and report_dir is None:
+    if register and report_dir is None and cv_folds is None:
         raise ValueError("registering a model needs a report_dir for its report")
     clock = time.perf_counter()
     started_at = started_at or datetime.now(UTC)  # the MLflow run spans the whole job
