@@ -207,7 +207,7 @@ def monitor(
     plots) and monitor.json. Exit status: 0 no threshold passed, 3 a monitor.* threshold
     passed (drift), 2 bad input (missing monitoring record, mixed model versions, bad config).
     """
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
     from training import monitor_report
     from training.monitor import MonitorError
 

@@ -104,7 +104,7 @@ def validate(
     Exits 2 with every problem listed (file or table, column, bad row count, examples).
     """
     from features.quarantine import write_quarantine
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
 
     with clear_errors():
         settings = load_settings(config, snapshot)

@@ -43,7 +43,7 @@ def write_training_set(
     from features.output import write_json, write_parquet
     from features.pipeline import build_training_set
     from features.quarantine import write_quarantine
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
 
     snap = read_snapshot(settings)
     settings = with_custom_fields(settings, snap.custom_fields)  # inferred types

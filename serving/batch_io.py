@@ -32,7 +32,7 @@ from features.config import Config
 from features.contract import ContractError
 from features.output import to_jsonable
 from features.rows import covered_weeks
-from features.snapshot import Snapshot, read_snapshot, shown_url
+from features.reader import Snapshot, read_snapshot, shown_url
 from serving.batch import (
     COLUMNS,
     Progress,

@@ -27,7 +27,7 @@ from features.config import Config, ConfigError, CustomField
 from features.contract import EVENT_TYPES, ContractError
 from features.decay import decayed_counts, decayed_name
 from features.fit import CATEGORICAL
-from features.snapshot import Snapshot
+from features.reader import Snapshot
 from training.evaluate import ranking_metrics
 from training.rules import (
     CustomFieldRule,
@@ -489,7 +489,7 @@ def suggest_rules_file(
     as a rules YAML, atomically."""
     from features.output import write_atomic
     from features.pipeline import build_training_set
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
     from training.rules import rules_to_yaml
 
     snapshot = read_snapshot(config)

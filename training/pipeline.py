@@ -36,7 +36,7 @@ import pandas as pd
 
 from features.config import Config, SourceConfig
 from features.contract import ContractError
-from features.snapshot import Snapshot
+from features.reader import Snapshot
 from training.baseline import Baseline
 from training.guards import Refusal
 from training.train import TrainResult
@@ -162,7 +162,7 @@ def training_data(
     from features.custom_types import types_of_training_set, with_custom_fields
     from features.pipeline import build_training_set
     from features.quarantine import summary_counts
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
     from training.guards import window
 
     snap = None

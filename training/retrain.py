@@ -33,7 +33,7 @@ import pandas as pd
 
 from features.config import Config, MlflowConfig
 from features.contract import ContractError
-from features.snapshot import shown_url
+from features.reader import shown_url
 from training.pipeline import ProgressFactory, Say, no_progress, run_training, step
 
 #: Exit statuses of `leadscore retrain`, for schedulers.

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from cli import app as cli
 from features.config import Config, build_config
 from features.contract import ContractError
-from features.snapshot import Snapshot
+from features.reader import Snapshot
 from serving.batch import COLUMNS, open_mql_rows, score_rows
 from serving.batch_io import read_snapshot_for
 from serving.model_store import LoadedModel

@@ -12,7 +12,7 @@ import pytest
 
 from features.config import Config, build_config
 from features.pipeline import build_training_set
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from features.synthetic import generate, write_snapshot
 from features.truth import truth_of_rows
 from training.pipeline import TrainOutcome, run_training, training_data
