@@ -64,7 +64,6 @@ def main() -> None:
     use_package()
     import numpy as np
     import pandas as pd
-    from features.reader import read_snapshot
 
     from features.config import build_config
     from features.pipeline import account_chunks, build_features

@@ -18,9 +18,10 @@
    calibration, evaluation, the leakage audit, SHAP, the report, logging and registration.
    Wall time and peak RSS (os.wait4: that child alone). Its stage seconds come from the
    report's metrics.json (`TrainResult.seconds`).
-4. Stages (unless --skip-stages): this script (--stages-job) in another fresh child does what
-   the CLI does, step by step, timing every step and the package functions inside them, so
-   the overhead over raw `lightgbm.train` can be attributed.
+4. Stages (unless --skip-stages): this script (--stages-job) in another fresh child calls the
+   training pipeline as the CLI does (`training.pipeline.run_training`), timing its steps and
+   the package functions inside them, so the overhead over raw `lightgbm.train` can be
+   attributed.
 5. Prints raw train seconds, leadscore train seconds, their ratio against the goal (at most
    1.5x), peak GiB and boosting rounds (both sides must stop at the same iteration; their
    trees are compared too), and writes everything to bench/results/train.json.
@@ -217,9 +218,10 @@ class _Timers:
 def stages_job(training_set_path: Path, folder: Path, out: Path) -> None:
     """Child process: what `leadscore train --training-set` does, each step timed.
 
-    Mirrors serving/cli.py `train` for a training-set file (no rule points, no truth), with
-    MLflow at the store the environment names, and times the package functions called inside
-    the steps (wrapped where their callers look them up, so nothing is counted twice).
+    Calls the training pipeline as the CLI does (`training.pipeline.run_training` on a
+    training-set file, no snapshot: no rule points, no truth), with MLflow at the store the
+    environment names, and times its steps and the package functions called inside them
+    (wrapped where their callers look them up, so nothing is counted twice).
     """
     started = time.perf_counter()
     use_package()
@@ -236,9 +238,8 @@ def stages_job(training_set_path: Path, folder: Path, out: Path) -> None:
     import numpy as np
     import pandas as pd
 
-    import training.rules as rules_module
     from features.config import load_config
-    from training import reporting, tracking
+    from training import baseline, pipeline, reporting, tracking
     from training import train as train_module
 
     lap("import (package, pandas, lightgbm)")
@@ -269,6 +270,9 @@ def stages_job(training_set_path: Path, folder: Path, out: Path) -> None:
         lambda *a, **k: "Booster.predict" + (" (pred_contrib)" if k.get("pred_contrib") else ""),
     )
     timers.wrap(lgb.Booster, "model_to_string", "Booster.model_to_string")
+    for attr in ("training_data", "fit", "write_report", "register_model"):
+        timers.wrap(pipeline, attr, f"pipeline: {attr}")
+    timers.wrap(baseline, "rules_baseline", "pipeline: rules_baseline")
     for attr in (
         "reliability_plot",
         "gains_lift_plot",
@@ -282,49 +286,24 @@ def stages_job(training_set_path: Path, folder: Path, out: Path) -> None:
         timers.wrap(reporting, attr, f"report: {attr}")
     for attr in ("connect", "git_commit", "fingerprint"):
         timers.wrap(tracking, attr, f"log: {attr}")
+    timers.wrap(tracking, "log_training", "log: log_training")
+    timers.wrap(tracking, "register", "register: tracking.register")
+    timers.wrap(tracking, "challenge", "register: champion and gate")
     timers.wrap(mlflow, "log_artifacts", "log: mlflow.log_artifacts (report)")
     timers.wrap(mlflow.models, "infer_signature", "log: infer_signature")
     timers.wrap(mlflow.pyfunc, "log_model", "log: mlflow.pyfunc.log_model")
     timers.wrap(mlflow, "register_model", "register: mlflow.register_model")
 
     settings = load_config()
-    rule_set = rules_module.load_rules(settings.training.rules)
-    lap("config and rules")
-    training_set = pd.read_parquet(training_set_path)
-    lap("read training set")
-    result = train_module.train_model(training_set, settings)
-    lap("train_model")
-    lines = reporting.summary_lines(result) + reporting.tier_lines(result)
-    lap("summary lines")
-    report_dir = folder / "report"
-    reporting.write_training_report(result, report_dir, thresholds=None)
-    lap("write_training_report")
-    run_id, model_uri = tracking.log_training(
-        result,
-        settings,
-        training_set,
-        report_dir=report_dir,
-        rules_yaml=rules_module.rules_to_yaml(rule_set),
+    lap("config")
+    outcome = pipeline.run_training(
+        settings, training_set_path=training_set_path, report_dir=folder / "report"
     )
-    lap("log_training")
-    version = tracking.register(settings.mlflow, model_uri)
-    lap("register")
-    test = result.scored["slice"] == "test"
-    champion_version, champion, problem = tracking.champion_metrics(
-        settings.mlflow, result.test_features, result.scored.loc[test, "label"].to_numpy()
-    )
-    lap("champion_metrics")
-    decision = tracking.gate(
-        result.metrics["test"]["model"],
-        champion,
-        settings.mlflow.gate,
-        rules=result.metrics["test"].get("rules"),
-    )
-    if problem is None and decision.passed:
-        tracking.set_champion(settings.mlflow, version)
-    lap("gate and alias")
+    lap("run_training")
     steps["total_in_child"] = time.perf_counter() - started
-
+    result = outcome.result
+    assert result is not None
+    lines = reporting.summary_lines(result) + reporting.tier_lines(result)
     booster = result.scorer.booster
     report = {
         "steps_s": steps,
@@ -337,10 +316,11 @@ def stages_job(training_set_path: Path, folder: Path, out: Path) -> None:
         "audit_features": len(result.audit),
         "shap_rows": int(result.shap_values.shape[0]),
         "test_auc": result.metrics["test"]["model"]["roc_auc"],
-        "run_id": run_id,
-        "version": version,
-        "champion_version": champion_version,
-        "gate_passed": decision.passed,
+        "run_id": outcome.run_id,
+        "version": outcome.version,
+        "champion_version": None if outcome.verdict is None else outcome.verdict.champion_version,
+        "gate_passed": None if outcome.verdict is None else outcome.verdict.decision.passed,
+        "refusals": [r.message for r in outcome.refusals],
         "summary": lines,
         "peak_gib_in_child": _rss_gib(),
         "mlflow": mlflow.__version__,
@@ -547,7 +527,8 @@ def overhead_breakdown(stages: dict[str, Any]) -> dict[str, float]:
         - steps["total_in_child"]
         + steps["import (package, pandas, lightgbm)"]
         + steps["import mlflow"],
-        "config, rules, read Parquet": steps["config and rules"] + steps["read training set"],
+        "config, read Parquet": steps["config"] + fn("pipeline: training_data"),
+        "rules baseline": fn("pipeline: rules_baseline"),
         "fit: split_rows (time_split)": split,
         "fit: feature_matrix": matrix,
         "fit: other (slicing, learn_spec, Dataset args)": clock["fit"] - lgb_train - split - matrix,
@@ -556,12 +537,15 @@ def overhead_breakdown(stages: dict[str, Any]) -> dict[str, float]:
         "evaluate": clock["evaluate"],
         "audit (single-feature AUCs)": clock["audit"],
         "shap (pred_contrib on the sample)": clock["shap"],
-        "train_model: result": steps["train_model"] - sum(clock.values()),
-        "report (plots, HTML)": steps["summary lines"] + steps["write_training_report"],
-        "log_training (MLflow run, model)": steps["log_training"],
-        "register, champion, gate": steps["register"]
-        + steps["champion_metrics"]
-        + steps["gate and alias"],
+        "train_model: result": fn("pipeline: fit") - sum(clock.values()),
+        "report (plots, HTML)": fn("pipeline: write_report"),
+        "log, register, champion, gate": fn("pipeline: register_model"),
+        "pipeline: the rest (summary, guards, lock)": steps["run_training"]
+        - fn("pipeline: training_data")
+        - fn("pipeline: rules_baseline")
+        - fn("pipeline: fit")
+        - fn("pipeline: write_report")
+        - fn("pipeline: register_model"),
     }
     return {"lightgbm.train": lgb_train, **parts}
 

@@ -28,9 +28,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.config import Config
 from features.contract import ContractError
 from features.output import to_jsonable
-from features.reader import Snapshot, shown_url
+from features.reader import Snapshot, read_snapshot, shown_url
 from features.rows import covered_weeks
 from serving.batch import (
     COLUMNS,
@@ -669,6 +670,15 @@ def publish_scores(
         as_of=as_of,
         notes=notes + (() if settled is None else (f"a previous run was interrupted: {settled}",)),
         run_id=run_id,
+    )
+
+
+def read_snapshot_for(model_config: Config, settings: Config) -> Snapshot:
+    """Read the settings' source with the model's mapping and custom fields (and the
+    settings' `features.workers`: how this machine reads, not how the model was trained)."""
+    features = model_config.features.model_copy(update={"workers": settings.features.workers})
+    return read_snapshot(
+        model_config.model_copy(update={"source": settings.source, "features": features})
     )
 
 

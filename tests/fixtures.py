@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
+from cli import app as cli
 from features.synthetic import generate, write_snapshot
-from serving.cli import app as cli
 
 
 def trained_registry(root: Path, *, leads: int, seed: int) -> tuple[dict[str, str], str]:

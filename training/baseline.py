@@ -16,6 +16,7 @@ comparison on the test slice stays out of sample.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -476,6 +477,33 @@ def suggest_rules(
     return Suggestion(suggested, table, aucs)
 
 
+def suggest_rules_file(
+    config: Config,
+    out: Path,
+    rules_path: Path | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Suggestion:
+    """`leadscore rules suggest`: read the config's source, build its rows (`progress` gets
+    (done, total) while building), suggest points (`suggest_rules`) and write them to `out`
+    as a rules YAML, atomically."""
+    from features.output import write_atomic
+    from features.pipeline import build_training_set
+    from features.reader import read_snapshot
+    from training.rules import rules_to_yaml
+
+    snapshot = read_snapshot(config)
+    training_set, _ = build_training_set(snapshot, config, progress)
+    suggestion = suggest_rules(training_set, snapshot, config, rules_path)
+    text = rules_to_yaml(suggestion.rules)
+
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+
+    write_atomic(out, write)
+    return suggestion
+
+
 __all__ = [
     "FITTED_LABEL",
     "Baseline",
@@ -487,4 +515,5 @@ __all__ = [
     "rule_inputs_for",
     "rules_baseline",
     "suggest_rules",
+    "suggest_rules_file",
 ]

@@ -22,20 +22,19 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from features.config import Config, MlflowConfig
 from features.contract import ContractError
 from features.reader import shown_url
-from features.truth import truth_of_rows
+from training.pipeline import ProgressFactory, Say, no_progress, run_training, step
 
 #: Exit statuses of `leadscore retrain`, for schedulers.
 EXIT_OK = 0  # a new version is registered; promoted, or kept out by the gate
@@ -44,17 +43,9 @@ EXIT_BAD_INPUT = 2  # bad snapshot or config, or training refused the data; cham
 EXIT_BUSY = 3  # another retrain holds the lock; nothing done
 # 4 and 5: a guard refused to register (training.guards.EXIT_LEAK, EXIT_TOO_LITTLE_DATA)
 
-Progress = Callable[[int, int], None]
-ProgressFactory = Callable[[str], AbstractContextManager[Progress]]
-Say = Callable[[str], None]
-
 
 class RetrainBusyError(RuntimeError):
     """Another retrain of the same registry is running; the message says which lock."""
-
-
-class RetrainError(RuntimeError):
-    """A retrain step failed; the message names the step. The champion is unchanged."""
 
 
 # --------------------------------------------------------------------------- the snapshot
@@ -208,123 +199,48 @@ class RetrainOutcome:
     seconds: float = 0.0
 
 
-def _truth(folder: Path | None, rows: pd.DataFrame, horizon_days: int) -> np.ndarray | None:
-    """The generator's true probabilities per row, for synthetic snapshots (the report's oracle)."""
-    return truth_of_rows(folder, rows, horizon_days)
-
-
-def _no_progress(label: str) -> AbstractContextManager[Progress]:
-    return nullcontext(lambda done, total: None)
-
-
 def retrain(
     settings: Config,
     report_dir: Path,
     *,
     say: Say = print,
-    progress: ProgressFactory = _no_progress,
+    progress: ProgressFactory = no_progress,
 ) -> RetrainOutcome:
-    """Read, train, log, register as challenger, gate, and promote if it passes.
+    """Read, train, log, register as challenger, gate, and promote if it passes: the training
+    pipeline (`training.pipeline.run_training`) on the latest snapshot.
 
     Call it while holding `registry_lock`. Contract, config and training errors propagate as
-    they are (bad input); any other failure becomes a `RetrainError` naming the step.
+    they are (bad input), a guard's refusal as a `TrainingError` with the guard's exit status;
+    any other failure becomes a `StepError` naming the step.
     """
-    import training.rules as rules_module
-    from features.custom_types import with_custom_fields
-    from features.pipeline import build_training_set
-    from features.quarantine import write_quarantine
-    from features.reader import read_snapshot
     from training import tracking
-    from training.baseline import rules_baseline
-    from training.guards import window
-    from training.lineage import data_words, run_name, shown_location
-    from training.reporting import TrainingReport, summary_lines
-    from training.train import TrainingError, train_model
+    from training.train import TrainingError
 
     started = time.perf_counter()
     started_at = datetime.now(UTC)  # the MLflow run spans the whole retrain
     source = settings.source.url or str(settings.source.path)
     outcome = RetrainOutcome(snapshot=source)
-    outcome.champion_before = outcome.champion_after = _step(
+    outcome.champion_before = outcome.champion_after = step(
         "reading the registry", lambda: tracking.alias_version(settings.mlflow, tracking.CHAMPION)
     )
     say(f"retraining from {source}; champion now: version {outcome.champion_before or '(none)'}")
-
-    snap = read_snapshot(settings)
-    settings = with_custom_fields(settings, snap.custom_fields)  # inferred types travel
-    for line in snap.report.lines():
-        say(line)
-    if snap.flat:
-        raise ContractError("retrain needs a timestamped snapshot; this is a flat export")
-    with progress("building features") as update:
-        training_set, counts = build_training_set(snap, settings, update)
-    training_set, window_note = window(training_set, settings)  # training.since, window_days
-    outcome.rows = len(training_set)
-    say(f"{counts.kept:,} rows, {counts.censored:,} censored (horizon still open)")
-    baseline = rules_baseline(training_set, settings, snap)
-    rule_set = baseline.rules
-    truth = _truth(settings.source.path, training_set, settings.horizon_days)
-    with progress("boosting rounds") as update:
-        result = train_model(
-            training_set, settings, points=baseline.points, truth=truth, progress=update
-        )
-    result.metrics["rules_baseline"] = baseline.label
-    result.notes[:0] = [window_note] if window_note else []
-    for line in result.notes + summary_lines(result):
-        say(line)
-    refusals = result.refusals()
-    if refusals:  # the guards' exit codes (training.guards), or 2
+    trained = run_training(
+        settings,
+        report_dir=report_dir,
+        trigger="retrain",
+        hold_lock=False,  # the caller holds it for the whole run
+        say=say,
+        progress=progress,
+        started_at=started_at,
+    )
+    outcome.rows = len(trained.training_set)
+    if trained.refusals:  # the guards' exit codes (training.guards), or 2
         raise TrainingError(
-            "; ".join(r.message for r in refusals) + "; not registered", refusals[0].exit_code
+            "; ".join(r.message for r in trained.refusals) + "; not registered",
+            trained.refusals[0].exit_code,
         )
-    pages = _step(
-        "drawing the report",
-        lambda: TrainingReport.build(
-            result,
-            config=settings,
-            thresholds=dict(rule_set.thresholds),
-            source=data_words(source, snap.as_of),
-            extra_metrics={"read": snap.report.quarantine.counts()},
-        ),
-    )
-    _step(
-        "writing the quarantine",
-        lambda: write_quarantine(
-            snap.report.quarantine, settings.source.quarantine or report_dir / "quarantine.csv"
-        ),
-    )
-    report = _step("writing the report", lambda: pages.write(report_dir))
-    run_id, model_uri = _step(
-        "logging the run to MLflow",
-        lambda: tracking.log_training(
-            result,
-            settings,
-            training_set,
-            report_dir=report_dir,
-            rules_yaml=rules_module.rules_to_yaml(rule_set),
-            tags={
-                "trigger": "retrain",
-                "snapshot": shown_location(source),
-                "rules_baseline": baseline.label,
-            },
-            run_name=run_name("retrain", source, snap.as_of),
-            started_at=started_at,
-            snapshot=snap,
-            snapshot_location=source,
-            read_counts=snap.report.quarantine.counts(),
-        ),
-    )
-    outcome.run_id = run_id
-    outcome.version = _step(
-        "registering the model", lambda: tracking.register(settings.mlflow, model_uri)
-    )
-    say(f"MLflow run {run_id}; version {outcome.version} is challenger; report {report}")
-    version = str(outcome.version)
-    verdict = tracking.challenge(settings.mlflow, result, version, step=_step)
-    # after the gate (which may have moved the champion): a failure here is only said
-    tracking.record_verdict(
-        settings.mlflow, version, verdict, result, run_id, pages, report_dir, say
-    )
+    verdict = trained.verdict
+    outcome.run_id, outcome.version = trained.run_id, trained.version
     outcome.reasons = list(verdict.decision.reasons)
     if verdict.problem is not None:
         outcome.reasons = [verdict.problem]
@@ -335,13 +251,3 @@ def retrain(
         outcome.champion_after = verdict.champion_version
     outcome.seconds = time.perf_counter() - started
     return outcome
-
-
-def _step(name: str, action: Callable[[], Any]) -> Any:
-    """Run one registry or storage step; its failure becomes a RetrainError naming it."""
-    try:
-        return action()
-    except (ContractError, RetrainError):
-        raise
-    except Exception as error:
-        raise RetrainError(f"{name} failed: {type(error).__name__}: {error}") from error

@@ -238,6 +238,11 @@ def rules_from_yaml(text: str, origin: str = "rules") -> Rules:
         raise ConfigError(describe_error(error, origin, "rules")) from None
 
 
+def default_rules_path() -> Path:
+    """Where the rules shipped with the package are (`load_rules(None)` reads them)."""
+    return Path(str(resources.files("training").joinpath(DEFAULT_RULES)))
+
+
 def load_rules(path: Path | None = None) -> Rules:
     """Read a rules YAML file; None reads the default rules shipped with the package."""
     if path is None:

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli import app as cli
 from serving.batch import COLUMNS, tier_changes
 from serving.batch_io import OUTPUT_COLUMNS, write_scores
-from serving.cli import app as cli
 from tests.batch.conftest import AS_OF
 
 pytestmark = pytest.mark.integration

@@ -20,14 +20,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from features.reader import read_snapshot
 from typer.testing import CliRunner
 
+from cli import app as cli
 from features.config import Config, build_config
 from features.contract import ContractError
 from features.custom_types import with_custom_fields
 from features.pipeline import build_training_set
-from serving.cli import app as cli
+from features.reader import read_snapshot
 from tests.conftest import REQUIRE_ALL
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]

@@ -16,13 +16,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli import app
 from features.layouts import write_layout
 from features.layouts.common import FORM_NAMES
 from features.layouts.exports import EMPTY_LOOKUP, HUBSPOT_EXPORT
 from features.layouts.hubspot import EMAIL_EVENT_TYPES, ENGAGEMENT_TYPES, WEB_EVENT_TYPES
 from features.layouts.salesforce import TASK_SUBJECTS
 from features.synthetic import SyntheticSnapshot, generate, generate_snapshot, write_snapshot
-from serving.cli import app
 
 N = 3_000
 SEED = 7

@@ -12,7 +12,6 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import pytest
-from features.reader import snapshot_from_frames
 
 from features import engagement
 from features.config import Config, build_config

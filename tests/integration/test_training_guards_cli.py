@@ -14,8 +14,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from cli import app
 from features.synthetic import generate, write_snapshot
-from serving.cli import app
 from tests.fixtures import flat_export, plant_post_outcome_column
 from training.guards import EXIT_LEAK, EXIT_TOO_LITTLE_DATA
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli import app
 from features.synthetic import generate, write_snapshot
-from serving.cli import app
 from serving.model_store import load_model
 from training.monitor_report import ALERT_EXIT
 

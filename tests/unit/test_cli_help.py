@@ -17,8 +17,9 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from serving import cli
-from serving.cli_help import reflow
+import cli
+from cli import common
+from cli.help import reflow
 
 runner = CliRunner()
 
@@ -119,11 +120,19 @@ def test_reflow_joins_lines_and_keeps_paragraphs() -> None:
 def test_a_bar_that_ends_early_ends_full(monkeypatch: pytest.MonkeyPatch) -> None:
     """Early stopping ends training at round 704 of 3000: the bar ends at 704/704."""
     screen = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=screen, force_terminal=True, width=100))
+    monkeypatch.setattr(common, "console", Console(file=screen, force_terminal=True, width=100))
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    with cli._progress("boosting rounds") as update:
+    with common.progress("boosting rounds") as update:
         for done in range(1, 705):
             update(done, 3000)
     final = screen.getvalue().rsplit("\r", 1)[-1]
     assert "704/704" in final, final
     assert "3000" not in final
+
+
+def test_python_m_cli_is_the_same_cli() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"leadscore {version('leadscore')}"

@@ -16,12 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from cli import app as cli
 from features.config import build_config
 from features.parallel import ordered_map, worker_count
 from features.reader import read_snapshot, row_group_runs
 from features.reader import sources as reader_sources
 from features.synthetic import generate, write_snapshot
-from serving.cli import app as cli
 
 
 def test_ordered_map_keeps_the_order_of_the_items() -> None:

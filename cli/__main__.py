@@ -1,0 +1,5 @@
+"""`python -m cli`: the same as the `leadscore` console script."""
+
+from cli import main
+
+main()
