@@ -34,7 +34,6 @@ KNOWN: dict[str, str] = {
     "tests/data/test_synthetic.py: from features.synthetic import _dedupe_sorted": "generator",
     "tests/data/test_synthetic.py: synthetic._Timeline": "generator",
     "tests/data/test_synthetic.py: synthetic._outcomes": "generator",
-    "tests/unit/test_cli_help.py: cli._progress": "cli (the cli package)",
     "tests/monitor/test_report.py: from tests.monitor.test_profile import _frame": (
         "homes (the monitor job's move), or whoever moves the monitor tests"
     ),
