@@ -414,27 +414,39 @@ def value_rules(mapping: MappingConfig) -> ValueRules:
 # --------------------------------------------------------------------------- column forms
 
 
-def _per_distinct(values: pd.Series, rule: Callable[[Any], Any], missing: Any) -> list[Any]:
-    """`rule` of each distinct text of a column (as `astype("str")` renders it), spread back
-    over the rows; missing cells get `missing` without asking the rule."""
+def _distinct(values: pd.Series, rule: Callable[[Any], Any]) -> tuple[np.ndarray, list[Any]]:
+    """Codes of a column's distinct texts (as `astype("str")` renders them; -1: missing) and
+    `rule` of each distinct text."""
     codes, uniques = pd.factorize(values.astype("str"), use_na_sentinel=True)
-    read = [rule(u) for u in uniques.tolist()]
-    read.append(missing)
-    return [read[c] for c in codes.tolist()]
+    return codes, [rule(u) for u in uniques.tolist()]
+
+
+def _spread(codes: np.ndarray, read: list[Any], missing: Any, dtype: Any) -> np.ndarray:
+    """Per-distinct results spread back over the rows; code -1 (missing) gets `missing`."""
+    out = np.empty(len(read) + 1, dtype=dtype)
+    out[:-1] = read
+    out[-1] = missing
+    return out[codes]
 
 
 def clean_texts(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Series:
     """`ValueRules.text` over a column, once per distinct value."""
     rules = value_rules(mapping)
-    cleaned = _per_distinct(values, lambda v: rules.text(v, column), None)
-    return pd.Series(cleaned, index=values.index, dtype="str")
+    codes, read = _distinct(values, lambda v: rules.text(v, column))
+    return pd.Series(_spread(codes, read, None, object), index=values.index, dtype="str")
 
 
 def clean_categories(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Series:
     """`ValueRules.category` over a column, once per distinct value."""
     rules = value_rules(mapping)
-    cleaned = _per_distinct(values, lambda v: rules.category(v, column), None)
-    return pd.Series(cleaned, index=values.index, dtype="str")
+    codes, read = _distinct(values, lambda v: rules.category(v, column))
+    return pd.Series(_spread(codes, read, None, object), index=values.index, dtype="str")
+
+
+def _as_flags(number: np.ndarray, index: pd.Index) -> pd.Series:
+    """1.0 / 0.0 / NaN as a nullable boolean."""
+    flag = pd.Series(pd.array(number, dtype="Float64"), index=index)
+    return flag.mask(np.isnan(number)).astype("boolean")
 
 
 def flags_of(
@@ -444,10 +456,9 @@ def flags_of(
     if pd.api.types.is_bool_dtype(values):
         return values.astype("boolean"), np.zeros(len(values), dtype=bool)
     rules = value_rules(mapping)
-    read = _per_distinct(values, lambda v: rules.flag(v, column), (math.nan, False))
-    number = np.array([f for f, _ in read], dtype=np.float64)
-    flag = pd.Series(pd.array(number, dtype="Float64"), index=values.index)
-    return flag.mask(np.isnan(number)).astype("boolean"), np.array([b for _, b in read], bool)
+    codes, read = _distinct(values, lambda v: rules.flag(v, column))
+    number = _spread(codes, [f for f, _ in read], math.nan, np.float64)
+    return _as_flags(number, values.index), _spread(codes, [b for _, b in read], False, bool)
 
 
 def numbers_of(
@@ -457,17 +468,15 @@ def numbers_of(
     if pd.api.types.is_numeric_dtype(values):
         return values.astype("float64"), np.zeros(len(values), dtype=bool)
     rules = value_rules(mapping)
-    read = _per_distinct(values, lambda v: rules.number(v, column), (math.nan, False))
-    number = np.array([f for f, _ in read], dtype=np.float64)
-    return pd.Series(number, index=values.index), np.array([b for _, b in read], dtype=bool)
+    codes, read = _distinct(values, lambda v: rules.number(v, column))
+    number = _spread(codes, [f for f, _ in read], math.nan, np.float64)
+    return pd.Series(number, index=values.index), _spread(codes, [b for _, b in read], False, bool)
 
 
 def free_mail_flags(emails: pd.Series, mapping: MappingConfig) -> pd.Series:
     """`ValueRules.free_mail` over a column, as a nullable boolean."""
-    rules = value_rules(mapping)
-    number = np.array(_per_distinct(emails, rules.free_mail, math.nan), dtype=np.float64)
-    flag = pd.Series(pd.array(number, dtype="Float64"), index=emails.index)
-    return flag.mask(np.isnan(number)).astype("boolean")
+    codes, read = _distinct(emails, value_rules(mapping).free_mail)
+    return _as_flags(_spread(codes, read, math.nan, np.float64), emails.index)
 
 
 def event_kinds(names: pd.Series, mapping: MappingConfig) -> np.ndarray:

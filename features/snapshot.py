@@ -13,7 +13,7 @@ and a single lead posted to the API needs no pandas machinery at all.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,6 @@ from features.contract import (
     CONVERTED,
     EVENT_COLUMNS,
     EVENT_TYPES,
-    FREE_MAIL_DOMAINS,
     LEAD_CATEGORIES,
     LEAD_COLUMNS,
     LEAD_TIMESTAMPS,
@@ -53,7 +52,6 @@ OTHER = EVENT_TYPES.index("other")
 _EXAMPLES = 3
 _EVENT_BATCH_ROWS = 2_000_000
 _EXTENSIONS = (".parquet", ".pq", ".csv", ".csv.gz", ".tsv")
-_TYPE_INDEX = {name: i for i, name in enumerate(EVENT_TYPES)}
 
 
 @dataclass(frozen=True)
@@ -234,49 +232,15 @@ class Snapshot:
 # --------------------------------------------------------------------------- cleaning
 
 
-#: Unicode whitespace as a character class: unlike `\s` it stays on pyarrow's fast regex path.
-_WHITESPACE = "[" + "".join(c for c in map(chr, range(0x3001)) if c.isspace()) + "]+"
-
-
-def per_distinct(values: pd.Series, clean: Callable[[pd.Series], pd.Series]) -> pd.Series:
-    """Apply `clean` once per distinct value and spread the results back (NA stays NA).
-
-    A column of a million leads has a few hundred countries: clean those, not a million cells.
-    """
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    if 2 * len(uniques) > len(values):
-        return clean(values)
-    if len(uniques) == 0:
-        return pd.Series(pd.NA, index=values.index, dtype="str")
-    cleaned = clean(pd.Series(np.asarray(uniques, dtype=object), dtype="str"))
-    spread = cleaned.take(np.where(codes < 0, 0, codes)).mask(codes < 0)
-    return spread.set_axis(values.index)
-
-
-def _fold(values: pd.Series) -> pd.Series:
-    """Trim, collapse inner whitespace and case-fold text values."""
-    return values.str.strip().str.replace(_WHITESPACE, " ", regex=True).str.casefold()
-
-
 def clean_text(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Series:
-    """Trimmed text with the config's missing placeholders as NA and its value map applied."""
-    return per_distinct(values.astype("str"), lambda v: _clean_text(v, mapping, column))
-
-
-def _clean_text(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Series:
-    text = values.str.strip().str.replace(_WHITESPACE, " ", regex=True)
-    folded = text.str.casefold()
-    text = text.mask(folded.isin(mapping.missing_values) | text.isna())
-    value_map = {k.strip().casefold(): v for k, v in mapping.values.get(column, {}).items()}
-    if value_map:
-        mapped = folded.map(value_map)
-        text = mapped.where(mapped.notna(), text)
-    return text.astype("str")
+    """Trimmed text with the config's missing placeholders as NA and its value map applied
+    (`features.clean`, the API's rule too)."""
+    return clean.clean_texts(values, mapping, column)
 
 
 def clean_category(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Series:
     """A categorical fit attribute: cleaned, then case-folded so 'USA ' and 'usa' agree."""
-    return per_distinct(values.astype("str"), lambda v: _fold(_clean_text(v, mapping, column)))
+    return clean.clean_categories(values, mapping, column)
 
 
 def parse_timestamps(values: pd.Series, mapping: MappingConfig) -> tuple[pd.Series, np.ndarray]:
@@ -298,24 +262,14 @@ def parse_company_size(values: pd.Series, mapping: MappingConfig) -> tuple[pd.Se
 
 def free_mail_flag(emails: pd.Series, mapping: MappingConfig) -> pd.Series:
     """Whether each address is at a free-mail provider: the only thing an email may become."""
-    text = clean_text(emails, mapping, "email")
-    domain = text.str.extract(r"@([^@ ]+)$", expand=False)  # clean_text left no other spaces
-    domain = per_distinct(domain, lambda d: d.str.casefold())
-    return domain.isin(FREE_MAIL_DOMAINS).astype("boolean").mask(domain.isna())
+    return clean.free_mail_flags(emails, mapping)
 
 
 def parse_flags(
     values: pd.Series, mapping: MappingConfig, column: str
 ) -> tuple[pd.Series, np.ndarray]:
     """Yes/no values as a nullable boolean, with a mask of values that are neither."""
-    if pd.api.types.is_bool_dtype(values):
-        return values.astype("boolean"), np.zeros(len(values), dtype=bool)
-    text = clean_text(values.astype("str"), mapping, column).str.casefold()
-    flag = pd.Series(pd.NA, index=values.index, dtype="boolean")
-    flag[text.isin(mapping.true_values)] = True
-    flag[text.isin(mapping.false_values)] = False
-    bad = (text.notna() & flag.isna()).to_numpy()
-    return flag, bad
+    return clean.flags_of(values, mapping, column)
 
 
 # --------------------------------------------------------------------------- leads
@@ -529,13 +483,7 @@ def prepare_leads(
                 )
             out[cf.feature] = flag.astype("float64")
         else:
-            if pd.api.types.is_numeric_dtype(values):
-                number = values.astype("float64")
-                bad = np.zeros(len(values), dtype=bool)
-            else:
-                text = clean_text(values, mapping, name)
-                number = pd.to_numeric(text, errors="coerce").astype("float64")
-                bad = (text.notna() & number.isna()).to_numpy()
+            number, bad = clean.numbers_of(values, mapping, name)
             if bad.any():
                 problems.append(
                     Problem(table, name, "are not numbers", int(bad.sum()), _examples(values, bad))
@@ -553,11 +501,7 @@ def prepare_leads(
 
 def event_type_codes(names: pd.Series, mapping: MappingConfig) -> np.ndarray:
     """Event type index per distinct name: contract names after the value map, else `other`."""
-    value_map = {k.strip().casefold(): v for k, v in mapping.values.get("event_type", {}).items()}
-    folded = _fold(names.astype("str"))
-    mapped = folded.map(lambda v: value_map.get(v, v) if isinstance(v, str) else v)
-    snake = mapped.str.strip().str.casefold().str.replace(r"[\s\-]+", "_", regex=True)
-    return snake.map(_TYPE_INDEX).fillna(OTHER).astype(np.int8).to_numpy()
+    return clean.event_kinds(names, mapping)
 
 
 @dataclass
