@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from features.contract import ContractError
 from features.output import to_jsonable
 from features.rows import covered_weeks
-from features.snapshot import Snapshot, shown_url
+from features.reader import Snapshot, shown_url
 from serving.batch import (
     COLUMNS,
     Progress,

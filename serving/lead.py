@@ -52,7 +52,7 @@ from features.decay import check_half_lives, decayed_name, decayed_of_events
 from features.engagement import NAT_MS, ChunkLeads
 from features.fit import CATEGORICAL, fit_of_lead
 from features.pipeline import feature_spec, kernel_features, utc_ms
-from features.snapshot import EventLog, Problem, Snapshot, plausible_range
+from features.reader import EventLog, Problem, Snapshot, plausible_range
 from training.scorer import ModelSpec
 
 __all__ = [
