@@ -1,14 +1,16 @@
-"""Timestamps and company sizes, read by one definition in two forms.
+"""The value cleaning rules, each written once, in two forms.
 
 The snapshot reader reads whole columns; the scoring API reads one lead. Both call this module,
 so what one accepts the other accepts, with the same value:
 
-- the scalar form (`timestamp_ms`, `company_size_of_text`, `company_size_of_number`) is
-  memoised, for the API's one lead;
-- the column form (`parse_timestamps`, `company_sizes_of_text`, `company_sizes_of_numbers`) is
-  the same rule lifted to a column: company sizes per distinct value through the scalar, and
-  timestamps through pandas' ISO 8601 parser, which the scalar form reproduces on the common
-  shapes and calls itself on every other shape (so odd text is slower, never different).
+- the scalar form is memoised, for the API's one lead: `timestamp_ms`, `company_size_of_text`,
+  `company_size_of_number`, and a mapping's `ValueRules` (text, categories, flags, numeric
+  fields, free mail, event types, company sizes of any value);
+- the column form is the same rule lifted to a column: `clean_texts`, `clean_categories`,
+  `flags_of`, `numbers_of`, `free_mail_flags`, `event_kinds` and the company sizes run the
+  scalar once per distinct value; timestamps go through pandas' ISO 8601 parser
+  (`parse_timestamps`), which the scalar form reproduces on the common shapes and calls itself
+  on every other shape (so odd text is slower, never different).
 
 Rules: a timestamp is ISO 8601 text (surrounding whitespace ignored; no zone is UTC; floored to
 the millisecond); a bare number is not a timestamp. A company size is a finite non-negative
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final
@@ -27,18 +31,31 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from features.config import MappingConfig
+from features.contract import EVENT_TYPES, FREE_MAIL_DOMAINS
 from features.engagement import NAT_MS
 
 __all__ = [
     "NAT_MS",
+    "OTHER",
+    "ValueRules",
+    "clean_categories",
+    "clean_texts",
     "company_size_of_number",
     "company_size_of_text",
     "company_sizes_of_numbers",
     "company_sizes_of_text",
+    "event_kinds",
+    "flags_of",
+    "fold",
+    "free_mail_flags",
     "is_missing",
+    "is_number",
     "number_value",
+    "numbers_of",
     "parse_timestamps",
     "timestamp_ms",
+    "value_rules",
 ]
 
 _EPOCH: Final = datetime(1970, 1, 1)
@@ -221,3 +238,250 @@ def parse_timestamps(values: pd.Series, missing: frozenset[str]) -> tuple[pd.Ser
     text = values.astype("str").str.strip()
     text = text.mask(text.str.casefold().isin(list(missing)))
     return _parse_text(text)
+
+
+# --------------------------------------------------------------------------- text and categories
+
+OTHER: Final = EVENT_TYPES.index("other")
+_TYPE_INDEX: Final = {name: i for i, name in enumerate(EVENT_TYPES)}
+_SNAKE: Final = re.compile(r"[\s\-]+")
+_EMAIL_DOMAIN: Final = re.compile(r"@([^@ ]+)$")
+_MAX_MEMO: Final = 4096
+
+
+def is_number(value: Any) -> bool:
+    """Whether pandas would hold the value in a numeric column (booleans included)."""
+    return isinstance(value, bool | int | float | np.integer | np.floating | np.bool_)
+
+
+def _as_text(value: Any) -> str | None:
+    """The value as `Series.astype("str")` renders it; None when missing."""
+    if is_missing(value):
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def fold(text: str) -> str:
+    """Trim, collapse inner whitespace and case-fold."""
+    return " ".join(text.split()).casefold()
+
+
+class ValueRules:
+    """A mapping's cleaning rules for one value: the scalar form of every rule.
+
+    The lookups are folded once; categories and event types are memoised (bounded,
+    thread-safe: a race only computes a value twice). The column forms below run these same
+    methods once per distinct value of a column.
+    """
+
+    def __init__(self, mapping: MappingConfig) -> None:
+        self.mapping = mapping
+        self.missing = frozenset(mapping.missing_values)
+        self.true_values = frozenset(mapping.true_values)
+        self.false_values = frozenset(mapping.false_values)
+        self.value_maps = {
+            column: {k.strip().casefold(): v for k, v in values.items()}
+            for column, values in mapping.values.items()
+        }
+        self.event_map = self.value_maps.get("event_type", {})
+        self._kinds: dict[str, tuple[int, bool]] = {}
+        self._categories: dict[tuple[str, str], str | None] = {}
+
+    def text(self, value: Any, column: str) -> str | None:
+        """Trimmed text with inner whitespace collapsed, the mapping's missing placeholders as
+        None and its value map for `column` applied (case kept otherwise)."""
+        raw = _as_text(value)
+        if raw is None:
+            return None
+        text = " ".join(raw.split())
+        folded = text.casefold()
+        value_map = self.value_maps.get(column)
+        if value_map:
+            mapped = value_map.get(folded)
+            if mapped is not None:
+                return mapped
+        return None if folded in self.missing else text
+
+    def category(self, value: Any, column: str) -> str | None:
+        """A categorical attribute: `text`, then folded so 'USA ' and 'usa' agree."""
+        if not isinstance(value, str):
+            text = self.text(value, column)
+            return None if text is None else fold(text)
+        key = (column, value)
+        try:
+            return self._categories[key]
+        except KeyError:
+            pass
+        text = self.text(value, column)
+        cleaned = None if text is None else fold(text)
+        if len(self._categories) >= _MAX_MEMO:
+            self._categories.clear()
+        self._categories[key] = cleaned
+        return cleaned
+
+    def event_kind(self, name: Any) -> tuple[int, bool]:
+        """Index into EVENT_TYPES of a raw event type name (after the value map; unknown
+        names are `other`) and whether it is reported as unknown."""
+        if not isinstance(name, str):
+            if is_missing(name):
+                return OTHER, True
+            name = str(name)
+        try:
+            return self._kinds[name]
+        except KeyError:
+            pass
+        folded = fold(name)
+        mapped = self.event_map.get(folded, folded)
+        kind = _TYPE_INDEX.get(_SNAKE.sub("_", mapped.strip().casefold()), OTHER)
+        found = (kind, kind == OTHER and name.strip().casefold() != "other")
+        if len(self._kinds) >= _MAX_MEMO:
+            self._kinds.clear()
+        self._kinds[name] = found
+        return found
+
+    def flag(self, value: Any, column: str) -> tuple[float, bool]:
+        """A yes/no value as 1.0, 0.0 or NaN, and whether it is neither a true nor a false
+        value."""
+        if isinstance(value, bool | np.bool_):
+            return float(value), False
+        text = self.text(value, column)
+        if text is None:
+            return math.nan, False
+        folded = text.casefold()
+        if folded in self.true_values:
+            return 1.0, False
+        if folded in self.false_values:
+            return 0.0, False
+        return math.nan, True
+
+    def number(self, value: Any, column: str) -> tuple[float, bool]:
+        """A numeric field and whether it is not a number."""
+        if is_number(value):
+            return float(value), False
+        text = self.text(value, column)
+        if text is None:
+            return math.nan, False
+        number = number_value(text)
+        return number, math.isnan(number)
+
+    def company_size(self, value: Any) -> tuple[float, bool]:
+        """Employees as a number ('51-200' is 125.5, '10,000+' is 10000) and whether it is
+        bad: true/false, negative and infinite sizes are."""
+        if isinstance(value, bool | np.bool_):
+            return math.nan, True
+        if is_number(value):
+            return company_size_of_number(float(value))
+        text = self.text(value, "company_size")
+        if text is None:
+            return math.nan, False
+        return company_size_of_text(text)
+
+    def free_mail(self, email: Any) -> float:
+        """1.0 for an address at a free-mail provider, 0.0 otherwise, NaN when there is none.
+
+        Only the domain's kind leaves this method: the address is never kept or shown.
+        """
+        text = self.text(email, "email")
+        if text is None:
+            return math.nan
+        found = _EMAIL_DOMAIN.search(text)
+        if found is None:
+            return math.nan
+        return 1.0 if found.group(1).casefold() in FREE_MAIL_DOMAINS else 0.0
+
+    def timestamp(self, value: Any) -> tuple[int, bool]:
+        """`timestamp_ms` with this mapping's missing placeholders."""
+        return timestamp_ms(value, self.missing)
+
+
+_RULES: dict[int, ValueRules] = {}
+_RULES_LOCK = threading.Lock()
+
+
+def value_rules(mapping: MappingConfig) -> ValueRules:
+    """The rules of a mapping, built once per mapping object."""
+    found = _RULES.get(id(mapping))
+    if found is not None and found.mapping is mapping:
+        return found
+    built = ValueRules(mapping)
+    with _RULES_LOCK:
+        if len(_RULES) >= 16:
+            _RULES.clear()
+        _RULES[id(mapping)] = built
+    return built
+
+
+# --------------------------------------------------------------------------- column forms
+
+
+def _distinct(values: pd.Series, rule: Callable[[Any], Any]) -> tuple[np.ndarray, list[Any]]:
+    """Codes of a column's distinct texts (as `astype("str")` renders them; -1: missing) and
+    `rule` of each distinct text."""
+    codes, uniques = pd.factorize(values.astype("str"), use_na_sentinel=True)
+    return codes, [rule(u) for u in uniques.tolist()]
+
+
+def _spread(codes: np.ndarray, read: list[Any], missing: Any, dtype: Any) -> np.ndarray:
+    """Per-distinct results spread back over the rows; code -1 (missing) gets `missing`."""
+    out = np.empty(len(read) + 1, dtype=dtype)
+    out[:-1] = read
+    out[-1] = missing
+    return out[codes]
+
+
+def clean_texts(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Series:
+    """`ValueRules.text` over a column, once per distinct value."""
+    rules = value_rules(mapping)
+    codes, read = _distinct(values, lambda v: rules.text(v, column))
+    return pd.Series(_spread(codes, read, None, object), index=values.index, dtype="str")
+
+
+def clean_categories(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Series:
+    """`ValueRules.category` over a column, once per distinct value."""
+    rules = value_rules(mapping)
+    codes, read = _distinct(values, lambda v: rules.category(v, column))
+    return pd.Series(_spread(codes, read, None, object), index=values.index, dtype="str")
+
+
+def _as_flags(number: np.ndarray, index: pd.Index) -> pd.Series:
+    """1.0 / 0.0 / NaN as a nullable boolean."""
+    flag = pd.Series(pd.array(number, dtype="Float64"), index=index)
+    return flag.mask(np.isnan(number)).astype("boolean")
+
+
+def flags_of(
+    values: pd.Series, mapping: MappingConfig, column: str
+) -> tuple[pd.Series, np.ndarray]:
+    """`ValueRules.flag` over a column: a nullable boolean and the mask of bad rows."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype("boolean"), np.zeros(len(values), dtype=bool)
+    rules = value_rules(mapping)
+    codes, read = _distinct(values, lambda v: rules.flag(v, column))
+    number = _spread(codes, [f for f, _ in read], math.nan, np.float64)
+    return _as_flags(number, values.index), _spread(codes, [b for _, b in read], False, bool)
+
+
+def numbers_of(
+    values: pd.Series, mapping: MappingConfig, column: str
+) -> tuple[pd.Series, np.ndarray]:
+    """`ValueRules.number` over a column: floats and the mask of rows that are not numbers."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype("float64"), np.zeros(len(values), dtype=bool)
+    rules = value_rules(mapping)
+    codes, read = _distinct(values, lambda v: rules.number(v, column))
+    number = _spread(codes, [f for f, _ in read], math.nan, np.float64)
+    return pd.Series(number, index=values.index), _spread(codes, [b for _, b in read], False, bool)
+
+
+def free_mail_flags(emails: pd.Series, mapping: MappingConfig) -> pd.Series:
+    """`ValueRules.free_mail` over a column, as a nullable boolean."""
+    codes, read = _distinct(emails, value_rules(mapping).free_mail)
+    return _as_flags(_spread(codes, read, math.nan, np.float64), emails.index)
+
+
+def event_kinds(names: pd.Series, mapping: MappingConfig) -> np.ndarray:
+    """`ValueRules.event_kind` over a column of raw event type names, as int8 indexes."""
+    rules = value_rules(mapping)
+    codes, uniques = pd.factorize(names, use_na_sentinel=True)
+    kinds = [rules.event_kind(u)[0] for u in uniques.tolist()] + [OTHER]
+    return np.array(kinds, dtype=np.int8)[codes]

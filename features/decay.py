@@ -64,6 +64,16 @@ def _affine_scan(factor: np.ndarray, step: np.ndarray) -> np.ndarray:
     Returns:
         `step` holding y.
     """
+    if factor.shape[0] == 1:
+        # one block (a short history, e.g. the API's one lead): the same multiply-adds in
+        # order on Python floats, without a vectorised step per position
+        y = 0.0
+        scanned = []
+        for f, s in zip(factor[0].tolist(), step[0].tolist(), strict=True):
+            y = s + f * y
+            scanned.append(y)
+        step[0] = scanned
+        return step
     for j in range(1, factor.shape[1]):
         step[:, j] += factor[:, j] * step[:, j - 1]
         factor[:, j] *= factor[:, j - 1]
@@ -207,6 +217,34 @@ def _relevant_events(
     return EventLog(events.lead[counted], events.at_ms[counted], events.kind[counted])
 
 
+def check_half_lives(half_life_days: Mapping[str, float]) -> None:
+    """Raises ValueError for an event type outside the contract or a half-life that is not a
+    positive number of days."""
+    unknown = [t for t in half_life_days if t not in _TYPE_INDEX]
+    if unknown:
+        raise ValueError(f"unknown event types {unknown}; the contract has {list(EVENT_TYPES)}")
+    for half_life in half_life_days.values():
+        decay_rate(half_life)
+
+
+def decayed_of_events(
+    events: EventLog,
+    row_lead: np.ndarray,
+    cutoff_ms: np.ndarray,
+    half_life_days: Mapping[str, float],
+) -> dict[str, np.ndarray]:
+    """Per row (lead position, cutoff), the decayed count of each event type asked for, on
+    plain arrays (`events` sorted by lead and time): `decayed_counts` for a snapshot, and
+    the scoring API for its one lead."""
+    columns: dict[str, np.ndarray] = {}
+    for event_type, half_life in half_life_days.items():
+        of_type = np.flatnonzero(events.kind == _TYPE_INDEX[event_type])
+        columns[decayed_name(event_type)] = decayed_sums(
+            events.lead[of_type], events.at_ms[of_type], row_lead, cutoff_ms, half_life
+        )
+    return columns
+
+
 def decayed_counts(
     snapshot: Snapshot, rows: pd.DataFrame, half_life_days: Mapping[str, float]
 ) -> pd.DataFrame:
@@ -222,11 +260,7 @@ def decayed_counts(
         event type: the sum over the lead's events of that type with `occurred_at < cutoff` of
         `0.5 ** (age_days / half_life)`. A flat snapshot (no events) gives NaN: unknown.
     """
-    unknown = [t for t in half_life_days if t not in _TYPE_INDEX]
-    if unknown:
-        raise ValueError(f"unknown event types {unknown}; the contract has {list(EVENT_TYPES)}")
-    for half_life in half_life_days.values():
-        decay_rate(half_life)
+    check_half_lives(half_life_days)
     names = [decayed_name(t) for t in half_life_days]
     if snapshot.flat:
         return pd.DataFrame(np.nan, index=rows.index, columns=names, dtype=np.float64)
@@ -237,10 +271,5 @@ def decayed_counts(
             "rows: column 'cutoff': every row of a timestamped snapshot needs a cutoff"
         )
     events = _relevant_events(snapshot.events, row_lead, cutoff_ms, len(snapshot.leads))
-    columns: dict[str, np.ndarray] = {}
-    for event_type, half_life in half_life_days.items():
-        of_type = np.flatnonzero(events.kind == _TYPE_INDEX[event_type])
-        columns[decayed_name(event_type)] = decayed_sums(
-            events.lead[of_type], events.at_ms[of_type], row_lead, cutoff_ms, half_life
-        )
+    columns = decayed_of_events(events, row_lead, cutoff_ms, half_life_days)
     return pd.DataFrame(columns, index=rows.index, columns=names, dtype=np.float64)

@@ -7,13 +7,14 @@ snapshot's fit values are the best available estimate of what was known at the c
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
 from features.config import CustomField
-from features.titles import parse_titles
+from features.titles import parse_title, parse_titles
 
 _REGIONS: Final[dict[str, tuple[str, ...]]] = {
     "north_america": (
@@ -109,10 +110,36 @@ def fit_names(custom_fields: tuple[CustomField, ...]) -> list[str]:
     return [*CATEGORICAL, *NUMERIC, *(cf.feature for cf in custom_fields)]
 
 
+def region_of_country(country: str | None) -> str | None:
+    """Region of a case-folded country; `other` when unlisted, None when it is missing."""
+    return None if country is None else REGION_OF.get(country, "other")
+
+
 def region_of(countries: pd.Series) -> pd.Series:
-    """Region of each (case-folded) country; `other` when unlisted, missing stays missing."""
-    region = countries.map(REGION_OF)
-    return region.mask(countries.notna() & region.isna(), "other").astype("str")
+    """`region_of_country` over a column, once per distinct country."""
+    codes, uniques = pd.factorize(countries, use_na_sentinel=True)
+    regions = np.array([region_of_country(str(c)) for c in uniques.tolist()] + [None], object)
+    return pd.Series(regions[codes], index=countries.index, dtype="str")
+
+
+def fit_of_lead(lead: Mapping[str, Any], custom_fields: tuple[CustomField, ...]) -> dict[str, Any]:
+    """Fit features of one cleaned lead (the columns `lead_fit` reads, as scalars: text or
+    None, numbers or NaN): `lead_fit`'s rules on one lead, for the scoring API."""
+    seniority, function = parse_title(lead["job_title"])
+    fit: dict[str, Any] = {
+        "seniority": seniority,
+        "job_function": function,
+        "industry": lead["industry"],
+        "country": lead["country"],
+        "region": region_of_country(lead["country"]),
+        "lead_source": lead["lead_source"],
+        "company_size": float(lead["company_size"]),
+        "email_free": float(lead["email_free"]),
+    }
+    for cf in custom_fields:
+        value = lead[cf.feature]
+        fit[cf.feature] = value if cf.value_type == "categorical" else float(value)
+    return fit
 
 
 def lead_fit(leads: pd.DataFrame, custom_fields: tuple[CustomField, ...]) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """The one feature function: features of (lead, cutoff) rows from a snapshot.
 
-`build_features` serves training sets, batch scoring and the API alike, so there is no
-training/serving skew. It walks the leads in chunks of whole accounts, which bounds memory
+`build_features` serves training sets and batch scoring; under it, `kernel_features` takes
+plain arrays of leads and events, and the scoring API calls it with its one lead, so there is
+no training/serving skew. It walks the leads in chunks of whole accounts, which bounds memory
 and keeps each account's history (for account features) inside one chunk.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -19,7 +21,7 @@ from features.contract import ContractError
 from features.engagement import NAT_MS, ChunkLeads, account_names, chunk_features, engagement_names
 from features.fit import CATEGORICAL, fit_names, lead_fit
 from features.parallel import ordered_map, worker_count
-from features.reader import Snapshot
+from features.reader import EventLog, Snapshot
 from features.rows import RowCounts, training_rows
 
 Progress = Callable[[int, int], None]
@@ -67,10 +69,22 @@ def at_mql_names(config: Config) -> list[str]:
     """
     if not config.features.at_mql:
         return []
-    windows = config.features.windows_days
-    base = engagement_names(windows) + account_names(windows)
+    return list(_at_mql_names(tuple(config.features.windows_days)))
+
+
+@lru_cache(maxsize=64)
+def _kernel_names(windows: tuple[int, ...]) -> tuple[str, ...]:
+    return (*engagement_names(windows), *account_names(windows))
+
+
+@lru_cache(maxsize=64)
+def _at_mql_names(windows: tuple[int, ...]) -> tuple[str, ...]:
     suffixes = tuple(f"_{w}d" for w in windows)
-    return [f"{n}{AT_MQL}" for n in base if n.endswith(suffixes) and not n.startswith("trend")]
+    return tuple(
+        f"{n}{AT_MQL}"
+        for n in _kernel_names(windows)
+        if n.endswith(suffixes) and not n.startswith("trend")
+    )
 
 
 def utc_ms(values: pd.Series) -> np.ndarray:
@@ -113,6 +127,14 @@ def row_leads(snapshot: Snapshot, rows: pd.DataFrame) -> np.ndarray:
     return position.astype(np.int64)
 
 
+def lead_arrays(leads: pd.DataFrame) -> ChunkLeads:
+    """The kernel's plain arrays of a leads frame (ordered by account): account codes (-1:
+    none) and the created, MQL and SQL times in ms."""
+    account, _ = pd.factorize(leads["account_id"], use_na_sentinel=True)
+    created, mql, sql = (utc_ms(leads[c]) for c in ("created_at", "mql_at", "sql_at"))
+    return ChunkLeads(account.astype(np.int64), created, mql, sql)
+
+
 def build_features(
     snapshot: Snapshot, rows: pd.DataFrame, config: Config, progress: Progress | None = None
 ) -> pd.DataFrame:
@@ -131,57 +153,93 @@ def build_features(
         raise ContractError(
             "rows: column 'cutoff': every row of a timestamped snapshot needs a cutoff"
         )
-
-    columns = _kernel_columns(snapshot, row_lead, cutoff_ms, config, progress)
-    frozen = at_mql_names(config)
-    if frozen:
-        mql = utc_ms(snapshot.leads["mql_at"])[row_lead]
-        known = (mql != NAT_MS) & (mql <= cutoff_ms)
-        at_mql = _kernel_columns(snapshot, row_lead, np.where(known, mql, cutoff_ms), config)
-        for name in frozen:
-            base = name.removesuffix(AT_MQL)
-            columns[name] = np.where(known, at_mql[base].astype(np.float64), np.nan)
+    leads = lead_arrays(snapshot.leads)
+    columns = kernel_features(leads, snapshot.events, row_lead, cutoff_ms, config, progress)
     frame = pd.concat([fit, pd.DataFrame(columns)], axis=1)
     frame.index = rows.index
     return frame[list(spec.names)]
 
 
+def kernel_features(
+    leads: ChunkLeads,
+    events: EventLog,
+    row_lead: np.ndarray,
+    cutoff_ms: np.ndarray,
+    config: Config,
+    progress: Progress | None = None,
+) -> dict[str, np.ndarray]:
+    """Engagement, account and at-MQL features of rows (lead position, cutoff) on plain
+    arrays, in row order: what `build_features` adds to the fit features, for a million
+    leads or the API's one.
+
+    Args:
+        leads: the leads' accounts (ordered by account) and times (`lead_arrays`).
+        events: their events, sorted by (lead, time), `lead` indexing `leads`.
+        row_lead: lead position of each row.
+        cutoff_ms: each row's cutoff, ms since the epoch.
+        config: windows, `at_mql`, chunk size and workers.
+        progress: called with (leads done, leads) after each chunk.
+
+    The counts at each row's mql_at (`at_mql_names`) come from the same kernel pass as the
+    features at the cutoff: the rows whose lead has an mql_at by the cutoff are asked twice.
+    """
+    frozen = at_mql_names(config)
+    n = row_lead.shape[0]
+    known = np.empty(0, dtype=np.int64)
+    if frozen:
+        mql = leads.mql_ms[row_lead]
+        known = np.flatnonzero((mql != NAT_MS) & (mql <= cutoff_ms))
+        row_lead = np.concatenate([row_lead, row_lead[known]])
+        cutoff_ms = np.concatenate([cutoff_ms, mql[known]])
+    columns = _kernel_columns(leads, events, row_lead, cutoff_ms, config, progress)
+    out = {name: values[:n] for name, values in columns.items()}
+    every = known.shape[0] == n  # e.g. the API's one lead, an MQL at its cutoff
+    for name in frozen:
+        counts = columns[name.removesuffix(AT_MQL)][n:]
+        if every:
+            out[name] = counts.astype(np.float64)
+        else:
+            out[name] = np.full(n, np.nan, dtype=np.float64)
+            out[name][known] = counts
+    return out
+
+
 def _kernel_columns(
-    snapshot: Snapshot,
+    leads: ChunkLeads,
+    events: EventLog,
     row_lead: np.ndarray,
     cutoff_ms: np.ndarray,
     config: Config,
     progress: Progress | None = None,
 ) -> dict[str, np.ndarray]:
     """Engagement and account features of rows (lead position, cutoff), in row order."""
-    leads = snapshot.leads
-    account, _ = pd.factorize(leads["account_id"], use_na_sentinel=True)
-    created, mql, sql = (utc_ms(leads[c]) for c in ("created_at", "mql_at", "sql_at"))
-    order = np.argsort(row_lead, kind="stable")
-    sorted_lead = row_lead[order]
+    account = leads.account
+    in_order = bool((row_lead[1:] >= row_lead[:-1]).all())  # e.g. the API's one lead
+    order = np.arange(row_lead.shape[0]) if in_order else np.argsort(row_lead, kind="stable")
+    sorted_lead = row_lead if in_order else row_lead[order]
     windows = config.features.windows_days
-    total = len(leads)
+    total = account.shape[0]
 
     def chunk_of(bounds: tuple[int, int]) -> tuple[int, dict[str, np.ndarray] | None]:
         first, stop = bounds
         r0, r1 = np.searchsorted(sorted_lead, [first, stop], side="left")
         if r1 == r0:
             return stop, None
-        e0, e1 = snapshot.events.lead_bounds(first, stop)
+        e0, e1 = events.lead_bounds(first, stop)
         chunk_account = account[first:stop]
         real = chunk_account >= 0
         offset = int(chunk_account[real].min()) if real.any() else 0
         return stop, chunk_features(
-            snapshot.events.lead[e0:e1] - first,
-            snapshot.events.at_ms[e0:e1],
-            snapshot.events.kind[e0:e1],
+            events.lead[e0:e1] - first,
+            events.at_ms[e0:e1],
+            events.kind[e0:e1],
             sorted_lead[r0:r1] - first,
             cutoff_ms[order[r0:r1]],
             ChunkLeads(
                 np.where(real, chunk_account - offset, -1),
-                created[first:stop],
-                mql[first:stop],
-                sql[first:stop],
+                leads.created_ms[first:stop],
+                leads.mql_ms[first:stop],
+                leads.sql_ms[first:stop],
             ),
             windows,
         )
@@ -197,7 +255,9 @@ def _kernel_columns(
         if progress is not None:
             progress(stop, total)
 
-    names = engagement_names(windows) + account_names(windows)
+    names = _kernel_names(tuple(windows))
+    if len(parts) == 1 and in_order:
+        return {name: parts[0][name] for name in names}
     inverse = np.empty_like(order)
     inverse[order] = np.arange(order.shape[0])
     return {

@@ -1,25 +1,24 @@
-"""One lead's features without pandas: the API's path, equal value for value to the batch path.
+"""One posted lead as plain arrays, through the batch path's own feature functions.
 
 The scoring API receives one lead at a time (its profile, its events and an as-of time) and must
-answer in a few milliseconds. The batch path (`features.reader.snapshot_from_frames`, then
-`features.pipeline.build_features`) costs several milliseconds for a one-row frame alone, so
-this module does the same work on plain Python values:
+answer in a few milliseconds. This module only adapts the request to what the batch path takes:
 
 - the profile's keys are read as the reader reads a header: a field under the export's name
   (a key of `mapping.leads`) becomes its contract column, excluded columns are dropped, and a
   custom field that is not there is unknown, as an empty cell is;
-- the profile is cleaned as `features.reader.prepare_leads` cleans a leads table (trim,
-  collapse whitespace, case-fold categories, the config's missing placeholders and value map,
-  company size ranges, the free-mail flag; the email itself is read and dropped, never kept);
-- events are read as `features.reader.collect_events` reads them (ISO 8601 timestamps, naive
-  is UTC, truncated to milliseconds; event types as `event_type_codes` maps them, unknown ones
-  kept as `other` and counted by raw name; exact duplicates, same millisecond and type, dropped);
-- engagement and account features come from `features.engagement.chunk_features`, the kernel
-  training uses, on arrays of one lead and one row; fit features follow `features.fit.lead_fit`.
+- every value is cleaned by the scalar form of the reader's rules (`features.clean`:
+  `ValueRules` and `timestamp_ms`, the reader's column forms run the same rules per distinct
+  value), into a cleaned lead as `prepare_leads` makes; the email itself is read and dropped;
+- events are read as the reader reads them (one timestamp parser, event types mapped as
+  `event_kinds` maps them, unknown ones kept as `other` and counted by raw name, exact
+  duplicates dropped) into the arrays of an `EventLog`;
+- fit features come from `features.fit.fit_of_lead` (`lead_fit`'s rules on one lead);
+  engagement, account and at-MQL features from `features.pipeline.kernel_features`, the
+  function under `build_features`, in one pass on arrays of this lead (and its account's
+  history); decayed counts from `features.decay.decayed_of_events`.
 
-Each helper reproduces its pandas counterpart's semantics exactly; where a value falls outside
-the common shapes (an odd timestamp form, a number with an exponent), the helper hands that one
-value to the pandas function itself, so odd input is slower, never different.
+What stays here is the request's shape: field names, the per-lead timeline checks the reader
+runs on a whole export, and the model's row of one lead.
 
 Account features need the account's other leads, which one posted lead does not carry. Without
 an `AccountContext` they are NaN ("unknown"), the value training gives a lead with no account:
@@ -31,37 +30,29 @@ to get the values `build_features` computes on the whole account.
 from __future__ import annotations
 
 import math
-import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
 
 import numpy as np
 
-from features.clean import (
-    company_size_of_number,
-    company_size_of_text,
-    is_missing,
-    number_value,
-)
-from features.clean import timestamp_ms as parse_timestamp_ms
-from features.config import Config, MappingConfig
+from features.clean import OTHER, ValueRules, is_missing, is_number, number_value, value_rules
+from features.config import Config
 from features.contract import (
     CONVERTED,
-    EVENT_TYPES,
-    FREE_MAIL_DOMAINS,
     LEAD_CATEGORIES,
     LEAD_COLUMNS,
+    LEAD_TIMESTAMPS,
     ContractError,
 )
-from features.decay import decay_rate, decayed_name, decayed_sums
-from features.engagement import NAT_MS, ChunkLeads, chunk_features
-from features.fit import CATEGORICAL, REGION_OF
-from features.pipeline import AT_MQL, at_mql_names, feature_spec, utc_ms
-from features.reader import Problem, Snapshot, plausible_range
-from features.titles import parse_title
+from features.decay import check_half_lives, decayed_name, decayed_of_events
+from features.engagement import NAT_MS, ChunkLeads
+from features.fit import CATEGORICAL, fit_of_lead
+from features.pipeline import feature_spec, kernel_features, utc_ms
+from features.reader import EventLog, Problem, Snapshot, plausible_range
 from training.scorer import ModelSpec
 
 __all__ = [
@@ -71,34 +62,12 @@ __all__ = [
     "LeadFeatures",
     "RowPlan",
     "account_context",
-    "clean_category_value",
-    "clean_text_value",
-    "company_size_value",
-    "event_type_code",
     "export_names",
-    "flag_value",
-    "fold",
-    "free_mail_value",
     "lead_features",
     "model_row",
-    "number_value",
-    "region_value",
     "row_plan",
     "rule_values",
-    "timestamp_ms",
 ]
-
-OTHER: Final = EVENT_TYPES.index("other")
-_TYPE_INDEX: Final = {name: i for i, name in enumerate(EVENT_TYPES)}
-_EPOCH: Final = datetime(1970, 1, 1)
-_EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS: Final = timedelta(milliseconds=1)
-_MAX_MEMO: Final = 4096
-#: The decay scan of `features.decay` runs in blocks of this many events (see `_decayed_one`).
-_DECAY_BLOCK: Final = 32
-
-_SNAKE: Final = re.compile(r"[\s\-]+")
-_EMAIL_DOMAIN: Final = re.compile(r"@([^@ ]+)$")
 
 
 class LeadError(ContractError):
@@ -110,197 +79,8 @@ class LeadError(ContractError):
         super().__init__(f"the lead breaks the data contract:\n{lines}")
 
 
-# --------------------------------------------------------------------------- cleaning values
-
-
-_is_missing = is_missing
-
-
-def _as_text(value: Any) -> str | None:
-    """The value as `Series.astype("str")` renders it; None when missing."""
-    if _is_missing(value):
-        return None
-    return value if isinstance(value, str) else str(value)
-
-
-def _is_number(value: Any) -> bool:
-    """Whether pandas would hold the value in a numeric column (booleans included)."""
-    return isinstance(value, bool | int | float | np.integer | np.floating | np.bool_)
-
-
-def fold(text: str) -> str:
-    """Trim, collapse inner whitespace and case-fold, as the snapshot reader folds text."""
-    return " ".join(text.split()).casefold()
-
-
-class _Cleaner:
-    """A mapping's lookups, folded once, and memos of cleaned values (bounded, thread-safe:
-    a race only computes a value twice)."""
-
-    def __init__(self, mapping: MappingConfig) -> None:
-        self.mapping = mapping
-        self.missing = frozenset(mapping.missing_values)
-        self.true_values = frozenset(mapping.true_values)
-        self.false_values = frozenset(mapping.false_values)
-        self.value_maps = {
-            column: {k.strip().casefold(): v for k, v in values.items()}
-            for column, values in mapping.values.items()
-        }
-        self.event_map = self.value_maps.get("event_type", {})
-        self.kinds: dict[str, tuple[int, bool]] = {}
-        self.categories: dict[tuple[str, str], str | None] = {}
-
-    def text(self, value: Any, column: str) -> str | None:
-        """`features.reader.clean_text` of one value."""
-        raw = _as_text(value)
-        if raw is None:
-            return None
-        text = " ".join(raw.split())
-        folded = text.casefold()
-        value_map = self.value_maps.get(column)
-        if value_map:
-            mapped = value_map.get(folded)
-            if mapped is not None:
-                return mapped
-        return None if folded in self.missing else text
-
-    def category(self, value: Any, column: str) -> str | None:
-        """`features.reader.clean_category` of one value (memoised per string)."""
-        if not isinstance(value, str):
-            text = self.text(value, column)
-            return None if text is None else fold(text)
-        key = (column, value)
-        try:
-            return self.categories[key]
-        except KeyError:
-            pass
-        text = self.text(value, column)
-        cleaned = None if text is None else fold(text)
-        if len(self.categories) >= _MAX_MEMO:
-            self.categories.clear()
-        self.categories[key] = cleaned
-        return cleaned
-
-    def kind(self, name: Any) -> tuple[int, bool]:
-        """Event type index of a raw name and whether it is reported as unknown."""
-        if not isinstance(name, str):
-            if _is_missing(name):
-                return OTHER, True
-            name = str(name)
-        try:
-            return self.kinds[name]
-        except KeyError:
-            pass
-        folded = fold(name)
-        mapped = self.event_map.get(folded, folded)
-        kind = _TYPE_INDEX.get(_SNAKE.sub("_", mapped.strip().casefold()), OTHER)
-        found = (kind, kind == OTHER and name.strip().casefold() != "other")
-        if len(self.kinds) >= _MAX_MEMO:
-            self.kinds.clear()
-        self.kinds[name] = found
-        return found
-
-
-_CLEANERS: dict[int, _Cleaner] = {}
-_CLEANERS_LOCK = threading.Lock()
-
-
-def _cleaner(mapping: MappingConfig) -> _Cleaner:
-    """The cleaner of a mapping, built once per mapping object."""
-    found = _CLEANERS.get(id(mapping))
-    if found is not None and found.mapping is mapping:
-        return found
-    built = _Cleaner(mapping)
-    with _CLEANERS_LOCK:
-        if len(_CLEANERS) >= 16:
-            _CLEANERS.clear()
-        _CLEANERS[id(mapping)] = built
-    return built
-
-
-def clean_text_value(value: Any, mapping: MappingConfig, column: str) -> str | None:
-    """Trimmed text with the missing placeholders as None and the value map applied."""
-    return _cleaner(mapping).text(value, column)
-
-
-def clean_category_value(value: Any, mapping: MappingConfig, column: str) -> str | None:
-    """A categorical fit attribute: cleaned, then folded so 'USA ' and 'usa' agree."""
-    return _cleaner(mapping).category(value, column)
-
-
-def region_value(country: str | None) -> str | None:
-    """Region of a folded country, 'other' when unlisted, None when the country is missing."""
-    return None if country is None else REGION_OF.get(country, "other")
-
-
-def company_size_value(value: Any, mapping: MappingConfig) -> tuple[float, bool]:
-    """Employees as a number ('51-200' is 125.5, '10,000+' is 10000) and whether it is bad
-    (`features.clean`, the reader's rule: true/false, negative and infinite sizes are bad)."""
-    if isinstance(value, bool | np.bool_):
-        return math.nan, True
-    if _is_number(value):
-        return company_size_of_number(float(value))
-    text = _cleaner(mapping).text(value, "company_size")
-    if text is None:
-        return math.nan, False
-    return company_size_of_text(text)
-
-
-def free_mail_value(email: Any, mapping: MappingConfig) -> float:
-    """1.0 for an address at a free-mail provider, 0.0 otherwise, NaN when there is none.
-
-    Only the domain's kind leaves this function: the address is never kept or shown.
-    """
-    text = _cleaner(mapping).text(email, "email")
-    if text is None:
-        return math.nan
-    found = _EMAIL_DOMAIN.search(text)
-    if found is None:
-        return math.nan
-    return 1.0 if found.group(1).casefold() in FREE_MAIL_DOMAINS else 0.0
-
-
-def flag_value(value: Any, mapping: MappingConfig, column: str) -> tuple[float, bool]:
-    """A yes/no value as 1.0, 0.0 or NaN, and whether it is neither a true nor a false value."""
-    if isinstance(value, bool | np.bool_):
-        return float(value), False
-    cleaner = _cleaner(mapping)
-    text = cleaner.text(value, column)
-    if text is None:
-        return math.nan, False
-    folded = text.casefold()
-    if folded in cleaner.true_values:
-        return 1.0, False
-    if folded in cleaner.false_values:
-        return 0.0, False
-    return math.nan, True
-
-
-def _numeric_value(value: Any, mapping: MappingConfig, column: str) -> tuple[float, bool]:
-    """A numeric custom field and whether it is not a number."""
-    if _is_number(value):
-        return float(value), False
-    text = _cleaner(mapping).text(value, column)
-    if text is None:
-        return math.nan, False
-    number = number_value(text)
-    return number, math.isnan(number)
-
-
-def timestamp_ms(value: Any, mapping: MappingConfig) -> tuple[int, bool]:
-    """Milliseconds since the epoch (UTC; naive is UTC; floored to the millisecond) and
-    whether the value is not ISO 8601 (`features.clean`, the reader's parser). Missing values
-    and placeholders give `NAT_MS`."""
-    return parse_timestamp_ms(value, _cleaner(mapping).missing)
-
-
-def event_type_code(name: Any, mapping: MappingConfig) -> int:
-    """Index into EVENT_TYPES of a raw event type name, as `event_type_codes` maps it."""
-    return _cleaner(mapping).kind(name)[0]
-
-
 def _shown(value: Any) -> str:
-    return "<missing>" if _is_missing(value) else repr(str(value)[:60])
+    return "<missing>" if is_missing(value) else repr(str(value)[:60])
 
 
 # --------------------------------------------------------------------------- account context
@@ -386,7 +166,6 @@ class LeadFeatures:
     cutoff_ms: int
 
 
-_LEAD_TIMESTAMPS: Final = ("created_at", "mql_at", "sql_at", "disqualified_at")
 _SPECS: dict[int, tuple[Config, tuple[str, ...]]] = {}
 _SPECS_LOCK = threading.Lock()
 
@@ -425,27 +204,27 @@ def export_names(config: Config) -> dict[str, tuple[str, ...]]:
 
 def _cleaned(column: str, value: Any, config: Config) -> Any:
     """The value as the path reads it for `column`: what two names of one field must agree on."""
-    mapping = config.mapping
-    if column in _LEAD_TIMESTAMPS:
-        return timestamp_ms(value, mapping)
+    rules = value_rules(config.mapping)
+    if column in LEAD_TIMESTAMPS:
+        return rules.timestamp(value)
     if column == "company_size":
-        return company_size_value(value, mapping)
+        return rules.company_size(value)
     custom = {cf.column.strip(): cf.value_type for cf in config.custom_fields}
     if column == CONVERTED or custom.get(column) == "boolean":
-        return flag_value(value, mapping, column)
+        return rules.flag(value, column)
     if custom.get(column) == "numeric":
-        return _numeric_value(value, mapping, column)
+        return rules.number(value, column)
     if column in LEAD_CATEGORIES or custom.get(column) == "categorical":
-        return _cleaner(mapping).category(value, column)
-    return _cleaner(mapping).text(value, column)  # ids, job title, email: case kept
+        return rules.category(value, column)
+    return rules.text(value, column)  # ids, job title, email: case kept
 
 
 def _agree(column: str, first: Any, second: Any, config: Config) -> bool:
     """Whether two values posted for one field read the same (NaN agrees with NaN)."""
     a, b = _cleaned(column, first, config), _cleaned(column, second, config)
     if isinstance(a, tuple) and isinstance(b, tuple):
-        return all(x == y or (_is_missing(x) and _is_missing(y)) for x, y in zip(a, b, strict=True))
-    return bool(a == b) or (_is_missing(a) and _is_missing(b))
+        return all(x == y or (is_missing(x) and is_missing(y)) for x, y in zip(a, b, strict=True))
+    return bool(a == b) or (is_missing(a) and is_missing(b))
 
 
 def _profile(profile: Mapping[str, Any], config: Config) -> tuple[dict[str, Any], list[Problem]]:
@@ -488,15 +267,17 @@ def _also_as(column: str, config: Config) -> str:
     return f" (or post it as {' or '.join(repr(e) for e in exports)})" if exports else ""
 
 
-def _fit(fields: dict[str, Any], config: Config, problems: list[Problem]) -> dict[str, Any]:
-    """Fit features of the profile, as `prepare_leads` then `lead_fit` compute them."""
-    mapping = config.mapping
-    cleaner = _cleaner(mapping)
-    title = cleaner.text(fields.get("job_title"), "job_title")
-    seniority, function = parse_title(title)
-    country = cleaner.category(fields.get("country"), "country")
+def _clean_lead(fields: dict[str, Any], config: Config, problems: list[Problem]) -> dict[str, Any]:
+    """The profile as `prepare_leads` cleans a leads row (the fit columns), by the same rules
+    in their scalar form; bad values become problems."""
+    rules = value_rules(config.mapping)
+    lead: dict[str, Any] = {
+        "job_title": rules.text(fields.get("job_title"), "job_title"),
+        **{c: rules.category(fields.get(c), c) for c in LEAD_CATEGORIES},
+        "email_free": rules.free_mail(fields.get("email")),
+    }
     size, bad_size = (
-        company_size_value(fields["company_size"], mapping)
+        rules.company_size(fields["company_size"])
         if "company_size" in fields
         else (math.nan, False)
     )
@@ -510,41 +291,32 @@ def _fit(fields: dict[str, Any], config: Config, problems: list[Problem]) -> dic
                 (f"lead: {_shown(fields['company_size'])}",),
             )
         )
-    values: dict[str, Any] = {
-        "seniority": seniority,
-        "job_function": function,
-        "industry": cleaner.category(fields.get("industry"), "industry"),
-        "country": country,
-        "region": region_value(country),
-        "lead_source": cleaner.category(fields.get("lead_source"), "lead_source"),
-        "company_size": size,
-        "email_free": free_mail_value(fields.get("email"), mapping),
-    }
+    lead["company_size"] = size
     for cf in config.custom_fields:
         name = cf.column.strip()
         raw = fields.get(name)
         if cf.value_type == "categorical":
-            values[cf.feature] = cleaner.category(raw, name)
+            lead[cf.feature] = rules.category(raw, name)
             continue
         if cf.value_type == "boolean":
-            number, bad = flag_value(raw, mapping, name)
+            number, bad = rules.flag(raw, name)
             issue = "are neither a true nor a false value"
         else:
-            number, bad = _numeric_value(raw, mapping, name)
+            number, bad = rules.number(raw, name)
             issue = "are not numbers"
         if bad:
             problems.append(Problem("lead", name, issue, 1, (f"lead: {_shown(raw)}",)))
-        values[cf.feature] = number
-    return values
+        lead[cf.feature] = number
+    return lead
 
 
 def _lead_times(
-    fields: dict[str, Any], mapping: MappingConfig, problems: list[Problem]
+    fields: dict[str, Any], rules: ValueRules, problems: list[Problem]
 ) -> dict[str, int]:
     """The lead's timestamps in ms (NAT_MS when missing); unreadable ones become problems."""
     times: dict[str, int] = {}
-    for column in _LEAD_TIMESTAMPS:
-        ms, bad = timestamp_ms(fields.get(column), mapping)
+    for column in LEAD_TIMESTAMPS:
+        ms, bad = rules.timestamp(fields.get(column))
         if bad:
             problems.append(
                 Problem(
@@ -563,6 +335,26 @@ def _lead_times(
     return times
 
 
+_RANGES: dict[int, tuple[Config, float, int, int, str]] = {}
+#: Seconds a config's plausible range is reused: it moves with the clock (now + 1 day).
+_RANGE_SECONDS: Final = 1.0
+
+
+def _plausible(config: Config) -> tuple[int, int, str]:
+    """`plausible_range` in ms and as the problems word it, reused for a second per config."""
+    found = _RANGES.get(id(config))
+    now = time.monotonic()
+    if found is None or found[0] is not config or now - found[1] > _RANGE_SECONDS:
+        earliest, latest = plausible_range(config)
+        span = f"before {earliest:%Y-%m-%d} or after {latest:%Y-%m-%d}"
+        found = (config, now, earliest.value // 1_000_000, latest.value // 1_000_000, span)
+        with _SPECS_LOCK:
+            if len(_RANGES) >= 16:
+                _RANGES.clear()
+            _RANGES[id(config)] = found
+    return found[2], found[3], found[4]
+
+
 def _timeline_problems(
     fields: dict[str, Any],
     times: dict[str, int],
@@ -573,9 +365,7 @@ def _timeline_problems(
     """What `check_lead_timeline` and `check_event_log` refuse in an export, for one lead:
     times outside `plausible_range`, an MQL before the lead was created; and, for a request,
     an as-of time outside that range or before the lead was created."""
-    earliest, latest = plausible_range(config)
-    lo, hi = earliest.value // 1_000_000, latest.value // 1_000_000
-    span = f"before {earliest:%Y-%m-%d} or after {latest:%Y-%m-%d}"
+    lo, hi, span = _plausible(config)
     problems = [
         Problem(
             "lead",
@@ -584,7 +374,7 @@ def _timeline_problems(
             1,
             (f"lead: {_shown(fields[column])}",),
         )
-        for column in _LEAD_TIMESTAMPS
+        for column in LEAD_TIMESTAMPS
         if times[column] != NAT_MS and not lo <= times[column] <= hi
     ]
     created, mql = times["created_at"], times["mql_at"]
@@ -609,8 +399,7 @@ def _read_events(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int], int]:
     """Event times and types sorted by (time, type), duplicates dropped; the unknown types
     by raw name and the number of duplicates."""
-    mapping = config.mapping
-    cleaner = _cleaner(mapping)
+    rules = value_rules(config.mapping)
     excluded = {e.strip() for e in config.exclude}
     for column in ("occurred_at", "event_type"):
         if events and (column in excluded or all(column not in e for e in events)):
@@ -623,12 +412,12 @@ def _read_events(
     bad: list[int] = []
     missing_time: list[int] = []
     for i, event in enumerate(events):
-        kind, is_unknown = cleaner.kind(event.get("event_type"))
+        kind, is_unknown = rules.event_kind(event.get("event_type"))
         if is_unknown:
             raw = event.get("event_type")
-            name = "<missing>" if _is_missing(raw) else str(raw)
+            name = "<missing>" if is_missing(raw) else str(raw)
             unknown[name] = unknown.get(name, 0) + 1
-        ms, unread = parse_timestamp_ms(event.get("occurred_at"), cleaner.missing)
+        ms, unread = rules.timestamp(event.get("occurred_at"))
         if unread:
             bad.append(i)
         elif ms == NAT_MS:
@@ -646,129 +435,33 @@ def _read_events(
     return packed >> 5, (packed & 31).astype(np.int8), unknown, len(events) - len(keys)
 
 
-def _decayed_one(at_ms: np.ndarray, cutoff_ms: int, half_life_days: float) -> float:
-    """`features.decay.decayed_sums` of one lead's events of one type (sorted, all before the
-    cutoff) at one cutoff, to the last bit.
-
-    Up to one scan block of events, `decayed_sums` runs the plain recurrence D = 1 + f * D in
-    float64 after computing the factors f with numpy in a buffer laid out as here; this repeats
-    those steps (the same numpy calls on the same layout, then the same multiply-adds), which
-    is ~20x faster than the general call. Longer histories call `decayed_sums` itself. Events at
-    or after the cutoff never count and, dropped, change no bit of the rest.
-    """
-    n = at_ms.shape[0]
-    if n == 0:
-        return 0.0
-    if n > _DECAY_BLOCK:
-        lead = np.zeros(n, dtype=np.int32)
-        row = np.zeros(1, dtype=np.int32)
-        cutoff = np.array([cutoff_ms], dtype=np.int64)
-        return float(decayed_sums(lead, at_ms, row, cutoff, half_life_days)[0])
-    rate = decay_rate(half_life_days)
-    at_last = 1.0
-    if n > 1:
-        factor = np.zeros(_DECAY_BLOCK, dtype=np.float64)
-        gap = factor[1:n]
-        np.subtract(at_ms[1:], at_ms[:-1], out=gap)
-        np.maximum(gap, 0.0, out=gap)
-        np.multiply(gap, -rate, out=gap)
-        np.exp(gap, out=gap)
-        for f in gap.tolist():
-            at_last = 1.0 + f * at_last
-    age = np.array([cutoff_ms - int(at_ms[-1])], dtype=np.int64).astype(np.float64)
-    return float(np.float64(at_last) * np.exp(-rate * age)[0])
-
-
-def _decayed(
+def _arrays(
     ev_ms: np.ndarray,
     ev_kind: np.ndarray,
-    cutoff_ms: int,
-    half_lives: Mapping[str, float],
-) -> dict[str, float]:
-    """Time-decayed count of each asked-for event type at the cutoff."""
-    before = int(np.searchsorted(ev_ms, cutoff_ms, side="left"))
-    ms, kind = ev_ms[:before], ev_kind[:before]
-    return {
-        event_type: _decayed_one(ms[kind == _TYPE_INDEX[event_type]], cutoff_ms, half_life)
-        for event_type, half_life in half_lives.items()
-    }
-
-
-def _check_half_lives(half_lives: Mapping[str, float]) -> None:
-    unknown = [t for t in half_lives if t not in _TYPE_INDEX]
-    if unknown:
-        raise ValueError(f"unknown event types {unknown}; the contract has {list(EVENT_TYPES)}")
-    for half_life in half_lives.values():
-        decay_rate(half_life)
-
-
-def _engagement(
-    ev_ms: np.ndarray,
-    ev_kind: np.ndarray,
-    cutoff_ms: int,
     times: dict[str, int],
-    has_account: bool,
     account: AccountContext | None,
-    config: Config,
-) -> dict[str, np.ndarray]:
-    """Engagement and account features from the training kernel, for one lead and one row.
-
-    The lead is lead 0 of a one-account chunk; with a context, the account's other leads
-    follow it, and their events all belong to one more pseudo-lead (account features only
-    count an account's events, whoever's they are).
-    """
-    created = [times["created_at"]]
-    mql = [times["mql_at"]]
-    sql = [times["sql_at"]]
+) -> tuple[ChunkLeads, EventLog]:
+    """The lead as the kernel's plain arrays: lead 0, and with an account context its other
+    leads after it, all in account 0, their events on one more pseudo-lead (account features
+    count an account's events, whoever's they are)."""
+    lead_times = [[times["created_at"]], [times["mql_at"]], [times["sql_at"]]]
     ev_lead = np.zeros(ev_ms.shape[0], dtype=np.int32)
-    if not has_account or account is None:
+    if account is None:
         lead_account = np.array([-1], dtype=np.int64)
     else:
         n_other = account.created_ms.shape[0]
         lead_account = np.zeros(n_other + 2, dtype=np.int64)
-        created = [*created, *account.created_ms.tolist(), NAT_MS]
-        mql = [*mql, *account.mql_ms.tolist(), NAT_MS]
-        sql = [*sql, *account.sql_ms.tolist(), NAT_MS]
-        other = account.event_ms
-        ev_lead = np.concatenate([ev_lead, np.full(other.shape[0], n_other + 1, dtype=np.int32)])
-        ev_ms = np.concatenate([ev_ms, other])
-        ev_kind = np.concatenate([ev_kind, np.full(other.shape[0], OTHER, dtype=np.int8)])
-    leads = ChunkLeads(
-        lead_account,
-        np.array(created, dtype=np.int64),
-        np.array(mql, dtype=np.int64),
-        np.array(sql, dtype=np.int64),
-    )
-    return chunk_features(
-        ev_lead,
-        ev_ms,
-        ev_kind,
-        np.zeros(1, dtype=np.int64),
-        np.array([cutoff_ms], dtype=np.int64),
-        leads,
-        config.features.windows_days,
-    )
-
-
-def _at_mql(
-    ev_ms: np.ndarray,
-    ev_kind: np.ndarray,
-    cutoff_ms: int,
-    times: dict[str, int],
-    has_account: bool,
-    account: AccountContext | None,
-    config: Config,
-) -> dict[str, float]:
-    """The `at_mql_names` features: the kernel's counts at the lead's mql_at, as
-    `build_features` computes them (NaN without an mql_at before the cutoff)."""
-    names = at_mql_names(config)
-    mql = times["mql_at"]
-    if not names:
-        return {}
-    if mql == NAT_MS or mql > cutoff_ms:
-        return dict.fromkeys(names, math.nan)
-    kernel = _engagement(ev_ms, ev_kind, mql, times, has_account, account, config)
-    return {name: float(kernel[name.removesuffix(AT_MQL)][0]) for name in names}
+        for own, other in zip(
+            lead_times, (account.created_ms, account.mql_ms, account.sql_ms), strict=True
+        ):
+            own += [*other.tolist(), NAT_MS]
+        other_events = account.event_ms
+        n_events = other_events.shape[0]
+        ev_lead = np.concatenate([ev_lead, np.full(n_events, n_other + 1, dtype=np.int32)])
+        ev_ms = np.concatenate([ev_ms, other_events])
+        ev_kind = np.concatenate([ev_kind, np.full(n_events, OTHER, dtype=np.int8)])
+    created, mql, sql = (np.array(t, dtype=np.int64) for t in lead_times)
+    return ChunkLeads(lead_account, created, mql, sql), EventLog(ev_lead, ev_ms, ev_kind)
 
 
 def lead_features(
@@ -805,8 +498,8 @@ def lead_features(
         ValueError: bad half-lives, or timestamps too far apart to index.
     """
     if half_lives:
-        _check_half_lives(half_lives)
-    mapping = config.mapping
+        check_half_lives(half_lives)
+    rules = value_rules(config.mapping)
     flat = config.source.flat
     fields, twice = _profile(profile, config)
     required = ("lead_id",) if flat else ("lead_id", "created_at")
@@ -817,21 +510,20 @@ def lead_features(
     ]
     # every problem at once: a missing field does not hide a bad as_of or event
     problems: list[Problem] = [*twice, *absent]
-    cleaner = _cleaner(mapping)
-    lead_id = cleaner.text(fields.get("lead_id"), "lead_id")
+    lead_id = rules.text(fields.get("lead_id"), "lead_id")
     if lead_id is None and "lead_id" in fields:
         shown = (f"lead: {_shown(fields['lead_id'])}",)
         problems.append(Problem("lead", "lead_id", "have no lead_id", 1, shown))
-    account_id = cleaner.text(fields.get("account_id"), "account_id")
-    times = _lead_times(fields, mapping, problems)
-    if CONVERTED in fields and flag_value(fields[CONVERTED], mapping, CONVERTED)[1]:
+    account_id = rules.text(fields.get("account_id"), "account_id")
+    times = _lead_times(fields, rules, problems)
+    if CONVERTED in fields and rules.flag(fields[CONVERTED], CONVERTED)[1]:
         shown = (f"lead: {_shown(fields[CONVERTED])}",)
         problems.append(
             Problem("lead", CONVERTED, "are neither a true nor a false value", 1, shown)
         )
-    values = _fit(fields, config, problems)
+    cleaned = _clean_lead(fields, config, problems)
     ev_ms, ev_kind, unknown, duplicates = _read_events(events, config, problems)
-    cutoff_ms, bad_cutoff = timestamp_ms(as_of, mapping)
+    cutoff_ms, bad_cutoff = rules.timestamp(as_of)
     if bad_cutoff or cutoff_ms == NAT_MS:
         problems.append(Problem("request", "as_of", "is not an ISO 8601 time", 1, (_shown(as_of),)))
     if not problems:
@@ -839,22 +531,26 @@ def lead_features(
     if problems:
         raise LeadError(problems)
     assert lead_id is not None
-    if account is None and accounts is not None and account_id is not None:
+    if account_id is None:
+        account = None
+    elif account is None and accounts is not None:
         account = accounts(account_id, lead_id)
 
-    features = _feature_names(config)
+    values = fit_of_lead(cleaned, config.custom_fields)
+    decayed: dict[str, float] = {}
     if flat:
         decayed = dict.fromkeys(half_lives or {}, math.nan)
     else:
-        kernel = _engagement(
-            ev_ms, ev_kind, cutoff_ms, times, account_id is not None, account, config
-        )
+        leads, log = _arrays(ev_ms, ev_kind, times, account)
+        row_lead = np.zeros(1, dtype=np.int64)
+        cutoff = np.array([cutoff_ms], dtype=np.int64)
+        kernel = kernel_features(leads, log, row_lead, cutoff, config)
         values.update((name, float(column[0])) for name, column in kernel.items())
-        values.update(
-            _at_mql(ev_ms, ev_kind, cutoff_ms, times, account_id is not None, account, config)
-        )
-        decayed = _decayed(ev_ms, ev_kind, cutoff_ms, half_lives) if half_lives else {}
-    ordered = {name: values[name] for name in features}
+        if half_lives:
+            own = EventLog(log.lead[: ev_ms.shape[0]], ev_ms, ev_kind)
+            counts = decayed_of_events(own, row_lead, cutoff, half_lives)
+            decayed = {t: float(counts[decayed_name(t)][0]) for t in half_lives}
+    ordered = {name: values[name] for name in _feature_names(config)}
     return LeadFeatures(ordered, unknown, duplicates, decayed, lead_id, account_id, cutoff_ms)
 
 
@@ -892,13 +588,13 @@ class RowPlan:
         out = row[0]
         for j, (value, codes) in enumerate(zip(raw, self.codes, strict=True)):
             if codes is not None:
-                text = _as_text(value)
+                text = None if is_missing(value) else str(value)
                 out[j] = math.nan if text is None else codes.get(text, math.nan)
             elif isinstance(value, float):
                 out[j] = value
-            elif _is_missing(value):
+            elif is_missing(value):
                 out[j] = math.nan
-            elif _is_number(value):
+            elif is_number(value):
                 out[j] = float(value)
             else:
                 out[j] = number_value(str(value))

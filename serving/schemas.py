@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 #: A timestamp as the export writes it: parsed by `features.clean`, the snapshot reader's own
 #: parser, so that the API accepts exactly what the reader accepts (numbers are refused).
@@ -69,6 +69,20 @@ CustomValue = Annotated[
 ]
 
 
+#: Employees as posted, read by the reader's own rule (`features.clean`): the schema checks
+#: only that it is one value, so true/false or an infinite size is refused by that rule.
+CompanySize = Annotated[
+    Any,
+    AfterValidator(_one_value),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}],
+            "description": "Employees: a number, or a range such as '51-200'.",
+        }
+    ),
+]
+
+
 class LeadIn(BaseModel):
     """A lead's profile, in the data contract's terms or the export's (`mapping.leads`).
 
@@ -101,17 +115,7 @@ class LeadIn(BaseModel):
     country: str | None = Field(None, max_length=200)
     industry: str | None = Field(None, max_length=200)
     lead_source: str | None = Field(None, max_length=200)
-    company_size: float | str | None = Field(
-        None, description="Employees: a number, or a range such as '51-200'."
-    )
-
-    @field_validator("company_size", mode="before")
-    @classmethod
-    def _not_a_flag(cls, value: object) -> object:
-        """true/false is no number of employees (pydantic would read true as 1.0)."""
-        if isinstance(value, bool):
-            raise ValueError("true/false is not a number of employees")
-        return value
+    company_size: CompanySize = None
 
     email: str | None = Field(
         None, max_length=320, description="Only whether it is free mail is used; never logged."

@@ -37,12 +37,10 @@ from features.reader.checks import (
 from features.reader.cleaning import (
     clean_category,
     clean_text,
-    fold_text,
     free_mail_flag,
     parse_company_size,
     parse_flags,
     parse_timestamps,
-    per_distinct,
 )
 from features.reader.columns import (
     drop_excluded,
@@ -107,7 +105,6 @@ __all__ = [
     "event_source_columns",
     "event_type_codes",
     "find_table_file",
-    "fold_text",
     "free_mail_flag",
     "line_breaks_with_delimiter",
     "long_cell_problems",
@@ -116,7 +113,6 @@ __all__ = [
     "parse_company_size",
     "parse_flags",
     "parse_timestamps",
-    "per_distinct",
     "plausible_range",
     "prepare_leads",
     "raise_problems",

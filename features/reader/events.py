@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features import clean
 from features.config import Config, MappingConfig
 from features.contract import EVENT_COLUMNS, EVENT_TYPES
 from features.parallel import ordered_map, worker_count
 from features.quarantine import check_event_share, set_aside_events
-from features.reader.cleaning import fold_text, parse_timestamps
+from features.reader.cleaning import parse_timestamps
 from features.reader.columns import drop_excluded, missing_required, rename_to_contract
 from features.reader.eventlog import NAT_MS, EventLog, sort_events
 from features.reader.problems import Problem, raise_problems, row_examples
@@ -24,16 +25,12 @@ from features.reader.report import ReadReport
 
 #: The type index of events whose type is not in the contract.
 OTHER = EVENT_TYPES.index("other")
-_TYPE_INDEX = {name: i for i, name in enumerate(EVENT_TYPES)}
 
 
 def event_type_codes(names: pd.Series, mapping: MappingConfig) -> np.ndarray:
-    """Event type index per distinct name: contract names after the value map, else `other`."""
-    value_map = {k.strip().casefold(): v for k, v in mapping.values.get("event_type", {}).items()}
-    folded = fold_text(names.astype("str"))
-    mapped = folded.map(lambda v: value_map.get(v, v) if isinstance(v, str) else v)
-    snake = mapped.str.strip().str.casefold().str.replace(r"[\s\-]+", "_", regex=True)
-    return snake.map(_TYPE_INDEX).fillna(OTHER).astype(np.int8).to_numpy()
+    """Event type index per distinct name: contract names after the value map, else `other`
+    (`features.clean`, the API's rule too)."""
+    return clean.event_kinds(names, mapping)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features import clean
 from features.columns import fan_out, with_row_ids
 from features.config import Config, CustomField, MappingConfig
 from features.contract import CONVERTED, LEAD_CATEGORIES, LEAD_COLUMNS, LEAD_TIMESTAMPS
@@ -211,11 +212,7 @@ def flat_outcome(
 def _custom_number(
     values: pd.Series, mapping: MappingConfig, name: str
 ) -> tuple[pd.Series, np.ndarray]:
-    if pd.api.types.is_numeric_dtype(values):
-        return values.astype("float64"), np.zeros(len(values), dtype=bool)
-    text = clean_text(values, mapping, name)
-    number = pd.to_numeric(text, errors="coerce").astype("float64")
-    return number, (text.notna() & number.isna()).to_numpy()
+    return clean.numbers_of(values, mapping, name)
 
 
 def custom_values(

@@ -60,6 +60,21 @@ ODD_TEXT = [
     ("company_size", "1e3"),
     ("company_size", "-5"),
     ("company_size", "many"),
+    # added with the one feature definition (issue 11): more of the same families
+    ("created_at", " 1700000000 "),
+    ("created_at", "-1"),
+    ("created_at", "1.7e9"),
+    ("created_at", "2026-01-05T09:00:00.000Z  "),
+    ("created_at", "2262-04-12T00:00:00Z"),
+    ("created_at", "1677-09-21T00:00:00Z"),
+    ("occurred_at", "9999-12-31T23:59:59Z"),
+    ("occurred_at", " 2026-05-20T10:00:00+00:00 "),
+    ("occurred_at", "2026-05-20T10:00:00.999999999Z"),
+    ("company_size", "TRUE"),
+    ("company_size", "False"),
+    ("company_size", "-Infinity"),
+    ("company_size", "1e400"),
+    ("company_size", " 51 - 200 "),
 ]
 
 
@@ -120,11 +135,21 @@ def test_the_api_accepts_what_the_reader_accepts_with_the_same_features(
 
 
 @pytest.mark.parametrize("value", [True, False, float("inf"), -1.0, 1700000000])
-def test_typed_json_values_the_reader_could_not_hold_are_refused(
-    client: TestClient, value: Any
+def test_typed_json_values_are_refused_as_the_reader_refuses_them_typed(
+    client: TestClient, store: ModelStore, tmp_path: Path, value: Any
 ) -> None:
-    """JSON types a CSV cannot carry: a true/false or infinite size, a numeric time."""
+    """JSON types a CSV cannot carry (a true/false or infinite size, a numeric time), posted
+    and held typed in a Parquet export: both refuse them, naming the field."""
     field = "created_at" if value == 1700000000 else "company_size"
+    model = store.current
+    assert model is not None
+    folder = tmp_path / "export"
+    folder.mkdir()
+    pd.DataFrame([{**BASE, field: value}]).to_parquet(folder / "leads.parquet")
+    pd.DataFrame([{"lead_id": BASE["lead_id"], **EVENT}]).to_parquet(folder / "events.parquet")
+    config = build_config({**model.config.model_dump(by_alias=True), "source": {"path": folder}})
+    with pytest.raises(ContractError, match=field):
+        read_snapshot(config)
     body = {"lead": {**BASE, field: value}, "events": [EVENT], "as_of": AS_OF}
     answer = client.post("/v1/score", json=body) if np.isfinite(value) else None
     if answer is None:  # Infinity is not JSON; a client sends it as the bare token

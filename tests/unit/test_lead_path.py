@@ -19,6 +19,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.clean import (
+    clean_categories,
+    clean_texts,
+    event_kinds,
+    flags_of,
+    free_mail_flags,
+    number_value,
+    numbers_of,
+    value_rules,
+)
 from features.config import Config, build_config
 from features.contract import EVENT_TYPES, ContractError
 from features.decay import decayed_counts, decayed_name
@@ -30,6 +40,7 @@ from features.reader import (
     event_type_codes,
     free_mail_flag,
     parse_company_size,
+    parse_flags,
     parse_timestamps,
     snapshot_from_frames,
 )
@@ -41,16 +52,9 @@ from serving.lead import (
     LeadError,
     LeadFeatures,
     account_context,
-    clean_category_value,
-    clean_text_value,
-    company_size_value,
-    event_type_code,
-    free_mail_value,
     lead_features,
     model_row,
-    number_value,
     rule_values,
-    timestamp_ms,
 )
 from training.rules import half_lives, load_rules
 from training.scorer import ModelSpec, feature_matrix, learn_spec
@@ -641,7 +645,9 @@ def test_timestamps_read_as_pandas_reads_them(config: Config) -> None:
         parsed, bad = parse_timestamps(pd.Series(group, dtype="str"), config.mapping)
         wanted = parsed.dt.as_unit("ms").array.asi8
         for text, want, unread in zip(group, wanted, bad, strict=True):
-            assert timestamp_ms(text, config.mapping) == (int(want), bool(unread)), repr(text)
+            assert value_rules(config.mapping).timestamp(text) == (int(want), bool(unread)), repr(
+                text
+            )
     moments = [
         datetime(2025, 3, 9, 10, 0, 0, 999_999, tzinfo=IST),
         datetime(1969, 12, 31, 23, 59, 59, 999_500),
@@ -650,7 +656,7 @@ def test_timestamps_read_as_pandas_reads_them(config: Config) -> None:
     ]
     for moment in moments:
         parsed, _ = parse_timestamps(pd.Series([moment]), config.mapping)
-        assert timestamp_ms(moment, config.mapping) == (int(parsed.array.asi8[0]), False)
+        assert value_rules(config.mapping).timestamp(moment) == (int(parsed.array.asi8[0]), False)
 
 
 def test_numbers_and_company_sizes_read_as_pandas_reads_them(config: Config) -> None:
@@ -663,13 +669,13 @@ def test_numbers_and_company_sizes_read_as_pandas_reads_them(config: Config) -> 
     sizes, bad = parse_company_size(series, config.mapping)
     numbers = pd.to_numeric(series, errors="coerce").astype("float64")
     for text, want, unread, number in zip(texts, sizes, bad, numbers, strict=True):
-        got, got_bad = company_size_value(text, config.mapping)
+        got, got_bad = value_rules(config.mapping).company_size(text)
         assert (got == want or (math.isnan(got) and math.isnan(want))) and got_bad == unread, text
         got = number_value(text)
         assert got == number or (math.isnan(got) and math.isnan(number)), text
     for value in (12, 12.5, -3, True, np.int64(7), np.float64("nan")):
         size, bad = parse_company_size(pd.Series([value]), config.mapping)
-        got, got_bad = company_size_value(value, config.mapping)
+        got, got_bad = value_rules(config.mapping).company_size(value)
         assert (got == size.iloc[0] or math.isnan(got)) and got_bad == bad[0], value
 
 
@@ -691,16 +697,35 @@ def test_text_categories_email_and_event_types_clean_as_pandas_cleans_them() -> 
             clean_category(series, mapping, column),
         )
         for raw, want_text, want_category in zip(texts, text, category, strict=True):
-            text_value = clean_text_value(raw, mapping, column)
+            text_value = value_rules(mapping).text(raw, column)
             assert text_value == (None if _missing(want_text) else want_text), (column, raw)
-            category_value = clean_category_value(raw, mapping, column)
+            category_value = value_rules(mapping).category(raw, column)
             assert category_value == (None if _missing(want_category) else want_category), raw
     for raw, flag in zip(texts, free_mail_flag(series, mapping), strict=True):
         want = math.nan if _missing(flag) else float(flag)
-        got = free_mail_value(raw, mapping)
+        got = value_rules(mapping).free_mail(raw)
         assert got == want or (math.isnan(got) and math.isnan(want)), raw
     codes = event_type_codes(series, mapping)
-    assert [event_type_code(raw, mapping) for raw in texts] == codes.tolist()
+    assert [value_rules(mapping).event_kind(raw)[0] for raw in texts] == codes.tolist()
+    # the column forms: the same scalar rules once per distinct value, equal to the reader's
+    for column in ("country", "industry", "Plan Tier", "job_title"):
+        assert clean_texts(series, mapping, column).equals(clean_text(series, mapping, column))
+        assert clean_categories(series, mapping, column).equals(
+            clean_category(series, mapping, column)
+        )
+    assert free_mail_flags(series, mapping).equals(free_mail_flag(series, mapping))
+    assert event_kinds(series, mapping).tolist() == codes.tolist()
+    flags = pd.Series([*texts, "yes", " TRUE ", "0", "No", None], dtype="str")
+    for column in ("converted", "is_partner"):
+        got, got_bad = flags_of(flags, mapping, column)
+        want, want_bad = parse_flags(flags, mapping, column)
+        assert got.equals(want) and got_bad.tolist() == want_bad.tolist()
+    numbers = pd.Series([*texts, "1e3", " 12 ", "-0", "inf", "1_000", None], dtype="str")
+    got_numbers, got_bad = numbers_of(numbers, mapping, "budget")
+    text = clean_text(numbers, mapping, "budget")
+    want_numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+    assert np.array_equal(got_numbers.to_numpy(), want_numbers.to_numpy(), equal_nan=True)
+    assert got_bad.tolist() == (text.notna() & want_numbers.isna()).tolist()
 
 
 # --------------------------------------------------------------------------- errors and privacy
