@@ -171,7 +171,7 @@ def anchor_job(snapshot_dir: Path, model_dir: Path, out: Path, reason_rows: int)
     import numpy as np
     import pandas as pd
 
-    from features.config import build_config
+    from common.config import build_config
     from features.pipeline import build_features
     from features.reader import read_snapshot
     from serving.batch import open_mql_rows, reason_texts

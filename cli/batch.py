@@ -16,7 +16,7 @@ from cli.common import (
     load_settings,
     progress,
 )
-from features.config import Config
+from common.config import Config
 from features.contract import ContractError
 
 
@@ -208,7 +208,7 @@ def monitor(
     passed (drift), 2 bad input (missing monitoring record, mixed model versions, bad config).
     """
     from features.reader import read_snapshot
-    from training import monitor_report
+    from serving import monitor_report
     from training.monitor import MonitorError
 
     with clear_errors():

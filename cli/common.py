@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from features.config import Config, ConfigError, load_config
+from common.config import Config, ConfigError, load_config
 from features.contract import ContractError
 
 if TYPE_CHECKING:

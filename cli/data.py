@@ -22,7 +22,7 @@ from cli.common import (
     say,
     spark_training_set,
 )
-from features.config import Config
+from common.config import Config
 
 
 def generate(

@@ -24,7 +24,7 @@ from cli.common import (
     say,
     spark_training_set,
 )
-from features.config import Config, ConfigError
+from common.config import Config, ConfigError
 from training.retrain import EXIT_BUSY
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.common import ConfigOption, clear_errors, load_settings
-from features.config import Config
+from common.config import Config
 
 
 def serve(

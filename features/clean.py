@@ -31,7 +31,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from features.config import MappingConfig
+from common.config import MappingConfig
 from features.contract import EVENT_TYPES, FREE_MAIL_DOMAINS
 from features.engagement import NAT_MS
 

@@ -13,7 +13,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from features.config import CustomField
+from common.config import CustomField
 from features.titles import parse_title, parse_titles
 
 _REGIONS: Final[dict[str, tuple[str, ...]]] = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from features.config import Config
+from common.config import Config
 from features.pipeline import FeatureSpec, feature_spec
 from features.rows import RowCounts
 
@@ -51,7 +51,7 @@ def write_training_set(
     training set another engine built (`leadscore features --engine spark`), with the snapshot
     that tells of it (as-of time, custom fields, read report), written the same way."""
     from features.custom_types import with_custom_fields
-    from features.output import write_json, write_parquet
+    from common.io import write_json, write_parquet
     from features.pipeline import build_training_set
     from features.quarantine import write_quarantine
     from features.reader import read_snapshot

@@ -28,9 +28,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.config import Config
+from common.config import Config
 from features.contract import ContractError
-from features.output import to_jsonable
+from common.io import to_jsonable
 from features.reader import Snapshot, read_snapshot, shown_url
 from features.rows import covered_weeks
 from serving.batch import (

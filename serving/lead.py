@@ -40,7 +40,7 @@ from typing import Any, Final
 import numpy as np
 
 from features.clean import OTHER, ValueRules, is_missing, is_number, number_value, value_rules
-from features.config import Config
+from common.config import Config
 from features.contract import (
     CONVERTED,
     LEAD_CATEGORIES,

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from features.config import Config
+from common.config import Config
 from features.contract import ContractError
 from features.custom_types import export_column, typed_custom_fields
 from features.pipeline import build_features

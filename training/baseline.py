@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.config import Config, ConfigError, CustomField
+from common.config import Config, ConfigError, CustomField
 from features.contract import EVENT_TYPES, ContractError
 from features.decay import decayed_counts, decayed_name
 from features.fit import CATEGORICAL
@@ -487,7 +487,7 @@ def suggest_rules_file(
     """`leadscore rules suggest`: read the config's source, build its rows (`progress` gets
     (done, total) while building), suggest points (`suggest_rules`) and write them to `out`
     as a rules YAML, atomically."""
-    from features.output import write_atomic
+    from common.io import write_atomic
     from features.pipeline import build_training_set
     from features.reader import read_snapshot
     from training.rules import rules_to_yaml

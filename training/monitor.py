@@ -14,7 +14,7 @@ share of each bin; the same for the calibrated probability; and the share of eac
 A scoring run counts its rows into the reference's bins (`profile_counts`, chunk by chunk with
 `merge_counts`, so memory stays bounded) and writes a monitoring record beside its scores
 (`monitor_record`, `write_monitor_record`, `monitor_path`). `leadscore monitor` reads those
-records and compares them with the reference embedded in them (`training.monitor_report`).
+records and compares them with the reference embedded in them (`serving.monitor_report`).
 
 Everything here is JSON-able plain data, and this module imports only numpy and pandas (and
 the scorer's spec), so MLflow can bundle it with the model.
@@ -478,7 +478,7 @@ def monitor_record(
 
 def write_monitor_record(record: Mapping[str, Any], scores: Path | str) -> Path:
     """Write the record atomically beside the scores file; returns its path."""
-    from features.output import write_json
+    from common.io import write_json
 
     if record.get("format") != RECORD_FORMAT:
         raise MonitorError(f"not a {RECORD_FORMAT} record")

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from features.config import Config, SourceConfig
+from common.config import Config, SourceConfig
 from features.contract import ContractError
 from features.reader import Snapshot
 from features.rows import RowCounts

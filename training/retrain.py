@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from features.config import Config, MlflowConfig
+from common.config import Config, MlflowConfig
 from features.contract import ContractError
 from features.reader import shown_url
 from training.pipeline import ProgressFactory, Say, no_progress, run_training, step

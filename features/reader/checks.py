@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.config import Config
+from common.config import Config
 from features.contract import LEAD_TIMESTAMPS, ContractError
 from features.dialect import AUTO, resolve_dialect
 from features.reader.eventlog import EventLog

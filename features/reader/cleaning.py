@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from features import clean
-from features.config import MappingConfig
+from common.config import MappingConfig
 
 
 def clean_text(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Series:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from features.config import Config
+from common.config import Config
 from features.contract import EVENT_COLUMNS
 from features.dialect import delimiter_hint
 from features.reader.problems import Problem

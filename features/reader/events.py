@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from features import clean
-from features.config import Config, MappingConfig
+from common.config import Config, MappingConfig
 from features.contract import EVENT_COLUMNS, EVENT_TYPES
 from features.parallel import ordered_map, worker_count
 from features.quarantine import check_event_share, set_aside_events

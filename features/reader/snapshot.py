@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.config import Config, CustomField
+from common.config import Config, CustomField
 from features.contract import LEAD_TIMESTAMPS, ContractError
 from features.custom_types import typed_custom_fields
 from features.reader.checks import (

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from features.config import Config, SourceConfig
+from common.config import Config, SourceConfig
 from features.contract import ContractError
 from features.dialect import resolve_dialect, with_dialect
 from features.joins import join_tables

@@ -25,7 +25,7 @@ from serving.batch_io import settle_interrupted
 from tests.batch.conftest import AS_OF
 from tests.conftest import POSTGRES_URL
 from training.monitor import MonitorError, monitor_path, publish_journal_path
-from training.monitor_report import read_run
+from serving.monitor_report import read_run
 
 pytestmark = pytest.mark.integration
 LATER = (AS_OF + pd.Timedelta(days=10)).isoformat()

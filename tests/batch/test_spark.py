@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app as cli
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.contract import ContractError
 from features.reader import Snapshot
 from serving.batch import COLUMNS, open_mql_rows, score_rows

@@ -23,7 +23,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cli import app as cli
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.contract import ContractError
 from features.custom_types import with_custom_fields
 from features.pipeline import build_training_set

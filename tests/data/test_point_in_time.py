@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from features import engagement
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.contract import EVENT_TYPES
 from features.pipeline import build_features
 from features.reader import snapshot_from_frames

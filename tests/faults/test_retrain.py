@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from features.config import build_config
+from common.config import build_config
 from features.contract import ContractError
 from features.synthetic import generate, write_snapshot
 from serving.model_store import load_model

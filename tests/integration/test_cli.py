@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from features.config import build_config
+from common.config import build_config
 
 runner = CliRunner()
 pytestmark = pytest.mark.integration

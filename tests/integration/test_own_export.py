@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from cli import app
-from features.config import build_config
+from common.config import build_config
 from features.contract import ContractError
 from features.reader import read_snapshot
 from features.synthetic import generate, write_snapshot

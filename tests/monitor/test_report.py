@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from features.config import MonitorConfig
+from common.config import MonitorConfig
 from training.monitor import (
     monitor_path,
     monitor_record,
@@ -19,7 +19,7 @@ from training.monitor import (
     reference_profile,
     write_monitor_record,
 )
-from training.monitor_report import ALERT_EXIT, ScoringRun, monitor, outcomes
+from serving.monitor_report import ALERT_EXIT, ScoringRun, monitor, outcomes
 
 from .test_profile import SPEC, _frame
 
@@ -138,7 +138,7 @@ def test_ignored_feature_is_shown_but_does_not_alert(
 
 
 def _read(path: Path) -> ScoringRun:
-    from training.monitor_report import read_run
+    from serving.monitor_report import read_run
 
     return read_run(path)
 

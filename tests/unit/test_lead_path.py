@@ -29,7 +29,7 @@ from features.clean import (
     numbers_of,
     value_rules,
 )
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.contract import EVENT_TYPES, ContractError
 from features.decay import decayed_counts, decayed_name
 from features.pipeline import build_features, feature_spec

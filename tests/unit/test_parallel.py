@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app as cli
-from features.config import build_config
+from common.config import build_config
 from features.parallel import ordered_map, worker_count
 from features.reader import read_snapshot, row_group_runs
 from features.reader import sources as reader_sources
