@@ -81,6 +81,8 @@ def open_job(source: Path, target: Path) -> None:
     use_package()
     import pandas as pd
 
+    from common.io import write_parquet
+
     as_of = pd.Timestamp(_as_of(source))
     leads = pd.read_parquet(source / "leads.parquet")
     created = leads["created_at"]
@@ -88,9 +90,7 @@ def open_job(source: Path, target: Path) -> None:
     leads["mql_at"] = created.where(created > start, start).where(created <= as_of, as_of)
     leads["sql_at"] = pd.NaT
     leads["disqualified_at"] = pd.NaT
-    target.mkdir(parents=True, exist_ok=True)
-    leads.to_parquet(target / "leads.parquet.tmp", index=False)
-    (target / "leads.parquet.tmp").replace(target / "leads.parquet")
+    write_parquet(leads, target / "leads.parquet")
     events = target / "events.parquet"
     if not events.exists():
         events.symlink_to((source / "events.parquet").resolve())
@@ -171,7 +171,7 @@ def anchor_job(snapshot_dir: Path, model_dir: Path, out: Path, reason_rows: int)
     import numpy as np
     import pandas as pd
 
-    from features.config import build_config
+    from common.config import build_config
     from features.pipeline import build_features
     from features.snapshot import read_snapshot
     from serving.batch import open_mql_rows, reason_texts

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from features.config import Config, CustomField, MappingConfig
+from common.config import Config, CustomField, MappingConfig
 
 ValueType = Literal["categorical", "numeric", "boolean"]
 

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from features.config import Config, CustomField
+from common.config import Config, CustomField
 from features.contract import ContractError
 from features.engagement import NAT_MS, ChunkLeads, account_names, chunk_features, engagement_names
 from features.fit import CATEGORICAL, fit_names, lead_fit

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.config import Config, CustomField
+from common.config import Config, CustomField
 from features.contract import CONVERTED, LEAD_TIMESTAMPS, ContractError
 
 #: The quarantine file's own columns, before the row's cells.
@@ -276,7 +276,7 @@ def check_event_share(quarantine: Quarantine, config: Config, table: str) -> Non
 
 def write_quarantine(quarantine: Quarantine, target: Path) -> Path | None:
     """Write the set-aside rows as CSV, atomically; None (and nothing written) when none."""
-    from features.output import write_atomic
+    from common.io import write_atomic
 
     frame = quarantine.frame()
     if frame.empty:

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from common.config import Config, CustomField, MappingConfig, SourceConfig
 from features import clean
 from features.columns import fan_out, with_row_ids
-from features.config import Config, CustomField, MappingConfig, SourceConfig
 from features.contract import (
     CONVERTED,
     EVENT_COLUMNS,

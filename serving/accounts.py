@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.config import Config, ServeConfig, SourceConfig
+from common.config import Config, ServeConfig, SourceConfig
 from features.pipeline import utc_ms
 from features.snapshot import Snapshot, read_snapshot, shown_url
 from serving.lead import AccountContext

@@ -28,8 +28,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from common.io import (
+    atomic_path,
+    make_durable,
+    remove_strays,
+    temporary_beside,
+    to_jsonable,
+)
 from features.contract import ContractError
-from features.output import to_jsonable
 from features.rows import covered_weeks
 from features.snapshot import Snapshot, shown_url
 from serving.batch import (
@@ -44,15 +50,7 @@ from serving.batch import (
     tier_counts,
 )
 from serving.model_store import LoadedModel
-from serving.publish import (
-    Journal,
-    PublishError,
-    commit,
-    make_durable,
-    remove_strays,
-    settle,
-    temporary_beside,
-)
+from serving.publish import Journal, PublishError, commit, settle
 from training.monitor import (
     RECORD_FORMAT,
     empty_counts,
@@ -154,12 +152,8 @@ def write_scores(chunks: Iterable[pd.DataFrame], target: Path) -> int:
     `target` as it was."""
     fmt = file_format(target)
     run_id = new_run_id()
-    temporary = temporary_beside(target)
-    try:
+    with atomic_path(target) as temporary:
         rows = write_scores_to((f.assign(run_id=run_id) for f in chunks), temporary, fmt)
-        temporary.replace(target)
-    finally:
-        temporary.unlink(missing_ok=True)
     return rows
 
 

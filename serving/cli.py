@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from features.config import Config, ConfigError, load_config
+from common.config import Config, ConfigError, load_config
 from features.contract import ContractError
 from serving.cli_help import Typer
 
@@ -253,8 +253,8 @@ def features(
     closed by the snapshot's as-of time are censored: left out and counted. Writes the
     Parquet file and a JSON summary beside it, atomically.
     """
+    from common.io import write_json, write_parquet
     from features.custom_types import with_custom_fields
-    from features.output import write_json, write_parquet
     from features.pipeline import build_training_set, feature_spec
     from features.quarantine import write_quarantine
     from features.snapshot import read_snapshot
@@ -952,7 +952,7 @@ def rules_suggest(
     stratified 70% for a flat export) and compared on the other 30%, out of sample.
     """
     import training.rules as rules_module
-    from features.output import write_atomic
+    from common.io import write_atomic
     from features.pipeline import build_training_set
     from features.snapshot import read_snapshot
     from training.baseline import suggest_rules

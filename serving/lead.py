@@ -40,6 +40,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from common.config import Config, MappingConfig
 from features.clean import (
     company_size_of_number,
     company_size_of_text,
@@ -47,7 +48,6 @@ from features.clean import (
     number_value,
 )
 from features.clean import timestamp_ms as parse_timestamp_ms
-from features.config import Config, MappingConfig
 from features.contract import (
     CONVERTED,
     EVENT_TYPES,

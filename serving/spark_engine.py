@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from features.config import Config
+from common.config import Config
 from features.contract import ContractError
 from features.rows import covered_weeks
 from features.snapshot import (
@@ -458,7 +458,7 @@ def score_bucket(
     the scores (`COLUMNS`) and one report row (see `bucket_report`), which also carries the
     read reports of the event tasks that reached this bucket.
     """
-    from features.output import to_jsonable
+    from common.io import to_jsonable
 
     read = merge_read_reports(read_reports)
     if len(leads) == 0:  # only read reports (all leads without an id: another bucket raises)

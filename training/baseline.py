@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.config import Config, ConfigError, CustomField
+from common.config import Config, ConfigError, CustomField
 from features.contract import EVENT_TYPES, ContractError
 from features.decay import decayed_counts, decayed_name
 from features.fit import CATEGORICAL

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.config import Config, MlflowConfig
+from common.config import Config, MlflowConfig
 from features.contract import ContractError
 from features.snapshot import shown_url
 from features.truth import truth_of_rows

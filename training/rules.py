@@ -37,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from features.config import ConfigError, custom_feature_name, describe_error
+from common.config import ConfigError, custom_feature_name, describe_error
 from features.contract import EVENT_TYPES
 from features.decay import decayed_counts, decayed_name
 from features.fit import REGION_OF, lead_fit

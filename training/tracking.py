@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.config import Config, GateConfig, MlflowConfig
+from common.config import Config, GateConfig, MlflowConfig
 from features.snapshot import Snapshot
 from training.evaluate import classification_metrics
 from training.guards import label_differences

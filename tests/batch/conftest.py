@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.config import build_config
+from common.config import build_config
 from features.snapshot import Snapshot, read_snapshot
 from serving.model_store import LoadedModel, load_model
 from tests.fixtures import trained_registry

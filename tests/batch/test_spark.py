@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.contract import ContractError
 from features.snapshot import Snapshot
 from serving.batch import COLUMNS, open_mql_rows, score_rows

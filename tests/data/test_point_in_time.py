@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.config import Config, build_config
 from features import engagement
-from features.config import Config, build_config
 from features.contract import EVENT_TYPES
 from features.pipeline import build_features
 from features.rows import training_rows

@@ -14,7 +14,7 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
-from features.config import build_config
+from common.config import build_config
 from features.contract import ContractError
 from features.synthetic import generate, write_snapshot
 from serving.cli import app

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.config import build_config
+from common.config import build_config
 from serving.cli import app
 
 runner = CliRunner()

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from features.config import build_config
+from common.config import build_config
 from features.contract import ContractError
 from features.snapshot import read_snapshot
 from features.synthetic import generate, write_snapshot

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from features.config import build_config
+from common.config import build_config
 from features.contract import ContractError
 from features.pipeline import build_training_set
 from features.snapshot import read_snapshot, snapshot_from_frames

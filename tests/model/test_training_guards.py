@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.pipeline import build_training_set
 from features.snapshot import read_snapshot
 from features.synthetic import generate, write_snapshot

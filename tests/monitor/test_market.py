@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.pipeline import build_features, build_training_set
 from features.snapshot import read_snapshot
 from features.synthetic import MarketShift, generate, write_snapshot

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.config import MonitorConfig
+from common.config import MonitorConfig
 from serving.cli import app
 from training.monitor import (
     monitor_path,

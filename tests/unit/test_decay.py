@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import build_config
+from common.config import build_config
 from features.contract import EVENT_TYPES, ContractError
 from features.decay import decay_rate, decayed_counts, decayed_sums
 from features.snapshot import Snapshot, snapshot_from_frames

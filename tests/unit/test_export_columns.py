@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.config import ConfigError, build_config
+from common.config import ConfigError, build_config
 from features.contract import ContractError
 from features.custom_types import infer_value_type, types_of_training_set
 from features.snapshot import read_snapshot, snapshot_from_frames

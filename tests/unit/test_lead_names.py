@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from features.config import Config, ConfigError, build_config
+from common.config import Config, ConfigError, build_config
 from features.pipeline import build_features
 from features.snapshot import snapshot_from_frames
 from serving.lead import LeadError, export_names, lead_features

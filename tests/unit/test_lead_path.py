@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.contract import EVENT_TYPES, ContractError
 from features.decay import decayed_counts, decayed_name
 from features.pipeline import build_features, feature_spec

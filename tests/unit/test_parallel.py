@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from common.config import build_config
 from features import snapshot as snapshot_module
-from features.config import build_config
 from features.parallel import ordered_map, worker_count
 from features.snapshot import read_snapshot, row_group_runs
 from features.synthetic import generate, write_snapshot

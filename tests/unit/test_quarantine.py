@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.contract import ContractError
 from features.quarantine import write_quarantine
 from features.snapshot import check_lead_timeline, read_snapshot, snapshot_from_frames
