@@ -50,16 +50,9 @@ from serving.batch import (
     tier_counts,
 )
 from serving.model_store import LoadedModel
+from serving.monitor import RECORD_FORMAT, monitor_path, monitor_record, publish_journal_path
 from serving.publish import Journal, PublishError, commit, settle
-from training.monitor import (
-    RECORD_FORMAT,
-    empty_counts,
-    merge_counts,
-    monitor_path,
-    monitor_record,
-    profile_counts,
-    publish_journal_path,
-)
+from training.drift import empty_counts, merge_counts, profile_counts
 
 log = logging.getLogger("leadscore.batch")
 

@@ -862,7 +862,7 @@ def _predict_on_spark(
 
 
 # --- leadscore monitor (drift against the training reference; the work is in
-# training/monitor_report.py) ---
+# serving/monitor_report.py) ---
 @app.command()
 def monitor(
     scores: Annotated[
@@ -896,8 +896,8 @@ def monitor(
     passed (drift), 2 bad input (missing monitoring record, mixed model versions, bad config).
     """
     from features.snapshot import read_snapshot
-    from training import monitor_report
-    from training.monitor import MonitorError
+    from serving import monitor_report
+    from training.drift import MonitorError
 
     with _clear_errors():
         try:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.io import atomic_path, sync_folder
-from training.monitor import publish_journal_path
+from serving.monitor import publish_journal_path
 
 #: journal format
 JOURNAL_FORMAT = "leadscore.publish/1"

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from features.synthetic import generate, write_snapshot
 from serving.cli import app
 from serving.model_store import load_model
-from training.monitor_report import ALERT_EXIT
+from serving.monitor_report import ALERT_EXIT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 runner = CliRunner()

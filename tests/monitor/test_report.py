@@ -11,15 +11,9 @@ from typer.testing import CliRunner
 
 from common.config import MonitorConfig
 from serving.cli import app
-from training.monitor import (
-    monitor_path,
-    monitor_record,
-    profile_counts,
-    psi_floor,
-    reference_profile,
-    write_monitor_record,
-)
-from training.monitor_report import ALERT_EXIT, ScoringRun, monitor, outcomes
+from serving.monitor import monitor_path, monitor_record, write_monitor_record
+from serving.monitor_report import ALERT_EXIT, ScoringRun, monitor, outcomes
+from training.drift import profile_counts, psi_floor, reference_profile
 
 from .test_profile import SPEC, _frame
 
@@ -138,7 +132,7 @@ def test_ignored_feature_is_shown_but_does_not_alert(
 
 
 def _read(path: Path) -> ScoringRun:
-    from training.monitor_report import read_run
+    from serving.monitor_report import read_run
 
     return read_run(path)
 
