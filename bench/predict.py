@@ -28,7 +28,7 @@
    same rows and the ready matrix (timed as stages, not part of the anchor), then times the
    booster's own `predict` (raw scores) on the whole matrix, and on its first --reason-rows rows
    (100,000) `predict(pred_contrib=True)` and the package's reasons
-   (`serving.batch.reason_texts`) on those contributions. Goal: reasons for every row
+   (`training.scoring.reason_texts`) on those contributions. Goal: reasons for every row
    (pred_contrib + reason_texts) within 1.2x of pred_contrib alone.
 6. Prints the figures and writes them to bench/results/predict.json.
 """
@@ -174,9 +174,11 @@ def anchor_job(snapshot_dir: Path, model_dir: Path, out: Path, reason_rows: int)
     from common.config import build_config
     from features.pipeline import build_features
     from features.snapshot import read_snapshot
-    from serving.batch import open_mql_rows, reason_texts
+    from serving.batch import open_mql_rows
     from serving.model_store import load_model
+    from training.reasons import choose
     from training.scorer import feature_matrix
+    from training.scoring import reason_texts
 
     stages: dict[str, float] = {}
 
@@ -208,9 +210,9 @@ def anchor_job(snapshot_dir: Path, model_dir: Path, out: Path, reason_rows: int)
     contributions = np.asarray(booster.predict(matrix[part], pred_contrib=True), dtype=np.float64)
     timed("pred_contrib", t)
     t = time.perf_counter()
-    texts = reason_texts(
-        model.reason_plan, features.iloc[part], matrix[part], contributions[:, :-1], 3
-    )
+    plan = model.reason_plan
+    chosen = choose(plan, matrix[part], contributions[:, :-1], 3)
+    texts = reason_texts(plan, features.iloc[part], contributions[:, :-1], chosen)
     timed("reason_texts", t)
     assert np.allclose(contributions.sum(axis=1), raw[part], atol=1e-9)
     out.write_text(
