@@ -99,7 +99,7 @@ def duckdb_statements(leads: str, events: str, out: str, as_of_ms: int | None) -
     Same rows: leads with mql_at, cutoff = mql_at, minus those left out by the labelling rules
     (cutoff at/after as-of, converted or disqualified before the cutoff, censored: the horizon
     not over by as-of). As-of is the snapshot's declared one (snapshot.json), else the latest
-    timestamp in the data, as features/snapshot.py decides. Same
+    timestamp in the data, as features/reader/ decides. Same
     features: per type and for all events, counts in [cutoff - w, cutoff) and before the cutoff,
     days since the last event; distinct active days (a day counts once its first event is before
     the cutoff); days since created/mql; the account's other leads created/MQL'd/SQL'd before the

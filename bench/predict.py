@@ -173,7 +173,7 @@ def anchor_job(snapshot_dir: Path, model_dir: Path, out: Path, reason_rows: int)
 
     from common.config import build_config
     from features.pipeline import build_features
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
     from serving.batch import open_mql_rows
     from serving.model_store import load_model
     from training.reasons import choose

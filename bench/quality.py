@@ -98,7 +98,7 @@ def main() -> None:
     use_package()  # imported here: bench/features.py would shadow the package
     from common.config import build_config
     from features.pipeline import build_features, build_training_set
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
     from features.truth import truth_of_rows
     from training import rules as rules_module
     from training.ages import (

@@ -25,7 +25,7 @@ ValueType = Literal["categorical", "numeric", "boolean"]
 
 def infer_value_type(values: pd.Series, mapping: MappingConfig, column: str) -> ValueType | None:
     """The type the values fit (see the module's rule); None when no value is present."""
-    from features.snapshot import clean_text
+    from features.reader import clean_text
 
     if pd.api.types.is_bool_dtype(values):
         return "boolean"

@@ -20,7 +20,7 @@ from features.engagement import NAT_MS, ChunkLeads, account_names, chunk_feature
 from features.fit import CATEGORICAL, fit_names, lead_fit
 from features.parallel import ordered_map, worker_count
 from features.rows import RowCounts, training_rows
-from features.snapshot import Snapshot
+from features.reader import Snapshot
 
 Progress = Callable[[int, int], None]
 FeatureKind = Literal["categorical", "numeric"]

@@ -37,7 +37,7 @@ from common.io import (
 )
 from features.contract import ContractError
 from features.rows import covered_weeks
-from features.snapshot import Snapshot, shown_url
+from features.reader import Snapshot, shown_url
 from serving.batch import (
     COLUMNS,
     Progress,

@@ -215,7 +215,7 @@ def validate(
     Exits 2 with every problem listed (file or table, column, bad row count, examples).
     """
     from features.quarantine import write_quarantine
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
 
     with _clear_errors():
         settings = _config(config, snapshot)
@@ -257,7 +257,7 @@ def features(
     from features.custom_types import with_custom_fields
     from features.pipeline import build_training_set, feature_spec
     from features.quarantine import write_quarantine
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
 
     started = time.perf_counter()
     with _clear_errors():
@@ -361,7 +361,7 @@ def train(
     from features.custom_types import types_of_training_set, with_custom_fields
     from features.pipeline import build_training_set
     from features.quarantine import summary_counts, write_quarantine
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
     from features.truth import truth_of_rows
     from training import tracking
     from training.baseline import rules_baseline
@@ -810,7 +810,7 @@ def predict(
 def read_snapshot_for(model_config: Config, settings: Config) -> Any:
     """Read the settings' source with the model's mapping and custom fields (and the
     settings' `features.workers`: how this machine reads, not how the model was trained)."""
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
 
     features = model_config.features.model_copy(update={"workers": settings.features.workers})
     return read_snapshot(
@@ -895,7 +895,7 @@ def monitor(
     plots) and monitor.json. Exit status: 0 no threshold passed, 3 a monitor.* threshold
     passed (drift), 2 bad input (missing monitoring record, mixed model versions, bad config).
     """
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
     from serving import monitor_report
     from training.drift import MonitorError
 
@@ -954,7 +954,7 @@ def rules_suggest(
     import training.rules as rules_module
     from common.io import write_atomic
     from features.pipeline import build_training_set
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
     from training.baseline import suggest_rules
 
     with _clear_errors():

@@ -65,7 +65,7 @@ import pandas as pd
 from common.config import Config
 from features.contract import ContractError
 from features.rows import covered_weeks
-from features.snapshot import (
+from features.reader import (
     _EVENT_BATCH_ROWS,
     Problem,
     ReadReport,
@@ -86,7 +86,7 @@ from features.snapshot import (
     snapshot_from_frames,
     sort_events,
 )
-from features.snapshot import _as_of as snapshot_as_of
+from features.reader import _as_of as snapshot_as_of
 from serving.batch import (
     COLUMNS,
     as_utc,
@@ -589,7 +589,7 @@ def _parquet_source(path: Path, wanted: Sequence[str]) -> EventSource:
 
 def row_group_chunks(path: Path, group: int, wanted: Sequence[str]) -> Iterator[pd.DataFrame]:
     """One row group of a Parquet events file, read as the reader reads the whole file
-    (`features.snapshot._parquet_chunks`: its columns, ids and types as dictionaries)."""
+    (`features.reader._parquet_chunks`: its columns, ids and types as dictionaries)."""
     import pyarrow.parquet as pq
 
     names = pq.read_schema(path).names

@@ -42,7 +42,7 @@ from features.contract import EVENT_TYPES
 from features.decay import decayed_counts, decayed_name
 from features.fit import REGION_OF, lead_fit
 from features.pipeline import row_leads
-from features.snapshot import Snapshot
+from features.reader import Snapshot
 from features.titles import FUNCTIONS, SENIORITIES
 
 DEFAULT_RULES = "default_rules.yaml"

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from common.config import Config, GateConfig, MlflowConfig
-from features.snapshot import Snapshot
+from features.reader import Snapshot
 from training.drift import reference_profile
 from training.evaluate import classification_metrics
 from training.guards import label_differences

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from common.config import build_config
 from features.contract import ContractError
 from features.pipeline import build_features
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from serving.lead import lead_features
 from serving.model_store import ModelStore
 

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from common.config import Config, build_config
 from features.pipeline import build_features
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from serving.accounts import read_book
 from serving.app import create_app
 from serving.model_store import ModelStore, ModelUnavailableError

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from common.config import build_config
-from features.snapshot import Snapshot, read_snapshot
+from features.reader import Snapshot, read_snapshot
 from serving.model_store import LoadedModel, load_model
 from tests.fixtures import trained_registry
 

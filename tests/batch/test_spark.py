@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from common.config import Config, build_config
 from features.contract import ContractError
-from features.snapshot import Snapshot
+from features.reader import Snapshot
 from serving.batch import COLUMNS, open_mql_rows, score_rows
 from serving.cli import app as cli
 from serving.cli import read_snapshot_for

@@ -18,7 +18,7 @@ from features import engagement
 from features.contract import EVENT_TYPES
 from features.pipeline import build_features
 from features.rows import training_rows
-from features.snapshot import snapshot_from_frames
+from features.reader import snapshot_from_frames
 from tests.conftest import random_crm
 
 SAMPLE_ROWS = 25

@@ -542,7 +542,7 @@ def test_the_feature_pipeline_reproduces_p_true_exactly(tmp_path: Path, fmt: str
     """
     from common.config import build_config
     from features.pipeline import build_features
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
 
     write_snapshot(generate(5_000, seed=23), tmp_path, fmt=fmt)
     config = build_config({"source": {"path": str(tmp_path)}})

@@ -10,7 +10,7 @@ import pytest
 
 from common.config import Config, load_config
 from features.pipeline import build_training_set, feature_spec
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPING = ROOT / "examples" / "x-education.yaml"

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from common.config import build_config
 from features.contract import ContractError
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from features.synthetic import generate, write_snapshot
 from serving.cli import app
 from tests.conftest import POSTGRES_URL

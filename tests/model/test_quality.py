@@ -10,7 +10,7 @@ import pytest
 
 from common.config import Config, build_config
 from features.pipeline import build_training_set
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from features.synthetic import generate, write_snapshot
 from features.truth import truth_of_rows
 from training.train import TrainResult, train_model

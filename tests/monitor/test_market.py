@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from common.config import Config, build_config
 from features.pipeline import build_features, build_training_set
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from features.synthetic import MarketShift, generate, write_snapshot
 from serving.batch import open_mql_rows
 from serving.cli import app

@@ -8,7 +8,7 @@ import pytest
 
 from common.config import build_config
 from features.pipeline import account_chunks, build_training_set, feature_spec
-from features.snapshot import snapshot_from_frames
+from features.reader import snapshot_from_frames
 
 LEADS = pd.DataFrame(
     {

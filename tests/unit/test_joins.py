@@ -11,7 +11,7 @@ import pytest
 from common.config import JoinConfig, build_config
 from features.contract import ContractError
 from features.joins import join_one
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 
 LEADS = pd.DataFrame(
     {

@@ -17,7 +17,7 @@ import pytest
 
 from common.config import Config, ConfigError, build_config
 from features.pipeline import build_features
-from features.snapshot import snapshot_from_frames
+from features.reader import snapshot_from_frames
 from serving.lead import LeadError, export_names, lead_features
 from serving.openapi import lead_properties
 from serving.schemas import LeadIn

@@ -24,7 +24,7 @@ from features.contract import EVENT_TYPES, ContractError
 from features.decay import decayed_counts, decayed_name
 from features.pipeline import build_features, feature_spec
 from features.rows import training_rows
-from features.snapshot import (
+from features.reader import (
     Snapshot,
     clean_category,
     clean_text,

@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from common.config import build_config
-from features import snapshot as snapshot_module
+from features import reader as snapshot_module
 from features.parallel import ordered_map, worker_count
-from features.snapshot import read_snapshot, row_group_runs
+from features.reader import read_snapshot, row_group_runs
 from features.synthetic import generate, write_snapshot
 from serving.cli import app as cli
 
