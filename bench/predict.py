@@ -28,7 +28,7 @@
    same rows and the ready matrix (timed as stages, not part of the anchor), then times the
    booster's own `predict` (raw scores) on the whole matrix, and on its first --reason-rows rows
    (100,000) `predict(pred_contrib=True)` and the package's reasons
-   (`serving.batch.reason_texts`) on those contributions. Goal: reasons for every row
+   (`training.scoring.reason_texts`) on those contributions. Goal: reasons for every row
    (pred_contrib + reason_texts) within 1.2x of pred_contrib alone.
 6. Prints the figures and writes them to bench/results/predict.json.
 """
@@ -81,6 +81,8 @@ def open_job(source: Path, target: Path) -> None:
     use_package()
     import pandas as pd
 
+    from common.io import write_parquet
+
     as_of = pd.Timestamp(_as_of(source))
     leads = pd.read_parquet(source / "leads.parquet")
     created = leads["created_at"]
@@ -88,9 +90,7 @@ def open_job(source: Path, target: Path) -> None:
     leads["mql_at"] = created.where(created > start, start).where(created <= as_of, as_of)
     leads["sql_at"] = pd.NaT
     leads["disqualified_at"] = pd.NaT
-    target.mkdir(parents=True, exist_ok=True)
-    leads.to_parquet(target / "leads.parquet.tmp", index=False)
-    (target / "leads.parquet.tmp").replace(target / "leads.parquet")
+    write_parquet(leads, target / "leads.parquet")
     events = target / "events.parquet"
     if not events.exists():
         events.symlink_to((source / "events.parquet").resolve())
@@ -174,9 +174,11 @@ def anchor_job(snapshot_dir: Path, model_dir: Path, out: Path, reason_rows: int)
     from common.config import build_config
     from features.pipeline import build_features
     from features.reader import read_snapshot
-    from serving.batch import open_mql_rows, reason_texts
+    from serving.batch import open_mql_rows
     from serving.model_store import load_model
+    from training.reasons import choose
     from training.scorer import feature_matrix
+    from training.scoring import reason_texts
 
     stages: dict[str, float] = {}
 
@@ -208,9 +210,9 @@ def anchor_job(snapshot_dir: Path, model_dir: Path, out: Path, reason_rows: int)
     contributions = np.asarray(booster.predict(matrix[part], pred_contrib=True), dtype=np.float64)
     timed("pred_contrib", t)
     t = time.perf_counter()
-    texts = reason_texts(
-        model.reason_plan, features.iloc[part], matrix[part], contributions[:, :-1], 3
-    )
+    plan = model.reason_plan
+    chosen = choose(plan, matrix[part], contributions[:, :-1], 3)
+    texts = reason_texts(plan, features.iloc[part], contributions[:, :-1], chosen)
     timed("reason_texts", t)
     assert np.allclose(contributions.sum(axis=1), raw[part], atol=1e-9)
     out.write_text(

@@ -209,7 +209,7 @@ def monitor(
     """
     from features.reader import read_snapshot
     from serving import monitor_report
-    from training.monitor import MonitorError
+    from training.drift import MonitorError
 
     with clear_errors():
         try:

@@ -50,8 +50,8 @@ def write_training_set(
     `<stem>.quarantine.csv` beside `out`). `say` gets the reading report's lines. `built`: a
     training set another engine built (`leadscore features --engine spark`), with the snapshot
     that tells of it (as-of time, custom fields, read report), written the same way."""
-    from features.custom_types import with_custom_fields
     from common.io import write_json, write_parquet
+    from features.custom_types import with_custom_fields
     from features.pipeline import build_training_set
     from features.quarantine import write_quarantine
     from features.reader import read_snapshot

@@ -11,7 +11,6 @@ and `serving.batch_io` do the reading and writing.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +24,8 @@ from features.parallel import ordered_map, worker_count
 from features.pipeline import account_chunks, build_features
 from features.reader import EventLog, Snapshot
 from serving.model_store import LoadedModel
-from training.reasons import ReasonPlan, choose, sentence, wording_keys
 from training.rules import Rules, fit_inputs, half_lives, score_points
-from training.scorer import feature_matrix
+from training.scoring import frame_reason_texts, score_frame
 from training.tiers import TIER_NAMES
 
 Progress = Callable[[int, int], None]
@@ -172,101 +170,6 @@ class ScoredChunk:
     tier: np.ndarray
 
 
-def _json_string(text: str) -> str:
-    """`json.dumps(text, ensure_ascii=False)`, without the encoder for the common text that
-    needs no escaping (printable, no quote or backslash: control characters are not
-    printable, and non-ASCII letters are kept as they are either way)."""
-    if text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'
-    return json.dumps(text, ensure_ascii=False)
-
-
-def _json_value(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "null"
-    if isinstance(value, float | int | np.floating | np.integer):
-        number = float(value)
-        # json.dumps writes a finite float as repr() does
-        return repr(number) if math.isfinite(number) else json.dumps(number)
-    return _json_string(str(value))
-
-
-def reason_texts(
-    plan: ReasonPlan,
-    features: pd.DataFrame,
-    values: np.ndarray,
-    contributions: np.ndarray,
-    top: int,
-) -> np.ndarray:
-    """Each row's reasons as JSON text: the `top` strongest contributions that raise the
-    chance, then the `top` that lower it, each strongest first, chosen by
-    `training.reasons.choose` as the API chooses them; a list of {feature, value, sentence,
-    contribution}.
-
-    `values` is the float matrix the booster saw (`feature_matrix`), for the choice; the
-    shown values come from `features`. A (feature, value, direction) is worded once per call
-    and reused, so the cost per reason is small.
-    """
-    n, width = contributions.shape
-    out = np.full(n, "[]", dtype=object)
-    if n == 0 or top == 0 or width == 0:
-        return out
-    chosen = choose(plan, values, contributions, top)
-    order = np.concatenate([chosen.raising, chosen.lowering], axis=1)
-    k = order.shape[1]
-    valid = order >= 0
-    taken = np.take_along_axis(contributions, np.maximum(order, 0), axis=1)
-    # each reason's value and sentence as JSON text: the value per distinct value, the
-    # sentence per distinct wording and direction (`wording_keys`): Python work per distinct
-    # value, not per row
-    value_texts = np.empty((n, k), dtype=object)
-    sentence_texts = np.empty((n, k), dtype=object)
-    # the (row, slot) places of each feature: one stable sort of the chosen feature indices
-    flat = np.where(valid, order, width).ravel()
-    by_feature = np.argsort(flat, kind="stable")
-    bounds = np.searchsorted(flat[by_feature], np.arange(width + 1))
-    for j, name in enumerate(plan.names):
-        places = by_feature[bounds[j] : bounds[j + 1]]
-        if places.shape[0] == 0:
-            continue
-        rows, slots = np.divmod(places, k)
-        column = features[name]
-        meaning = plan.meanings[j]
-        # a missing value as the API holds it: NaN for a number, None for a category
-        numeric = pd.api.types.is_numeric_dtype(column.dtype)
-        missing = math.nan if numeric else None
-        # numbers stay float64 (no object array of the whole column); categories as objects
-        picked = column.to_numpy(dtype=np.float64 if numeric else object)[rows]
-        codes, uniques = pd.factorize(picked)  # missing: -1, shown as the last entry
-        shown = [_json_value(u) for u in uniques.tolist()] + ["null"]
-        value_texts[rows, slots] = np.asarray(shown, dtype=object)[codes]
-        wording = pd.factorize(wording_keys(meaning, picked))[0] if numeric else codes
-        key = 2 * (wording + 1) + (taken[rows, slots] > 0)
-        used, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        texts = [
-            _json_string(sentence(meaning, missing if u < 2 else picked[i], 1.0 if u % 2 else -1.0))
-            for u, i in zip(used.tolist(), first.tolist(), strict=True)
-        ]
-        sentence_texts[rows, slots] = np.asarray(texts, dtype=object)[inverse.reshape(-1)]
-    names = np.asarray([_json_string(name) for name in plan.names], dtype=object)
-    # each reason, with the shortest round-trip text of its contribution (repr)
-    keep = valid.ravel()
-    pieces = [
-        f'{{"feature": {f}, "value": {v}, "sentence": {t}, "contribution": {c!r}}}'
-        for f, v, t, c in zip(
-            names[order.ravel()[keep]].tolist(),
-            value_texts.ravel()[keep].tolist(),
-            sentence_texts.ravel()[keep].tolist(),
-            taken.ravel()[keep].tolist(),
-            strict=True,
-        )
-    ]
-    ends = np.cumsum(valid.sum(axis=1)).tolist()
-    starts = [0, *ends[:-1]]
-    out[:] = ["[" + ", ".join(pieces[a:b]) + "]" for a, b in zip(starts, ends, strict=True)]
-    return out
-
-
 def threshold_texts(thresholds: pd.DataFrame) -> np.ndarray:
     """The thresholds each row passes, as a JSON list of names in the rules' order."""
     names = [str(c) for c in thresholds.columns]
@@ -307,18 +210,12 @@ def score_chunk(
     scored_at: pd.Timestamp,
 ) -> ScoredChunk:
     """Score rows of one snapshot (whole accounts) at once; see `score_chunks`."""
-    scorer = model.scorer
     features = build_features(snapshot, rows, model.config)
-    matrix = feature_matrix(features, scorer.spec)
-    if reasons > 0:
-        contributions = scorer.contributions(matrix)
-        # the raw score as the sum of the contributions: exactly what the API calibrates
-        probability = scorer.calibrator.apply(contributions.sum(axis=1))
-        texts = reason_texts(model.reason_plan, features, matrix, contributions[:, :-1], reasons)
-    else:  # no reasons: the plain prediction, many times cheaper than the contributions
-        probability = scorer.probability(matrix)
-        texts = np.full(len(rows), "[]", dtype=object)
-    tier = scorer.tiers.assign(probability)
+    # no reasons: the plain prediction, many times cheaper than the contributions
+    plan = model.reason_plan if reasons > 0 else None
+    scored = score_frame(model.scorer, features, plan, reasons)
+    texts = frame_reason_texts(model.reason_plan, features, scored)
+    probability, tier = scored.probability, scored.tier
     total, passed = _points(snapshot, rows, features, model.rules)
     lead_index = pd.Index(snapshot.leads["lead_id"].to_numpy())
     account = snapshot.leads["account_id"].to_numpy(dtype=object)[

@@ -29,8 +29,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.config import Config
+from common.io import (
+    atomic_path,
+    make_durable,
+    remove_strays,
+    temporary_beside,
+    to_jsonable,
+)
 from features.contract import ContractError
-from common.io import to_jsonable
 from features.reader import Snapshot, read_snapshot, shown_url
 from features.rows import covered_weeks
 from serving.batch import (
@@ -45,24 +51,9 @@ from serving.batch import (
     tier_counts,
 )
 from serving.model_store import LoadedModel
-from serving.publish import (
-    Journal,
-    PublishError,
-    commit,
-    make_durable,
-    remove_strays,
-    settle,
-    temporary_beside,
-)
-from training.monitor import (
-    RECORD_FORMAT,
-    empty_counts,
-    merge_counts,
-    monitor_path,
-    monitor_record,
-    profile_counts,
-    publish_journal_path,
-)
+from serving.monitor import RECORD_FORMAT, monitor_path, monitor_record, publish_journal_path
+from serving.publish import Journal, PublishError, commit, settle
+from training.drift import empty_counts, merge_counts, profile_counts
 
 log = logging.getLogger("leadscore.batch")
 
@@ -155,12 +146,8 @@ def write_scores(chunks: Iterable[pd.DataFrame], target: Path) -> int:
     `target` as it was."""
     fmt = file_format(target)
     run_id = new_run_id()
-    temporary = temporary_beside(target)
-    try:
+    with atomic_path(target) as temporary:
         rows = write_scores_to((f.assign(run_id=run_id) for f in chunks), temporary, fmt)
-        temporary.replace(target)
-    finally:
-        temporary.unlink(missing_ok=True)
     return rows
 
 

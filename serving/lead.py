@@ -39,8 +39,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from features.clean import OTHER, ValueRules, is_missing, is_number, number_value, value_rules
 from common.config import Config
+from features.clean import OTHER, ValueRules, is_missing, is_number, number_value, value_rules
 from features.contract import (
     CONVERTED,
     LEAD_CATEGORIES,

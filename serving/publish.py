@@ -19,13 +19,12 @@ has been replaced yet.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.monitor import publish_journal_path
+from common.io import atomic_path, sync_folder
+from serving.monitor import publish_journal_path
 
 #: journal format
 JOURNAL_FORMAT = "leadscore.publish/1"
@@ -33,33 +32,6 @@ JOURNAL_FORMAT = "leadscore.publish/1"
 
 class PublishError(RuntimeError):
     """A run's outputs could not be published or settled; the message says what was left."""
-
-
-def temporary_beside(target: Path) -> Path:
-    """A new empty file beside `target` (same file system, so it can replace it), readable
-    like the results it will become, and named so that a later run's clean-up finds it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    path = Path(name)
-    path.chmod(0o666 & ~umask)
-    return path
-
-
-def make_durable(path: Path) -> None:
-    """fsync a written file (raises OSError, e.g. ENOSPC, if its data cannot be stored)."""
-    with path.open("rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -106,14 +78,9 @@ class Journal:
 
 
 def _write_journal(journal: Journal, path: Path) -> None:
-    temporary = temporary_beside(path)
-    try:
+    with atomic_path(path) as temporary:
         temporary.write_text(journal.to_json(), encoding="utf-8")
-        make_durable(temporary)
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    _sync_folder(path.parent)
+    sync_folder(path.parent)
 
 
 def _finish(journal: Journal, folder: Path, path: Path) -> None:
@@ -122,9 +89,9 @@ def _finish(journal: Journal, folder: Path, path: Path) -> None:
         source = folder / temporary
         if source.exists():
             source.replace(folder / target)
-    _sync_folder(folder)
+    sync_folder(folder)
     path.unlink(missing_ok=True)
-    _sync_folder(folder)
+    sync_folder(folder)
 
 
 def _undo(journal: Journal, folder: Path, path: Path) -> None:
@@ -132,7 +99,7 @@ def _undo(journal: Journal, folder: Path, path: Path) -> None:
     for temporary, _ in journal.moves:
         (folder / temporary).unlink(missing_ok=True)
     path.unlink(missing_ok=True)
-    _sync_folder(folder)
+    sync_folder(folder)
 
 
 def commit(
@@ -192,12 +159,3 @@ def settle(
         return f"finished run {journal.run_id}: table {journal.table} holds it"
     _undo(journal, folder, path)
     return f"undid run {journal.run_id}: table {journal.table} does not hold it"
-
-
-def remove_strays(folder: Path, names: Sequence[str]) -> None:
-    """Remove temporary files a killed run left for these targets (no journal names them)."""
-    import glob
-
-    for name in names:
-        for stray in folder.glob(f".{glob.escape(name)}.*.tmp"):
-            stray.unlink(missing_ok=True)

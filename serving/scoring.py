@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-import numpy as np
-
 from common.config import Config
 from features.rows import covered_weeks
 from serving.accounts import AccountBook
@@ -27,43 +25,28 @@ from serving.schemas import (
     ScoreOut,
     ScoreRequest,
 )
-from training.reasons import ReasonPlan, choose, sentence
+from training.reasons import ReasonPlan
 from training.rules import explain_values, half_lives
+from training.scoring import ReasonItem, Scores, row_reasons, score_matrix
 
 _EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def reasons(
-    plan: ReasonPlan,
-    values: Mapping[str, Any],
-    row: np.ndarray,
-    contributions: np.ndarray,
-    top: int,
-    posted: Mapping[str, Any] | None = None,
+    plan: ReasonPlan, scores: Scores, values: Mapping[str, Any], posted: Mapping[str, Any]
 ) -> tuple[list[Reason], list[Reason]]:
-    """The `top` strongest contributions that raise the chance and the `top` that lower it,
-    strongest first, chosen and worded by `training.reasons` as the batch job does.
+    """The scored lead's reasons (`training.scoring.row_reasons`) as the API answers them."""
+    raising, lowering = row_reasons(plan, scores, values, 0, posted)
+    return [_reason(r) for r in raising], [_reason(r) for r in lowering]
 
-    `row` is the (1, features) float row the booster saw; `posted`, values as the lead gave
-    them (a company size range), for the wording.
-    """
-    chosen = choose(plan, row, contributions[None, :], top)
-    shown_as = posted or {}
 
-    def reason(i: int) -> Reason:
-        name = plan.names[i]
-        value = values.get(name)
-        shown = None if isinstance(value, float) and math.isnan(value) else value
-        return Reason(
-            feature=name,
-            value=shown,
-            contribution=float(contributions[i]),
-            sentence=sentence(plan.meanings[i], value, float(contributions[i]), shown_as.get(name)),
-        )
-
-    positive = [reason(int(i)) for i in chosen.raising[0] if i >= 0]
-    negative = [reason(int(i)) for i in chosen.lowering[0] if i >= 0]
-    return positive, negative
+def _reason(item: ReasonItem) -> Reason:
+    return Reason(
+        feature=item.feature,
+        value=item.value,
+        contribution=item.contribution,
+        sentence=item.sentence,
+    )
 
 
 def posted_values(lead: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,24 +114,14 @@ def score(model: LoadedModel, request: ScoreRequest) -> ScoreOut:
     )
     scorer = model.scorer
     row = model_row(features.values, scorer.spec)
-    # one row: OpenMP threads only add start-up cost (measured p50 10.5 ms against 0.16 ms
-    # on one thread on the loaded 2-core machine, bench/serve.py)
-    contributions = np.asarray(
-        scorer.booster.predict(row, pred_contrib=True, num_threads=1), dtype=np.float64
-    )[0]
-    probability = float(scorer.calibrator.apply(np.array([contributions.sum()]))[0])
-    positive, negative = reasons(
-        model.reason_plan,
-        features.values,
-        row,
-        contributions[:-1],
-        model.config.serve.reasons,
-        posted_values(profile),
-    )
+    plan = model.reason_plan
+    # one row: OpenMP threads only add start-up cost (bench/serve.py)
+    scores = score_matrix(scorer, row, plan, model.config.serve.reasons, num_threads=1)
+    positive, negative = reasons(plan, scores, features.values, posted_values(profile))
     return ScoreOut(
         lead_id=features.lead_id if request.lead.lead_id is None else request.lead.lead_id,
-        probability=probability,
-        tier=str(scorer.tiers.assign(np.array([probability]))[0]),
+        probability=float(scores.probability[0]),
+        tier=str(scores.tier[0]),
         points=rule_points(model, features),
         reasons_positive=positive,
         reasons_negative=negative,

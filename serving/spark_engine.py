@@ -513,7 +513,7 @@ def _snapshot_scores(
     stale = stale_rows(snapshot.leads, rows, weeks)
     monitoring: Any = None
     if job.monitor:
-        import training.monitor as monitoring
+        import training.drift as monitoring
     counts: dict[str, Any] | None = None
     parts = []
     for chunk in score_chunks(
@@ -1154,7 +1154,7 @@ def _summarize(
             f"{names[0]}: are both files from the same export, with ids written the same way?"
         )
     if monitor:
-        import training.monitor as monitoring
+        import training.drift as monitoring
 
         for counts in (r["monitor"] for r in reports if r.get("monitor") is not None):
             result.monitor = (

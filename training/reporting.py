@@ -23,7 +23,7 @@ import pandas as pd
 from common.config import Config, GateConfig, build_config
 from features.spec import FeatureMeaning, feature_meanings, unknown_meaning
 from training.evaluate import tier_table
-from training.reasons import ReasonPlan, choose, describe, sentence
+from training.reasons import ReasonPlan, describe
 from training.report import (
     Image,
     ReportPage,
@@ -41,7 +41,7 @@ from training.report import (
     waterfall_plot,
     write_page,
 )
-from training.scorer import feature_matrix
+from training.scoring import row_reasons, score_frame
 from training.train import TrainResult
 
 SCORER_WORDS = {"model": "This model", "rules": "Your points", "truth": "True probability"}
@@ -417,10 +417,10 @@ def lead_waterfall(
     `label` is the row's index in `result.scored`; `features` its one-row feature frame
     (default: from the SHAP sample). notebooks/03_explain.ipynb calls this too.
     """
-    spec = result.scorer.spec
     row = result.shap_features.loc[[label]] if features is None else features
-    matrix = feature_matrix(row, spec)
-    contributions = result.scorer.contributions(matrix)[0]
+    scores = score_frame(result.scorer, row, plan, top)
+    assert scores.contributions is not None  # a plan asks for them
+    contributions = scores.contributions[0]
     values = row.iloc[0]
     words = [describe(m, values[n]) for n, m in zip(plan.names, plan.meanings, strict=True)]
     explanation = lead_explanation(contributions[:-1], contributions[-1], words)
@@ -429,12 +429,8 @@ def lead_waterfall(
         f"Lead {scored['lead_id']}: probability {scored['probability']:.0%}, tier "
         f"{scored['tier']}, {'became' if scored['label'] else 'did not become'} an SQL"
     )
-    chosen = choose(plan, matrix, contributions[None, :-1], top)
-    reasons = [
-        sentence(plan.meanings[i], values[plan.names[i]], float(contributions[i]))
-        for i in [*chosen.raising[0], *chosen.lowering[0]]
-        if i >= 0
-    ]
+    raising, lowering = row_reasons(plan, scores, values)
+    reasons = [reason.sentence for reason in raising + lowering]
     image = waterfall_plot(explanation, path)
     return Image(data_uri(image), f"Waterfall of lead {scored['lead_id']}", title=title,
                  items=tuple(reasons)), reasons  # fmt: skip

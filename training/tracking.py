@@ -22,6 +22,7 @@ import pandas as pd
 
 from common.config import Config, GateConfig, MlflowConfig
 from features.reader import Snapshot
+from training.drift import reference_profile
 from training.evaluate import classification_metrics
 from training.guards import label_differences
 from training.integrity import (
@@ -33,7 +34,6 @@ from training.integrity import (
     folder_digests,
     load_verified,
 )
-from training.monitor import reference_profile
 from training.train import TrainResult, feature_frame
 
 CHAMPION = "champion"
@@ -195,7 +195,7 @@ def training_reference(
     """The drift reference of a trained model, built like the runs it will be compared with.
 
     Rows of every slice, not the test slice alone: the test slice (the newest leads) lacks
-    its leads' later rows, still censored (see `training.monitor`). With
+    its leads' later rows, still censored (see `training.drift`). With
     `snapshot_policy.sampled_ages`, only the rows after `mql_at`: their ages are drawn over
     each lead's open life, the mix a nightly run of open MQLs shows, while the extra rows at
     `mql_at` would overweight new MQLs. Rows are grouped by the week of their cutoff, so the

@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from common.config import Config
+from features.spec import feature_meanings
 from training.audit import (
     LeakFlag,
     constant_features,
@@ -41,7 +42,9 @@ from training.guards import (
     monthly_table,
 )
 from training.model import booster_params, fit_booster
+from training.reasons import ReasonPlan
 from training.scorer import ModelSpec, Scorer, feature_matrix, learn_spec
+from training.scoring import score_matrix
 from training.split import Split, stratified_split, time_split
 from training.tiers import choose_tiers
 
@@ -416,7 +419,11 @@ def _train_model(
     sample = np.sort(
         rng.choice(test_rows, size=min(config.training.shap_sample, test_rows.size), replace=False)
     )
-    shap_values = scorer.contributions(matrix[sample])[:, :-1]
+    # the test sample explained by the one scorer, as the API and the batch job explain a lead
+    plan = ReasonPlan.of(spec.names, feature_meanings(config, flat=split.kind != "time"))
+    explained = score_matrix(scorer, matrix[sample], plan)
+    assert explained.contributions is not None  # a plan asks for them
+    shap_values = explained.contributions[:, :-1]
     clock["shap"] = time.perf_counter()
     test_auc = metrics["test"]["model"]["roc_auc"]
     if test_auc > SUSPICIOUS_AUC:

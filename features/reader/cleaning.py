@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features import clean
 from common.config import MappingConfig
+from features import clean
 
 
 def clean_text(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Series:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features import clean
 from common.config import Config, MappingConfig
+from features import clean
 from features.contract import EVENT_COLUMNS, EVENT_TYPES
 from features.parallel import ordered_map, worker_count
 from features.quarantine import check_event_share, set_aside_events

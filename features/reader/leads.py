@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from common.config import Config, CustomField, MappingConfig
 from features import clean
 from features.columns import fan_out, with_row_ids
-from common.config import Config, CustomField, MappingConfig
 from features.contract import CONVERTED, LEAD_CATEGORIES, LEAD_COLUMNS, LEAD_TIMESTAMPS
 from features.dialect import delimiter_hint
 from features.quarantine import set_aside_leads

@@ -15,14 +15,14 @@ from serving.batch import (
     as_utc,
     open_flat_rows,
     open_mql_rows,
-    reason_texts,
     stale_rows,
     staleness_note,
     threshold_texts,
     tier_changes,
     tier_counts,
 )
-from training.reasons import ReasonPlan
+from training.reasons import ReasonPlan, choose
+from training.scoring import reason_texts
 
 AS_OF = pd.Timestamp("2026-05-01T00:00:00Z")
 DAY = pd.Timedelta(days=1)
@@ -123,13 +123,20 @@ def _values(features: pd.DataFrame) -> np.ndarray:
     )
 
 
+def _texts(
+    plan: ReasonPlan, features: pd.DataFrame, values: np.ndarray, contributions: np.ndarray
+) -> np.ndarray:
+    """The batch job's reason texts, chosen as `training.scoring.score_matrix` chooses them."""
+    return reason_texts(plan, features, contributions, choose(plan, values, contributions, 3))
+
+
 def test_reasons_raising_then_lowering_zero_left_out() -> None:
     names = ("industry", "n_demo_request_30d", "email_free")
     features = pd.DataFrame(
         {"industry": ["software", None], "n_demo_request_30d": [2.0, np.nan], "email_free": [1, 1]}
     )
     contributions = np.array([[0.1, -0.5, 0.0], [0.0, 0.0, 0.0]])
-    texts = reason_texts(_plan(names), features, _values(features), contributions, 3)
+    texts = _texts(_plan(names), features, _values(features), contributions)
     first = json.loads(texts[0])
     assert [r["feature"] for r in first] == ["industry", "n_demo_request_30d"]
     assert first[1]["value"] == 2.0 and first[1]["contribution"] == -0.5
@@ -185,7 +192,7 @@ def test_reasons_match_a_row_by_row_reading() -> None:
     contributions = np.round(rng.normal(size=(n, len(names))), 2)
     contributions[rng.random((n, len(names))) < 0.2] = 0.0
     values = _values(features)
-    got = [json.loads(t) for t in reason_texts(_plan(names), features, values, contributions, 3)]
+    got = [json.loads(t) for t in _texts(_plan(names), features, values, contributions)]
     for i in range(n):
         candidates = []
         for j, name in enumerate(names):

@@ -22,10 +22,11 @@ from typer.testing import CliRunner
 
 from cli import app as cli
 from serving.batch_io import settle_interrupted
+from serving.monitor import monitor_path, publish_journal_path
+from serving.monitor_report import read_run
 from tests.batch.conftest import AS_OF
 from tests.conftest import POSTGRES_URL
-from training.monitor import MonitorError, monitor_path, publish_journal_path
-from serving.monitor_report import read_run
+from training.drift import MonitorError
 
 pytestmark = pytest.mark.integration
 LATER = (AS_OF + pd.Timedelta(days=10)).isoformat()

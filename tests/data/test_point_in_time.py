@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import engagement
 from common.config import Config, build_config
+from features import engagement
 from features.contract import EVENT_TYPES
 from features.pipeline import build_features
 from features.reader import snapshot_from_frames

@@ -24,8 +24,9 @@ from features.pipeline import build_features, build_training_set
 from features.reader import read_snapshot
 from features.synthetic import MarketShift, generate, write_snapshot
 from serving.batch import open_mql_rows
-from training.monitor import monitor_record, profile_counts, write_monitor_record
+from serving.monitor import monitor_record, write_monitor_record
 from serving.monitor_report import ALERT_EXIT
+from training.drift import profile_counts
 from training.tracking import training_reference
 from training.train import TrainResult, train_model
 

@@ -9,13 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.monitor import (
+from serving.monitor import monitor_path, monitor_record
+from training.drift import (
     MonitorError,
     categorical_bin_counts,
     empty_counts,
     merge_counts,
-    monitor_path,
-    monitor_record,
     numeric_bin_counts,
     profile_counts,
     psi,

@@ -11,15 +11,9 @@ from typer.testing import CliRunner
 
 from cli import app
 from common.config import MonitorConfig
-from training.monitor import (
-    monitor_path,
-    monitor_record,
-    profile_counts,
-    psi_floor,
-    reference_profile,
-    write_monitor_record,
-)
+from serving.monitor import monitor_path, monitor_record, write_monitor_record
 from serving.monitor_report import ALERT_EXIT, ScoringRun, monitor, outcomes
+from training.drift import profile_counts, psi_floor, reference_profile
 
 from .test_profile import SPEC, _frame
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.config import Config, build_config
 from features.clean import (
     clean_categories,
     clean_texts,
@@ -29,7 +30,6 @@ from features.clean import (
     numbers_of,
     value_rules,
 )
-from common.config import Config, build_config
 from features.contract import EVENT_TYPES, ContractError
 from features.decay import decayed_counts, decayed_name
 from features.pipeline import build_features, feature_spec

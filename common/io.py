@@ -1,13 +1,18 @@
-"""Writing results atomically: a reader sees the old file or the whole new one, never a part."""
+"""Writing results atomically: a reader sees the old file or the whole new one, never a part.
+
+Every stage writes through these: a temporary file beside the target (same file system, so it
+can replace it), made durable, then moved onto the target.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,20 +21,48 @@ import numpy as np
 import pandas as pd
 
 
-@contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success it replaces `target`, else it goes."""
+def temporary_beside(target: Path) -> Path:
+    """A new empty file beside `target` (same file system, so it can replace it), readable
+    like the results it will become, and named so that `remove_strays` finds it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
-    temporary = Path(name)
     umask = os.umask(0)
     os.umask(umask)
-    temporary.chmod(0o666 & ~umask)  # mkstemp makes 0600; results are meant to be read
+    path = Path(name)
+    path.chmod(0o666 & ~umask)  # mkstemp makes 0600; results are meant to be read
+    return path
+
+
+def make_durable(path: Path) -> None:
+    """fsync a written file (raises OSError, e.g. ENOSPC, if its data cannot be stored)."""
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a folder, so the renames and removals inside it survive a crash."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_strays(folder: Path, names: Sequence[str]) -> None:
+    """Remove the temporary files (`temporary_beside`) a killed run left for these targets."""
+    for name in names:
+        for stray in folder.glob(f".{glob.escape(name)}.*.tmp"):
+            stray.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success it replaces `target`, else it goes."""
+    temporary = temporary_beside(target)
     try:
         yield temporary
-        with temporary.open("rb") as handle:
-            os.fsync(handle.fileno())
+        make_durable(temporary)
         temporary.replace(target)
     finally:
         temporary.unlink(missing_ok=True)

@@ -29,17 +29,9 @@ from matplotlib.figure import Figure
 from common.config import MonitorConfig
 from common.io import to_jsonable, write_atomic, write_json
 from features.rows import label_rows
+from serving.monitor import RECORD_FORMAT, monitor_path, publish_journal_path
+from training.drift import PSI_EPSILON, MonitorError, check_reference, psi, psi_floor
 from training.evaluate import tier_table, wilson_interval
-from training.monitor import (
-    PSI_EPSILON,
-    RECORD_FORMAT,
-    MonitorError,
-    check_reference,
-    monitor_path,
-    psi,
-    psi_floor,
-    publish_journal_path,
-)
 from training.report import SCORER_STYLE, render_html, save_figure, tier_plot
 from training.tiers import TIER_NAMES
 

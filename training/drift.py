@@ -1,23 +1,23 @@
-"""Drift monitoring: a reference profile at training time, counts per scoring run, PSI.
+"""The drift profile: a reference at training time, counts of a scoring run in its bins, PSI.
 
 The reference is computed in training on **all the training set's rows** (train, validation,
 calibration and test slices): the population the model learned from. Not the test slice alone:
 with weekly cutoffs (`snapshot_policy.weekly_weeks`) the test slice holds the newest leads,
 whose later weekly rows are still censored, so it under-represents leads weeks after their MQL,
-which batch runs score (on a synthetic snapshot: 9% of test rows were more than 42 days after
-the MQL, against 39% of training rows and 40% of a batch run's open MQLs). Probabilities of
-training rows are in-sample, a small effect with the default small trees. It holds, for each model
-feature, fixed bins (numeric: up to 10 quantile bins of the reference plus a missing bin;
-categorical: the most frequent training categories, `other` and `missing`) and the reference
-share of each bin; the same for the calibrated probability; and the share of each tier.
+which batch runs score. Probabilities of training rows are in-sample, a small effect with the
+default small trees. It holds, for each model feature, fixed bins (numeric: up to 10 quantile
+bins of the reference plus a missing bin; categorical: the most frequent training categories,
+`other` and `missing`) and the reference share of each bin; the same for the calibrated
+probability; and the share of each tier.
 
 A scoring run counts its rows into the reference's bins (`profile_counts`, chunk by chunk with
-`merge_counts`, so memory stays bounded) and writes a monitoring record beside its scores
-(`monitor_record`, `write_monitor_record`, `monitor_path`). `leadscore monitor` reads those
-records and compares them with the reference embedded in them (`serving.monitor_report`).
+`merge_counts`, so memory stays bounded); the batch job writes those counts in a monitoring
+record beside its scores (`serving.monitor`) and `leadscore monitor` compares them with the
+reference (`serving.monitor_report`). Training needs the reference and serving the counts, so
+the bins live here, below both.
 
 Everything here is JSON-able plain data, and this module imports only numpy and pandas (and
-the scorer's spec), so MLflow can bundle it with the model.
+the scorer's spec).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,7 +38,6 @@ from training.tiers import TIER_NAMES
 
 REFERENCE_FORMAT = "leadscore.reference/1"
 COUNTS_FORMAT = "leadscore.counts/1"
-RECORD_FORMAT = "leadscore.monitor/1"
 #: Quantile bins of a numeric feature (fewer when values tie, e.g. zero-inflated counts).
 NUMERIC_BINS = 10
 #: Most categories of a categorical feature kept as their own bin; the rest are `other`.
@@ -424,67 +422,6 @@ def merge_counts(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         "score_sum": float(a["score_sum"]) + float(b["score_sum"]),
         "tiers": add(a["tiers"], b["tiers"]),
     }
-
-
-# --------------------------------------------------------------------------- the run's record
-
-
-def monitor_path(scores: Path | str) -> Path:
-    """Where a scoring run's monitoring record lives: beside the scores, `<stem>.monitor.json`."""
-    path = Path(scores)
-    return path.with_name(f"{path.stem}.monitor.json")
-
-
-def publish_journal_path(scores: Path | str) -> Path:
-    """The journal a scoring run keeps while it publishes its outputs (`serving.publish`):
-    while it exists, the scores file and its record may be of different runs."""
-    path = Path(scores)
-    return path.with_name(f".{path.name}.publish.json")
-
-
-def monitor_record(
-    counts: Mapping[str, Any],
-    reference: Mapping[str, Any],
-    *,
-    model_name: str,
-    model_version: str,
-    as_of: pd.Timestamp | str,
-    scored_at: pd.Timestamp | str | None = None,
-    run_id: str | None = None,
-) -> dict[str, Any]:
-    """What a scoring run writes beside its scores: its counts, the model and its reference.
-
-    The reference travels in the record, so `leadscore monitor` needs no registry access.
-    `run_id` is the run's id, also in every row of its scores file: the record belongs to the
-    file only if they match.
-    """
-    check_reference(reference)
-    if counts.get("reference_id") != reference["id"]:
-        raise MonitorError("the counts were not made in this reference's bins")
-    stamp = pd.Timestamp(as_of)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    scored = pd.Timestamp.now(tz="UTC") if scored_at is None else pd.Timestamp(scored_at)
-    return {
-        "format": RECORD_FORMAT,
-        "model_name": str(model_name),
-        "model_version": str(model_version),
-        "as_of": stamp.isoformat(),
-        "scored_at": scored.isoformat(),
-        **({} if run_id is None else {"run_id": str(run_id)}),
-        "counts": dict(counts),
-        "reference": dict(reference),
-    }
-
-
-def write_monitor_record(record: Mapping[str, Any], scores: Path | str) -> Path:
-    """Write the record atomically beside the scores file; returns its path."""
-    from common.io import write_json
-
-    if record.get("format") != RECORD_FORMAT:
-        raise MonitorError(f"not a {RECORD_FORMAT} record")
-    target = monitor_path(scores)
-    write_json(record, target)
-    return target
 
 
 # --------------------------------------------------------------------------- PSI
