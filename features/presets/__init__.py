@@ -44,7 +44,7 @@ _EXPORT_DEFAULTS: Final[dict[str, dict[str, Any]]] = {
 #: ../shared/crm-schemas.md and docs/crm-layouts.md (*as of export*).
 _HUBSPOT_AS_OF_EXPORT: Final = (
     r"lifecyclestage", r"hsleadstatus", r"leadstatus", r"hubspotscore",
-    r"hspredictivecontactscore.*", r"num(?!employees).*", r"hsanalyticsnum.*",
+    r"hspredictivecontactscore.*", r"num(?!employees|berofemployees).*", r"hsanalyticsnum.*",
     r"numberof(?!employees).*",
     r"hsemail(open|click|replied|bounce|optout|last.*|sends.*|delivered|first.*)",
     r"marketingemails.*", r"noteslast.*", r"lastactivitydate", r"hslastsalesactivity.*",
