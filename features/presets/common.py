@@ -5,7 +5,7 @@ cutoff, and the contract frames an adapter hands to the reader.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +13,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.contract import EVENT_TYPES
+from features.presets.tables import ids
 
 #: The contract's event columns an adapter writes.
 EVENT_FRAME_COLUMNS = ("lead_id", "occurred_at", "event_type", "campaign", "url")
@@ -40,31 +41,53 @@ class PresetFrames:
     notes: list[str] = field(default_factory=list)
 
 
+def per_distinct(values: pd.Series, func: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """`func` applied to the distinct values only, spread back over the rows (a connector
+    column has millions of rows but few distinct types, names or subjects)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    mapped = func(pd.Series(uniques)).to_numpy(dtype=object)
+    out = np.full(len(codes), None, dtype=object)
+    known = codes >= 0
+    out[known] = mapped[codes[known]]
+    return pd.Series(out, index=values.index, dtype=object)
+
+
 def classify(values: dict[str, pd.Series], rules: Sequence[Rule], default: str) -> pd.Series:
     """The event type per row by the first rule whose field matches; `default` when none does.
 
-    Patterns run on the distinct combinations of the fields a rule names, not on every row:
-    a connector table has millions of rows but few distinct subjects, names or titles.
+    Patterns run on the distinct combinations of the fields the rules name, not on every row.
     """
     if not values:
         raise ValueError("classify needs at least one field")
     index = next(iter(values.values())).index
     names = sorted({rule.field for rule in rules} & set(values)) or [next(iter(values))]
-    frame = pd.DataFrame({n: values[n].astype("string").fillna("") for n in names}, index=index)
-    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(frame[names]))
-    distinct = pd.DataFrame(list(uniques), columns=names) if len(uniques) else frame.iloc[:0]
-    kind = pd.Series(default, index=distinct.index, dtype="object")
-    done = pd.Series(False, index=distinct.index)
+    combined = np.zeros(len(index), dtype=np.int64)
+    parts = {}
+    for name in names:
+        codes, uniques = pd.factorize(values[name], use_na_sentinel=True)
+        parts[name] = (codes, uniques)
+        combined = combined * (len(uniques) + 1) + (codes + 1)
+    row_codes, distinct_keys = pd.factorize(combined)
+    first_row = pd.Series(np.arange(len(index))).groupby(row_codes).first().to_numpy()
+    distinct = pd.DataFrame(
+        {
+            name: ["" if codes[r] < 0 else str(uniques[codes[r]]) for r in first_row]
+            for name, (codes, uniques) in parts.items()
+        }
+    )
+    kind = np.full(len(distinct_keys), default, dtype=object)
+    done = np.zeros(len(distinct_keys), dtype=bool)
     for rule in rules:
         if rule.field not in distinct:
             continue
         pattern = re.compile(rule.pattern, flags=re.IGNORECASE)
-        hit = distinct[rule.field].map(lambda v, rx=pattern: bool(rx.search(str(v))))
-        hit = hit.astype(bool) & ~done
+        hit = distinct[rule.field].map(lambda v, rx=pattern: bool(rx.search(v))).to_numpy(bool)
+        hit = hit & ~done
         kind[hit] = rule.event_type
         done |= hit
-    out = kind.to_numpy()[codes] if len(codes) else np.array([], dtype=object)
-    return pd.Series(out, index=index, dtype="string")
+    return pd.Series(
+        kind.take(row_codes) if len(row_codes) else kind[:0], index=index, dtype=object
+    )
 
 
 def unknown_event_types(rules: Sequence[Rule], extra: Sequence[str] = ()) -> list[str]:
@@ -73,95 +96,91 @@ def unknown_event_types(rules: Sequence[Rule], extra: Sequence[str] = ()) -> lis
     return sorted({r.event_type for r in rules} - allowed)
 
 
-def first_time(
-    keys: pd.Series, stamps: pd.Series, mask: pd.Series, lead_ids: pd.Series
-) -> pd.Series:
-    """Per lead in `lead_ids`, the earliest stamp of the rows selected by `mask` (NaT: none)."""
-    chosen = pd.DataFrame({"key": keys[mask].to_numpy(), "at": stamps[mask].to_numpy()})
-    first = chosen.groupby("key")["at"].min()
-    out = lead_ids.map(first)
-    return pd.Series(out.to_numpy(), index=lead_ids.index).astype("datetime64[us, UTC]")
+def positions(index: pd.Index, keys: pd.Series) -> np.ndarray:
+    """Position of each key in `index` (-1: not there), comparing ids as text when one side is
+    numeric and the other is not (a CSV's `123` and a Parquet's 123 are one contact)."""
+    numeric = [pd.api.types.is_numeric_dtype(x.dtype) for x in (index, keys)]
+    if numeric[0] != numeric[1]:
+        index = pd.Index(ids(pd.Series(index)))
+        keys = ids(keys)
+    return np.array(index.get_indexer(pd.Index(keys)), dtype=np.int64)
+
+
+def first_time(pos: np.ndarray, stamps: pd.Series, mask: np.ndarray, n: int) -> pd.Series:
+    """Per lead 0..n-1, the earliest stamp of the rows selected by `mask` (NaT: none)."""
+    keep = mask & (pos >= 0)
+    chosen = pd.Series(stamps.to_numpy()[keep], index=pos[keep])
+    first = chosen.groupby(level=0).min().reindex(range(n))
+    return pd.Series(first.to_numpy(), index=range(n)).astype("datetime64[us, UTC]")
 
 
 def value_as_of(
-    current: pd.Series,
-    lead_ids: pd.Series,
-    cutoff: pd.Series,
-    history: pd.DataFrame,
+    current: pd.Series, cutoff: pd.Series, history: pd.DataFrame
 ) -> tuple[pd.Series, int]:
-    """A property's value per lead as of `cutoff`, from its change history.
+    """A property's value per lead (row 0..n-1) as of `cutoff`, from its change history.
 
-    `history` holds `key`, `at`, `value` (the new value) and optionally `old` (the value
-    before the change, as Salesforce keeps it). A lead with changes at or before its cutoff
-    takes the last such value; a lead whose changes all come later takes `old` of the first
-    one when there is one, else missing (the property was not set yet); a lead without
-    history keeps its current value. Returns the values and how many leads took them from
-    the history.
+    `history` holds `pos` (the lead's row), `at`, `value` (the new value) and optionally `old`
+    (the value before the change, as Salesforce keeps it). A lead with changes at or before
+    its cutoff takes the last such value; a lead whose changes all come later takes `old` of
+    the first one when there is one, else missing (the property was not set yet); a lead
+    without history keeps its current value. Returns the values and how many leads took them
+    from the history.
     """
-    out = current.astype("object").copy()
-    if history.empty:
+    hist = history[(history["pos"] >= 0).to_numpy()].dropna(subset=["at"])
+    if hist.empty:
         return current, 0
-    hist = history.dropna(subset=["at"]).astype({"at": "datetime64[us, UTC]"})
-    known = pd.Index(pd.unique(hist["key"].dropna()))
-    # integer keys: merge_asof wants one dtype on both sides, and ints are faster
-    hist = hist.assign(key=known.get_indexer(pd.Index(hist["key"]))).sort_values(
-        ["at"], kind="stable"
-    )
-    have = lead_ids.isin(known) & cutoff.notna()
+    hist = hist.astype({"at": "datetime64[us, UTC]"}).sort_values("at", kind="stable")
+    have = np.zeros(len(current), dtype=bool)
+    have[hist["pos"].to_numpy()] = True
+    have &= cutoff.notna().to_numpy()
     if not have.any():
         return current, 0
+    rows = np.flatnonzero(have)
     left = pd.DataFrame(
-        {
-            "key": known.get_indexer(pd.Index(lead_ids[have])),
-            "at": cutoff[have].astype("datetime64[us, UTC]").reset_index(drop=True),
-            "row": np.flatnonzero(have),
-        }
+        {"pos": rows, "at": cutoff.iloc[rows].astype("datetime64[us, UTC]").to_numpy()}
     ).sort_values("at", kind="stable")
-    right = hist[["key", "at", "value"]].assign(seen=True)
-    before = pd.merge_asof(left, right, on="at", by="key", direction="backward").set_index("row")
-    values = before["value"].astype("object")
+    right = hist[["pos", "at", "value"]].assign(seen=True)
+    before = pd.merge_asof(left, right, on="at", by="pos", direction="backward")
+    values = np.array(before["value"].astype(object).to_numpy(), dtype=object)
     no_prior = before["seen"].isna().to_numpy()
     if "old" in hist:
         after = pd.merge_asof(
-            left,
-            hist[["key", "at", "old"]],
-            on="at",
-            by="key",
-            direction="forward",
+            left, hist[["pos", "at", "old"]], on="at", by="pos", direction="forward",
             allow_exact_matches=False,
-        ).set_index("row")
-        values[no_prior] = after["old"].reindex(values.index).to_numpy()[no_prior]
+        )  # fmt: skip
+        values[no_prior] = after["old"].astype(object).to_numpy()[no_prior]
     else:
         values[no_prior] = None
-    rows = values.index.to_numpy()
-    out.iloc[rows] = values.to_numpy()
-    result = pd.Series(out.to_numpy(), index=current.index).astype("string")
-    return result, int(have.sum())
+    out = np.array(current.astype(object).to_numpy(), dtype=object)
+    out[before["pos"].to_numpy()] = values
+    return pd.Series(out, index=current.index).astype("string"), int(have.sum())
 
 
 def event_frame(
-    lead_id: pd.Series,
+    lead_ids: pd.Series,
+    pos: np.ndarray,
     at: pd.Series,
     kind: pd.Series,
     campaign: pd.Series | None = None,
     url: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Contract events from aligned columns; rows without a lead or a time, or typed `drop`,
-    are left out."""
-    none = pd.Series(pd.NA, index=range(len(lead_id)), dtype="string")
-
-    def column(values: pd.Series | None) -> pd.Series:
-        return none if values is None else values.astype("string").reset_index(drop=True)
-
+    """Contract events of the leads at rows `pos` of `lead_ids`; rows without a lead (-1) or a
+    time, or typed `drop`, are left out."""
+    kinds = kind.to_numpy(dtype=object)
+    keep = (pos >= 0) & at.notna().to_numpy() & pd.notna(kinds) & (kinds != "drop")
+    rows = np.flatnonzero(keep)
     frame = pd.DataFrame(
         {
-            "lead_id": column(lead_id),
-            "occurred_at": at.reset_index(drop=True),
-            "event_type": column(kind),
-            "campaign": column(campaign),
-            "url": column(url),
+            "lead_id": lead_ids.to_numpy()[pos[rows]],
+            "occurred_at": at.to_numpy()[rows],
+            "event_type": kinds[rows],
         }
     )
-    keep = frame["lead_id"].notna() & frame["occurred_at"].notna()
-    keep &= (frame["event_type"] != "drop").fillna(True)
-    return frame[keep.to_numpy()].reset_index(drop=True)
+    for name, values in (("campaign", campaign), ("url", url)):
+        frame[name] = (
+            pd.Series(pd.NA, index=frame.index, dtype="string")
+            if values is None
+            else values.iloc[rows].reset_index(drop=True)
+        )
+    frame["occurred_at"] = frame["occurred_at"].astype("datetime64[us, UTC]")
+    return frame

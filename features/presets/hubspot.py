@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +26,8 @@ from features.presets.common import (
     classify,
     event_frame,
     first_time,
+    per_distinct,
+    positions,
     value_as_of,
 )
 from features.presets.tables import ConnectorTables, flags, ids, times
@@ -105,9 +108,10 @@ class HubSpotSettings(BaseModel):
         "(current value when a property has no history), or the current values.",
     )
     email_match: Literal["all", "unique"] = Field(
-        "all",
-        description="Email events reach contacts by address only: all contacts with the "
-        "address (as Fivetran's dbt package joins), or only addresses one contact has.",
+        "unique",
+        description="Email events reach contacts by address only: only addresses one contact "
+        "has (a shared address's mail is left out), or all contacts with the address (as "
+        "Fivetran's dbt package joins: each gets the others' mail).",
     )
     email_types: dict[str, str] = Field(
         default_factory=lambda: {
@@ -176,15 +180,17 @@ def read_hubspot(
     if "_fivetran_deleted" in contact:
         contact = contact[~flags(contact["_fivetran_deleted"])].reset_index(drop=True)
     lead_ids = ids(contact["id"])
+    contact_index = pd.Index(contact["id"])
+    n = len(contact)
     tz = settings.timezone
     history = pd.DataFrame()
     if has_history:
         raw = tables.read("contact_property_history", ["contact_id", "name", "value", "timestamp"])
         history = pd.DataFrame(
             {
-                "key": ids(raw["contact_id"]),
-                "name": raw["name"].astype("string").str.casefold(),
-                "value": raw["value"].astype("string"),
+                "pos": positions(contact_index, raw["contact_id"]),
+                "name": per_distinct(raw["name"], lambda u: u.astype("string").str.casefold()),
+                "value": raw["value"],
                 "at": times(raw["timestamp"], tz),
             }
         )
@@ -199,7 +205,7 @@ def read_hubspot(
             stamps = pd.concat([times(contact[c], tz) for c in cols], axis=1)
             return stamps.min(axis=1).astype("datetime64[us, UTC]")
         mask = (history["name"] == "lifecyclestage") & history["value"].isin(stages)
-        return first_time(history["key"], history["at"], mask, lead_ids)
+        return first_time(history["pos"].to_numpy(), history["at"], mask.to_numpy(bool), n)
 
     leads = pd.DataFrame(
         {
@@ -216,8 +222,10 @@ def read_hubspot(
     if has_history:
         dq_name = settings.disqualified_property.casefold()
         wanted = {v.casefold() for v in settings.disqualified_values}
-        mask = (history["name"] == dq_name) & history["value"].str.casefold().isin(wanted)
-        leads["disqualified_at"] = first_time(history["key"], history["at"], mask, lead_ids)
+        rows = history[(history["name"] == dq_name).to_numpy(bool)]
+        folded = per_distinct(rows["value"], lambda u: u.astype("string").str.casefold())
+        mask = folded.isin(wanted).to_numpy(bool)
+        leads["disqualified_at"] = first_time(rows["pos"].to_numpy(), rows["at"], mask, n)
     else:
         notes.append("HubSpot: no contact_property_history, so no disqualification time")
     leads["account_id"] = _accounts(tables, contact, lead_ids, settings)
@@ -232,14 +240,15 @@ def read_hubspot(
         values = current.astype("string") if column != "company_size" else current
         if settings.fit_as_of == "mql_at" and not history.empty:
             prop = source.removeprefix("property_").casefold()
-            values, _ = value_as_of(values, lead_ids, cutoff, history[history["name"] == prop])
+            rows = history[(history["name"] == prop).to_numpy(bool)]
+            values, _ = value_as_of(values, cutoff, rows)
         leads[column] = values
     if settings.fit_as_of == "mql_at" and not history.empty:
         notes.append("HubSpot: fit fields as of each lead's mql_at from contact_property_history")
     for column in custom:
         if column in contact:
             leads[column] = contact[column]
-    events = _events(tables, leads[["lead_id", "email"]], settings, notes)
+    events = _events(tables, leads[["lead_id", "email"]], contact_index, settings, notes)
     return PresetFrames(leads, events, tables.label("contact"), "HubSpot engagement tables", notes)
 
 
@@ -273,9 +282,14 @@ def _accounts(
 
 
 def _events(
-    tables: ConnectorTables, contacts: pd.DataFrame, settings: HubSpotSettings, notes: list[str]
+    tables: ConnectorTables,
+    contacts: pd.DataFrame,
+    contact_index: pd.Index,
+    settings: HubSpotSettings,
+    notes: list[str],
 ) -> Iterator[pd.DataFrame]:
     tz = settings.timezone
+    lead_ids = contacts["lead_id"]
     if tables.has("email_event"):
         yield _email_events(tables, contacts, settings)
     if tables.has("contact_form_submission"):
@@ -284,21 +298,26 @@ def _events(
             ["contact_id", "form_id", "timestamp"],
             optional=["page_url", "title"],
         )
+        fields: dict[str, pd.Series] = {}
         if tables.has("form"):
             forms = tables.read("form", ["guid"], optional=["name"])
-            names = pd.Series(
-                forms["name"].to_numpy(), index=forms["guid"].astype("string").to_numpy()
-            )
-            name = sub["form_id"].astype("string").map(names)
-        else:
-            name = pd.Series(pd.NA, index=sub.index, dtype="string")
-        fields = {"name": name.astype("string")}
+            if "name" in forms:
+                names = pd.Series(forms["name"].to_numpy(), index=forms["guid"].to_numpy())
+                fields["name"] = per_distinct(sub["form_id"], lambda u: u.map(names))
         for column in ("page_url", "title"):
             if column in sub:
-                fields[column] = sub[column].astype("string")
+                fields[column] = sub[column]
+        if not fields:
+            fields["name"] = pd.Series("", index=sub.index)
         kind = classify(fields, settings.form_rules, "form_submission")
-        url = sub.get("page_url")
-        yield event_frame(ids(sub["contact_id"]), times(sub["timestamp"], tz), kind, None, url)
+        yield event_frame(
+            lead_ids,
+            positions(contact_index, sub["contact_id"]),
+            times(sub["timestamp"], tz),
+            kind,
+            None,
+            sub.get("page_url"),
+        )
     if tables.has("contacts_web_analytics"):
         web = tables.read(
             "contacts_web_analytics",
@@ -310,38 +329,39 @@ def _events(
                 "object_type",
             ],
         )
+        pos = positions(contact_index, web["object_id"])
         if "object_type" in web:
-            web = web[
-                web["object_type"]
-                .astype("string")
-                .str.upper()
-                .isin(["CONTACT"])
-                .fillna(False)
-                .to_numpy()
-            ]
-        fields = {"event_type": web["event_type"].astype("string")}
+            contact_rows = per_distinct(web["object_type"], lambda u: u.str.upper() == "CONTACT")
+            pos = np.where(contact_rows.fillna(False).to_numpy(bool), pos, -1)
+        fields = {"event_type": web["event_type"]}
         if "properties_hs_page_title" in web:
-            fields["page_title"] = web["properties_hs_page_title"].astype("string")
+            fields["page_title"] = web["properties_hs_page_title"]
         if "properties_hs_url" in web:
-            fields["url"] = web["properties_hs_url"].astype("string")
+            fields["url"] = web["properties_hs_url"]
         kind = classify(fields, settings.web_rules, "other")
         yield event_frame(
-            ids(web["object_id"]),
+            lead_ids,
+            pos,
             times(web["occurred_at"], tz),
             kind,
             web.get("properties_hs_utm_campaign"),
             web.get("properties_hs_url"),
         )
     if tables.has("engagement") and tables.has("engagement_contact"):
-        eng = tables.read("engagement", ["id", "type", "timestamp"], optional=["active"])
+        eng = tables.read("engagement", ["id", "type", "timestamp"])
         link = tables.read("engagement_contact", ["engagement_id", "contact_id"])
-        eng = eng.assign(id=ids(eng["id"]))
-        both = link.assign(engagement_id=ids(link["engagement_id"])).merge(
-            eng, left_on="engagement_id", right_on="id"
+        at = positions(pd.Index(eng["id"]), link["engagement_id"])
+        found = at >= 0
+        types = settings.engagement_types
+        kind = per_distinct(eng["type"], lambda u: u.astype("string").str.upper().map(types))
+        kinds = pd.Series(np.where(found, kind.to_numpy()[np.maximum(at, 0)], None))
+        stamps = times(eng["timestamp"], tz).to_numpy()[np.maximum(at, 0)]
+        yield event_frame(
+            lead_ids,
+            np.where(found, positions(contact_index, link["contact_id"]), -1),
+            pd.Series(stamps),
+            kinds.fillna("drop"),
         )
-        kind = both["type"].astype("string").str.upper().map(settings.engagement_types)
-        kind = kind.fillna("drop")
-        yield event_frame(ids(both["contact_id"]), times(both["timestamp"], tz), kind, None, None)
     else:
         notes.append("HubSpot: no engagement tables (replies, calls, meetings)")
 
@@ -355,43 +375,41 @@ def _email_events(
         ["id", "type", "created", "recipient"],
         optional=["email_campaign_id", "filtered_event"],
     )
+    types = settings.email_types
+    kind = per_distinct(mail["type"], lambda u: u.astype("string").str.upper().map(types))
+    keep = kind.notna().to_numpy()
     if "filtered_event" in mail:
-        mail = mail[~flags(mail["filtered_event"]).to_numpy()]
-    kind = mail["type"].astype("string").str.upper().map(settings.email_types)
-    mail = mail.assign(
-        kind=kind, address=mail["recipient"].astype("string").str.strip().str.casefold()
-    )
-    mail = mail[mail["kind"].notna().to_numpy()]
-    owners = pd.DataFrame(
-        {
-            "address": contacts["email"].astype("string").str.strip().str.casefold(),
-            "lead_id": contacts["lead_id"],
-        }
-    ).dropna()
+        keep = keep & ~flags(mail["filtered_event"]).to_numpy()
+    mail, kind = mail[keep].reset_index(drop=True), kind[keep].reset_index(drop=True)
+    folded = contacts["email"].astype("string").str.strip().str.casefold()
+    owners = pd.DataFrame({"address": folded, "pos": np.arange(len(contacts))}).dropna()
+    codes, addresses = pd.factorize(mail["recipient"])
+    folded_addresses = pd.Series(addresses).astype("string").str.strip().str.casefold()
     if settings.email_match == "unique":
         owners = owners.drop_duplicates("address", keep=False)
-    joined = mail.merge(owners, on="address", how="inner")
+        owner_of = pd.Index(owners["address"]).get_indexer(pd.Index(folded_addresses))
+        at_address = np.where(owner_of >= 0, owners["pos"].to_numpy()[owner_of], -1)
+        pos = np.where(codes >= 0, at_address[np.maximum(codes, 0)], -1)
+        rows = np.arange(len(mail))
+    else:
+        pairs = pd.DataFrame({"code": np.arange(len(addresses)), "address": folded_addresses})
+        pairs = pairs.merge(owners, on="address")
+        joined = pd.DataFrame({"code": codes, "row": np.arange(len(mail))}).merge(
+            pairs[["code", "pos"]], on="code"
+        )
+        rows, pos = joined["row"].to_numpy(), joined["pos"].to_numpy()
     campaign = None
-    if "email_campaign_id" in joined and tables.has("email_campaign"):
+    if "email_campaign_id" in mail and tables.has("email_campaign"):
         camp = tables.read("email_campaign", ["id"], optional=["name"])
         if "name" in camp:
-            by_id = pd.Series(
-                camp["name"].astype("string").to_numpy(), index=ids(camp["id"]).to_numpy()
-            )
-            campaign = ids(joined["email_campaign_id"]).map(by_id)
-    url = None
-    if tables.has("email_event_click"):
-        click = tables.read("email_event_click", ["id"], optional=["url"])
-        if "url" in click:
-            by_id = pd.Series(
-                click["url"].astype("string").to_numpy(), index=ids(click["id"]).to_numpy()
-            )
-            by_id = by_id[~by_id.index.duplicated()]
-            url = ids(joined["id"]).map(by_id)
+            names = pd.Series(camp["name"].to_numpy(), index=camp["id"].to_numpy())
+            campaign = per_distinct(mail["email_campaign_id"], lambda u: u.map(names))
+            campaign = campaign.iloc[rows].reset_index(drop=True)
     return event_frame(
-        joined["lead_id"],
-        times(joined["created"], settings.timezone),
-        joined["kind"],
+        contacts["lead_id"],
+        pos,
+        times(mail["created"], settings.timezone).iloc[rows].reset_index(drop=True),
+        kind.iloc[rows].reset_index(drop=True),
         campaign,
-        url,
+        None,
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,9 +26,11 @@ from features.presets.common import (
     classify,
     event_frame,
     first_time,
+    per_distinct,
+    positions,
     value_as_of,
 )
-from features.presets.tables import ConnectorTables, flags, ids, name_key, times
+from features.presets.tables import EMPTY_LOOKUP, ConnectorTables, flags, ids, name_key, times
 
 #: Contract fit column -> the lead column it comes from.
 FIT_COLUMNS = {
@@ -141,6 +144,8 @@ def read_salesforce(
     if "is_deleted" in lead:
         lead = lead[~flags(lead["is_deleted"]).to_numpy()].reset_index(drop=True)
     lead_ids = ids(lead["id"])
+    lead_index = pd.Index(lead["id"])
+    n = len(lead)
     use_history = settings.lifecycle == "history" or (
         settings.lifecycle == "auto" and tables.has("lead_history")
     )
@@ -153,10 +158,10 @@ def read_salesforce(
         )
         history = pd.DataFrame(
             {
-                "key": ids(raw["lead_id"]),
-                "field": raw["field"].astype("string").map(name_key),
-                "value": raw["new_value"].astype("string"),
-                "old": raw["old_value"].astype("string") if "old_value" in raw else pd.NA,
+                "pos": positions(lead_index, raw["lead_id"]),
+                "field": per_distinct(raw["field"], lambda u: u.map(name_key)),
+                "value": raw["new_value"],
+                "old": raw.get("old_value"),
                 "at": times(raw["created_date"], tz),
             }
         )
@@ -165,7 +170,11 @@ def read_salesforce(
 
         raise ContractError(f"lifecycle: history needs the table 'lead_history' in {tables.where}")
     leads = pd.DataFrame({"lead_id": lead_ids, "created_at": times(lead["created_date"], tz)})
-    status = history[history["field"] == name_key(settings.status_field)] if use_history else None
+    status = (
+        history[(history["field"] == name_key(settings.status_field)).to_numpy(bool)]
+        if use_history
+        else None
+    )
     for contract, stage_values, column in (
         ("mql_at", settings.mql_values, settings.mql_column),
         ("sql_at", settings.sql_values, settings.sql_column),
@@ -173,8 +182,9 @@ def read_salesforce(
     ):
         if status is not None:
             wanted = {v.casefold() for v in stage_values}
-            mask = status["value"].str.casefold().isin(wanted).fillna(False)
-            leads[contract] = first_time(status["key"], status["at"], mask, lead_ids)
+            folded = per_distinct(status["value"], lambda u: u.astype("string").str.casefold())
+            mask = folded.isin(wanted).to_numpy(bool)
+            leads[contract] = first_time(status["pos"].to_numpy(), status["at"], mask, n)
         elif column and column in lead:
             leads[contract] = times(lead[column], tz)
         else:
@@ -201,34 +211,45 @@ def read_salesforce(
     for contract, column in FIT_COLUMNS.items():
         current = lead[column] if column in lead else pd.Series(pd.NA, index=lead.index)
         values = current if contract == "company_size" else current.astype("string")
-        tracked = history[history["field"] == name_key(column)] if not history.empty else history
+        tracked = (
+            history[(history["field"] == name_key(column)).to_numpy(bool)]
+            if not history.empty
+            else history
+        )
         if settings.fit_as_of == "mql_at" and not tracked.empty:
-            values, n = value_as_of(values, lead_ids, leads["mql_at"], tracked)
-            notes.append(f"Salesforce: {column} as of mql_at from lead_history ({n:,} leads)")
+            values, taken = value_as_of(values, leads["mql_at"], tracked)
+            notes.append(f"Salesforce: {column} as of mql_at from lead_history ({taken:,} leads)")
         leads[contract] = values
     for column in custom:
         if column in lead:
             leads[column] = lead[column]
-    contact_of = pd.Series(dtype="string")
+    contact_of = pd.Series(dtype="int64")
     if "converted_contact_id" in lead:
-        converted = ids(lead["converted_contact_id"])
-        known = converted.notna().to_numpy()
-        contact_of = pd.Series(lead_ids[known].to_numpy(), index=converted[known].to_numpy())
-    events = _events(tables, contact_of, settings)
+        converted = lead["converted_contact_id"]
+        known = converted.notna().to_numpy() & (converted != EMPTY_LOOKUP).to_numpy(bool)
+        contact_of = pd.Series(np.flatnonzero(known), index=converted[known].to_numpy())
+        contact_of = contact_of[~contact_of.index.duplicated()]
+    events = _events(tables, lead_ids, lead_index, contact_of, settings)
     return PresetFrames(leads, events, tables.label("lead"), "Salesforce activity tables", notes)
 
 
-def _to_lead(who: pd.Series, contact_of: pd.Series, prefix: str) -> pd.Series:
-    """A task's who_id as the lead id: a contact id through the lead it was converted from."""
-    who = ids(who)
-    is_contact = who.str.startswith(prefix).fillna(False).to_numpy()
-    out = who.copy()
-    out[is_contact] = who[is_contact].map(contact_of).astype("string")
-    return out
+def _lead_rows(who: pd.Series, lead_index: pd.Index, contact_of: pd.Series) -> np.ndarray:
+    """Each who_id's lead row: a lead id directly, a contact id through the lead it was
+    converted from (-1: neither)."""
+    pos = positions(lead_index, who)
+    missing = pos < 0
+    if missing.any() and len(contact_of):
+        via = positions(pd.Index(contact_of.index), who[missing])
+        pos[missing] = np.where(via >= 0, contact_of.to_numpy()[np.maximum(via, 0)], -1)
+    return pos
 
 
 def _events(
-    tables: ConnectorTables, contact_of: pd.Series, settings: SalesforceSettings
+    tables: ConnectorTables,
+    lead_ids: pd.Series,
+    lead_index: pd.Index,
+    contact_of: pd.Series,
+    settings: SalesforceSettings,
 ) -> Iterator[pd.DataFrame]:
     tz = settings.timezone
     if tables.has("task"):
@@ -248,25 +269,27 @@ def _events(
         if "is_deleted" in task:
             task = task[~flags(task["is_deleted"]).to_numpy()].reset_index(drop=True)
         at = times(task[settings.task_time], tz) if settings.task_time in task else None
-        if "created_date" in task:
+        if "created_date" in task and (at is None or at.isna().any()):
             created = times(task["created_date"], tz)
             at = created if at is None else at.fillna(created)
         if at is None:
             from features.contract import ContractError
 
             raise ContractError(f"{tables.label('task')}: no {settings.task_time} or created_date")
-        fields = {
-            c: task[c].astype("string") for c in ("subject", "type", "task_subtype") if c in task
-        }
+        fields = {c: task[c] for c in ("subject", "type", "task_subtype") if c in task}
+        if not fields:
+            fields["subject"] = pd.Series("", index=task.index)
         kind = classify(fields, settings.task_rules, "other")
         campaign = None
         if "subject" in task:
-            parts = task["subject"].astype("string").str.split(": ", n=1).str[1]
-            is_form = task["subject"].astype("string").str.match(_FORM).fillna(False)
-            campaign = parts.where(~is_form)
-        url = task.get("description")
+            campaign = per_distinct(task["subject"], _subject_campaign)
         yield event_frame(
-            _to_lead(task["who_id"], contact_of, settings.contact_prefix), at, kind, campaign, url
+            lead_ids,
+            _lead_rows(task["who_id"], lead_index, contact_of),
+            at,
+            kind,
+            campaign,
+            task.get("description"),
         )
     if tables.has("event"):
         ev = tables.read(
@@ -287,16 +310,15 @@ def _events(
             (c for c in ("activity_date_time", "start_date_time", "created_date") if c in ev), None
         )
         if stamp is not None:
-            fields = {c: ev[c].astype("string") for c in ("subject", "type") if c in ev} or {
-                "subject": pd.Series("", index=ev.index, dtype="string")
+            fields = {c: ev[c] for c in ("subject", "type") if c in ev} or {
+                "subject": pd.Series("", index=ev.index)
             }
             kind = classify(fields, settings.task_rules, "other")
             yield event_frame(
-                _to_lead(ev["who_id"], contact_of, settings.contact_prefix),
+                lead_ids,
+                _lead_rows(ev["who_id"], lead_index, contact_of),
                 times(ev[stamp], tz),
                 kind,
-                None,
-                None,
             )
     if settings.campaign_members and tables.has("campaign_member"):
         members = tables.read(
@@ -308,25 +330,32 @@ def _events(
             camp = (
                 tables.read("campaign", ["id"], optional=["type", "name"])
                 if tables.has("campaign")
+                else pd.DataFrame({"id": pd.Series([], dtype="string")})
+            )
+            by_id = camp.set_index("id")
+            fields = {
+                "type": per_distinct(
+                    members["campaign_id"],
+                    lambda u: u.map(by_id["type"]) if "type" in by_id else u.map(lambda _: ""),
+                )
+            }
+            kind = classify(fields, settings.campaign_rules, "other")
+            name = (
+                per_distinct(members["campaign_id"], lambda u: u.map(by_id["name"]))
+                if "name" in by_id
                 else None
             )
-            by_id = (
-                camp.assign(id=ids(camp["id"])).set_index("id")
-                if camp is not None
-                else pd.DataFrame(index=pd.Index([], dtype="string"))
-            )
-            cid = ids(members["campaign_id"])
-            fields = {"type": cid.map(by_id["type"]).astype("string")} if "type" in by_id else {}
-            kind = classify(
-                fields or {"type": pd.Series("", index=members.index, dtype="string")},
-                settings.campaign_rules,
-                "other",
-            )
-            name = cid.map(by_id["name"]) if "name" in by_id else None
             yield event_frame(
-                ids(members["lead_id"]),
+                lead_ids,
+                _lead_rows(members["lead_id"], lead_index, contact_of),
                 times(members["first_responded_date"], tz),
                 kind,
                 name,
-                None,
             )
+
+
+def _subject_campaign(subjects: pd.Series) -> pd.Series:
+    """The campaign a task's subject names after `: ` (not a form's name)."""
+    text = subjects.astype("string")
+    after = text.str.split(": ", n=1).str[1]
+    return after.where(~text.str.match(_FORM).fillna(False))

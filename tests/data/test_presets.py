@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 from features.config import ConfigError, load_config
 from features.layouts import write_layout
 from features.presets import as_of_export_columns, preset_settings
+from features.presets.common import value_as_of
 from features.snapshot import read_snapshot
 from features.synthetic import SyntheticSnapshot, generate, generate_snapshot
 from serving.cli import app
@@ -282,3 +283,60 @@ def test_as_of_export_columns_are_known_per_crm() -> None:
     salesforce = ["Status", "pi__score__c", "last_activity_date", "Rating", "title", "industry"]
     assert as_of_export_columns("salesforce", salesforce) == salesforce[:4]
     assert as_of_export_columns(None, hubspot) == []
+
+
+def test_a_fit_value_is_taken_as_of_the_mql_from_its_history() -> None:
+    """The last change at or before the cutoff counts; with none yet, the value before the
+    first change (Salesforce keeps it) or missing (HubSpot: not set yet); without history,
+    the current value."""
+    at = pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01"], utc=True)
+    current = pd.Series(["CTO", "CEO", "Intern", "VP"])
+    cutoff = pd.Series([at[1], at[1], at[0], at[2]])
+    history = pd.DataFrame(
+        {
+            "pos": [0, 0, 1, 2],  # the leads' rows: the fourth has no history
+            "at": [at[0], at[2], at[2], at[1]],
+            "value": ["Engineer", "CTO", "CEO", "Intern"],
+            "old": [None, "Engineer", "Manager", "Student"],
+        }
+    )
+    hubspot, n = value_as_of(current, cutoff, history.drop(columns="old"))
+    assert hubspot.tolist() == ["Engineer", pd.NA, pd.NA, "VP"] and n == 3
+    salesforce, _ = value_as_of(current, cutoff, history)
+    assert salesforce.tolist() == ["Engineer", "Manager", "Student", "VP"]
+
+
+def test_the_hubspot_preset_reads_a_changed_title_as_of_the_mql(
+    folders: dict[str, Path], tmp_path: Path
+) -> None:
+    """A contact whose job title changed after its MQL is read with the title it had then."""
+    folder = tmp_path / "hubspot"
+    folder.mkdir()
+    for path in folders["hubspot"].iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    contact = pd.read_parquet(folder / "contact.parquet")
+    mql = contact["property_hs_lifecyclestage_marketingqualifiedlead_date"]
+    changed = contact.index[mql.notna()][:50]
+    history = pd.read_parquet(folder / "contact_property_history.parquet")
+    later = pd.DataFrame(
+        {
+            "contact_id": contact.loc[changed, "id"].to_numpy(),
+            "name": "jobtitle",
+            "value": "Chief Revenue Officer",
+            "timestamp": (mql[changed] + pd.Timedelta(days=30)).to_numpy(),
+            "source": "CRM_UI",
+            "source_id": None,
+        }
+    )
+    pd.concat([history, later.astype(history.dtypes.to_dict())]).to_parquet(
+        folder / "contact_property_history.parquet"
+    )
+    contact.loc[changed, "property_jobtitle"] = "Chief Revenue Officer"
+    contact.to_parquet(folder / "contact.parquet")
+    config = load_config(EXAMPLES / "hubspot.yaml")
+    config = config.model_copy(update={"source": config.source.model_copy(update={"path": folder})})
+    as_of_mql = read_snapshot(config).leads.set_index("lead_id")["job_title"]
+    now = read_snapshot(config.model_copy(update={"preset": {"fit_as_of": "current"}}))
+    ids = contact.loc[changed, "id"].astype(str)
+    assert (now.leads.set_index("lead_id").loc[ids, "job_title"] == "Chief Revenue Officer").all()
+    assert not (as_of_mql.loc[ids] == "Chief Revenue Officer").any()
