@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,15 +42,22 @@ class PresetFrames:
     notes: list[str] = field(default_factory=list)
 
 
+def spread(codes: np.ndarray, labels: Any) -> pd.Series:
+    """A categorical column from per-row `codes` (-1: missing) and one label per code
+    (None: missing), without touching a string per row."""
+    label_codes, categories = pd.factorize(pd.Series(labels, dtype=object), use_na_sentinel=True)
+    per_code = np.append(label_codes, -1)
+    return pd.Series(pd.Categorical.from_codes(per_code[codes], categories=categories))
+
+
 def per_distinct(values: pd.Series, func: Callable[[pd.Series], pd.Series]) -> pd.Series:
-    """`func` applied to the distinct values only, spread back over the rows (a connector
-    column has millions of rows but few distinct types, names or subjects)."""
+    """`func` applied to the distinct values only, spread back over the rows as a categorical
+    column (a connector column has millions of rows but few distinct types or subjects)."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     mapped = func(pd.Series(uniques)).to_numpy(dtype=object)
-    out = np.full(len(codes), None, dtype=object)
-    known = codes >= 0
-    out[known] = mapped[codes[known]]
-    return pd.Series(out, index=values.index, dtype=object)
+    out = spread(codes, [None if pd.isna(v) else v for v in mapped])
+    out.index = values.index
+    return out
 
 
 def classify(values: dict[str, pd.Series], rules: Sequence[Rule], default: str) -> pd.Series:
@@ -165,22 +173,29 @@ def event_frame(
     url: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Contract events of the leads at rows `pos` of `lead_ids`; rows without a lead (-1) or a
-    time, or typed `drop`, are left out."""
-    kinds = kind.to_numpy(dtype=object)
-    keep = (pos >= 0) & at.notna().to_numpy() & pd.notna(kinds) & (kinds != "drop")
+    time, or typed `drop` or missing, are left out. Lead ids and types stay categorical (one
+    string per lead or type, not per event)."""
+    types = kind.array if isinstance(kind.dtype, pd.CategoricalDtype) else pd.Categorical(kind)
+    assert isinstance(types, pd.Categorical)
+    codes = np.asarray(types.codes, dtype=np.int64)
+    dropped = types.categories.get_loc("drop") if "drop" in types.categories else -2
+    keep = (pos >= 0) & at.notna().to_numpy() & (codes >= 0) & (codes != dropped)
     rows = np.flatnonzero(keep)
+    if lead_ids.is_unique and lead_ids.notna().all():
+        lead = pd.Categorical.from_codes(pos[rows], categories=pd.Index(lead_ids))
+    else:
+        lead = lead_ids.array.take(pos[rows])
     frame = pd.DataFrame(
         {
-            "lead_id": lead_ids.to_numpy()[pos[rows]],
-            "occurred_at": at.to_numpy()[rows],
-            "event_type": kinds[rows],
+            "lead_id": lead,
+            "occurred_at": at.astype("datetime64[us, UTC]").array.take(rows),
+            "event_type": pd.Categorical.from_codes(codes[rows], categories=types.categories),
         }
     )
     for name, values in (("campaign", campaign), ("url", url)):
         frame[name] = (
             pd.Series(pd.NA, index=frame.index, dtype="string")
             if values is None
-            else values.iloc[rows].reset_index(drop=True)
+            else pd.Series(values.array.take(rows))
         )
-    frame["occurred_at"] = frame["occurred_at"].astype("datetime64[us, UTC]")
     return frame

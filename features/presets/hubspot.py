@@ -13,7 +13,7 @@ See docs/hubspot.md.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -108,10 +108,10 @@ class HubSpotSettings(BaseModel):
         "(current value when a property has no history), or the current values.",
     )
     email_match: Literal["all", "unique"] = Field(
-        "unique",
-        description="Email events reach contacts by address only: only addresses one contact "
-        "has (a shared address's mail is left out), or all contacts with the address (as "
-        "Fivetran's dbt package joins: each gets the others' mail).",
+        "all",
+        description="Email events reach contacts by address only: every contact with the "
+        "address (as Fivetran's dbt package joins: sharers get each other's mail), or only "
+        "addresses one contact has (a shared address's mail is left out).",
     )
     email_types: dict[str, str] = Field(
         default_factory=lambda: {
@@ -331,8 +331,8 @@ def _events(
         )
         pos = positions(contact_index, web["object_id"])
         if "object_type" in web:
-            contact_rows = per_distinct(web["object_type"], lambda u: u.str.upper() == "CONTACT")
-            pos = np.where(contact_rows.fillna(False).to_numpy(bool), pos, -1)
+            upper = per_distinct(web["object_type"], lambda u: u.astype("string").str.upper())
+            pos = np.where((upper == "CONTACT").to_numpy(bool), pos, -1)
         fields = {"event_type": web["event_type"]}
         if "properties_hs_page_title" in web:
             fields["page_title"] = web["properties_hs_page_title"]
@@ -354,13 +354,17 @@ def _events(
         found = at >= 0
         types = settings.engagement_types
         kind = per_distinct(eng["type"], lambda u: u.astype("string").str.upper().map(types))
-        kinds = pd.Series(np.where(found, kind.to_numpy()[np.maximum(at, 0)], None))
-        stamps = times(eng["timestamp"], tz).to_numpy()[np.maximum(at, 0)]
+        safe = np.maximum(at, 0)
+        if len(eng):
+            kinds: Any = np.where(found, kind.astype(object).to_numpy()[safe], None)
+            stamps = pd.Series(times(eng["timestamp"], tz).array.take(safe))
+        else:
+            kinds, stamps = [], pd.Series([], dtype="datetime64[us, UTC]")
         yield event_frame(
             lead_ids,
             np.where(found, positions(contact_index, link["contact_id"]), -1),
-            pd.Series(stamps),
-            kinds.fillna("drop"),
+            stamps,
+            pd.Series(kinds, dtype=object),
         )
     else:
         notes.append("HubSpot: no engagement tables (replies, calls, meetings)")
@@ -404,12 +408,12 @@ def _email_events(
         if "name" in camp:
             names = pd.Series(camp["name"].to_numpy(), index=camp["id"].to_numpy())
             campaign = per_distinct(mail["email_campaign_id"], lambda u: u.map(names))
-            campaign = campaign.iloc[rows].reset_index(drop=True)
+            campaign = pd.Series(campaign.array.take(rows))
     return event_frame(
         contacts["lead_id"],
         pos,
-        times(mail["created"], settings.timezone).iloc[rows].reset_index(drop=True),
-        kind.iloc[rows].reset_index(drop=True),
+        pd.Series(times(mail["created"], settings.timezone).array.take(rows)),
+        pd.Series(kind.array.take(rows)),
         campaign,
         None,
     )
