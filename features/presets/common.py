@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.contract import EVENT_TYPES
 from features.presets.tables import ids
 
 #: The contract's event columns an adapter writes.
@@ -96,12 +95,6 @@ def classify(values: dict[str, pd.Series], rules: Sequence[Rule], default: str) 
     return pd.Series(
         kind.take(row_codes) if len(row_codes) else kind[:0], index=index, dtype=object
     )
-
-
-def unknown_event_types(rules: Sequence[Rule], extra: Sequence[str] = ()) -> list[str]:
-    """Event types named by rules that are neither contract types nor `drop`."""
-    allowed = set(EVENT_TYPES) | {"drop"} | set(extra)
-    return sorted({r.event_type for r in rules} - allowed)
 
 
 def positions(index: pd.Index, keys: pd.Series) -> np.ndarray:
