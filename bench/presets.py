@@ -4,7 +4,7 @@
     python bench/presets.py --leads 1000000 --layouts salesforce
 
 Writes the synthetic CRM in the contract layout and in each CRM layout (reused from
---data-dir when already there), then times `features.snapshot.read_snapshot` of each, the
+--data-dir when already there), then times `features.reader.read_snapshot` of each, the
 contract's with the default config and each CRM's through examples/<layout>.yaml: the whole
 read, from files to a checked snapshot. Each read runs --repeat times in this process; the
 best wall time counts, and the CPU time of this process beside it (the machine is shared, so
@@ -42,7 +42,7 @@ def folder_of(root: Path, layout: str, leads: int, seed: int) -> Path:
 
 
 def time_read(config: Any, repeat: int) -> dict[str, Any]:
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
 
     walls, cpus = [], []
     for _ in range(repeat):
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("data") / "bench")
     args = parser.parse_args()
     use_package()
-    from features.config import Config, SourceConfig, load_config
+    from common.config import Config, SourceConfig, load_config
 
     results: dict[str, Any] = {"leads": args.leads, "seed": args.seed, "load": os.getloadavg()}
     contract = folder_of(args.data_dir, "contract", args.leads, args.seed)

@@ -2,7 +2,7 @@
 
 `source: {preset: hubspot, path: DIR}` (or `url:` + `schema:`) names the adapter; the config's
 `preset:` block holds the org-specific settings, each with a default (the adapter's settings
-model). `read_preset` gives the reader what `features.snapshot.read_tables` gives for a
+model). `read_preset` gives the reader what `features.reader.read_tables` gives for a
 contract folder: the leads frame, event chunks and their names; the reader then validates and
 cleans them like any export.
 
@@ -20,7 +20,7 @@ from typing import Any, Final
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
-from features.config import Config, ConfigError, describe_error
+from common.config import Config, ConfigError, describe_error
 from features.presets.common import PresetFrames
 from features.presets.hubspot import HubSpotSettings, read_hubspot
 from features.presets.hubspot_export import HubSpotExportSettings, read_hubspot_export
@@ -88,7 +88,7 @@ def read_preset(
     config: Config, notes: list[str] | None = None
 ) -> tuple[pd.DataFrame, Iterator[pd.DataFrame] | None, tuple[str, str]]:
     """The source's connector tables as the contract's leads frame, event chunks and names,
-    as `features.snapshot.read_tables` returns them."""
+    as `features.reader.read_tables` returns them."""
     settings = preset_settings(config)
     source = config.source
     tables = ConnectorTables(

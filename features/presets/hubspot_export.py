@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.config import Config
+from common.config import Config
 from features.presets.common import PresetFrames
 from features.presets.tables import ConnectorTables, ids, times
 

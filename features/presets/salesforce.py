@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.config import Config
+from common.config import Config
 from features.presets.common import (
     PresetFrames,
     Rule,

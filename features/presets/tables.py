@@ -55,7 +55,7 @@ class ConnectorTables:
         if self.url:
             import sqlalchemy as sa
 
-            from features.snapshot import shown_url
+            from features.reader import shown_url
 
             try:
                 self._engine = sa.create_engine(self.url)
@@ -76,7 +76,7 @@ class ConnectorTables:
     @property
     def where(self) -> str:
         if self.url:
-            from features.snapshot import shown_url
+            from features.reader import shown_url
 
             return shown_url(self.url) + (f" schema {self.schema}" if self.schema else "")
         return str(self.path)

@@ -28,13 +28,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.config import ConfigError, load_config
+from common.config import ConfigError, load_config
 from features.layouts import write_layout
 from features.presets import as_of_export_columns, preset_settings
 from features.presets.common import value_as_of
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from features.synthetic import SyntheticSnapshot, generate, generate_snapshot
-from serving.cli import app
+from cli import app
 
 N = 3_000
 SEED = 7

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from features.layouts import write_layout
 from features.synthetic import generate
-from serving.cli import app
+from cli import app
 
 pytestmark = pytest.mark.slow
 
