@@ -109,6 +109,11 @@ class SourceConfig(_Strict):
         description="Where dropped rows are written (CSV); default: beside the command's "
         "output (`<out>.quarantine.csv`, or quarantine.csv in the report folder).",
     )
+    preset: Literal["hubspot", "salesforce", "hubspot-export", "salesforce-export"] | None = Field(
+        None,
+        description="Read a CRM's connector tables (or its own export) through a preset "
+        "(features/presets; docs/hubspot.md, docs/salesforce.md); its settings are `preset:`.",
+    )
 
     @model_validator(mode="after")
     def _one_place(self) -> SourceConfig:
@@ -536,6 +541,10 @@ class Config(_Strict):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     as_of: datetime | None = Field(
         None, description="The snapshot's as-of time; default: its latest timestamp."
+    )
+    preset: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Settings of the CRM preset named by source.preset (see its page in docs/).",
     )
 
     @model_validator(mode="after")

@@ -179,3 +179,26 @@ def leak_flags(
             ok = column.casefold() in acknowledged or feature.casefold() in acknowledged
             flags.append(LeakFlag(feature, column, "; ".join(reasons), ok))
     return flags
+
+
+def export_time_flags(
+    preset: str | None, custom_fields: Sequence[CustomField], training: TrainingConfig
+) -> list[LeakFlag]:
+    """Flags for custom fields that the preset's CRM fills with a current value or an
+    export-time aggregate (lifecycle stage, lead status, scores, counts, last-* dates): at the
+    MQL moment such a column already knows the lead's future, however weak it looks alone."""
+    from features.presets import as_of_export_columns
+
+    acknowledged = {name.strip().casefold() for name in training.acknowledge_leaks}
+    columns = [field.column for field in custom_fields]
+    flags = []
+    for field in custom_fields:
+        if field.column not in as_of_export_columns(preset, columns):
+            continue
+        ok = field.column.casefold() in acknowledged or field.feature.casefold() in acknowledged
+        reason = (
+            f"the {preset} preset knows it as a value as of the export (a current value or an "
+            "aggregate over the lead's whole history), not as of the cutoff"
+        )
+        flags.append(LeakFlag(field.feature, field.column, reason, ok))
+    return flags

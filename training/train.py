@@ -25,6 +25,7 @@ from training.audit import (
     constant_features,
     drop_column_costs,
     excluded_still_present,
+    export_time_flags,
     leak_flags,
     single_feature_auc,
 )
@@ -390,6 +391,12 @@ def _train_model(
     )
     audit = probe_dominance(audit, matrix, labels, (train, valid), spec, config)
     leaks = leak_flags(audit, config.training, config.custom_fields)
+    known = {flag.feature for flag in leaks}
+    leaks += [
+        flag
+        for flag in export_time_flags(config.source.preset, config.custom_fields, config.training)
+        if flag.feature not in known
+    ]
     flagged = [flag.feature for flag in leaks]
     audit["flagged"] = audit["feature"].isin(flagged)
     for flag in leaks:

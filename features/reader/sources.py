@@ -209,6 +209,10 @@ def read_tables(
     (None if flat) and their names. What was detected or joined is appended to `notes`."""
     notes = [] if notes is None else notes
     source = config.source
+    if source.preset:  # a CRM's connector tables or export (features/presets)
+        from features.presets import read_preset
+
+        return read_preset(config, notes)
     if source.url:
         return _read_sql_tables(config, notes)
     folder = source.path or Path("data/snapshot")

@@ -1,0 +1,194 @@
+"""What every CRM adapter needs: event-type rules, first times from a history, values as of a
+cutoff, and the contract frames an adapter hands to the reader.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.presets.tables import ids
+
+#: The contract's event columns an adapter writes.
+EVENT_FRAME_COLUMNS = ("lead_id", "occurred_at", "event_type", "campaign", "url")
+
+
+class Rule(BaseModel):
+    """One classification rule: when `field` matches `pattern` (a regular expression, searched
+    case-insensitively), the row is of `event_type`. The first matching rule wins."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str = Field(description="Which value the pattern is matched against.")
+    pattern: str = Field(description="Regular expression, searched case-insensitively.")
+    event_type: str = Field(description="Contract event type (or `drop` to leave the row out).")
+
+
+@dataclass
+class PresetFrames:
+    """What an adapter gives the reader: contract leads, event frames, names and notes."""
+
+    leads: pd.DataFrame
+    events: Iterator[pd.DataFrame] | None
+    leads_name: str
+    events_name: str
+    notes: list[str] = field(default_factory=list)
+
+
+def spread(codes: np.ndarray, labels: Any) -> pd.Series:
+    """A categorical column from per-row `codes` (-1: missing) and one label per code
+    (None: missing), without touching a string per row."""
+    label_codes, categories = pd.factorize(pd.Series(labels, dtype=object), use_na_sentinel=True)
+    per_code = np.append(label_codes, -1)
+    return pd.Series(pd.Categorical.from_codes(per_code[codes], categories=categories))
+
+
+def per_distinct(values: pd.Series, func: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """`func` applied to the distinct values only, spread back over the rows as a categorical
+    column (a connector column has millions of rows but few distinct types or subjects)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    mapped = func(pd.Series(uniques)).to_numpy(dtype=object)
+    out = spread(codes, [None if pd.isna(v) else v for v in mapped])
+    out.index = values.index
+    return out
+
+
+def classify(values: dict[str, pd.Series], rules: Sequence[Rule], default: str) -> pd.Series:
+    """The event type per row by the first rule whose field matches; `default` when none does.
+
+    Patterns run on the distinct combinations of the fields the rules name, not on every row.
+    """
+    if not values:
+        raise ValueError("classify needs at least one field")
+    index = next(iter(values.values())).index
+    names = sorted({rule.field for rule in rules} & set(values)) or [next(iter(values))]
+    combined = np.zeros(len(index), dtype=np.int64)
+    parts = {}
+    for name in names:
+        codes, uniques = pd.factorize(values[name], use_na_sentinel=True)
+        parts[name] = (codes, uniques)
+        combined = combined * (len(uniques) + 1) + (codes + 1)
+    row_codes, distinct_keys = pd.factorize(combined)
+    first_row = pd.Series(np.arange(len(index))).groupby(row_codes).first().to_numpy()
+    distinct = pd.DataFrame(
+        {
+            name: ["" if codes[r] < 0 else str(uniques[codes[r]]) for r in first_row]
+            for name, (codes, uniques) in parts.items()
+        }
+    )
+    kind = np.full(len(distinct_keys), default, dtype=object)
+    done = np.zeros(len(distinct_keys), dtype=bool)
+    for rule in rules:
+        if rule.field not in distinct:
+            continue
+        pattern = re.compile(rule.pattern, flags=re.IGNORECASE)
+        hit = distinct[rule.field].map(lambda v, rx=pattern: bool(rx.search(v))).to_numpy(bool)
+        hit = hit & ~done
+        kind[hit] = rule.event_type
+        done |= hit
+    return pd.Series(
+        kind.take(row_codes) if len(row_codes) else kind[:0], index=index, dtype=object
+    )
+
+
+def positions(index: pd.Index, keys: pd.Series) -> np.ndarray:
+    """Position of each key in `index` (-1: not there), comparing ids as text when one side is
+    numeric and the other is not (a CSV's `123` and a Parquet's 123 are one contact)."""
+    numeric = [pd.api.types.is_numeric_dtype(x.dtype) for x in (index, keys)]
+    if numeric[0] != numeric[1]:
+        index = pd.Index(ids(pd.Series(index)))
+        keys = ids(keys)
+    return np.array(index.get_indexer(pd.Index(keys)), dtype=np.int64)
+
+
+def first_time(pos: np.ndarray, stamps: pd.Series, mask: np.ndarray, n: int) -> pd.Series:
+    """Per lead 0..n-1, the earliest stamp of the rows selected by `mask` (NaT: none)."""
+    keep = mask & (pos >= 0)
+    chosen = pd.Series(stamps.to_numpy()[keep], index=pos[keep])
+    first = chosen.groupby(level=0).min().reindex(range(n))
+    return pd.Series(first.to_numpy(), index=range(n)).astype("datetime64[us, UTC]")
+
+
+def value_as_of(
+    current: pd.Series, cutoff: pd.Series, history: pd.DataFrame
+) -> tuple[pd.Series, int]:
+    """A property's value per lead (row 0..n-1) as of `cutoff`, from its change history.
+
+    `history` holds `pos` (the lead's row), `at`, `value` (the new value) and optionally `old`
+    (the value before the change, as Salesforce keeps it). A lead with changes at or before
+    its cutoff takes the last such value; a lead whose changes all come later takes `old` of
+    the first one when there is one, else missing (the property was not set yet); a lead
+    without history keeps its current value. Returns the values and how many leads took them
+    from the history.
+    """
+    hist = history[(history["pos"] >= 0).to_numpy()].dropna(subset=["at"])
+    if hist.empty:
+        return current, 0
+    hist = hist.astype({"at": "datetime64[us, UTC]"}).sort_values("at", kind="stable")
+    have = np.zeros(len(current), dtype=bool)
+    have[hist["pos"].to_numpy()] = True
+    have &= cutoff.notna().to_numpy()
+    if not have.any():
+        return current, 0
+    rows = np.flatnonzero(have)
+    left = pd.DataFrame(
+        {"pos": rows, "at": cutoff.iloc[rows].astype("datetime64[us, UTC]").to_numpy()}
+    ).sort_values("at", kind="stable")
+    right = hist[["pos", "at", "value"]].assign(seen=True)
+    before = pd.merge_asof(left, right, on="at", by="pos", direction="backward")
+    values = np.array(before["value"].astype(object).to_numpy(), dtype=object)
+    no_prior = before["seen"].isna().to_numpy()
+    if "old" in hist:
+        after = pd.merge_asof(
+            left, hist[["pos", "at", "old"]], on="at", by="pos", direction="forward",
+            allow_exact_matches=False,
+        )  # fmt: skip
+        values[no_prior] = after["old"].astype(object).to_numpy()[no_prior]
+    else:
+        values[no_prior] = None
+    out = np.array(current.astype(object).to_numpy(), dtype=object)
+    out[before["pos"].to_numpy()] = values
+    return pd.Series(out, index=current.index).astype("string"), int(have.sum())
+
+
+def event_frame(
+    lead_ids: pd.Series,
+    pos: np.ndarray,
+    at: pd.Series,
+    kind: pd.Series,
+    campaign: pd.Series | None = None,
+    url: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Contract events of the leads at rows `pos` of `lead_ids`; rows without a lead (-1) or a
+    time, or typed `drop` or missing, are left out. Lead ids and types stay categorical (one
+    string per lead or type, not per event)."""
+    types = kind.array if isinstance(kind.dtype, pd.CategoricalDtype) else pd.Categorical(kind)
+    assert isinstance(types, pd.Categorical)
+    codes = np.asarray(types.codes, dtype=np.int64)
+    dropped = types.categories.get_loc("drop") if "drop" in types.categories else -2
+    keep = (pos >= 0) & at.notna().to_numpy() & (codes >= 0) & (codes != dropped)
+    rows = np.flatnonzero(keep)
+    if lead_ids.is_unique and lead_ids.notna().all():
+        lead = pd.Categorical.from_codes(pos[rows], categories=pd.Index(lead_ids))
+    else:
+        lead = lead_ids.array.take(pos[rows])
+    frame = pd.DataFrame(
+        {
+            "lead_id": lead,
+            "occurred_at": at.astype("datetime64[us, UTC]").array.take(rows),
+            "event_type": pd.Categorical.from_codes(codes[rows], categories=types.categories),
+        }
+    )
+    for name, values in (("campaign", campaign), ("url", url)):
+        frame[name] = (
+            pd.Series(pd.NA, index=frame.index, dtype="string")
+            if values is None
+            else pd.Series(values.array.take(rows))
+        )
+    return frame

@@ -1,0 +1,419 @@
+"""HubSpot as Fivetran's connector lands it: `contact` (+ `contact_property_history`,
+`contact_company`), `email_event` (+ `email_event_click`, `email_campaign`),
+`contact_form_submission` + `form`, `engagement` + `engagement_contact`, and the optional
+`contacts_web_analytics` stream, turned into the contract's leads and events.
+
+Only the contract's columns leave the adapter: the contact's current values and export-time
+counts (lifecycle stage, lead status, scores, `num_*`, last-* dates) stay behind unless a
+custom field names one, and then the training audit names it (features.presets.leaks).
+Fit fields are taken as of each lead's MQL time from the property history when it has them.
+See docs/hubspot.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.config import Config
+from features.presets.common import (
+    PresetFrames,
+    Rule,
+    classify,
+    event_frame,
+    first_time,
+    per_distinct,
+    positions,
+    value_as_of,
+)
+from features.presets.tables import ConnectorTables, flags, ids, times
+
+#: Contract fit column -> the HubSpot contact property it comes from (without `property_`).
+FIT_PROPERTIES = {
+    "email": "email",
+    "job_title": "jobtitle",
+    "country": "country",
+    "industry": "industry",
+}
+
+DEFAULT_FORM_RULES = (
+    Rule(field="name", pattern="demo", event_type="demo_request"),
+    Rule(field="name", pattern="trial|sign ?up", event_type="trial_signup"),
+    Rule(field="name", pattern="webinar", event_type="webinar_registration"),
+    Rule(
+        field="name",
+        pattern="download|content|ebook|whitepaper|guide",
+        event_type="content_download",
+    ),
+    Rule(field="name", pattern=".", event_type="form_submission"),
+)
+DEFAULT_WEB_RULES = (
+    Rule(field="page_title", pattern="^pricing", event_type="pricing_page_view"),
+    Rule(field="url", pattern="/pricing", event_type="pricing_page_view"),
+    Rule(field="event_type", pattern="^e_visited_page$", event_type="page_view"),
+    Rule(field="event_type", pattern="^e_ad_interaction$", event_type="ad_click"),
+    Rule(field="event_type", pattern="^e_social_media_click$", event_type="social_engagement"),
+    Rule(field="event_type", pattern="^e_attended_marketing_event$",
+         event_type="webinar_attendance"),
+)  # fmt: skip
+
+
+class HubSpotSettings(BaseModel):
+    """The org-specific part of the HubSpot preset (`preset:` in the config)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lifecycle: Literal["auto", "dates", "history"] = Field(
+        "auto",
+        description="MQL/SQL times from the lifecycle date columns, from the lifecyclestage "
+        "history, or auto: the dates when the contact table has them, else the history.",
+    )
+    date_family: Literal["legacy", "v2"] = Field(
+        "legacy",
+        description="legacy: hs_lifecyclestage_<stage>_date; v2: hs_v2_date_entered_<stage>.",
+    )
+    mql_stages: tuple[str, ...] = Field(
+        ("marketingqualifiedlead",), description="Lifecycle stage values that mean MQL."
+    )
+    sql_stages: tuple[str, ...] = Field(
+        ("salesqualifiedlead",), description="Lifecycle stage values that mean SQL."
+    )
+    disqualified_property: str = Field(
+        "hs_lead_status", description="Property whose history gives the disqualification."
+    )
+    disqualified_values: tuple[str, ...] = Field(
+        ("UNQUALIFIED",), description="Its values that mean disqualified."
+    )
+    account: Literal["associatedcompanyid", "contact_company"] = Field(
+        "associatedcompanyid",
+        description="The account: the contact's primary company property, or the "
+        "contact_company association table.",
+    )
+    lead_source: str = Field(
+        "lead_source",
+        description="Contact property of the lead source (hs_analytics_source: the original "
+        "traffic source, coarser).",
+    )
+    company_size: str = Field(
+        "company_size",
+        description="Contact property of the company size (numemployees: HubSpot's bands).",
+    )
+    fit_as_of: Literal["mql_at", "current"] = Field(
+        "mql_at",
+        description="Fit fields as of the lead's MQL time from contact_property_history "
+        "(current value when a property has no history), or the current values.",
+    )
+    email_match: Literal["all", "unique"] = Field(
+        "all",
+        description="Email events reach contacts by address only: every contact with the "
+        "address (as Fivetran's dbt package joins: sharers get each other's mail), or only "
+        "addresses one contact has (a shared address's mail is left out).",
+    )
+    email_types: dict[str, str] = Field(
+        default_factory=lambda: {
+            "OPEN": "email_open",
+            "CLICK": "email_click",
+            "BOUNCE": "email_bounce",
+            "STATUSCHANGE": "email_unsubscribe",
+        },
+        description="email_event.type -> event type; other types (SENT, DELIVERED, ...) are "
+        "left out.",
+    )
+    engagement_types: dict[str, str] = Field(
+        default_factory=lambda: {
+            "INCOMING_EMAIL": "email_reply",
+            "CALL": "other",
+            "MEETING": "other",
+        },
+        description="engagement.type -> event type; other types (NOTE, TASK, EMAIL) are left out.",
+    )
+    form_rules: tuple[Rule, ...] = Field(
+        DEFAULT_FORM_RULES,
+        description="Form submission -> event type by the form's `name`, `page_url` or "
+        "`title`; first match wins, no match: form_submission.",
+    )
+    web_rules: tuple[Rule, ...] = Field(
+        DEFAULT_WEB_RULES,
+        description="Web-analytics event -> event type by `event_type`, `page_title` or "
+        "`url`; first match wins, no match: other.",
+    )
+    timezone: str = Field("UTC", description="Time zone of times written without one.")
+
+
+def _contact_columns(settings: HubSpotSettings, dates: bool) -> list[str]:
+    columns = [f"property_{p}" for p in FIT_PROPERTIES.values()]
+    columns += [f"property_{settings.lead_source}", f"property_{settings.company_size}"]
+    if settings.account == "associatedcompanyid":
+        columns.append("property_associatedcompanyid")
+    if dates:
+        columns += [_date_column(settings, s) for s in settings.mql_stages + settings.sql_stages]
+    return columns
+
+
+def _date_column(settings: HubSpotSettings, stage: str) -> str:
+    if settings.date_family == "v2":
+        return f"property_hs_v2_date_entered_{stage}"
+    return f"property_hs_lifecyclestage_{stage}_date"
+
+
+def read_hubspot(
+    tables: ConnectorTables, config: Config, settings: HubSpotSettings
+) -> PresetFrames:
+    """Contract leads and events from HubSpot's connector tables."""
+    notes: list[str] = []
+    custom = [cf.column for cf in config.custom_fields]
+    has_history = tables.has("contact_property_history")
+    use_dates = settings.lifecycle == "dates" or (
+        settings.lifecycle == "auto" and _has_date_columns(tables, settings)
+    )
+    if not use_dates and not has_history:
+        raise_missing(tables, "contact_property_history", "lifecycle: history")
+    contact = tables.read(
+        "contact",
+        ["id", "property_createdate"],
+        optional=[*_contact_columns(settings, use_dates), "_fivetran_deleted", *custom],
+    )
+    if "_fivetran_deleted" in contact:
+        contact = contact[~flags(contact["_fivetran_deleted"])].reset_index(drop=True)
+    lead_ids = ids(contact["id"])
+    contact_index = pd.Index(contact["id"])
+    n = len(contact)
+    tz = settings.timezone
+    history = pd.DataFrame()
+    if has_history:
+        raw = tables.read("contact_property_history", ["contact_id", "name", "value", "timestamp"])
+        history = pd.DataFrame(
+            {
+                "pos": positions(contact_index, raw["contact_id"]),
+                "name": per_distinct(raw["name"], lambda u: u.astype("string").str.casefold()),
+                "value": raw["value"],
+                "at": times(raw["timestamp"], tz),
+            }
+        )
+
+    def stage_time(stages: tuple[str, ...]) -> pd.Series:
+        if use_dates:
+            cols = [
+                _date_column(settings, s) for s in stages if _date_column(settings, s) in contact
+            ]
+            if not cols:
+                return pd.Series(pd.NaT, index=contact.index, dtype="datetime64[us, UTC]")
+            stamps = pd.concat([times(contact[c], tz) for c in cols], axis=1)
+            return stamps.min(axis=1).astype("datetime64[us, UTC]")
+        mask = (history["name"] == "lifecyclestage") & history["value"].isin(stages)
+        return first_time(history["pos"].to_numpy(), history["at"], mask.to_numpy(bool), n)
+
+    leads = pd.DataFrame(
+        {
+            "lead_id": lead_ids,
+            "created_at": times(contact["property_createdate"], tz),
+            "mql_at": stage_time(settings.mql_stages),
+            "sql_at": stage_time(settings.sql_stages),
+        }
+    )
+    notes.append(
+        "HubSpot: MQL/SQL times from "
+        + ("the lifecycle date columns" if use_dates else "the lifecyclestage history")
+    )
+    if has_history:
+        dq_name = settings.disqualified_property.casefold()
+        wanted = {v.casefold() for v in settings.disqualified_values}
+        rows = history[(history["name"] == dq_name).to_numpy(bool)]
+        folded = per_distinct(rows["value"], lambda u: u.astype("string").str.casefold())
+        mask = folded.isin(wanted).to_numpy(bool)
+        leads["disqualified_at"] = first_time(rows["pos"].to_numpy(), rows["at"], mask, n)
+    else:
+        notes.append("HubSpot: no contact_property_history, so no disqualification time")
+    leads["account_id"] = _accounts(tables, contact, lead_ids, settings)
+    fit = {
+        **{c: f"property_{p}" for c, p in FIT_PROPERTIES.items()},
+        "lead_source": f"property_{settings.lead_source}",
+        "company_size": f"property_{settings.company_size}",
+    }
+    cutoff = leads["mql_at"]
+    for column, source in fit.items():
+        current = contact[source] if source in contact else pd.Series(pd.NA, index=contact.index)
+        values = current.astype("string") if column != "company_size" else current
+        if settings.fit_as_of == "mql_at" and not history.empty:
+            prop = source.removeprefix("property_").casefold()
+            rows = history[(history["name"] == prop).to_numpy(bool)]
+            values, _ = value_as_of(values, cutoff, rows)
+        leads[column] = values
+    if settings.fit_as_of == "mql_at" and not history.empty:
+        notes.append("HubSpot: fit fields as of each lead's mql_at from contact_property_history")
+    for column in custom:
+        if column in contact:
+            leads[column] = contact[column]
+    events = _events(tables, leads[["lead_id", "email"]], contact_index, settings, notes)
+    return PresetFrames(leads, events, tables.label("contact"), "HubSpot engagement tables", notes)
+
+
+def raise_missing(tables: ConnectorTables, table: str, why: str) -> None:
+    from features.contract import ContractError
+
+    raise ContractError(f"{why} needs the table {table!r}, not found in {tables.where}")
+
+
+def _has_date_columns(tables: ConnectorTables, settings: HubSpotSettings) -> bool:
+    frame = tables.read(
+        "contact", ["id"], optional=[_date_column(settings, settings.mql_stages[0])]
+    )
+    return frame.shape[1] > 1
+
+
+def _accounts(
+    tables: ConnectorTables, contact: pd.DataFrame, lead_ids: pd.Series, settings: HubSpotSettings
+) -> pd.Series:
+    if settings.account == "associatedcompanyid":
+        if "property_associatedcompanyid" not in contact:
+            return pd.Series(pd.NA, index=contact.index, dtype="string")
+        return ids(contact["property_associatedcompanyid"])
+    link = tables.read("contact_company", ["contact_id", "company_id"], optional=["type_id"])
+    if "type_id" in link:
+        primary = pd.to_numeric(link["type_id"], errors="coerce") == 1
+        link = link[primary.to_numpy()]
+    first = pd.Series(ids(link["company_id"]).to_numpy(), index=ids(link["contact_id"]).to_numpy())
+    first = first[~first.index.duplicated()]
+    return pd.Series(lead_ids.map(first).to_numpy(), index=contact.index, dtype="string")
+
+
+def _events(
+    tables: ConnectorTables,
+    contacts: pd.DataFrame,
+    contact_index: pd.Index,
+    settings: HubSpotSettings,
+    notes: list[str],
+) -> Iterator[pd.DataFrame]:
+    tz = settings.timezone
+    lead_ids = contacts["lead_id"]
+    if tables.has("email_event"):
+        yield _email_events(tables, contacts, settings)
+    if tables.has("contact_form_submission"):
+        sub = tables.read(
+            "contact_form_submission",
+            ["contact_id", "form_id", "timestamp"],
+            optional=["page_url", "title"],
+        )
+        fields: dict[str, pd.Series] = {}
+        if tables.has("form"):
+            forms = tables.read("form", ["guid"], optional=["name"])
+            if "name" in forms:
+                names = pd.Series(forms["name"].to_numpy(), index=forms["guid"].to_numpy())
+                fields["name"] = per_distinct(sub["form_id"], lambda u: u.map(names))
+        for column in ("page_url", "title"):
+            if column in sub:
+                fields[column] = sub[column]
+        if not fields:
+            fields["name"] = pd.Series("", index=sub.index)
+        kind = classify(fields, settings.form_rules, "form_submission")
+        yield event_frame(
+            lead_ids,
+            positions(contact_index, sub["contact_id"]),
+            times(sub["timestamp"], tz),
+            kind,
+            None,
+            sub.get("page_url"),
+        )
+    if tables.has("contacts_web_analytics"):
+        web = tables.read(
+            "contacts_web_analytics",
+            ["object_id", "event_type", "occurred_at"],
+            optional=[
+                "properties_hs_url",
+                "properties_hs_page_title",
+                "properties_hs_utm_campaign",
+                "object_type",
+            ],
+        )
+        pos = positions(contact_index, web["object_id"])
+        if "object_type" in web:
+            upper = per_distinct(web["object_type"], lambda u: u.astype("string").str.upper())
+            pos = np.where((upper == "CONTACT").to_numpy(bool), pos, -1)
+        fields = {"event_type": web["event_type"]}
+        if "properties_hs_page_title" in web:
+            fields["page_title"] = web["properties_hs_page_title"]
+        if "properties_hs_url" in web:
+            fields["url"] = web["properties_hs_url"]
+        kind = classify(fields, settings.web_rules, "other")
+        yield event_frame(
+            lead_ids,
+            pos,
+            times(web["occurred_at"], tz),
+            kind,
+            web.get("properties_hs_utm_campaign"),
+            web.get("properties_hs_url"),
+        )
+    if tables.has("engagement") and tables.has("engagement_contact"):
+        eng = tables.read("engagement", ["id", "type", "timestamp"])
+        link = tables.read("engagement_contact", ["engagement_id", "contact_id"])
+        at = positions(pd.Index(eng["id"]), link["engagement_id"])
+        found = at >= 0
+        types = settings.engagement_types
+        kind = per_distinct(eng["type"], lambda u: u.astype("string").str.upper().map(types))
+        safe = np.maximum(at, 0)
+        if len(eng):
+            kinds: Any = np.where(found, kind.astype(object).to_numpy()[safe], None)
+            stamps = pd.Series(times(eng["timestamp"], tz).array.take(safe))
+        else:
+            kinds, stamps = [], pd.Series([], dtype="datetime64[us, UTC]")
+        yield event_frame(
+            lead_ids,
+            np.where(found, positions(contact_index, link["contact_id"]), -1),
+            stamps,
+            pd.Series(kinds, dtype=object),
+        )
+    else:
+        notes.append("HubSpot: no engagement tables (replies, calls, meetings)")
+
+
+def _email_events(
+    tables: ConnectorTables, contacts: pd.DataFrame, settings: HubSpotSettings
+) -> pd.DataFrame:
+    """Marketing-email events, reaching contacts by address only (case-insensitive)."""
+    mail = tables.read(
+        "email_event",
+        ["id", "type", "created", "recipient"],
+        optional=["email_campaign_id", "filtered_event"],
+    )
+    types = settings.email_types
+    kind = per_distinct(mail["type"], lambda u: u.astype("string").str.upper().map(types))
+    keep = kind.notna().to_numpy()
+    if "filtered_event" in mail:
+        keep = keep & ~flags(mail["filtered_event"]).to_numpy()
+    mail, kind = mail[keep].reset_index(drop=True), kind[keep].reset_index(drop=True)
+    folded = contacts["email"].astype("string").str.strip().str.casefold()
+    owners = pd.DataFrame({"address": folded, "pos": np.arange(len(contacts))}).dropna()
+    codes, addresses = pd.factorize(mail["recipient"])
+    folded_addresses = pd.Series(addresses).astype("string").str.strip().str.casefold()
+    if settings.email_match == "unique":
+        owners = owners.drop_duplicates("address", keep=False)
+        owner_of = pd.Index(owners["address"]).get_indexer(pd.Index(folded_addresses))
+        at_address = np.where(owner_of >= 0, owners["pos"].to_numpy()[owner_of], -1)
+        pos = np.where(codes >= 0, at_address[np.maximum(codes, 0)], -1)
+        rows = np.arange(len(mail))
+    else:
+        pairs = pd.DataFrame({"code": np.arange(len(addresses)), "address": folded_addresses})
+        pairs = pairs.merge(owners, on="address")
+        joined = pd.DataFrame({"code": codes, "row": np.arange(len(mail))}).merge(
+            pairs[["code", "pos"]], on="code"
+        )
+        rows, pos = joined["row"].to_numpy(), joined["pos"].to_numpy()
+    campaign = None
+    if "email_campaign_id" in mail and tables.has("email_campaign"):
+        camp = tables.read("email_campaign", ["id"], optional=["name"])
+        if "name" in camp:
+            names = pd.Series(camp["name"].to_numpy(), index=camp["id"].to_numpy())
+            campaign = per_distinct(mail["email_campaign_id"], lambda u: u.map(names))
+            campaign = pd.Series(campaign.array.take(rows))
+    return event_frame(
+        contacts["lead_id"],
+        pos,
+        pd.Series(times(mail["created"], settings.timezone).array.take(rows)),
+        pd.Series(kind.array.take(rows)),
+        campaign,
+        None,
+    )
