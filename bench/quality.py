@@ -124,7 +124,7 @@ def main() -> None:
     print(f"trained in {train_seconds:.0f} s (load {load[0]:.1f}, 2 cores)", flush=True)
 
     # every test lead at mql_at and each week after it while open
-    test_leads = training_set.loc[result.split.mask("test"), "lead_id"].unique()
+    test_leads = result.scored.loc[result.split.mask("test"), "lead_id"].unique()
     horizon = config.horizon_days
     rows = weekly_age_rows(snapshot.leads, test_leads, snapshot.as_of, horizon)
     probability = result.scorer.score(build_features(snapshot, rows, config))["probability"]

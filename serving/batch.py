@@ -312,8 +312,9 @@ def score_chunk(
     matrix = feature_matrix(features, scorer.spec)
     if reasons > 0:
         contributions = scorer.contributions(matrix)
-        # the raw score as the sum of the contributions: exactly what the API calibrates
-        probability = scorer.calibrator.apply(contributions.sum(axis=1))
+        # the raw score as the sum of the contributions (a hazard model's computed): exactly
+        # what the API calibrates
+        probability = scorer.calibrator.apply(scorer.raw_with(matrix, contributions))
         texts = reason_texts(model.reason_plan, features, matrix, contributions[:, :-1], reasons)
     else:  # no reasons: the plain prediction, many times cheaper than the contributions
         probability = scorer.probability(matrix)

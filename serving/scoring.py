@@ -136,7 +136,7 @@ def score(model: LoadedModel, request: ScoreRequest) -> ScoreOut:
     contributions = np.asarray(
         scorer.booster.predict(row, pred_contrib=True, num_threads=1), dtype=np.float64
     )[0]
-    probability = float(scorer.calibrator.apply(np.array([contributions.sum()]))[0])
+    probability = float(scorer.calibrator.apply(scorer.raw_with(row, contributions[None, :]))[0])
     positive, negative = reasons(
         model.reason_plan,
         features.values,

@@ -1,0 +1,104 @@
+"""The discrete-time hazard model's law: from per-period hazards to the score's probability.
+
+A hazard booster gives h, the probability of an SQL within one period for a lead open at the
+period's start, from the features at that start. A score means P(SQL within `horizon_days`
+after the scoring time | open then), so from a lead's features at the scoring time
+
+    P = 1 - prod_k (1 - h_k) ** w_k
+
+over the periods k = 0, 1, ... that cover the horizon from the scoring time; w_k is the share
+of period k inside the horizon (the last one may be partial). The future periods' features are
+not known yet: they are projected from today's with every time-since feature (`days_since_*`)
+advanced by k periods, as if nothing new happened. The raw score is the logit of P, which the
+calibrator then maps as it maps an ages booster's raw score.
+
+This module imports only numpy and lightgbm: MLflow bundles it with the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+#: Features that grow with the calendar and are advanced for the later periods.
+TIME_SINCE_PREFIX = "days_since_"
+#: P is kept inside (EPS, 1 - EPS) before its logit.
+EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class HazardSpec:
+    """How a hazard booster's per-period hazards make a horizon probability."""
+
+    period_days: int
+    horizon_days: int
+    advanced: tuple[int, ...]  # feature columns advanced by one period per period ahead
+
+    def weights(self) -> np.ndarray:
+        """Share of each period inside the horizon, from the scoring time."""
+        count = math.ceil(self.horizon_days / self.period_days)
+        ends = np.minimum((np.arange(count) + 1) * self.period_days, self.horizon_days)
+        return (ends - np.arange(count) * self.period_days) / self.period_days
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "period_days": self.period_days,
+                "horizon_days": self.horizon_days,
+                "advanced": list(self.advanced),
+            },
+            indent=1,
+        )
+
+    @staticmethod
+    def from_json(text: str) -> HazardSpec:
+        data = json.loads(text)
+        return HazardSpec(
+            int(data["period_days"]),
+            int(data["horizon_days"]),
+            tuple(int(i) for i in data["advanced"]),
+        )
+
+
+def hazard_spec(names: tuple[str, ...], period_days: int, horizon_days: int) -> HazardSpec:
+    """The spec of a booster over these feature names."""
+    advanced = tuple(i for i, name in enumerate(names) if name.startswith(TIME_SINCE_PREFIX))
+    return HazardSpec(period_days, horizon_days, advanced)
+
+
+def projected(matrix: np.ndarray, spec: HazardSpec, periods: int) -> np.ndarray:
+    """The rows of `matrix` at each of `periods` period starts, period-major: (periods * n, f)."""
+    stacked = np.tile(matrix, (periods, 1))
+    n = matrix.shape[0]
+    shift = np.repeat(np.arange(periods, dtype=np.float64) * spec.period_days, n)
+    for column in spec.advanced:
+        stacked[:, column] += shift  # NaN (never happened) stays NaN
+    return stacked
+
+
+def horizon_probability(
+    booster: lgb.Booster, matrix: np.ndarray, spec: HazardSpec, num_threads: int = 0
+) -> np.ndarray:
+    """P(SQL within the horizon | open) of each row, from its features at the scoring time."""
+    weights = spec.weights()
+    n = matrix.shape[0]
+    if n == 0:
+        return np.empty(0, dtype=np.float64)
+    rows = projected(matrix, spec, weights.size)
+    kwargs: dict[str, Any] = {"num_threads": num_threads} if num_threads else {}
+    hazards = np.asarray(booster.predict(rows, **kwargs), dtype=np.float64).reshape(-1, n)
+    log_open = (weights[:, None] * np.log1p(-np.clip(hazards, 0.0, 1.0 - EPS))).sum(axis=0)
+    return np.asarray(-np.expm1(log_open), dtype=np.float64)
+
+
+def horizon_raw(
+    booster: lgb.Booster, matrix: np.ndarray, spec: HazardSpec, num_threads: int = 0
+) -> np.ndarray:
+    """The logit of `horizon_probability`: the raw score the calibrator maps."""
+    p = np.clip(horizon_probability(booster, matrix, spec, num_threads), EPS, 1.0 - EPS)
+    return np.asarray(np.log(p) - np.log1p(-p), dtype=np.float64)
