@@ -25,6 +25,9 @@ DAY = pd.Timedelta(days=1)
 #: Column of a hazard row's period index (k: it starts k periods after mql_at). Horizon rows
 #: of a training set that also holds period rows have NaN there.
 PERIOD = "period"
+#: Column of a hazard row's exit: 1 when the lead left the open state within the period (an SQL
+#: or a disqualification), for the competing-risk part of the hazard model.
+CLOSED = "closed"
 
 
 def period_count(config: Config) -> int:
@@ -70,12 +73,19 @@ def label_periods(
     rows: pd.DataFrame, leads: pd.DataFrame, as_of: pd.Timestamp, period_days: int
 ) -> tuple[pd.DataFrame, RowCounts]:
     """Keep the period rows open at their start and ended by `as_of`; label an SQL within the
-    period. Returns (lead_id, cutoff, label, period) and the counts of what was left out."""
+    period, and mark an exit (SQL or disqualification) within it. Returns (lead_id, cutoff,
+    label, period, closed) and the counts of what was left out."""
     labelled, counts = label_rows(rows, leads, as_of, period_days)
     # label_rows keeps rows in order and drops some: find each kept row's period again
     keys = pd.MultiIndex.from_frame(rows[["lead_id", "cutoff"]])
     position = keys.get_indexer(pd.MultiIndex.from_frame(labelled[["lead_id", "cutoff"]]))
     labelled[PERIOD] = rows[PERIOD].to_numpy()[position]
+    disqualified = leads.set_index("lead_id")["disqualified_at"].reindex(labelled["lead_id"])
+    start = pd.Series(labelled["cutoff"].to_numpy())
+    at = pd.Series(disqualified.to_numpy()).dt.as_unit("ms")
+    dropped = (at > start) & (at <= start + period_days * DAY)  # NaT compares False
+    labelled[CLOSED] = (labelled["label"].to_numpy() == 1) | dropped.to_numpy()
+    labelled[CLOSED] = labelled[CLOSED].astype(np.int8)
     return labelled, counts
 
 

@@ -1,13 +1,18 @@
 """The discrete-time hazard model's law: from per-period hazards to the score's probability.
 
 A hazard booster gives h, the probability of an SQL within one period for a lead open at the
-period's start, from the features at that start. A score means P(SQL within `horizon_days`
-after the scoring time | open then), so from a lead's features at the scoring time
+period's start, from the features at that start; an exit booster gives e, the probability that
+the lead leaves the open state within the period (an SQL or a disqualification). A score means
+P(SQL within `horizon_days` after the scoring time | open then), so from a lead's features at
+the scoring time
 
-    P = 1 - prod_k (1 - h_k) ** w_k
+    P = sum_k w_k h_k prod_{j<k} (1 - e_j)
 
 over the periods k = 0, 1, ... that cover the horizon from the scoring time; w_k is the share
-of period k inside the horizon (the last one may be partial). The future periods' features are
+of period k inside the horizon (the last one may be partial). Disqualification is a competing
+risk: a lead disqualified in week 3 cannot convert in week 5, so the plain 1 - prod(1 - h_k)
+overstates P by the more the older the horizon reaches. Without an exit booster (`exit` None)
+that plain form is used. The future periods' features are
 not known yet: they are projected from today's with every time-since feature (`days_since_*`)
 advanced by k periods, as if nothing new happened. The raw score is the logit of P, which the
 calibrator then maps as it maps an ages booster's raw score.
@@ -38,6 +43,7 @@ class HazardSpec:
     period_days: int
     horizon_days: int
     advanced: tuple[int, ...]  # feature columns advanced by one period per period ahead
+    exit: lgb.Booster | None = None  # P(the lead leaves the open state within a period)
 
     def weights(self) -> np.ndarray:
         """Share of each period inside the horizon, from the scoring time."""
@@ -51,6 +57,7 @@ class HazardSpec:
                 "period_days": self.period_days,
                 "horizon_days": self.horizon_days,
                 "advanced": list(self.advanced),
+                "exit": None if self.exit is None else self.exit.model_to_string(),
             },
             indent=1,
         )
@@ -62,13 +69,16 @@ class HazardSpec:
             int(data["period_days"]),
             int(data["horizon_days"]),
             tuple(int(i) for i in data["advanced"]),
+            None if data.get("exit") is None else lgb.Booster(model_str=data["exit"]),
         )
 
 
-def hazard_spec(names: tuple[str, ...], period_days: int, horizon_days: int) -> HazardSpec:
+def hazard_spec(
+    names: tuple[str, ...], period_days: int, horizon_days: int, exit: lgb.Booster | None = None
+) -> HazardSpec:
     """The spec of a booster over these feature names."""
     advanced = tuple(i for i, name in enumerate(names) if name.startswith(TIME_SINCE_PREFIX))
-    return HazardSpec(period_days, horizon_days, advanced)
+    return HazardSpec(period_days, horizon_days, advanced, exit)
 
 
 def projected(matrix: np.ndarray, spec: HazardSpec, periods: int) -> np.ndarray:
@@ -92,8 +102,13 @@ def horizon_probability(
     rows = projected(matrix, spec, weights.size)
     kwargs: dict[str, Any] = {"num_threads": num_threads} if num_threads else {}
     hazards = np.asarray(booster.predict(rows, **kwargs), dtype=np.float64).reshape(-1, n)
-    log_open = (weights[:, None] * np.log1p(-np.clip(hazards, 0.0, 1.0 - EPS))).sum(axis=0)
-    return np.asarray(-np.expm1(log_open), dtype=np.float64)
+    if spec.exit is None:
+        log_open = (weights[:, None] * np.log1p(-np.clip(hazards, 0.0, 1.0 - EPS))).sum(axis=0)
+        return np.asarray(-np.expm1(log_open), dtype=np.float64)
+    exits = np.asarray(spec.exit.predict(rows, **kwargs), dtype=np.float64).reshape(-1, n)
+    exits = np.clip(np.maximum(exits, hazards), 0.0, 1.0)  # an SQL is an exit
+    still_open = np.vstack([np.ones((1, n)), np.cumprod(1.0 - exits, axis=0)[:-1]])
+    return np.asarray((weights[:, None] * hazards * still_open).sum(axis=0), dtype=np.float64)
 
 
 def horizon_raw(

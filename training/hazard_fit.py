@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features.config import Config
-from features.periods import PERIOD
+from features.periods import CLOSED, PERIOD
 from training.hazard import HazardSpec, hazard_spec
 from training.model import fit_booster
 from training.scorer import ModelSpec, feature_matrix
@@ -31,7 +31,8 @@ def split_periods(
     if PERIOD not in training_set:
         return training_set, None, np.ones(len(training_set), dtype=bool)
     is_period = training_set[PERIOD].notna().to_numpy()
-    horizon = training_set.loc[~is_period].drop(columns=PERIOD).reset_index(drop=True)
+    marks = [c for c in (PERIOD, CLOSED) if c in training_set]
+    horizon = training_set.loc[~is_period].drop(columns=marks).reset_index(drop=True)
     periods = training_set.loc[is_period].reset_index(drop=True)
     return horizon, (periods if is_period.any() else None), ~is_period
 
@@ -54,7 +55,8 @@ def fit_hazard(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[lgb.Booster, HazardSpec]:
     """The hazard booster on the period rows of the training leads (early stopping on the
-    validation leads'), and the spec that turns its hazards into a horizon probability."""
+    validation leads'), and the spec that turns its hazards into a horizon probability, with
+    the exit booster (an SQL or a disqualification within the period) fitted the same way."""
     slices = period_slices(periods, rows, split)
     train, valid = slices == "train", slices == "validation"
     for name, mask in (("training", train), ("validation", valid)):
@@ -64,17 +66,23 @@ def fit_hazard(
                 f"the hazard model's {name} leads have {labels.size} period rows and only one "
                 "outcome; more rows are needed (training.hazard.row_share)"
             )
-    features = periods.drop(columns=["lead_id", "cutoff", "label", PERIOD])
-    matrix = feature_matrix(features, spec)
-    labels = periods["label"].to_numpy().astype(np.int64)
-    booster = fit_booster(
-        (matrix[train], labels[train]),
-        (matrix[valid], labels[valid]),
-        spec,
-        params,
-        config.training.num_boost_round,
-        config.training.early_stopping_rounds,
-        progress,
-    )
-    law = hazard_spec(spec.names, config.training.hazard.period_days, config.horizon_days)
+    matrix = feature_matrix(periods, spec)
+
+    def fit(column: str, report: Callable[[int, int], None] | None) -> lgb.Booster:
+        labels = periods[column].to_numpy().astype(np.int64)
+        booster = fit_booster(
+            (matrix[train], labels[train]),
+            (matrix[valid], labels[valid]),
+            spec,
+            params,
+            config.training.num_boost_round,
+            config.training.early_stopping_rounds,
+            report,
+        )
+        booster.free_dataset()
+        return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+
+    booster = fit("label", progress)
+    exit = fit(CLOSED, None) if CLOSED in periods else None
+    law = hazard_spec(spec.names, config.training.hazard.period_days, config.horizon_days, exit)
     return booster, law
