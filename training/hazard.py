@@ -13,8 +13,10 @@ of period k inside the horizon (the last one may be partial). Disqualification i
 risk: a lead disqualified in week 3 cannot convert in week 5, so the plain 1 - prod(1 - h_k)
 overstates P by the more the older the horizon reaches. Without an exit booster (`exit` None)
 that plain form is used. The future periods' features are
-not known yet: they are projected from today's with every time-since feature (`days_since_*`)
-advanced by k periods, as if nothing new happened. The raw score is the logit of P, which the
+not known yet: they are projected from today's with the lead's age (`days_since_mql`,
+`days_since_created`) advanced by k periods: "a lead that looks like this one now, k periods
+older". Advancing the times since each event too would pair today's windowed counts with
+stale activity, a mix no training row shows. The raw score is the logit of P, which the
 calibrator then maps as it maps an ages booster's raw score.
 
 This module imports only numpy and lightgbm: MLflow bundles it with the model.
@@ -30,8 +32,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-#: Features that grow with the calendar and are advanced for the later periods.
-TIME_SINCE_PREFIX = "days_since_"
+#: The lead's age: advanced for the later periods.
+AGE_FEATURES = ("days_since_mql", "days_since_created")
 #: P is kept inside (EPS, 1 - EPS) before its logit.
 EPS = 1e-9
 
@@ -77,7 +79,7 @@ def hazard_spec(
     names: tuple[str, ...], period_days: int, horizon_days: int, exit: lgb.Booster | None = None
 ) -> HazardSpec:
     """The spec of a booster over these feature names."""
-    advanced = tuple(i for i, name in enumerate(names) if name.startswith(TIME_SINCE_PREFIX))
+    advanced = tuple(i for i, name in enumerate(names) if name in AGE_FEATURES)
     return HazardSpec(period_days, horizon_days, advanced, exit)
 
 
