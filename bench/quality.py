@@ -3,6 +3,7 @@
     python bench/quality.py                        # the demo's 400k leads, seed 7
     python bench/quality.py --leads 60000 --seed 101
     python bench/quality.py --leads 80000 --cost   # also train today's at-mql_at-only model
+    python bench/quality.py --leads 100000 --config '{"training": {"model": "hazard"}}'
 
 Generates the snapshot (reused from --data-dir when already there), builds the training set
 as `leadscore features` does, trains as `leadscore train` does (no registration), then scores
@@ -205,6 +206,9 @@ def main() -> None:
         "leads": args.leads,
         "seed": args.seed,
         "rows": counts.kept,
+        "model": config.training.model,
+        "sampled_ages": config.snapshot_policy.sampled_ages,
+        "overrides": args.config,
         "age0": {"model": model, "truth": truth_m, "rules": rules},
         "per_age": per_age.to_dict(orient="records"),
         "backtest": {
