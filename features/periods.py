@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from features.config import Config
+from common.config import Config
 from features.rows import RowCounts, label_rows
 
 DAY = pd.Timedelta(days=1)

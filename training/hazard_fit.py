@@ -16,7 +16,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.config import Config
+from common.config import Config
 from features.periods import CLOSED, PERIOD
 from training.hazard import HazardSpec, hazard_spec
 from training.model import fit_booster

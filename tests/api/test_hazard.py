@@ -17,10 +17,10 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from features.config import build_config
+from common.config import build_config
 from features.synthetic import generate, write_snapshot
 from serving.app import create_app
-from serving.cli import app as cli
+from cli import app as cli
 from serving.model_store import ModelStore
 from tests.api.conftest import request_for
 

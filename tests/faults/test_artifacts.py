@@ -23,7 +23,7 @@ import yaml
 from typer.testing import CliRunner
 
 from features.synthetic import generate, write_snapshot
-from serving.cli import app
+from cli import app
 from serving.model_store import ModelUnavailableError, load_model
 from tests.faults.serve_process import free_port, serve_process, wait_for_answer
 from training.integrity import (

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from serving.cli import app
+from cli import app
 from tests.fixtures import trained_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
