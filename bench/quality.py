@@ -3,6 +3,7 @@
     python bench/quality.py                        # the demo's 400k leads, seed 7
     python bench/quality.py --leads 60000 --seed 101
     python bench/quality.py --leads 80000 --cost   # also train today's at-mql_at-only model
+    python bench/quality.py --leads 100000 --config '{"training": {"model": "hazard"}}'
 
 Generates the snapshot (reused from --data-dir when already there), builds the training set
 as `leadscore features` does, trains as `leadscore train` does (no registration), then scores
@@ -124,7 +125,7 @@ def main() -> None:
     print(f"trained in {train_seconds:.0f} s (load {load[0]:.1f}, 2 cores)", flush=True)
 
     # every test lead at mql_at and each week after it while open
-    test_leads = training_set.loc[result.split.mask("test"), "lead_id"].unique()
+    test_leads = result.scored.loc[result.split.mask("test"), "lead_id"].unique()
     horizon = config.horizon_days
     rows = weekly_age_rows(snapshot.leads, test_leads, snapshot.as_of, horizon)
     probability = result.scorer.score(build_features(snapshot, rows, config))["probability"]
@@ -205,6 +206,9 @@ def main() -> None:
         "leads": args.leads,
         "seed": args.seed,
         "rows": counts.kept,
+        "model": config.training.model,
+        "sampled_ages": config.snapshot_policy.sampled_ages,
+        "overrides": args.config,
         "age0": {"model": model, "truth": truth_m, "rules": rules},
         "per_age": per_age.to_dict(orient="records"),
         "backtest": {

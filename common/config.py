@@ -304,9 +304,36 @@ def _lightgbm_defaults() -> dict[str, Any]:
     }
 
 
+class HazardConfig(_Strict):
+    """The discrete-time hazard model's period rows (`training.model: hazard`)."""
+
+    period_days: int = Field(7, ge=1, le=90, description="Length of one period, in days.")
+    periods: int = Field(
+        0,
+        ge=0,
+        le=260,
+        description="Periods per lead from mql_at while it stays open; 0: enough for a lead "
+        "scored at the horizon's age to be seen a horizon further (2 x horizon_days).",
+    )
+    row_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Share of the lead x period rows kept (a hash draw per row, independent of "
+        "the outcome, so the hazards stay unbiased); 1 keeps every period.",
+    )
+
+
 class TrainingConfig(_Strict):
     """The model, its calibration and tiers, and the leakage audit."""
 
+    model: Literal["ages", "hazard"] = Field(
+        "ages",
+        description="ages: one booster on rows at sampled ages, age a feature; hazard: a "
+        "discrete-time hazard booster on lead x period rows, P = 1 - prod(1 - h) over the "
+        "periods of the horizon (docs/nightly-scores.md).",
+    )
+    hazard: HazardConfig = Field(default_factory=HazardConfig)
     seed: int = Field(42, description="One seed for LightGBM, bagging and every split.")
     params: dict[str, Any] = Field(
         default_factory=_lightgbm_defaults, description="LightGBM parameters (merged on defaults)."

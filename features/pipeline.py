@@ -21,6 +21,7 @@ from features.contract import ContractError
 from features.engagement import NAT_MS, ChunkLeads, account_names, chunk_features, engagement_names
 from features.fit import CATEGORICAL, fit_names, lead_fit
 from features.parallel import ordered_map, worker_count
+from features.periods import period_rows
 from features.reader import EventLog, Snapshot
 from features.rows import RowCounts, training_rows
 
@@ -269,7 +270,16 @@ def _kernel_columns(
 def build_training_set(
     snapshot: Snapshot, config: Config, progress: Progress | None = None
 ) -> tuple[pd.DataFrame, RowCounts]:
-    """The labelled training set: (lead_id, cutoff, label, features...) and the row counts."""
+    """The labelled training set: (lead_id, cutoff, label, features...) and the row counts.
+
+    With `training.model: hazard` it also holds the lead x period rows (`features.periods`)
+    after the horizon rows, marked by their `period` column (NaN on horizon rows); the counts
+    are the horizon rows'.
+    """
     rows, counts = training_rows(snapshot.leads, snapshot.as_of, config, snapshot.flat)
+    if config.training.model == "hazard" and not snapshot.flat:
+        assert snapshot.as_of is not None  # training_rows refuses a timestamped one without
+        periods, _ = period_rows(snapshot.leads, snapshot.as_of, config)
+        rows = pd.concat([rows, periods], ignore_index=True)
     features = build_features(snapshot, rows, config, progress)
     return pd.concat([rows, features], axis=1), counts

@@ -239,6 +239,8 @@ def model_texts(model: LoadedModel) -> dict[str, str]:
     reference = getattr(model, "reference", None)
     if reference is not None:
         texts["reference"] = json.dumps(reference)
+    if scorer.hazard is not None:
+        texts["hazard"] = scorer.hazard.to_json()
     return texts
 
 
@@ -254,6 +256,7 @@ def model_from_texts(texts: Mapping[str, str]) -> LoadedModel:
     import lightgbm as lgb
 
     from training.calibrate import Calibrator
+    from training.hazard import HazardSpec
     from training.rules import rules_from_yaml
     from training.scorer import ModelSpec, Scorer
     from training.tiers import Tiers
@@ -268,6 +271,7 @@ def model_from_texts(texts: Mapping[str, str]) -> LoadedModel:
             calibrator=Calibrator.from_json(texts["calibrator"]),
             spec=ModelSpec.from_json(texts["spec"]),
             tiers=Tiers.from_json(texts["tiers"]),
+            hazard=HazardSpec.from_json(texts["hazard"]) if "hazard" in texts else None,
         ),
         rules=rules_from_yaml(texts["rules"], f"{facts['uri']} rules"),
         config=Config.model_validate_json(texts["config"]),

@@ -27,6 +27,7 @@ from common.config import Config, ConfigError, CustomField
 from features.contract import EVENT_TYPES, ContractError
 from features.decay import decayed_counts, decayed_name
 from features.fit import CATEGORICAL
+from features.periods import PERIOD
 from features.reader import Snapshot
 from training.evaluate import ranking_metrics
 from training.rules import (
@@ -381,6 +382,8 @@ def rules_baseline(
     except (TrainingError, ValueError) as error:
         return Baseline(empty, None, FITTED_LABEL, f"no training slice to fit points on: {error}")
     rows = np.flatnonzero(kept)[split.mask("train")]
+    if PERIOD in training_set:  # a hazard model's period rows have a period's label, not ours
+        rows = rows[training_set[PERIOD].isna().to_numpy()[rows]]
     labels = training_set["label"].to_numpy()[rows]
     try:
         rules = fit_rules(

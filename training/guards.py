@@ -237,6 +237,7 @@ def label_definition(config: Config, flat: bool) -> dict[str, Any]:
     return {
         "horizon_days": int(config.horizon_days),
         "weekly_weeks": int(config.snapshot_policy.weekly_weeks),
+        "sampled_ages": int(config.snapshot_policy.sampled_ages),
         "flat": bool(flat),
     }
 
@@ -245,6 +246,6 @@ def label_differences(challenger: dict[str, Any], champion: dict[str, Any]) -> l
     """Each part of the label definition that differs, as `key champion -> challenger`."""
     return [
         f"{key} {champion.get(key)!r} (champion) vs {challenger.get(key)!r} (challenger)"
-        for key in ("horizon_days", "weekly_weeks", "flat")
+        for key in ("horizon_days", "weekly_weeks", "sampled_ages", "flat")
         if key in champion and champion.get(key) != challenger.get(key)
     ]

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from training.calibrate import Calibrator
+from training.hazard import HazardSpec, horizon_raw
 from training.tiers import Tiers
 
 FILES = {
@@ -29,6 +30,8 @@ FILES = {
     "spec": "spec.json",
     "tiers": "tiers.json",
 }
+#: Written beside FILES by a hazard model only (`training.hazard`).
+HAZARD_FILE = ("hazard", "hazard.json")
 
 
 @dataclass(frozen=True)
@@ -98,27 +101,41 @@ def feature_matrix(features: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Scorer:
-    """A trained model ready to score feature rows."""
+    """A trained model ready to score feature rows.
+
+    With `hazard` set, the booster gives per-period hazards and the raw score is the logit of
+    the horizon probability they make (`training.hazard`); else the booster's raw score.
+    """
 
     booster: lgb.Booster
     calibrator: Calibrator
     spec: ModelSpec
     tiers: Tiers
+    hazard: HazardSpec | None = None
 
     @staticmethod
     def from_files(paths: Mapping[str, str | Path]) -> Scorer:
-        """Load from the four files (keys as in FILES), e.g. MLflow's context.artifacts."""
+        """Load from the four files (keys as in FILES), e.g. MLflow's context.artifacts, and
+        a hazard model's `hazard` file when given."""
         text = {key: Path(paths[key]).read_text(encoding="utf-8") for key in FILES}
+        key = HAZARD_FILE[0]
+        hazard = paths.get(key)
         return Scorer(
             booster=lgb.Booster(model_str=text["booster"]),
             calibrator=Calibrator.from_json(text["calibrator"]),
             spec=ModelSpec.from_json(text["spec"]),
             tiers=Tiers.from_json(text["tiers"]),
+            hazard=None
+            if hazard is None
+            else HazardSpec.from_json(Path(hazard).read_text(encoding="utf-8")),
         )
 
     @staticmethod
     def from_dir(folder: Path) -> Scorer:
-        return Scorer.from_files({key: folder / name for key, name in FILES.items()})
+        paths = {key: folder / name for key, name in FILES.items()}
+        if (folder / HAZARD_FILE[1]).is_file():
+            paths[HAZARD_FILE[0]] = folder / HAZARD_FILE[1]
+        return Scorer.from_files(paths)
 
     def save(self, folder: Path) -> dict[str, Path]:
         """Write the four files into `folder`; returns their paths by key."""
@@ -129,19 +146,39 @@ class Scorer:
             "spec": self.spec.to_json(),
             "tiers": self.tiers.to_json(),
         }
-        paths = {key: folder / FILES[key] for key in FILES}
+        names = dict(FILES)
+        if self.hazard is not None:
+            contents[HAZARD_FILE[0]] = self.hazard.to_json()
+            names[HAZARD_FILE[0]] = HAZARD_FILE[1]
+        paths = {key: folder / names[key] for key in names}
         for key, path in paths.items():
             path.write_text(contents[key], encoding="utf-8")
         return paths
 
-    def raw_score(self, matrix: np.ndarray) -> np.ndarray:
-        return np.asarray(self.booster.predict(matrix, raw_score=True), dtype=np.float64)
+    def raw_score(self, matrix: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """The score the calibrator maps: the booster's raw score, or a hazard model's logit
+        of its horizon probability."""
+        if self.hazard is not None:
+            return horizon_raw(self.booster, matrix, self.hazard, num_threads)
+        kwargs: dict[str, Any] = {"num_threads": num_threads} if num_threads else {}
+        return np.asarray(self.booster.predict(matrix, raw_score=True, **kwargs), dtype=np.float64)
+
+    def raw_with(self, matrix: np.ndarray, contributions: np.ndarray) -> np.ndarray:
+        """The raw score of rows whose contributions are already computed: their sum (exactly
+        the booster's raw score) for an ages model; a hazard model's contributions are its
+        first period's, so its raw score is computed."""
+        if self.hazard is None:
+            return np.asarray(contributions.sum(axis=1), dtype=np.float64)
+        return self.raw_score(matrix, num_threads=1 if matrix.shape[0] == 1 else 0)
 
     def probability(self, matrix: np.ndarray) -> np.ndarray:
         return self.calibrator.apply(self.raw_score(matrix))
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
-        """SHAP values in log-odds, one column per feature plus the expected value last."""
+        """SHAP values in log-odds, one column per feature plus the expected value last.
+
+        Of a hazard model: its first period's hazard (the period starting at the scoring time).
+        """
         return np.asarray(self.booster.predict(matrix, pred_contrib=True), dtype=np.float64)
 
     def score(self, features: pd.DataFrame) -> pd.DataFrame:
@@ -157,6 +194,7 @@ class Scorer:
         return {
             "features": list(self.spec.names),
             "calibration": self.calibrator.method,
+            "kind": "ages" if self.hazard is None else "hazard",
             "tiers": self.tiers.as_dict(),
             "trees": self.booster.num_trees(),
         }

@@ -3,8 +3,9 @@ contributions and the reasons, the same for training's report, the batch job and
 
 `score_matrix` (or `score_frame` for a feature frame) does the numbers: given the model's
 reason plan, LightGBM's contributions (`pred_contrib`) are computed once and the raw score is
-their sum, so the probability, the tier and the reasons all come from the same numbers;
-without one, the plain prediction, many times cheaper. The words come from
+their sum (`Scorer.raw_with`; a hazard model's is computed), so the probability, the tier and
+the reasons all come from the same numbers; without one, the plain prediction, many times
+cheaper. The words come from
 `training.reasons`, in two forms of the same choice: `row_reasons` for one row (the API, the
 report's waterfalls) and `reason_texts`, every row's reasons as JSON text, worded once per
 distinct value (the batch job).
@@ -61,14 +62,14 @@ def score_matrix(
     """
     threads: dict[str, Any] = {} if num_threads is None else {"num_threads": num_threads}
     if plan is None:
-        raw = np.asarray(scorer.booster.predict(matrix, raw_score=True, **threads), np.float64)
-        probability = scorer.calibrator.apply(raw)
+        probability = scorer.calibrator.apply(scorer.raw_score(matrix, num_threads or 0))
         return Scores(probability, scorer.tiers.assign(probability), matrix)
     contributions = np.asarray(
         scorer.booster.predict(matrix, pred_contrib=True, **threads), dtype=np.float64
     )
-    # the raw score as the sum of the contributions: the reasons add up to the probability
-    probability = scorer.calibrator.apply(contributions.sum(axis=1))
+    # the raw score as the sum of the contributions, so the reasons add up to the probability
+    # (a hazard model's is computed: its contributions are its first period's)
+    probability = scorer.calibrator.apply(scorer.raw_with(matrix, contributions))
     chosen = choose(plan, matrix, contributions[:, :-1], top)
     return Scores(probability, scorer.tiers.assign(probability), matrix, contributions, chosen)
 

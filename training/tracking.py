@@ -25,6 +25,7 @@ from features.reader import Snapshot
 from training.drift import reference_profile
 from training.evaluate import classification_metrics
 from training.guards import label_differences
+from training.hazard_fit import split_periods
 from training.integrity import (
     DIGESTS_KEY,
     FILES_KEY,
@@ -201,6 +202,7 @@ def training_reference(
     `mql_at` would overweight new MQLs. Rows are grouped by the week of their cutoff, so the
     reference also knows how far one week drifts from the whole by the calendar alone.
     """
+    training_set = split_periods(training_set)[0]  # the rows `result.scored` holds
     features = feature_frame(training_set)
     probability = result.scored["probability"].to_numpy()
     tier = result.scored["tier"].to_numpy()

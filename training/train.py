@@ -42,6 +42,8 @@ from training.guards import (
     month_notes,
     monthly_table,
 )
+from training.hazard import horizon_raw
+from training.hazard_fit import fit_hazard, split_periods
 from training.model import booster_params, fit_booster
 from training.reasons import ReasonPlan
 from training.scorer import ModelSpec, Scorer, feature_matrix, learn_spec
@@ -49,7 +51,7 @@ from training.scoring import score_matrix
 from training.split import Split, stratified_split, time_split
 from training.tiers import choose_tiers
 
-ROW_KEYS = ("lead_id", "cutoff", "label")
+ROW_KEYS = ("lead_id", "cutoff", "label")  # and a hazard model's `period` (split off first)
 #: A test AUC above this on lead data usually means a column records the outcome.
 SUSPICIOUS_AUC = 0.95
 #: Most training rows the leak guard's drop-column probe fits on.
@@ -216,6 +218,7 @@ def cross_validated_auc(training_set: pd.DataFrame, config: Config, folds: int =
     """
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
+    training_set = split_periods(training_set)[0]  # a hazard model's period rows: not here
     labels = training_set["label"].to_numpy().astype(np.int64)
     features = feature_frame(training_set)
     categorical = categorical_columns(features)
@@ -309,8 +312,15 @@ def _train_model(
         notes.append(window_note)
     if len(training_set) == 0:
         raise TrainingError("no rows are left inside the training window (training.since)")
-    points = None if points is None else np.asarray(points)[kept]
-    truth = None if truth is None else np.asarray(truth)[kept]
+    training_set, periods, horizon = split_periods(training_set)
+    hazard_model = config.training.model == "hazard"
+    if hazard_model and periods is None:
+        raise TrainingError(
+            "training.model is hazard but the training set has no period rows: build it with "
+            "this config (`leadscore features` or `leadscore train` on the snapshot)"
+        )
+    points = None if points is None else np.asarray(points)[kept][horizon]
+    truth = None if truth is None else np.asarray(truth)[kept][horizon]
     labels = training_set["label"].to_numpy().astype(np.int64)
     shortfall = data_shortfall(labels, config.training)
     features = feature_frame(training_set)
@@ -331,26 +341,33 @@ def _train_model(
     params = booster_params(
         config.training.params, config.training.seed, config.training.num_threads
     )
-    booster = fit_booster(
-        (matrix[train], labels[train]),
-        (matrix[valid], labels[valid]),
-        spec,
-        params,
-        config.training.num_boost_round,
-        config.training.early_stopping_rounds,
-        progress,
-    )
+    hazard = None
+    if hazard_model and periods is not None:  # lead x period rows (training.hazard_fit)
+        booster, hazard = fit_hazard(periods, training_set, split, spec, params, config, progress)
+    else:
+        booster = fit_booster(
+            (matrix[train], labels[train]),
+            (matrix[valid], labels[valid]),
+            spec,
+            params,
+            config.training.num_boost_round,
+            config.training.early_stopping_rounds,
+            progress,
+        )
     booster.free_dataset()
     clock["fit"] = time.perf_counter()
     # keep only the trees up to the best round: the saved model is the one that was validated
     booster = type(booster)(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
-    raw = np.asarray(booster.predict(matrix, raw_score=True), dtype=np.float64)
+    if hazard is None:
+        raw = np.asarray(booster.predict(matrix, raw_score=True), dtype=np.float64)
+    else:
+        raw = horizon_raw(booster, matrix, hazard)
     calibrator = fit_calibrator(
         raw[calib], labels[calib], config.training.calibration, config.training.seed
     )
     probability = calibrator.apply(raw)
     tiers = choose_tiers(probability[calib], labels[calib], config.training.tiers)
-    scorer = Scorer(booster, calibrator, spec, tiers)
+    scorer = Scorer(booster, calibrator, spec, tiers, hazard)
     tier = tiers.assign(probability)
     clock["calibrate"] = time.perf_counter()
 

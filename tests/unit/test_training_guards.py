@@ -91,6 +91,12 @@ def test_label_definition_differences() -> None:
         "horizon_days 180 (champion) vs 90 (challenger)"
     ]
     assert "flat" in label_differences(label_definition(build_config(), flat=True), ninety)[0]
+    at_mql_only = build_config({"snapshot_policy": {"sampled_ages": 0}})
+    assert label_differences(label_definition(at_mql_only, flat=False), ninety) == [
+        "sampled_ages 2 (champion) vs 0 (challenger)"
+    ]
+    older = {k: v for k, v in ninety.items() if k != "sampled_ages"}  # logged before it existed
+    assert label_differences(label_definition(at_mql_only, flat=False), older) == []
     assert label_differences(ninety, {}) == []  # an unknown definition has nothing to differ
 
 
