@@ -12,6 +12,7 @@ the test slice), and the most recent period is exactly what the model is tested 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -191,3 +192,38 @@ def training_rows(
         leads, policy.weekly_weeks, policy.sampled_ages, config.horizon_days, config.training.seed
     )
     return label_rows(candidates, leads, as_of, config.horizon_days)
+
+
+def as_utc(value: Any, what: str = "as_of") -> pd.Timestamp:
+    """A timestamp in UTC (naive is UTC); ContractError naming `what` if it is not a time."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ContractError(f"{what}: {value!r} is not an ISO 8601 time") from None
+    if stamp is pd.NaT or pd.isna(stamp):
+        raise ContractError(f"{what}: {value!r} is not an ISO 8601 time")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def open_mql_rows(leads: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+    """The MQLs open at `as_of`, as rows (lead_id, cutoff = as_of) in the leads' order.
+
+    Open: `mql_at <= as_of < mql_at + horizon_days` (the horizon still running, as in
+    training, where a row whose horizon has not closed is censored), not converted
+    (`sql_at` missing or after `as_of`) and not disqualified (`disqualified_at` missing or
+    after `as_of`). An SQL or a disqualification exactly at `as_of` closes the lead.
+    """
+    as_of = as_utc(as_of)
+    horizon = pd.Timedelta(days=horizon_days)
+    mql = leads["mql_at"]
+    is_open = mql.notna() & (mql <= as_of) & (mql + horizon > as_of)
+    for closing in ("sql_at", "disqualified_at"):
+        if closing in leads:
+            is_open &= leads[closing].isna() | (leads[closing] > as_of)
+    chosen = leads.loc[is_open.to_numpy(dtype=bool), "lead_id"].to_numpy()
+    return pd.DataFrame(
+        {
+            "lead_id": chosen,
+            "cutoff": pd.Series(as_of, index=range(len(chosen))).astype("datetime64[ms, UTC]"),
+        }
+    )

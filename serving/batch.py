@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ from features.decay import decayed_counts
 from features.parallel import ordered_map, worker_count
 from features.pipeline import account_chunks, build_features
 from features.reader import EventLog, Snapshot
+from features.rows import as_utc, open_mql_rows
 from serving.model_store import LoadedModel
 from training.rules import Rules, fit_inputs, half_lives, score_points
 from training.scoring import frame_reason_texts, score_frame
@@ -44,17 +44,6 @@ COLUMNS = (
     "model_version",
     "scored_at",
 )
-
-
-def as_utc(value: Any, what: str = "as_of") -> pd.Timestamp:
-    """A timestamp in UTC (naive is UTC); ContractError naming `what` if it is not a time."""
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise ContractError(f"{what}: {value!r} is not an ISO 8601 time") from None
-    if stamp is pd.NaT or pd.isna(stamp):
-        raise ContractError(f"{what}: {value!r} is not an ISO 8601 time")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def stale_rows(leads: pd.DataFrame, rows: pd.DataFrame, weekly_weeks: int) -> int:
@@ -87,30 +76,6 @@ def staleness_note(stale: int, total: int, weekly_weeks: int, model: str) -> str
         f"their MQL, older than any lead {model} was trained on (cutoffs {trained}, "
         f"snapshot_policy.weekly_weeks: {weekly_weeks}); it overstates their chances. For "
         "scheduled batch scoring, train with snapshot_policy.sampled_ages (the default, 2)."
-    )
-
-
-def open_mql_rows(leads: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
-    """The MQLs open at `as_of`, as rows (lead_id, cutoff = as_of) in the leads' order.
-
-    Open: `mql_at <= as_of < mql_at + horizon_days` (the horizon still running, as in
-    training, where a row whose horizon has not closed is censored), not converted
-    (`sql_at` missing or after `as_of`) and not disqualified (`disqualified_at` missing or
-    after `as_of`). An SQL or a disqualification exactly at `as_of` closes the lead.
-    """
-    as_of = as_utc(as_of)
-    horizon = pd.Timedelta(days=horizon_days)
-    mql = leads["mql_at"]
-    is_open = mql.notna() & (mql <= as_of) & (mql + horizon > as_of)
-    for closing in ("sql_at", "disqualified_at"):
-        if closing in leads:
-            is_open &= leads[closing].isna() | (leads[closing] > as_of)
-    chosen = leads.loc[is_open.to_numpy(dtype=bool), "lead_id"].to_numpy()
-    return pd.DataFrame(
-        {
-            "lead_id": chosen,
-            "cutoff": pd.Series(as_of, index=range(len(chosen))).astype("datetime64[ms, UTC]"),
-        }
     )
 
 

@@ -96,7 +96,7 @@ def open_rows_on_nights(
 ) -> pd.DataFrame:
     """The MQLs open on each night (as `leadscore predict` selects them), labelled with an SQL
     within the horizon after that night; nights whose horizon is open at `as_of` are refused."""
-    from serving.batch import open_mql_rows
+    from features.rows import open_mql_rows
 
     frames = []
     for night in nights:

@@ -30,7 +30,7 @@ SPEC = ModelSpec(
 )
 
 
-def _frame(n: int, seed: int, shift: float = 0.0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+def scored_frame(n: int, seed: int, shift: float = 0.0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     engagement = rng.poisson(2.0 + shift, n).astype(np.float64)
     engagement[rng.random(n) < 0.05] = np.nan
@@ -81,7 +81,7 @@ def test_categorical_bins_are_categories_then_other_then_missing() -> None:
 
 
 def test_reference_is_json_and_shares_sum_to_one() -> None:
-    frame, probability, tier = _frame(2_000, seed=1)
+    frame, probability, tier = scored_frame(2_000, seed=1)
     reference = reference_profile(frame, probability, tier, SPEC, horizon_days=90)
     assert json.loads(json.dumps(reference, allow_nan=False)) == reference
     assert set(reference["features"]) == {"engagement", "industry"}  # model features only
@@ -97,7 +97,7 @@ def test_reference_is_json_and_shares_sum_to_one() -> None:
 
 
 def test_counts_in_reference_bins_reproduce_reference_shares() -> None:
-    frame, probability, tier = _frame(2_000, seed=1)
+    frame, probability, tier = scored_frame(2_000, seed=1)
     reference = reference_profile(frame, probability, tier, SPEC)
     counts = profile_counts(frame, probability, tier, reference)
     assert counts["rows"] == 2_000
@@ -110,9 +110,9 @@ def test_counts_in_reference_bins_reproduce_reference_shares() -> None:
 
 
 def test_merge_counts_equals_counting_all_at_once() -> None:
-    frame, probability, tier = _frame(1_000, seed=2)
+    frame, probability, tier = scored_frame(1_000, seed=2)
     reference = reference_profile(frame, probability, tier, SPEC)
-    later, p_later, t_later = _frame(999, seed=3, shift=1.0)
+    later, p_later, t_later = scored_frame(999, seed=3, shift=1.0)
     whole = profile_counts(later, p_later, t_later, reference)
     merged = empty_counts(reference)
     for start in range(0, len(later), 250):
@@ -126,7 +126,7 @@ def test_merge_counts_equals_counting_all_at_once() -> None:
 
 
 def test_merge_refuses_counts_of_another_reference() -> None:
-    frame, probability, tier = _frame(500, seed=4)
+    frame, probability, tier = scored_frame(500, seed=4)
     one = reference_profile(frame, probability, tier, SPEC)
     other = reference_profile(frame.iloc[:100], probability[:100], tier[:100], SPEC)
     assert one["id"] != other["id"]
@@ -138,7 +138,7 @@ def test_merge_refuses_counts_of_another_reference() -> None:
 
 
 def test_bad_inputs_name_the_problem() -> None:
-    frame, probability, tier = _frame(100, seed=5)
+    frame, probability, tier = scored_frame(100, seed=5)
     reference = reference_profile(frame, probability, tier, SPEC)
     with pytest.raises(MonitorError, match=r"missing from the frame.*industry"):
         profile_counts(frame.drop(columns=["industry"]), probability, tier, reference)
@@ -153,7 +153,7 @@ def test_bad_inputs_name_the_problem() -> None:
 
 
 def test_monitor_record_sits_beside_the_scores() -> None:
-    frame, probability, tier = _frame(100, seed=6)
+    frame, probability, tier = scored_frame(100, seed=6)
     reference = reference_profile(frame, probability, tier, SPEC)
     counts = profile_counts(frame, probability, tier, reference)
     record = monitor_record(

@@ -15,7 +15,7 @@ from serving.monitor import monitor_path, monitor_record, write_monitor_record
 from serving.monitor_report import ALERT_EXIT, ScoringRun, monitor, outcomes
 from training.drift import profile_counts, psi_floor, reference_profile
 
-from .test_profile import SPEC, _frame
+from .test_profile import SPEC, scored_frame
 
 runner = CliRunner()
 UTC = "UTC"
@@ -34,7 +34,7 @@ def _write_run(
     record_version: str | None = None,
 ) -> Path:
     """A scores file and its monitoring record, as `leadscore predict` writes them."""
-    frame, probability, tier = _frame(n, seed, shift)
+    frame, probability, tier = scored_frame(n, seed, shift)
     scores = pd.DataFrame(
         {
             "lead_id": [f"{name}-{i}" for i in range(n)],
@@ -61,7 +61,7 @@ def _write_run(
 
 @pytest.fixture(scope="module")
 def reference() -> dict[str, object]:
-    frame, probability, tier = _frame(4_000, seed=100)
+    frame, probability, tier = scored_frame(4_000, seed=100)
     return reference_profile(frame, probability, tier, SPEC, horizon_days=90, weekly_weeks=12)
 
 
@@ -239,7 +239,7 @@ def test_each_run_is_judged_against_its_own_models_reference(
     tmp_path: Path, reference: dict[str, object]
 ) -> None:
     # version 2 was trained on a moved market: its runs match its own reference, not version 1's
-    frame, probability, tier = _frame(4_000, seed=200, shift=1.5)
+    frame, probability, tier = scored_frame(4_000, seed=200, shift=1.5)
     retrained = reference_profile(frame, probability, tier, SPEC, horizon_days=90)
     one = _write_run(tmp_path, "one", reference, n=3_000, seed=1, as_of="2026-03-01")
     two = _write_run(

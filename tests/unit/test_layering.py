@@ -34,12 +34,6 @@ KNOWN: dict[str, str] = {
     "tests/data/test_synthetic.py: from features.synthetic import _dedupe_sorted": "generator",
     "tests/data/test_synthetic.py: synthetic._Timeline": "generator",
     "tests/data/test_synthetic.py: synthetic._outcomes": "generator",
-    "tests/monitor/test_report.py: from tests.monitor.test_profile import _frame": (
-        "homes (the monitor job's move), or whoever moves the monitor tests"
-    ),
-    "training/ages.py: training imports serving.batch": (
-        "hazard or homes: open_mql_rows belongs below training (features.rows)"
-    ),
 }
 
 
