@@ -30,7 +30,9 @@ SPEC = ModelSpec(
 )
 
 
-def scored_frame(n: int, seed: int, shift: float = 0.0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+def scored_frame(
+    n: int, seed: int, shift: float = 0.0
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     engagement = rng.poisson(2.0 + shift, n).astype(np.float64)
     engagement[rng.random(n) < 0.05] = np.nan
