@@ -65,10 +65,10 @@ def main() -> None:
     import numpy as np
     import pandas as pd
 
-    from features.config import build_config
+    from common.config import build_config
     from features.pipeline import account_chunks, build_features
     from features.rows import training_rows
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
 
     def config_with(workers: int) -> Any:
         return build_config(

@@ -171,9 +171,9 @@ def anchor_job(snapshot_dir: Path, model_dir: Path, out: Path, reason_rows: int)
     import numpy as np
     import pandas as pd
 
-    from features.config import build_config
+    from common.config import build_config
     from features.pipeline import build_features
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
     from serving.batch import open_mql_rows, reason_texts
     from serving.model_store import load_model
     from training.scorer import feature_matrix

@@ -96,9 +96,9 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     use_package()  # imported here: bench/features.py would shadow the package
-    from features.config import build_config
+    from common.config import build_config
     from features.pipeline import build_features, build_training_set
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
     from features.truth import truth_of_rows
     from training import rules as rules_module
     from training.ages import (

@@ -89,7 +89,7 @@ def anchor_job(training_set_path: Path, out: Path) -> None:
     import numpy as np
     import pandas as pd
 
-    from features.config import load_config
+    from common.config import load_config
     from training.model import booster_params
     from training.scorer import feature_matrix, learn_spec
     from training.split import time_split
@@ -237,7 +237,7 @@ def stages_job(training_set_path: Path, folder: Path, out: Path) -> None:
     import pandas as pd
 
     import training.rules as rules_module
-    from features.config import load_config
+    from common.config import load_config
     from training import reporting, tracking
     from training import train as train_module
 

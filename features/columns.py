@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.config import Config, MappingConfig
+from common.config import Config, MappingConfig
 from features.contract import LEAD_ID, ContractError
 
 ROW_ID_PREFIX = "row-"

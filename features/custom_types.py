@@ -18,14 +18,14 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from features.config import Config, CustomField, MappingConfig
+from common.config import Config, CustomField, MappingConfig
 
 ValueType = Literal["categorical", "numeric", "boolean"]
 
 
 def infer_value_type(values: pd.Series, mapping: MappingConfig, column: str) -> ValueType | None:
     """The type the values fit (see the module's rule); None when no value is present."""
-    from features.snapshot import clean_text
+    from features.reader import clean_text
 
     if pd.api.types.is_bool_dtype(values):
         return "boolean"

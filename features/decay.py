@@ -35,7 +35,7 @@ import pandas as pd
 from features.contract import EVENT_TYPES, ContractError
 from features.engagement import DAY_MS, NAT_MS
 from features.pipeline import row_leads, utc_ms
-from features.snapshot import EventLog, Snapshot
+from features.reader import EventLog, Snapshot
 
 _TYPE_INDEX = {name: i for i, name in enumerate(EVENT_TYPES)}
 _BLOCK = 32

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from features.config import SourceConfig
+from common.config import SourceConfig
 from features.contract import ContractError
 
 AUTO = "auto"

@@ -12,7 +12,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from features.config import CustomField
+from common.config import CustomField
 from features.titles import parse_titles
 
 _REGIONS: Final[dict[str, tuple[str, ...]]] = {

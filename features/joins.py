@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from features.config import JoinConfig
+from common.config import JoinConfig
 from features.contract import ContractError
 
 

@@ -14,13 +14,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from features.config import Config, CustomField
+from common.config import Config, CustomField
 from features.contract import ContractError
 from features.engagement import NAT_MS, ChunkLeads, account_names, chunk_features, engagement_names
 from features.fit import CATEGORICAL, fit_names, lead_fit
 from features.parallel import ordered_map, worker_count
 from features.rows import RowCounts, training_rows
-from features.snapshot import Snapshot
+from features.reader import Snapshot
 
 Progress = Callable[[int, int], None]
 FeatureKind = Literal["categorical", "numeric"]

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.config import Config, CustomField
+from common.config import Config, CustomField
 from features.contract import CONVERTED, LEAD_TIMESTAMPS, ContractError
 
 #: The quarantine file's own columns, before the row's cells.
@@ -126,7 +126,7 @@ def _set_aside(
 def _custom_reasons(
     frame: pd.DataFrame, custom: Mapping[str, CustomField], config: Config
 ) -> dict[str, np.ndarray]:
-    from features.snapshot import clean_text, parse_flags
+    from features.reader import clean_text, parse_flags
 
     reasons: dict[str, np.ndarray] = {}
     for name, cf in custom.items():
@@ -147,7 +147,7 @@ def lead_reasons(
     """Each row rule of the contract (reason -> mask of rows breaking it), on a leads frame
     already renamed onto the contract, as `prepare_leads` and `check_lead_timeline` apply
     them."""
-    from features.snapshot import (
+    from features.reader import (
         MAX_CELL_CHARS,
         _char_lengths,
         clean_text,
@@ -223,7 +223,7 @@ def set_aside_leads(
 ) -> pd.DataFrame:
     """The leads frame (contract names) without the rows that break the contract; those go
     to `quarantine`. Raises when their share is above `source.max_bad_share`."""
-    from features.snapshot import clean_text
+    from features.reader import clean_text
 
     reasons = lead_reasons(frame, config, custom)
     bad, text = _reason_column(reasons, len(frame))
@@ -243,7 +243,7 @@ def set_aside_events(
 ) -> pd.DataFrame:
     """One chunk of events (contract names) without rows whose time is missing, unreadable
     or implausible (into `quarantine`) and without the events of set-aside leads (counted)."""
-    from features.snapshot import parse_timestamps, plausible_range
+    from features.reader import parse_timestamps, plausible_range
 
     quarantine.events_read += len(frame)
     parsed, unreadable = parse_timestamps(frame["occurred_at"], config.mapping)
@@ -276,7 +276,7 @@ def check_event_share(quarantine: Quarantine, config: Config, table: str) -> Non
 
 def write_quarantine(quarantine: Quarantine, target: Path) -> Path | None:
     """Write the set-aside rows as CSV, atomically; None (and nothing written) when none."""
-    from features.output import write_atomic
+    from common.io import write_atomic
 
     frame = quarantine.frame()
     if frame.empty:

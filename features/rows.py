@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from features.config import Config, SnapshotPolicy
+from common.config import Config, SnapshotPolicy
 from features.contract import CONVERTED, ContractError
 
 DAY = pd.Timedelta(days=1)

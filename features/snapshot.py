@@ -23,7 +23,7 @@ import pandas as pd
 
 from features import clean
 from features.columns import fan_out, with_row_ids
-from features.config import Config, CustomField, MappingConfig, SourceConfig
+from common.config import Config, CustomField, MappingConfig, SourceConfig
 from features.contract import (
     CONVERTED,
     EVENT_COLUMNS,

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
-from features.config import Config, CustomField
+from common.config import Config, CustomField
 from features.contract import EVENT_TYPES
 from features.engagement import trend_name
 from features.pipeline import AT_MQL, at_mql_names

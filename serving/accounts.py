@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.config import Config, ServeConfig, SourceConfig
+from common.config import Config, ServeConfig, SourceConfig
 from features.pipeline import utc_ms
-from features.snapshot import Snapshot, read_snapshot, shown_url
+from features.reader import Snapshot, read_snapshot, shown_url
 from serving.lead import AccountContext
 
 __all__ = [

@@ -38,9 +38,9 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from features.config import Config, LimitsConfig
+from common.config import Config, LimitsConfig
 from features.contract import ContractError
-from features.snapshot import shown_url
+from features.reader import shown_url
 from serving.docs_assets import API_KEY_HEADER, api_key_scheme, mount_docs, tag_routes
 from serving.guard import (
     ARRIVED,

@@ -3,7 +3,7 @@
 Pure functions, no I/O: `open_rows` picks the (lead_id, cutoff) rows, `score_chunks`
 scores them chunk by chunk of whole accounts (features, probability, tier, points, reasons),
 and `score_rows` is the same as one frame. They work on any snapshot that holds whole accounts,
-so a Spark job can call them per group of accounts on a `features.snapshot.snapshot_from_frames`
+so a Spark job can call them per group of accounts on a `features.reader.snapshot_from_frames`
 snapshot. `tier_changes` compares a run with the previous one. The CLI (`leadscore predict`)
 and `serving.batch_io` do the reading and writing.
 """
@@ -23,7 +23,7 @@ from features.contract import CONVERTED, ContractError
 from features.decay import decayed_counts
 from features.parallel import ordered_map, worker_count
 from features.pipeline import account_chunks, build_features
-from features.snapshot import EventLog, Snapshot
+from features.reader import EventLog, Snapshot
 from serving.model_store import LoadedModel
 from training.reasons import ReasonPlan, choose, sentence, wording_keys
 from training.rules import Rules, fit_inputs, half_lives, score_points

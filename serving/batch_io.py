@@ -29,9 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.contract import ContractError
-from features.output import to_jsonable
+from common.io import to_jsonable
 from features.rows import covered_weeks
-from features.snapshot import Snapshot, shown_url
+from features.reader import Snapshot, shown_url
 from serving.batch import (
     COLUMNS,
     Progress,

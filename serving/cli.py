@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from features.config import Config, ConfigError, load_config
+from common.config import Config, ConfigError, load_config
 from features.contract import ContractError
 from serving.cli_help import Typer
 
@@ -215,7 +215,7 @@ def validate(
     Exits 2 with every problem listed (file or table, column, bad row count, examples).
     """
     from features.quarantine import write_quarantine
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
 
     with _clear_errors():
         settings = _config(config, snapshot)
@@ -254,10 +254,10 @@ def features(
     Parquet file and a JSON summary beside it, atomically.
     """
     from features.custom_types import with_custom_fields
-    from features.output import write_json, write_parquet
+    from common.io import write_json, write_parquet
     from features.pipeline import build_training_set, feature_spec
     from features.quarantine import write_quarantine
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
 
     started = time.perf_counter()
     with _clear_errors():
@@ -361,7 +361,7 @@ def train(
     from features.custom_types import types_of_training_set, with_custom_fields
     from features.pipeline import build_training_set
     from features.quarantine import summary_counts, write_quarantine
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
     from features.truth import truth_of_rows
     from training import tracking
     from training.baseline import rules_baseline
@@ -810,7 +810,7 @@ def predict(
 def read_snapshot_for(model_config: Config, settings: Config) -> Any:
     """Read the settings' source with the model's mapping and custom fields (and the
     settings' `features.workers`: how this machine reads, not how the model was trained)."""
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
 
     features = model_config.features.model_copy(update={"workers": settings.features.workers})
     return read_snapshot(
@@ -895,7 +895,7 @@ def monitor(
     plots) and monitor.json. Exit status: 0 no threshold passed, 3 a monitor.* threshold
     passed (drift), 2 bad input (missing monitoring record, mixed model versions, bad config).
     """
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
     from training import monitor_report
     from training.monitor import MonitorError
 
@@ -952,9 +952,9 @@ def rules_suggest(
     stratified 70% for a flat export) and compared on the other 30%, out of sample.
     """
     import training.rules as rules_module
-    from features.output import write_atomic
+    from common.io import write_atomic
     from features.pipeline import build_training_set
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
     from training.baseline import suggest_rules
 
     with _clear_errors():

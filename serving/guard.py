@@ -31,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from features.config import LimitsConfig
+from common.config import LimitsConfig
 from serving.schemas import MAX_CUSTOM_FIELDS, MAX_CUSTOM_NAME_CHARS
 
 M = TypeVar("M", bound=BaseModel)

@@ -1,17 +1,17 @@
 """One lead's features without pandas: the API's path, equal value for value to the batch path.
 
 The scoring API receives one lead at a time (its profile, its events and an as-of time) and must
-answer in a few milliseconds. The batch path (`features.snapshot.snapshot_from_frames`, then
+answer in a few milliseconds. The batch path (`features.reader.snapshot_from_frames`, then
 `features.pipeline.build_features`) costs several milliseconds for a one-row frame alone, so
 this module does the same work on plain Python values:
 
 - the profile's keys are read as the reader reads a header: a field under the export's name
   (a key of `mapping.leads`) becomes its contract column, excluded columns are dropped, and a
   custom field that is not there is unknown, as an empty cell is;
-- the profile is cleaned as `features.snapshot.prepare_leads` cleans a leads table (trim,
+- the profile is cleaned as `features.reader.prepare_leads` cleans a leads table (trim,
   collapse whitespace, case-fold categories, the config's missing placeholders and value map,
   company size ranges, the free-mail flag; the email itself is read and dropped, never kept);
-- events are read as `features.snapshot.collect_events` reads them (ISO 8601 timestamps, naive
+- events are read as `features.reader.collect_events` reads them (ISO 8601 timestamps, naive
   is UTC, truncated to milliseconds; event types as `event_type_codes` maps them, unknown ones
   kept as `other` and counted by raw name; exact duplicates, same millisecond and type, dropped);
 - engagement and account features come from `features.engagement.chunk_features`, the kernel
@@ -47,7 +47,7 @@ from features.clean import (
     number_value,
 )
 from features.clean import timestamp_ms as parse_timestamp_ms
-from features.config import Config, MappingConfig
+from common.config import Config, MappingConfig
 from features.contract import (
     CONVERTED,
     EVENT_TYPES,
@@ -60,7 +60,7 @@ from features.decay import decay_rate, decayed_name, decayed_sums
 from features.engagement import NAT_MS, ChunkLeads, chunk_features
 from features.fit import CATEGORICAL, REGION_OF
 from features.pipeline import AT_MQL, at_mql_names, feature_spec, utc_ms
-from features.snapshot import Problem, Snapshot, plausible_range
+from features.reader import Problem, Snapshot, plausible_range
 from features.titles import parse_title
 from training.scorer import ModelSpec
 
@@ -151,7 +151,7 @@ class _Cleaner:
         self.categories: dict[tuple[str, str], str | None] = {}
 
     def text(self, value: Any, column: str) -> str | None:
-        """`features.snapshot.clean_text` of one value."""
+        """`features.reader.clean_text` of one value."""
         raw = _as_text(value)
         if raw is None:
             return None
@@ -165,7 +165,7 @@ class _Cleaner:
         return None if folded in self.missing else text
 
     def category(self, value: Any, column: str) -> str | None:
-        """`features.snapshot.clean_category` of one value (memoised per string)."""
+        """`features.reader.clean_category` of one value (memoised per string)."""
         if not isinstance(value, str):
             text = self.text(value, column)
             return None if text is None else fold(text)

@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from features.config import Config, SourceConfig
+from common.config import Config, SourceConfig
 from features.contract import ContractError
 from features.spec import feature_meanings
 from serving.accounts import (

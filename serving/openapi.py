@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 
-from features.config import Config
+from common.config import Config
 from serving.lead import export_names
 
 #: What a posted value of each custom type may be: text as exports hold it, or JSON's own.

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from features.config import Config
+from common.config import Config
 from features.rows import covered_weeks
 from serving.accounts import AccountBook
 from serving.lead import LeadFeatures, lead_features, model_row, rule_values

@@ -62,10 +62,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from features.config import Config
+from common.config import Config
 from features.contract import ContractError
 from features.rows import covered_weeks
-from features.snapshot import (
+from features.reader import (
     _EVENT_BATCH_ROWS,
     Problem,
     ReadReport,
@@ -86,7 +86,7 @@ from features.snapshot import (
     snapshot_from_frames,
     sort_events,
 )
-from features.snapshot import _as_of as snapshot_as_of
+from features.reader import _as_of as snapshot_as_of
 from serving.batch import (
     COLUMNS,
     as_utc,
@@ -458,7 +458,7 @@ def score_bucket(
     the scores (`COLUMNS`) and one report row (see `bucket_report`), which also carries the
     read reports of the event tasks that reached this bucket.
     """
-    from features.output import to_jsonable
+    from common.io import to_jsonable
 
     read = merge_read_reports(read_reports)
     if len(leads) == 0:  # only read reports (all leads without an id: another bucket raises)
@@ -589,7 +589,7 @@ def _parquet_source(path: Path, wanted: Sequence[str]) -> EventSource:
 
 def row_group_chunks(path: Path, group: int, wanted: Sequence[str]) -> Iterator[pd.DataFrame]:
     """One row group of a Parquet events file, read as the reader reads the whole file
-    (`features.snapshot._parquet_chunks`: its columns, ids and types as dictionaries)."""
+    (`features.reader._parquet_chunks`: its columns, ids and types as dictionaries)."""
     import pyarrow.parquet as pq
 
     names = pq.read_schema(path).names

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.contract import EVENT_TYPES
 
 START = pd.Timestamp("2025-01-01", tz="UTC")

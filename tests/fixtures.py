@@ -14,7 +14,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from features.synthetic import generate, write_snapshot
-from serving.cli import app as cli
+from cli import app as cli
 
 
 def trained_registry(root: Path, *, leads: int, seed: int) -> tuple[dict[str, str], str]:

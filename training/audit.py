@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from features.config import CustomField, TrainingConfig, custom_feature_name
+from common.config import CustomField, TrainingConfig, custom_feature_name
 from training.scorer import ModelSpec
 
 #: The drop-column probe: a quick booster, retrained without each candidate feature.

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.config import Config, ConfigError, CustomField
+from common.config import Config, ConfigError, CustomField
 from features.contract import EVENT_TYPES, ContractError
 from features.decay import decayed_counts, decayed_name
 from features.fit import CATEGORICAL
-from features.snapshot import Snapshot
+from features.reader import Snapshot
 from training.evaluate import ranking_metrics
 from training.rules import (
     CustomFieldRule,

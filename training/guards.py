@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.config import Config, ConfigError, TrainingConfig
+from common.config import Config, ConfigError, TrainingConfig
 
 #: Exit statuses of `leadscore train` and `leadscore retrain` when a guard refuses to register.
 EXIT_LEAK = 4  # a feature flagged by the leak guard and not acknowledged

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from features.snapshot import Snapshot, shown_url
+from features.reader import Snapshot, shown_url
 
 if TYPE_CHECKING:
     from training.tracking import Challenge

@@ -478,7 +478,7 @@ def monitor_record(
 
 def write_monitor_record(record: Mapping[str, Any], scores: Path | str) -> Path:
     """Write the record atomically beside the scores file; returns its path."""
-    from features.output import write_json
+    from common.io import write_json
 
     if record.get("format") != RECORD_FORMAT:
         raise MonitorError(f"not a {RECORD_FORMAT} record")

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from features.config import MonitorConfig
-from features.output import to_jsonable, write_atomic, write_json
+from common.config import MonitorConfig
+from common.io import to_jsonable, write_atomic, write_json
 from features.rows import label_rows
 from training.evaluate import tier_table, wilson_interval
 from training.monitor import (

@@ -30,7 +30,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from features.output import to_jsonable, write_atomic, write_json
+from common.io import to_jsonable, write_atomic, write_json
 from training.evaluate import (
     BinStrategy,
     comparison_table,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.config import Config, GateConfig, build_config
+from common.config import Config, GateConfig, build_config
 from features.spec import FeatureMeaning, feature_meanings, unknown_meaning
 from training.evaluate import tier_table
 from training.reasons import ReasonPlan, choose, describe, sentence

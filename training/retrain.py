@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.config import Config, MlflowConfig
+from common.config import Config, MlflowConfig
 from features.contract import ContractError
-from features.snapshot import shown_url
+from features.reader import shown_url
 from features.truth import truth_of_rows
 
 #: Exit statuses of `leadscore retrain`, for schedulers.
@@ -233,7 +233,7 @@ def retrain(
     from features.custom_types import with_custom_fields
     from features.pipeline import build_training_set
     from features.quarantine import write_quarantine
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
     from training import tracking
     from training.baseline import rules_baseline
     from training.guards import window

@@ -37,12 +37,12 @@ from pydantic import (
     model_validator,
 )
 
-from features.config import ConfigError, custom_feature_name, describe_error
+from common.config import ConfigError, custom_feature_name, describe_error
 from features.contract import EVENT_TYPES
 from features.decay import decayed_counts, decayed_name
 from features.fit import REGION_OF, lead_fit
 from features.pipeline import row_leads
-from features.snapshot import Snapshot
+from features.reader import Snapshot
 from features.titles import FUNCTIONS, SENIORITIES
 
 DEFAULT_RULES = "default_rules.yaml"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.config import SplitConfig
+from common.config import SplitConfig
 
 SLICES = ("train", "validation", "calibration", "test")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.config import TierPolicy
+from common.config import TierPolicy
 
 TIER_NAMES = ("A", "B", "C", "D")
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.config import Config, GateConfig, MlflowConfig
-from features.snapshot import Snapshot
+from common.config import Config, GateConfig, MlflowConfig
+from features.reader import Snapshot
 from training.evaluate import classification_metrics
 from training.guards import label_differences
 from training.integrity import (

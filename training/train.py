@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from features.config import Config
+from common.config import Config
 from training.audit import (
     LeakFlag,
     constant_features,

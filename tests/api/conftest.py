@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from serving.app import create_app
 from serving.model_store import ModelStore
 

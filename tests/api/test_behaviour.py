@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features.config import build_config
+from common.config import build_config
 from features.pipeline import build_training_set
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from serving.model_store import LoadedModel, load_model
 from training.scorer import feature_matrix
 

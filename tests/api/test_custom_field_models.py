@@ -30,7 +30,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from features.config import load_config
+from common.config import load_config
 from tests.faults.serve_process import BIN, free_port, serve_process, wait_for_answer
 
 pytestmark = [pytest.mark.api, pytest.mark.integration, pytest.mark.slow]

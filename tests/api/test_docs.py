@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from features.config import build_config
+from common.config import build_config
 from serving.app import create_app
 from serving.docs_assets import ASSET_FILES, ASSETS_URL, assets_folder, tag_for
 from serving.model_store import ModelStore

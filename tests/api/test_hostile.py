@@ -16,7 +16,7 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from serving import app as app_module
 from serving.app import create_app
 from serving.model_store import ModelStore

@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from features.config import build_config
+from common.config import build_config
 from features.contract import ContractError
 from features.pipeline import build_features
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from serving.lead import lead_features
 from serving.model_store import ModelStore
 

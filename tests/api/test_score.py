@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.pipeline import build_features
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from serving.accounts import read_book
 from serving.app import create_app
 from serving.model_store import ModelStore, ModelUnavailableError
@@ -329,7 +329,7 @@ def test_the_alias_poll_reloads_a_promoted_version(registry: dict[str, str], tmp
 
     import mlflow
 
-    from features.config import MlflowConfig
+    from common.config import MlflowConfig
     from training import tracking
 
     database = tmp_path / "mlflow.db"

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import schemathesis
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from serving.app import create_app
 from serving.model_store import ModelStore
 

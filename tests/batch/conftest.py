@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.config import build_config
-from features.snapshot import Snapshot, read_snapshot
+from common.config import build_config
+from features.reader import Snapshot, read_snapshot
 from serving.model_store import LoadedModel, load_model
 
 #: An as-of time inside the synthetic data, where several hundred MQLs are open.

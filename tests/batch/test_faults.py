@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from serving.cli import app as cli
+from cli import app as cli
 from tests.batch.conftest import AS_OF, LEADSCORE
 from tests.conftest import POSTGRES_URL
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import build_config
+from common.config import build_config
 from features.contract import ContractError
 from features.spec import feature_meanings
 from serving.batch import (

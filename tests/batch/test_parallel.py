@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from features.snapshot import Snapshot
+from features.reader import Snapshot
 from serving.batch_io import predict_job
 from serving.model_store import LoadedModel
 from tests.batch.conftest import AS_OF

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from serving.batch import COLUMNS, tier_changes
 from serving.batch_io import OUTPUT_COLUMNS, write_scores
-from serving.cli import app as cli
+from cli import app as cli
 from tests.batch.conftest import AS_OF
 
 pytestmark = pytest.mark.integration

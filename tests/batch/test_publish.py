@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from serving.batch_io import settle_interrupted
-from serving.cli import app as cli
+from cli import app as cli
 from tests.batch.conftest import AS_OF
 from tests.conftest import POSTGRES_URL
 from training.monitor import MonitorError, monitor_path, publish_journal_path

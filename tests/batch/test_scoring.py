@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.snapshot import Snapshot, snapshot_from_frames
+from features.reader import Snapshot, snapshot_from_frames
 from serving.accounts import build_book
 from serving.batch import COLUMNS, open_mql_rows, score_rows
 from serving.model_store import LoadedModel

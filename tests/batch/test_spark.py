@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.contract import ContractError
-from features.snapshot import Snapshot
+from features.reader import Snapshot
 from serving.batch import COLUMNS, open_mql_rows, score_rows
-from serving.cli import app as cli
+from cli import app as cli
 from serving.cli import read_snapshot_for
 from serving.model_store import LoadedModel
 from tests.batch.conftest import AS_OF

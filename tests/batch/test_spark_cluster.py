@@ -27,7 +27,7 @@ import pytest
 from typer.testing import CliRunner
 
 from serving.batch import COLUMNS
-from serving.cli import app as cli
+from cli import app as cli
 from tests.batch.conftest import AS_OF, LEADSCORE
 
 pyspark = pytest.importorskip("pyspark", reason="the spark extra is not installed")

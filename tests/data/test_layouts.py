@@ -22,7 +22,7 @@ from features.layouts.exports import EMPTY_LOOKUP, HUBSPOT_EXPORT
 from features.layouts.hubspot import EMAIL_EVENT_TYPES, ENGAGEMENT_TYPES, WEB_EVENT_TYPES
 from features.layouts.salesforce import TASK_SUBJECTS
 from features.synthetic import SyntheticSnapshot, generate, generate_snapshot, write_snapshot
-from serving.cli import app
+from cli import app
 
 N = 3_000
 SEED = 7

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 
 from features import engagement
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.contract import EVENT_TYPES
 from features.pipeline import build_features
 from features.rows import training_rows
-from features.snapshot import snapshot_from_frames
+from features.reader import snapshot_from_frames
 from tests.conftest import random_crm
 
 SAMPLE_ROWS = 25

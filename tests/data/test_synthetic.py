@@ -541,9 +541,9 @@ def test_the_feature_pipeline_reproduces_p_true_exactly(tmp_path: Path, fmt: str
     feature function, and the oracle gives back every p_true. So a model of these features can
     in principle reach the truth, and reader and pipeline agree with the generator's definitions.
     """
-    from features.config import build_config
+    from common.config import build_config
     from features.pipeline import build_features
-    from features.snapshot import read_snapshot
+    from features.reader import read_snapshot
 
     write_snapshot(generate(5_000, seed=23), tmp_path, fmt=fmt)
     config = build_config({"source": {"path": str(tmp_path)}})

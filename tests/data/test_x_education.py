@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import Config, load_config
+from common.config import Config, load_config
 from features.pipeline import build_training_set, feature_spec
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPING = ROOT / "examples" / "x-education.yaml"

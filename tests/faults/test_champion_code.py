@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from features.synthetic import generate, write_snapshot
-from serving.cli import app
+from cli import app
 from tests.fixtures import copy_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

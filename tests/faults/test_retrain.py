@@ -14,10 +14,10 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
-from features.config import build_config
+from common.config import build_config
 from features.contract import ContractError
 from features.synthetic import generate, write_snapshot
-from serving.cli import app
+from cli import app
 from serving.model_store import load_model
 from tests.conftest import POSTGRES_URL
 from training import retrain as loop

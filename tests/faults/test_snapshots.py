@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from serving.cli import app
+from cli import app
 from tests.conftest import random_crm
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.config import build_config
-from serving.cli import app
+from common.config import build_config
+from cli import app
 
 runner = CliRunner()
 pytestmark = pytest.mark.integration

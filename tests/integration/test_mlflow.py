@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from features.synthetic import generate, write_snapshot
-from serving.cli import app
+from cli import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BIN = Path(sys.executable).parent

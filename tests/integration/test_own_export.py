@@ -13,11 +13,11 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from features.config import build_config
+from common.config import build_config
 from features.contract import ContractError
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from features.synthetic import generate, write_snapshot
-from serving.cli import app
+from cli import app
 from tests.conftest import POSTGRES_URL
 from tests.own_export import write_export
 

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from features.config import build_config
+from common.config import build_config
 from features.contract import ContractError
 from features.pipeline import build_training_set
-from features.snapshot import read_snapshot, snapshot_from_frames
+from features.reader import read_snapshot, snapshot_from_frames
 from tests.conftest import POSTGRES_URL, random_crm
 
 AS_OF = "2026-01-01T00:00:00Z"

@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from features.synthetic import generate, write_snapshot
-from serving.cli import app
+from cli import app
 from tests.fixtures import flat_export, plant_post_outcome_column
 from training.guards import EXIT_LEAK, EXIT_TOO_LITTLE_DATA
 

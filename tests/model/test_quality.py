@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.pipeline import build_training_set
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from features.synthetic import generate, write_snapshot
 from features.truth import truth_of_rows
 from training.train import TrainResult, train_model

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.pipeline import build_training_set
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from features.synthetic import generate, write_snapshot
 from tests.fixtures import plant_post_outcome_column
 from training.audit import leak_flags

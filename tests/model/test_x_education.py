@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from features.config import build_config, load_config
+from common.config import build_config, load_config
 from features.pipeline import build_training_set
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from training.train import cross_validated_auc, train_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from features.synthetic import generate, write_snapshot
-from serving.cli import app
+from cli import app
 from serving.model_store import load_model
 from training.monitor_report import ALERT_EXIT
 

@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.pipeline import build_features, build_training_set
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from features.synthetic import MarketShift, generate, write_snapshot
 from serving.batch import open_mql_rows
-from serving.cli import app
+from cli import app
 from training.monitor import monitor_record, profile_counts, write_monitor_record
 from training.monitor_report import ALERT_EXIT
 from training.tracking import training_reference

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.config import MonitorConfig
-from serving.cli import app
+from common.config import MonitorConfig
+from cli import app
 from training.monitor import (
     monitor_path,
     monitor_record,

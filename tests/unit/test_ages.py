@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import build_config
+from common.config import build_config
 from features.rows import candidate_cutoffs, covered_weeks, sampled_ages_of
 from serving.batch_io import OutputError, previous_run
 from serving.scoring import coverage_note

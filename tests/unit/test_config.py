@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from features.config import ConfigError, build_config, load_config
+from common.config import ConfigError, build_config, load_config
 
 
 def test_defaults_need_no_file() -> None:

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import build_config
+from common.config import build_config
 from features.contract import EVENT_TYPES, ContractError
 from features.decay import decay_rate, decayed_counts, decayed_sums
-from features.snapshot import Snapshot, snapshot_from_frames
+from features.reader import Snapshot, snapshot_from_frames
 from tests.conftest import random_crm
 
 DAY_MS = 86_400_000

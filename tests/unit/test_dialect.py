@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from features.config import build_config
+from common.config import build_config
 from features.contract import ContractError
 from features.dialect import detect_delimiter, detect_encoding, resolve_dialect
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 
 LEADS = [
     ["lead_id", "created_at", "country", "Plan Tier"],

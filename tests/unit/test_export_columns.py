@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.config import ConfigError, build_config
+from common.config import ConfigError, build_config
 from features.contract import ContractError
 from features.custom_types import infer_value_type, types_of_training_set
-from features.snapshot import read_snapshot, snapshot_from_frames
+from features.reader import read_snapshot, snapshot_from_frames
 
 
 def test_one_export_column_feeds_created_at_and_mql_at() -> None:

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import build_config
+from common.config import build_config
 from features.pipeline import account_chunks, build_training_set, feature_spec
-from features.snapshot import snapshot_from_frames
+from features.reader import snapshot_from_frames
 
 LEADS = pd.DataFrame(
     {

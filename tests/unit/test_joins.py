@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.config import JoinConfig, build_config
+from common.config import JoinConfig, build_config
 from features.contract import ContractError
 from features.joins import join_one
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 
 LEADS = pd.DataFrame(
     {

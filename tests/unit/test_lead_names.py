@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from features.config import Config, ConfigError, build_config
+from common.config import Config, ConfigError, build_config
 from features.pipeline import build_features
-from features.snapshot import snapshot_from_frames
+from features.reader import snapshot_from_frames
 from serving.lead import LeadError, export_names, lead_features
 from serving.openapi import lead_properties
 from serving.schemas import LeadIn

@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.contract import EVENT_TYPES, ContractError
 from features.decay import decayed_counts, decayed_name
 from features.pipeline import build_features, feature_spec
 from features.rows import training_rows
-from features.snapshot import (
+from features.reader import (
     Snapshot,
     clean_category,
     clean_text,

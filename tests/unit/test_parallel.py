@@ -17,11 +17,11 @@ import pytest
 from typer.testing import CliRunner
 
 from features import snapshot as snapshot_module
-from features.config import build_config
+from common.config import build_config
 from features.parallel import ordered_map, worker_count
-from features.snapshot import read_snapshot, row_group_runs
+from features.reader import read_snapshot, row_group_runs
 from features.synthetic import generate, write_snapshot
-from serving.cli import app as cli
+from cli import app as cli
 
 
 def test_ordered_map_keeps_the_order_of_the_items() -> None:

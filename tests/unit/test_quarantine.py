@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.contract import ContractError
 from features.quarantine import write_quarantine
-from features.snapshot import check_lead_timeline, read_snapshot, snapshot_from_frames
+from features.reader import check_lead_timeline, read_snapshot, snapshot_from_frames
 
 AS_OF = "2026-01-01T00:00:00Z"
 N = 200

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from features.config import build_config
+from common.config import build_config
 from features.pipeline import feature_spec
 from features.spec import feature_meanings
 from training.reasons import ReasonPlan, choose, sentence

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from features.config import ConfigError, build_config
-from features.snapshot import Snapshot, snapshot_from_frames
+from common.config import ConfigError, build_config
+from features.reader import Snapshot, snapshot_from_frames
 from features.synthetic import generate_snapshot
 from training.rules import (
     Points,

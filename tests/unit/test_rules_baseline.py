@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import ConfigError, CustomField
+from common.config import ConfigError, CustomField
 from features.decay import decayed_name
 from training.baseline import fit_rules
 from training.rules import explain_values, rules_from_yaml, rules_to_yaml, score_points

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import build_config
+from common.config import build_config
 from features.contract import EVENT_TYPES, ContractError
-from features.snapshot import snapshot_from_frames, sort_events
+from features.reader import snapshot_from_frames, sort_events
 
 
 def _leads(**overrides: list[object]) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import CustomField, build_config
+from common.config import CustomField, build_config
 from training.audit import constant_features, leak_flags
 from training.guards import (
     base_rate_shift,

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import SplitConfig, TierPolicy
+from common.config import SplitConfig, TierPolicy
 from training.audit import excluded_still_present, single_feature_auc
 from training.calibrate import Calibrator, fit_calibrator
 from training.split import stratified_split, time_split
@@ -120,7 +120,7 @@ def test_excluded_columns_are_found_as_custom_features() -> None:
 
 
 def test_gate() -> None:
-    from features.config import GateConfig
+    from common.config import GateConfig
     from training.tracking import gate
 
     bounds = GateConfig(auc_tolerance=0.005, max_ece=0.02)

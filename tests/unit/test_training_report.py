@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features.config import Config, build_config
+from common.config import Config, build_config
 from features.pipeline import build_training_set
-from features.snapshot import read_snapshot
+from features.reader import read_snapshot
 from features.synthetic import generate, write_snapshot
 from training.reporting import Registration, TrainingReport, verdict
 from training.rules import load_rules, rule_inputs, score_points
