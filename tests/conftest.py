@@ -1,4 +1,5 @@
-"""Shared fixtures: small seeded CRM frames in the contract, built without the generator.
+"""Shared fixtures: small seeded CRM frames in the contract, built without the generator, and
+one trained registry for the suites that need a model (`trained_store`).
 
 Also the needs of some tests (PostgreSQL, Spark, the `../shared` datasets, a browser): on a
 machine without one of them its tests are skipped with the reason; with
@@ -78,7 +79,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = getattr(item, "fixturenames", ())
         if "postgres_schema" in fixtures:
             item.add_marker(pytest.mark.postgres)
-        if "registry" in fixtures:
+        if "registry" in fixtures or "trained_store" in fixtures:
             item.add_marker(pytest.mark.slow)
 
 
@@ -136,6 +137,32 @@ def random_crm(
         }
     )
     return leads, events
+
+
+#: The shared model's synthetic snapshot (the API tests' behaviour marks were measured on it).
+SHARED_MODEL_LEADS = 12_000
+SHARED_MODEL_SEED = 77
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One trained champion (`models:/leadscore/1`, alias champion) in a temporary MLflow
+    store, for every suite that needs just a trained default model: built on first use, once
+    a session, so a run that needs no model trains none.
+
+    Read only: a test that changes the store, the model's files or the snapshot works on a
+    `tests.fixtures.copy_registry` of it, so no test depends on another's order.
+
+    Returns the snapshot folder, the tracking URI, the root folder and the
+    LEADSCORE__MLFLOW__ variables naming the store.
+    """
+    from tests.fixtures import trained_registry  # imports the CLI: only when a model is needed
+
+    registry, output = trained_registry(
+        tmp_path_factory.mktemp("registry"), leads=SHARED_MODEL_LEADS, seed=SHARED_MODEL_SEED
+    )
+    assert "is champion" in output
+    return registry
 
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +41,31 @@ def trained_registry(root: Path, *, leads: int, seed: int) -> tuple[dict[str, st
         "root": str(root),
         **env,
     }, result.output
+
+
+def copy_registry(registry: Mapping[str, str], root: Path) -> dict[str, str]:
+    """A private copy of a `trained_registry` in `root`: snapshot, MLflow store and artifacts.
+
+    MLflow records absolute artifact paths in its database, so a plain copy would still load
+    (and let a test change) the original's model files: every path under the original root
+    recorded in the copy's database is moved to the copy. The model files are copied byte for
+    byte, so their integrity digests still hold.
+
+    Returns the registry's mapping with its paths in `root`.
+    """
+    source = Path(registry["root"])
+    shutil.copytree(source, root, dirs_exist_ok=True)
+    old, new = f"{source}{os.sep}", f"{root}{os.sep}"
+    with contextlib.closing(sqlite3.connect(root / "mlflow.db")) as connection, connection:
+        tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        for (table,) in tables.fetchall():
+            for column in connection.execute(f'PRAGMA table_info("{table}")').fetchall():
+                connection.execute(
+                    f'UPDATE "{table}" SET "{column[1]}" = replace("{column[1]}", ?, ?) '
+                    f'WHERE typeof("{column[1]}") = \'text\' AND instr("{column[1]}", ?) > 0',
+                    (old, new, old),
+                )
+    return {key: value.replace(old, new) for key, value in registry.items()} | {"root": str(root)}
 
 
 def plant_post_outcome_column(folder: Path, seed: int = 1) -> None:

@@ -1,4 +1,4 @@
-"""A trained, registered model in a temporary MLflow store, shared by the API tests."""
+"""The API tests' clients and stores, on the session's shared trained registry."""
 
 from __future__ import annotations
 
@@ -12,15 +12,12 @@ from fastapi.testclient import TestClient
 from common.config import Config, build_config
 from serving.app import create_app
 from serving.model_store import ModelStore
-from tests.fixtures import trained_registry
 
 
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Train and register a champion once: snapshot folder and tracking URI."""
-    registry, output = trained_registry(tmp_path_factory.mktemp("api"), leads=12_000, seed=77)
-    assert "is champion" in output
-    return {key: registry[key] for key in ("snapshot", "tracking", "root")}
+def registry(trained_store: dict[str, str]) -> dict[str, str]:
+    """The shared champion (read only): snapshot folder, tracking URI and root folder."""
+    return {key: trained_store[key] for key in ("snapshot", "tracking", "root")}
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,11 @@
 """Directional behaviour: more intent engagement never lowers a lead's score.
 
-The generator's truth (`features.synthetic._engagement_logit`) is monotone non-decreasing in a
-few hand-raising signals: demo requests, trial signups, form submissions and email replies (all
-time), webinar attendance (90 days), and a pricing-page view in the last 7 days (it adds to the
-7-, 30- and 90-day counts alike, so the stalled-deal terms do not move). Other event types are
-not monotone in the truth (many opens with no click mark a tire-kicker) and are not checked.
+The generator's truth (`features.synthetic.truth.engagement_logit`) is monotone
+non-decreasing in a few hand-raising signals: demo requests, trial signups, form submissions and
+email replies (all time), webinar attendance (90 days), and a pricing-page view in the last 7
+days (it adds to the 7-, 30- and 90-day counts alike, so the stalled-deal terms do not move).
+Other event types are not monotone in the truth (many opens with no click mark a tire-kicker)
+and are not checked.
 
 Holding the rest of a row fixed, one more such event just before the cutoff (its counts in
 every window plus one, its days-since at most two hours) must never lower the probability.

@@ -1,4 +1,4 @@
-"""A small trained, registered model in a temporary MLflow store, shared by the batch tests."""
+"""The batch tests' model and snapshot, on the session's shared trained registry."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 from common.config import build_config
 from features.reader import Snapshot, read_snapshot
 from serving.model_store import LoadedModel, load_model
-from tests.fixtures import trained_registry
 
 #: An as-of time inside the synthetic data, where several hundred MQLs are open.
 AS_OF = pd.Timestamp("2026-04-15T12:00:00Z")
@@ -20,10 +19,9 @@ LEADSCORE = str(Path(sys.executable).with_name("leadscore"))
 
 
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Train and register a model once: snapshot folder, tracking URI and the CLI env."""
-    registry, _ = trained_registry(tmp_path_factory.mktemp("batch"), leads=8_000, seed=31)
-    return registry
+def registry(trained_store: dict[str, str]) -> dict[str, str]:
+    """The shared model (read only): snapshot folder, tracking URI and the CLI env."""
+    return trained_store
 
 
 @pytest.fixture(scope="session")

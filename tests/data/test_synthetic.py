@@ -516,18 +516,19 @@ def test_empty_snapshot(tmp_path: Path) -> None:
 def test_raw_events_are_unique_on_the_readers_narrow_key() -> None:
     """Same lead, second and type (unknown types all read as 'other') keeps one event, even
     when campaign or URL differ, so the truth counts what a de-duplicating reader counts."""
-    from features.synthetic import _T, _dedupe_sorted, _Events
+    from features.synthetic.events import Events, dedupe_sorted
+    from features.synthetic.vocab import EVENT_CODE
 
-    unknown = [_T[t] for t in UNKNOWN_EVENT_TYPES]
-    pricing = _T["pricing_page_view"]
-    ev = _Events(
+    unknown = [EVENT_CODE[t] for t in UNKNOWN_EVENT_TYPES]
+    pricing = EVENT_CODE["pricing_page_view"]
+    ev = Events(
         lead=np.array([1, 0, 0, 0, 0, 0, 1]),
         time=np.array([5, 10, 10, 10, 10, 11, 5]),
         etype=np.array([pricing, pricing, pricing, unknown[0], unknown[1], pricing, pricing]),
         campaign=np.array([-1, 3, 4, -1, -1, 3, -1]),
         url=np.array([2, 1, 1, -1, -1, 1, 2]),
     )
-    out = _dedupe_sorted(ev)
+    out = dedupe_sorted(ev)
     assert out.lead.tolist() == [0, 0, 0, 1]
     assert out.time.tolist() == [10, 10, 11, 5]
     at_ten = out.etype[:2].tolist()
@@ -565,33 +566,34 @@ def test_the_feature_pipeline_reproduces_p_true_exactly(tmp_path: Path, fmt: str
 def test_truth_at_age_matches_the_outcome_draws() -> None:
     """probability_at_age against the generator's own draws: 300k leads at three true
     probabilities, the share converting within 90 days after each age among those still open."""
-    from features import synthetic
+    from features.synthetic.arrays import DAY
+    from features.synthetic.outcomes import draw_outcomes, probability_at_age
+    from features.synthetic.timeline import Timeline
 
     n = 300_000
     rng = np.random.default_rng(5)
-    timeline = synthetic._Timeline(
+    timeline = Timeline(
         t0=pd.Timestamp("2020-01-01", tz="UTC"),
         as_of=10**9,
         lead_cdf=np.ones(1),
         event_keep=np.ones(1),
     )
     p = rng.choice([0.05, 0.2, 0.5], n)
-    drawn = synthetic._outcomes(
+    drawn = draw_outcomes(
         rng, timeline, np.arange(n), np.zeros(n, dtype=np.int64), np.log(p / (1 - p))
     )
-    day = synthetic.DAY
-    sql = np.where(drawn.sql >= 0, drawn.sql / day, np.inf)
-    disqualified = np.where(drawn.disqualified >= 0, drawn.disqualified / day, np.inf)
+    sql = np.where(drawn.sql >= 0, drawn.sql / DAY, np.inf)
+    disqualified = np.where(drawn.disqualified >= 0, drawn.disqualified / DAY, np.inf)
     for age in (0.0, 3.5, 7.0, 28.0, 63.0, 84.0):
         still_open = (sql > age) & (disqualified > age)
         converts = (sql > age) & (sql <= age + 90)
         for level in (0.05, 0.2, 0.5):
             chosen = still_open & np.isclose(drawn.p, level)
-            expected = synthetic.probability_at_age(np.array([level]), np.array([age]))[0]
+            expected = probability_at_age(np.array([level]), np.array([age]))[0]
             observed = converts[chosen].mean()
             assert abs(observed - expected) < 4 * np.sqrt(expected * (1 - expected) / chosen.sum())
     # at mql_at it is p_true itself, bit for bit
-    assert synthetic.probability_at_age(drawn.p, np.zeros(n)).tolist() == drawn.p.tolist()
+    assert probability_at_age(drawn.p, np.zeros(n)).tolist() == drawn.p.tolist()
 
 
 def test_a_planted_shift_changes_only_what_comes_after_its_date() -> None:

@@ -8,11 +8,13 @@ code MLflow imports is refused by name by the Python loader, `leadscore predict`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import re
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,12 +22,10 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from cli import app
-from features.synthetic import generate, write_snapshot
 from serving.model_store import ModelUnavailableError, load_model
 from tests.faults.serve_process import free_port, serve_process, wait_for_answer
+from tests.fixtures import copy_registry
 from training.integrity import (
     DIGESTS_KEY,
     FILES_KEY,
@@ -39,30 +39,29 @@ URI = "models:/leadscore@champion"
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """One small registered champion in a temporary SQLite store."""
-    root = tmp_path_factory.mktemp("artifacts")
-    write_snapshot(generate(3_000, seed=21), root / "snapshot")
-    env = {
-        "LEADSCORE__MLFLOW__TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "LEADSCORE__MLFLOW__ARTIFACT_LOCATION": str(root / "store"),
-        # any model will do: the files are the point
-        "LEADSCORE__MLFLOW__GATE__MAX_ECE": "1",
-        "LEADSCORE__MLFLOW__GATE__BEAT_RULES": "false",
-        "LEADSCORE__TRAINING__SHAP_SAMPLE": "100",
-        "LEADSCORE__TRAINING__MIN_ROWS": "500",  # 3,000 leads give fewer than 1,000 MQL rows
-    }
-    result = CliRunner().invoke(
-        app, ["train", "-s", str(root / "snapshot"), "-r", str(root / "report")], env=env
-    )
-    assert result.exit_code == 0, result.output
-    return {"root": str(root), "tracking": env["LEADSCORE__MLFLOW__TRACKING_URI"]}
+def registry(
+    trained_store: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """A copy of the shared champion's store: these tests tamper with its files and tags."""
+    return copy_registry(trained_store, tmp_path_factory.mktemp("artifacts"))
+
+
+def test_the_store_is_a_copy_that_records_only_its_own_paths(
+    registry: dict[str, str], trained_store: dict[str, str]
+) -> None:
+    """What these tests tamper with never reaches the session's shared champion."""
+    database = Path(registry["tracking"].removeprefix("sqlite:///"))
+    assert database.parent == Path(registry["root"]) != Path(trained_store["root"])
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        dump = "\n".join(connection.iterdump())
+    assert f"{registry['root']}/" in dump and f"{trained_store['root']}/" not in dump
+    assert load_model(URI, registry["tracking"]).version == "1"
 
 
 @pytest.fixture
 def model_dir(registry: dict[str, str]) -> Iterator[Path]:
     """The champion's folder in the artifact store, restored after each test."""
-    (folder,) = Path(registry["root"]).glob("store/models/*/artifacts")
+    (folder,) = Path(registry["root"]).glob("artifacts/models/*/artifacts")
     backup = folder.with_name("pristine")
     shutil.copytree(folder, backup)
     yield folder

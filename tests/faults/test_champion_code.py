@@ -9,13 +9,18 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from tests.fixtures import trained_registry
+from features.synthetic import generate, write_snapshot
+from tests.fixtures import copy_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_train_never_runs_a_tampered_champions_code(tmp_path: Path) -> None:
-    registry, _ = trained_registry(tmp_path, leads=3_000, seed=23)
+def test_train_never_runs_a_tampered_champions_code(
+    trained_store: dict[str, str], tmp_path: Path
+) -> None:
+    registry = copy_registry(trained_store, tmp_path / "registry")
+    newer = tmp_path / "newer"  # a small new snapshot: the gate scores the champion on it
+    write_snapshot(generate(3_000, seed=23), newer)
     env = {
         "LEADSCORE__MLFLOW__TRACKING_URI": registry["tracking"],
         "LEADSCORE__MLFLOW__ARTIFACT_LOCATION": registry["LEADSCORE__MLFLOW__ARTIFACT_LOCATION"],
@@ -30,7 +35,7 @@ def test_train_never_runs_a_tampered_champions_code(tmp_path: Path) -> None:
     champion = CliRunner().invoke(app, ["promote", "1"], env=env)
     assert champion.exit_code == 0, champion.output
     result = CliRunner().invoke(
-        app, ["train", "-s", registry["snapshot"], "-r", str(tmp_path / "report2")], env=env
+        app, ["train", "-s", str(newer), "-r", str(tmp_path / "report2")], env=env
     )
     said = " ".join(result.output.split())
     assert "file 'mlflow_model.py'" in said and "tampered" in said, said
