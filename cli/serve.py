@@ -65,7 +65,7 @@ def serve(
         api,
         host=settings.serve.host,
         port=settings.serve.port,
-        access_log=False,  # per-request log lines cost ~0.1 ms each (bench/serve.py)
+        access_log=False,  # a log line per request costs more than scoring it (bench/README.md)
         # head timeout and size, connections, and shedding before a task is made
         **uvicorn_settings(settings.serve.limits, api.state.pressure),
     )
