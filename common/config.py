@@ -448,7 +448,7 @@ class LimitsConfig(_Strict):
         16, ge=1, description="Scoring requests inside the app at once; beyond: 503."
     )
     max_queued: int = Field(
-        64,
+        16,
         ge=1,
         description="Requests accepted and not yet answered; beyond: 503 at once, from the "
         "request head.",
