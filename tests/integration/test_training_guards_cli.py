@@ -75,7 +75,12 @@ def test_leak_refused_then_acknowledged_then_label_definition_gate(
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["rules_baseline"].startswith("points fitted on the training slice")
     assert "rules" in metrics["test"] and "base_rate" in metrics
-    assert metrics["label_definition"] == {"horizon_days": 90, "weekly_weeks": 0, "flat": False}
+    assert metrics["label_definition"] == {
+        "horizon_days": 90,
+        "weekly_weeks": 0,
+        "sampled_ages": 0,
+        "flat": False,
+    }
     page = (tmp_path / "report" / "index.html").read_text()
     assert "Rows and conversion per month" in page and "Base rate" in page
 
