@@ -443,7 +443,12 @@ class LimitsConfig(_Strict):
         description="A lead's body up to this size is scored on the event loop; larger ones, "
         "and every batch, in the scoring threads.",
     )
-    scoring_threads: int = Field(2, ge=1, description="Threads that score large requests.")
+    scoring_threads: int = Field(
+        1,
+        ge=1,
+        description="Threads that score large requests. Scoring holds the GIL, so a second "
+        "thread adds little throughput and makes the event loop (health checks) wait longer.",
+    )
     max_in_flight: int = Field(
         16, ge=1, description="Scoring requests inside the app at once; beyond: 503."
     )

@@ -24,6 +24,9 @@ from features.layouts.hubspot import EMAIL_EVENT_TYPES, ENGAGEMENT_TYPES, WEB_EV
 from features.layouts.salesforce import TASK_SUBJECTS
 from features.synthetic import SyntheticSnapshot, generate, generate_snapshot, write_snapshot
 
+# whole generated CRMs read back through their layouts: the full suite, not test-fast
+pytestmark = pytest.mark.integration
+
 N = 3_000
 SEED = 7
 CHUNK = 1_000  # several chunks, so ids and shared tables must hold across chunks

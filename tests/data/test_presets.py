@@ -36,6 +36,9 @@ from features.presets.common import value_as_of
 from features.reader import read_snapshot
 from features.synthetic import SyntheticSnapshot, generate, generate_snapshot
 
+# whole generated CRMs read back through their layouts: the full suite, not test-fast
+pytestmark = pytest.mark.integration
+
 N = 3_000
 SEED = 7
 CHUNK = 1_000
