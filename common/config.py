@@ -458,6 +458,13 @@ class LimitsConfig(_Strict):
         description="Requests accepted and not yet answered; beyond: 503 at once, from the "
         "request head.",
     )
+    max_queued_work_seconds: float = Field(
+        0.05,
+        gt=0,
+        description="Shed scoring requests (503 with Retry-After) while those queued would take "
+        "this long to score on the event loop, at the time one took lately: a health check "
+        "waits at most about this long, on a slow machine too.",
+    )
     max_queue_seconds: float = Field(
         0.25,
         gt=0,

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from functools import partial
@@ -36,6 +36,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.config import Config, LimitsConfig
@@ -79,11 +81,32 @@ def _keys(variable: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in os.environ.get(variable, "").split(",") if k.strip())
 
 
+class ShedCollector(Collector):
+    """`leadscore_shed_total{stage}`: scoring requests answered 503 because the server was
+    overloaded, by where they were shed. Those shed from the request head never reach the
+    app, so `leadscore_requests_total` does not see them; this counts every stage."""
+
+    def __init__(self, pressure: Pressure) -> None:
+        self.pressure = pressure
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "leadscore_shed",
+            "Scoring requests answered 503 (overloaded), by where they were shed: head "
+            "(before a task was made), app (in the middleware), pool (waiting for a thread)",
+            labels=["stage"],
+        )
+        for stage, count in self.pressure.shed.items():
+            family.add_metric([stage], count)
+        yield family
+
+
 class Metrics:
     """Prometheus metrics of one app (its own registry, so apps in tests don't collide)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pressure: Pressure) -> None:
         self.registry = CollectorRegistry()
+        self.registry.register(ShedCollector(pressure))
         self.requests = Counter(
             "leadscore_requests_total", "Requests", ["endpoint", "status"], registry=self.registry
         )
@@ -252,11 +275,11 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
     )
     app.state.api_keys = _keys("LEADSCORE_API_KEYS")
     app.state.admin_keys = _keys("LEADSCORE_ADMIN_KEYS")
-    app.state.metrics = Metrics()
+    app.state.pressure = Pressure(serve.limits)
+    app.state.metrics = Metrics(app.state.pressure)
     app.state.batch_limit = serve.batch_limit
     app.state.public_info = serve.public_info
     app.state.limits = serve.limits
-    app.state.pressure = Pressure(serve.limits)
     app.state.pool = ThreadPoolExecutor(
         serve.limits.scoring_threads, thread_name_prefix="leadscore-score"
     )
@@ -316,7 +339,12 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the client has gone")
         limits: LimitsConfig = request.app.state.limits
         job = partial(_score_body, model, body, limits)
-        result = job() if len(body) <= limits.inline_bytes else await _in_pool(request, job)
+        if len(body) <= limits.inline_bytes:
+            started = time.perf_counter()
+            result = job()
+            request.app.state.pressure.note_inline(time.perf_counter() - started)
+        else:
+            result = await _in_pool(request, job)
         request.app.state.metrics.tiers.labels(result.tier).inc()
         return result
 
@@ -559,7 +587,7 @@ async def _in_pool(request: Request, job: Callable[..., T], takes_gone: bool = F
     limits: LimitsConfig = state.limits
     pressure: Pressure = state.pressure
     if pressure.waiting >= limits.scoring_threads:  # a job already waits for each thread
-        pressure.shed += 1
+        pressure.note_shed("pool")
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"overloaded ({pressure.waiting} requests wait for a scoring thread): retry later",

@@ -6,6 +6,10 @@ load shed before it queues.
   while reading) is a 413 before any parsing, too slow a 408; scoring requests beyond
   `max_in_flight`, or while the event loop runs `max_queue_seconds` behind (`LoopLag`), get a
   503 with Retry-After at once.
+- `Pressure.overloaded` also sheds while the queued requests would take more than
+  `max_queued_work_seconds` to score on the event loop, at the time one took lately: the
+  bound on the loop's queue is then a time, whatever the machine's speed, so that a health
+  check waits at most that long behind them.
 - `parse_body` reads JSON: unparseable is a 400; NaN, Infinity and unpaired surrogates are
   422s naming their field, before any model sees them.
 - `problems_of` turns pydantic's errors into the 422 detail without the input values, and
@@ -265,8 +269,20 @@ class Pressure:
         self.lag = LoopLag()
         self.in_flight = 0
         self.waiting = 0
-        self.shed = 0
+        #: requests answered 503 so far, by where they were shed: "head" (from the request
+        #: head, before a task), "app" (in the middleware) and "pool" (waiting for a thread)
+        self.shed: dict[str, int] = {"head": 0, "app": 0, "pool": 0}
+        #: seconds one lead takes to score on the event loop, a moving average (0: none yet)
+        self.inline_seconds = 0.0
         self._lock = threading.Lock()
+
+    def note_inline(self, seconds: float) -> None:
+        """Note how long a lead took to score on the event loop (a moving average of 1/16)."""
+        self.inline_seconds += (seconds - self.inline_seconds) / 16
+
+    def note_shed(self, where: str) -> None:
+        """Count one request shed at `where` (for /metrics)."""
+        self.shed[where] += 1
 
     def add_waiting(self, change: int) -> None:
         """Jobs waiting for a scoring thread (changed from the loop and from the threads)."""
@@ -281,6 +297,8 @@ class Pressure:
             return f"{self.in_flight} requests in flight"
         if queued >= limits.max_queued:
             return f"{queued} requests queued"
+        if queued and queued * self.inline_seconds > limits.max_queued_work_seconds:
+            return f"{queued} requests queued, about {queued * self.inline_seconds:.3f} s of work"
         behind = self.lag.current()
         if behind > limits.max_queue_seconds:
             return f"the server runs {behind:.2f} s behind"
@@ -340,7 +358,7 @@ class GuardMiddleware:
         if why is None and waited > limits.max_queue_seconds:
             why = f"it waited {waited:.2f} s in the server's queue"
         if path in SCORING_PATHS and why is not None:
-            pressure.shed += 1
+            pressure.note_shed("app")
             retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
             await _answer(send, 503, f"overloaded ({why}): retry later", retry)
             return
@@ -477,7 +495,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             and self.parser.get_method() == b"POST"
             and (why := pressure.overloaded(len(self.tasks))) is not None
         ):
-            pressure.shed += 1
+            pressure.note_shed("head")
             self._shedding = True
             body = shed_body(why)
             self.transport.write(
@@ -536,8 +554,16 @@ def guarded_protocol(
 
 def uvicorn_settings(limits: LimitsConfig, pressure: Pressure | None = None) -> dict[str, Any]:
     """uvicorn.run keywords for these limits (connections, keep-alive, the guarded head and,
-    given the app's `pressure`, shedding before a task is made)."""
+    given the app's `pressure`, shedding before a task is made).
+
+    The event loop is asyncio's own, not uvloop: libuv (since 1.45) accepts one new
+    connection per loop turn, and a turn that scores a lead inline lasts milliseconds, so a
+    burst of new connections waits in the kernel's accept queue for seconds, never seen by
+    the shedding above. asyncio accepts up to the backlog per turn, so each new request is
+    answered (200 or 503) at once.
+    """
     return {
+        "loop": "asyncio",
         "http": guarded_protocol(limits, pressure),
         "limit_concurrency": limits.max_connections,
         "timeout_keep_alive": limits.keep_alive_seconds,

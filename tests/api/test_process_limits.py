@@ -131,6 +131,7 @@ def test_load_beyond_capacity_is_shed_with_503_and_health_answers(guarded: dict[
                 health.append(-1)  # no answer within 10 s
             time.sleep(0.05)
 
+    shed_before = _shed_counts(base)
     prober = threading.Thread(target=probe)
     prober.start()
     try:
@@ -144,6 +145,23 @@ def test_load_beyond_capacity_is_shed_with_503_and_health_answers(guarded: dict[
     assert 200 in codes and 503 in codes, codes
     assert all(h.get("retry-after") == "1" for code, h, _ in answers if code == 503)
     assert health and set(health) == {200}
+    # every 503 is counted in /metrics, those shed from the request head included
+    shed = _shed_counts(base)
+    assert set(shed) == {"head", "app", "pool"}, shed
+    assert sum(shed.values()) - sum(shed_before.values()) == codes.count(503), (shed, codes)
+
+
+def _shed_counts(base: str) -> dict[str, float]:
+    """leadscore_shed_total by stage, from /metrics (read with the scoring key)."""
+    request = urllib.request.Request(f"{base}/metrics", headers={"X-API-Key": "score-key"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read().decode()
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("leadscore_shed_total{"):
+            labels, _, value = line.rpartition(" ")
+            counts[labels.split('stage="')[1].split('"')[0]] = float(value)
+    return counts
 
 
 def test_an_email_posted_everywhere_reaches_no_log_store_or_answer(
