@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -61,6 +62,8 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     api = create_app(settings)
+    # the event loop waits at most this long for a scoring thread's GIL (a process setting)
+    sys.setswitchinterval(settings.serve.limits.gil_switch_seconds)
     uvicorn.run(
         api,
         host=settings.serve.host,

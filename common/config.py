@@ -465,6 +465,14 @@ class LimitsConfig(_Strict):
         "this long to score on the event loop, at the time one took lately: a health check "
         "waits at most about this long, on a slow machine too.",
     )
+    gil_switch_seconds: float = Field(
+        0.0005,
+        gt=0,
+        le=0.1,
+        description="How long a scoring thread may hold the GIL before the event loop gets it "
+        "(Python's switch interval, 0.005 by default): shorter keeps health checks answered "
+        "while batches are scored.",
+    )
     max_queue_seconds: float = Field(
         0.25,
         gt=0,
