@@ -27,6 +27,13 @@ LEAD_COLUMNS: Final[dict[str, bool]] = {
 }
 
 LEAD_TIMESTAMPS: Final = ("created_at", "mql_at", "sql_at", "disqualified_at")
+#: The order a lead's times keep, as (later, earlier) pairs: `later` never comes before
+#: `earlier` when both are known. The reader, the quarantine and the API all check these.
+TIMELINE_ORDER: Final = (
+    ("mql_at", "created_at"),
+    ("disqualified_at", "created_at"),
+    ("sql_at", "mql_at"),
+)
 #: Categorical fit attributes whose values are normalised (trimmed, lower-cased).
 LEAD_CATEGORIES: Final = ("country", "industry", "lead_source")
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from common.config import Config, CustomField
-from features.contract import CONVERTED, LEAD_TIMESTAMPS, ContractError
+from features.contract import CONVERTED, LEAD_TIMESTAMPS, TIMELINE_ORDER, ContractError
 
 #: The quarantine file's own columns, before the row's cells.
 HEAD = ("table", "row", "reason")
@@ -182,17 +182,16 @@ def lead_reasons(
         reasons[f"{column} is not an ISO 8601 timestamp"] = bad
         odd = ((parsed < earliest) | (parsed > latest)).fillna(False).to_numpy(dtype=bool)
         reasons[f"{column} is implausible (before 1970 or in the future)"] = odd
-    if not config.source.flat:
-        created = stamps.get("created_at")
-        if created is not None:
-            unreadable = reasons["created_at is not an ISO 8601 timestamp"]
-            reasons["no created_at"] = created.isna().to_numpy() & ~unreadable
-        if "mql_at" in stamps and created is not None:
-            early = (stamps["mql_at"] < created).fillna(False).to_numpy(dtype=bool)
-            reasons["mql_at before created_at"] = early
-    if "mql_at" in stamps and "sql_at" in stamps:
-        early = (stamps["sql_at"] < stamps["mql_at"]).fillna(False).to_numpy(dtype=bool)
-        reasons["sql_at before mql_at"] = early
+    created = stamps.get("created_at")
+    if not config.source.flat and created is not None:
+        unreadable = reasons["created_at is not an ISO 8601 timestamp"]
+        reasons["no created_at"] = created.isna().to_numpy() & ~unreadable
+    for later, earlier in TIMELINE_ORDER:
+        if later in stamps and earlier in stamps:
+            if earlier == "created_at" and config.source.flat:
+                continue  # as the reader, a flat export's created_at is not checked
+            early = (stamps[later] < stamps[earlier]).fillna(False).to_numpy(dtype=bool)
+            reasons[f"{later} before {earlier}"] = early
     if "company_size" in frame:
         _, bad = parse_company_size(frame["company_size"], mapping)
         reasons["company_size is no non-negative number"] = np.asarray(bad)

@@ -46,6 +46,7 @@ from features.contract import (
     LEAD_CATEGORIES,
     LEAD_COLUMNS,
     LEAD_TIMESTAMPS,
+    TIMELINE_ORDER,
     ContractError,
 )
 from features.decay import check_half_lives, decayed_name, decayed_of_events
@@ -328,10 +329,6 @@ def _lead_times(
                 )
             )
         times[column] = ms
-    sql, mql = times["sql_at"], times["mql_at"]
-    if "mql_at" in fields and "sql_at" in fields and NAT_MS not in (sql, mql) and sql < mql:
-        shown = f"lead: '{fields['sql_at']} < mql_at {fields['mql_at']}'"
-        problems.append(Problem("lead", "sql_at", "have sql_at before mql_at", 1, (shown,)))
     return times
 
 
@@ -363,7 +360,7 @@ def _timeline_problems(
     config: Config,
 ) -> list[Problem]:
     """What `check_lead_timeline` and `check_event_log` refuse in an export, for one lead:
-    times outside `plausible_range`, an MQL before the lead was created; and, for a request,
+    times outside `plausible_range`, times out of `TIMELINE_ORDER`; and, for a request,
     an as-of time outside that range or before the lead was created."""
     lo, hi, span = _plausible(config)
     problems = [
@@ -377,10 +374,11 @@ def _timeline_problems(
         for column in LEAD_TIMESTAMPS
         if times[column] != NAT_MS and not lo <= times[column] <= hi
     ]
-    created, mql = times["created_at"], times["mql_at"]
-    if NAT_MS not in (created, mql) and mql < created:
-        shown = f"lead: {_shown(fields['mql_at'])} < created_at {_shown(fields['created_at'])}"
-        problems.append(Problem("lead", "mql_at", "have mql_at before created_at", 1, (shown,)))
+    for later, earlier in TIMELINE_ORDER:
+        if NAT_MS not in (times[later], times[earlier]) and times[later] < times[earlier]:
+            shown = f"lead: {_shown(fields[later])} < {earlier} {_shown(fields[earlier])}"
+            problems.append(Problem("lead", later, f"have {later} before {earlier}", 1, (shown,)))
+    created = times["created_at"]
     odd = int(np.count_nonzero((ev_ms < lo) | (ev_ms > hi)))
     if odd:
         issue = f"are implausible: {span} (a placeholder date or a typo?)"

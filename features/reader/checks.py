@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from common.config import Config
-from features.contract import LEAD_TIMESTAMPS, ContractError
+from features.contract import LEAD_TIMESTAMPS, TIMELINE_ORDER, ContractError
 from features.dialect import AUTO, resolve_dialect
 from features.reader.eventlog import EventLog
 from features.reader.problems import EXAMPLES, Problem, lead_examples, raise_problems, row_examples
@@ -326,16 +326,16 @@ def _missing_created(clean: pd.DataFrame, config: Config, table: str) -> list[Pr
     ]
 
 
-def _before_created(clean: pd.DataFrame, column: str, table: str) -> list[Problem]:
-    early = (clean[column] < clean["created_at"]).fillna(False).to_numpy(dtype=bool)
+def _out_of_order(clean: pd.DataFrame, later: str, earlier: str, table: str) -> list[Problem]:
+    early = (clean[later] < clean[earlier]).fillna(False).to_numpy(dtype=bool)
     if not early.any():
         return []
-    shown = clean[column].astype("str") + " < created_at " + clean["created_at"].astype("str")
+    shown = clean[later].astype("str") + f" < {earlier} " + clean[earlier].astype("str")
     return [
         Problem(
             table,
-            column,
-            f"have {column} before created_at",
+            later,
+            f"have {later} before {earlier}",
             int(early.sum()),
             lead_examples(clean["lead_id"], shown, early),
         )
@@ -343,13 +343,14 @@ def _before_created(clean: pd.DataFrame, column: str, table: str) -> list[Proble
 
 
 def check_lead_timeline(clean: pd.DataFrame, config: Config, table: str) -> None:
-    """Every lead has a plausible created_at, and no MQL comes before the lead was created."""
+    """Every lead has a plausible created_at, and no stage time comes before the lead was
+    created (`TIMELINE_ORDER`; an SQL before the MQL is refused when the leads are read)."""
     problems = _implausible_times(clean, config, table)
     if not config.source.flat:
         problems += _missing_created(clean, config, table)
-        problems += _before_created(clean, "mql_at", table)
-        if "disqualified_at" in clean:
-            problems += _before_created(clean, "disqualified_at", table)
+        for later, earlier in TIMELINE_ORDER:
+            if earlier == "created_at" and later in clean:  # sql_at < mql_at: read_leads
+                problems += _out_of_order(clean, later, earlier, table)
     raise_problems(problems)
 
 

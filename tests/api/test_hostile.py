@@ -110,6 +110,8 @@ HOSTILE_VALUES = [
     ({"created_at": 1700000000}, {}, "created_at"),  # not Unix time
     ({"created_at": "1700000000"}, {}, "created_at"),
     ({"mql_at": "2026-04-01T00:00:00Z"}, {}, "mql_at"),  # before created_at
+    ({"disqualified_at": "2026-04-01T00:00:00Z"}, {}, "disqualified_at"),  # before created_at
+    ({"mql_at": "2026-05-10T00:00:00Z", "sql_at": "2026-05-09T00:00:00Z"}, {}, "sql_at"),
     ({"company_size": True}, {}, "company_size"),
     ({"company_size": "Infinity"}, {}, "company_size"),
     ({"company_size": "200-51"}, {}, "company_size"),

@@ -26,6 +26,7 @@ def _leads() -> pd.DataFrame:
             "created_at": created.dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "mql_at": (created + pd.Timedelta(days=2)).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "sql_at": "",
+            "disqualified_at": "",
             "company_size": "50",
             "Visits": "3",
         }
@@ -59,6 +60,11 @@ BREACHES = [
     ("bad timestamp", {"created_at": "yesterday"}, "created_at is not an ISO 8601 timestamp"),
     ("no created_at", {"created_at": ""}, "no created_at"),
     ("mql before created", {"mql_at": "2024-01-01"}, "mql_at before created_at"),
+    (
+        "disqualified before created",
+        {"disqualified_at": "2024-01-01"},
+        "disqualified_at before created_at",
+    ),
     ("implausible", {"sql_at": "2999-01-01"}, "sql_at is implausible"),
     ("negative size", {"company_size": "-5"}, "company_size is no non-negative number"),
     ("size not a number", {"company_size": "lots"}, "company_size is no non-negative number"),
