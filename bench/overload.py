@@ -307,6 +307,20 @@ async def slow_heads(port: int, n: int, raw: bytes) -> dict[str, Any]:
     }
 
 
+async def shed_counts(port: int) -> dict[str, float]:
+    """leadscore_shed_total by stage, from /metrics: where the server shed what it shed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(_raw("GET", "/metrics").replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+    text = (await reader.read()).decode(errors="replace")
+    writer.close()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("leadscore_shed_total{"):
+            labels, _, value = line.rpartition(" ")
+            counts[labels.split('stage="')[1].split('"')[0]] = float(value)
+    return counts
+
+
 async def run_phases(
     args: argparse.Namespace, serve: ModuleType, port: int, raw: bytes, batch: bytes
 ) -> dict[str, Any]:
@@ -328,7 +342,9 @@ async def run_phases(
     lagger = asyncio.create_task(loop_lag(stop))
     before = meter()
     opened = pool.opened
+    shed_before = await shed_counts(port)
     burst = await open_loop(pool, raw, args.burst_rate, args.burst_seconds, 1.0)
+    shed_after = await shed_counts(port)
     timed_out = dict(pool.timed_out)
     opened_in_burst = pool.opened - opened
     recovery = await open_loop(pool, raw, args.base_rate, 5, 5)
@@ -336,6 +352,7 @@ async def run_phases(
     out["burst"] = summarise(burst, 1.0)
     out["burst"]["timeouts_by_stage"] = timed_out
     out["burst"]["connections_opened"] = opened_in_burst
+    out["burst"]["shed_by_stage"] = {k: v - shed_before.get(k, 0) for k, v in shed_after.items()}
     out["burst"]["timeouts_by_second"] = _by_second(burst)
     out["burst"]["client_loop_lag_ms"] = _ms(await lagger)
     out["burst"]["healthz_ms"] = _ms(await prober)
