@@ -32,7 +32,7 @@ from features.rows import label_rows
 from serving.monitor import RECORD_FORMAT, monitor_path, publish_journal_path
 from training.drift import PSI_EPSILON, MonitorError, check_reference, psi, psi_floor
 from training.evaluate import tier_table, wilson_interval
-from training.report import SCORER_STYLE, render_html, save_figure, tier_plot
+from training.report import SCORER_STYLE, annotate_counts, render_html, save_figure, tier_plot
 from training.tiers import TIER_NAMES
 
 #: `leadscore monitor` exits with this status when drift passes a threshold.
@@ -778,15 +778,7 @@ def calibration_plot(calibration: pd.DataFrame, path: Path) -> Path:
         color=SCORER_STYLE["model"]["color"],
         label="mean probability",
     )
-    for position, n in enumerate(calibration["n"]):
-        axes.annotate(
-            f"n={int(n):,}",
-            xy=(position, 0.0),
-            xytext=(0, 4),
-            textcoords="offset points",
-            ha="center",
-            fontsize=8,
-        )
+    annotate_counts(axes, calibration["n"])
     axes.set_xticks(x, calibration["month"].tolist())
     axes.set_xlabel("Month of scoring")
     axes.set_ylabel("Conversion to SQL within the horizon")

@@ -18,7 +18,7 @@ import math
 import shutil
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -359,6 +359,20 @@ def _threshold_lines(axes: Axes, thresholds: Mapping[str, float]) -> None:
         )
 
 
+def annotate_counts(axes: Axes, counts: Iterable[Any], fontsize: int = 8) -> None:
+    """ "n=1,234" at the foot of each bar or point, so a rate is read with its sample size."""
+    for position, n in enumerate(counts):
+        axes.annotate(
+            f"n={int(n):,}",
+            xy=(position, 0.0),
+            xytext=(0, 4),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=fontsize,
+        )
+
+
 def tier_plot(
     tier_table_df: pd.DataFrame, path: Path, title: str = "Conversion to SQL by tier"
 ) -> Path:
@@ -401,16 +415,7 @@ def tier_plot(
             linewidth=1,
             label="overall rate",
         )
-    for position, n in enumerate(table["n"]):
-        axes.annotate(
-            f"n={int(n):,}",
-            xy=(position, 0.0),
-            xytext=(0, 4),
-            textcoords="offset points",
-            ha="center",
-            va="bottom",
-            fontsize=9,
-        )
+    annotate_counts(axes, table["n"], fontsize=9)
     axes.set_xticks(positions, [str(tier) for tier in table["tier"]])
     axes.set_xlabel("Tier")
     axes.set_ylabel("Conversion rate to SQL")
