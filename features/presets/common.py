@@ -73,7 +73,8 @@ def per_distinct(values: pd.Series, func: Callable[[pd.Series], pd.Series]) -> p
 def classify(values: dict[str, pd.Series], rules: Sequence[Rule], default: str) -> pd.Series:
     """The event type per row by the first rule whose field matches; `default` when none does.
 
-    Patterns run on the distinct combinations of the fields the rules name, not on every row.
+    Patterns run on the distinct combinations of the fields the rules name, not on every row,
+    and the types come back categorical (no string per row).
     """
     if not values:
         raise ValueError("classify needs at least one field")
@@ -86,12 +87,10 @@ def classify(values: dict[str, pd.Series], rules: Sequence[Rule], default: str) 
         parts[name] = (codes, uniques)
         combined = combined * (len(uniques) + 1) + (codes + 1)
     row_codes, distinct_keys = pd.factorize(combined)
-    first_row = pd.Series(np.arange(len(index))).groupby(row_codes).first().to_numpy()
+    first_row = np.full(len(distinct_keys), len(index), dtype=np.int64)
+    np.minimum.at(first_row, row_codes, np.arange(len(index)))
     combos = pd.DataFrame(
-        {
-            name: ["" if codes[r] < 0 else str(uniques.iloc[codes[r]]) for r in first_row]
-            for name, (codes, uniques) in parts.items()
-        }
+        {name: _texts(uniques)[codes[first_row] + 1] for name, (codes, uniques) in parts.items()}
     )
     kind = np.full(len(distinct_keys), default, dtype=object)
     done = np.zeros(len(distinct_keys), dtype=bool)
@@ -103,9 +102,14 @@ def classify(values: dict[str, pd.Series], rules: Sequence[Rule], default: str) 
         hit = hit & ~done
         kind[hit] = rule.event_type
         done |= hit
-    return pd.Series(
-        kind.take(row_codes) if len(row_codes) else kind[:0], index=index, dtype=object
-    )
+    out = spread(np.asarray(row_codes, dtype=np.int64), kind)
+    out.index = index
+    return out
+
+
+def _texts(uniques: pd.Series) -> np.ndarray:
+    """Each distinct value as text after a leading "" for missing (code -1 + 1)."""
+    return np.array(["", *(str(u) for u in uniques)], dtype=object)
 
 
 def positions(index: pd.Index, keys: pd.Series) -> np.ndarray:
