@@ -49,11 +49,22 @@ def spread(codes: np.ndarray, labels: Any) -> pd.Series:
     return pd.Series(pd.Categorical.from_codes(per_code[codes], categories=categories))
 
 
+def distinct(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Per-row codes (-1: missing) into the distinct values: a categorical's own codes and
+    categories (no pass over the rows' text), else `pd.factorize`."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cat = values.array
+        assert isinstance(cat, pd.Categorical)
+        return np.asarray(cat.codes, dtype=np.int64), pd.Series(cat.categories)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return np.asarray(codes, dtype=np.int64), pd.Series(uniques)
+
+
 def per_distinct(values: pd.Series, func: Callable[[pd.Series], pd.Series]) -> pd.Series:
     """`func` applied to the distinct values only, spread back over the rows as a categorical
     column (a connector column has millions of rows but few distinct types or subjects)."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    mapped = func(pd.Series(uniques)).to_numpy(dtype=object)
+    codes, uniques = distinct(values)
+    mapped = func(uniques).to_numpy(dtype=object)
     out = spread(codes, [None if pd.isna(v) else v for v in mapped])
     out.index = values.index
     return out
@@ -62,7 +73,8 @@ def per_distinct(values: pd.Series, func: Callable[[pd.Series], pd.Series]) -> p
 def classify(values: dict[str, pd.Series], rules: Sequence[Rule], default: str) -> pd.Series:
     """The event type per row by the first rule whose field matches; `default` when none does.
 
-    Patterns run on the distinct combinations of the fields the rules name, not on every row.
+    Patterns run on the distinct combinations of the fields the rules name, not on every row,
+    and the types come back categorical (no string per row).
     """
     if not values:
         raise ValueError("classify needs at least one field")
@@ -71,35 +83,41 @@ def classify(values: dict[str, pd.Series], rules: Sequence[Rule], default: str) 
     combined = np.zeros(len(index), dtype=np.int64)
     parts = {}
     for name in names:
-        codes, uniques = pd.factorize(values[name], use_na_sentinel=True)
+        codes, uniques = distinct(values[name])
         parts[name] = (codes, uniques)
         combined = combined * (len(uniques) + 1) + (codes + 1)
     row_codes, distinct_keys = pd.factorize(combined)
-    first_row = pd.Series(np.arange(len(index))).groupby(row_codes).first().to_numpy()
-    distinct = pd.DataFrame(
-        {
-            name: ["" if codes[r] < 0 else str(uniques[codes[r]]) for r in first_row]
-            for name, (codes, uniques) in parts.items()
-        }
+    first_row = np.full(len(distinct_keys), len(index), dtype=np.int64)
+    np.minimum.at(first_row, row_codes, np.arange(len(index)))
+    combos = pd.DataFrame(
+        {name: _texts(uniques)[codes[first_row] + 1] for name, (codes, uniques) in parts.items()}
     )
     kind = np.full(len(distinct_keys), default, dtype=object)
     done = np.zeros(len(distinct_keys), dtype=bool)
     for rule in rules:
-        if rule.field not in distinct:
+        if rule.field not in combos:
             continue
         pattern = re.compile(rule.pattern, flags=re.IGNORECASE)
-        hit = distinct[rule.field].map(lambda v, rx=pattern: bool(rx.search(v))).to_numpy(bool)
+        hit = combos[rule.field].map(lambda v, rx=pattern: bool(rx.search(v))).to_numpy(bool)
         hit = hit & ~done
         kind[hit] = rule.event_type
         done |= hit
-    return pd.Series(
-        kind.take(row_codes) if len(row_codes) else kind[:0], index=index, dtype=object
-    )
+    out = spread(np.asarray(row_codes, dtype=np.int64), kind)
+    out.index = index
+    return out
+
+
+def _texts(uniques: pd.Series) -> np.ndarray:
+    """Each distinct value as text after a leading "" for missing (code -1 + 1)."""
+    return np.array(["", *(str(u) for u in uniques)], dtype=object)
 
 
 def positions(index: pd.Index, keys: pd.Series) -> np.ndarray:
     """Position of each key in `index` (-1: not there), comparing ids as text when one side is
     numeric and the other is not (a CSV's `123` and a Parquet's 123 are one contact)."""
+    if isinstance(keys.dtype, pd.CategoricalDtype):
+        codes, uniques = distinct(keys)
+        return np.append(positions(index, uniques), -1)[codes]
     numeric = [pd.api.types.is_numeric_dtype(x.dtype) for x in (index, keys)]
     if numeric[0] != numeric[1]:
         index = pd.Index(ids(pd.Series(index)))
@@ -107,12 +125,33 @@ def positions(index: pd.Index, keys: pd.Series) -> np.ndarray:
     return np.array(index.get_indexer(pd.Index(keys)), dtype=np.int64)
 
 
+def fan_out(codes: np.ndarray, key: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An inner join of rows with per-row `codes` (-1: none) to the pairs (`key`, `value`),
+    as integer arrays: the row of each joined pair and its value. A row whose code has several
+    pairs appears once per pair, in row order; done with counts and offsets rather than a
+    hash merge, since both sides are small integers."""
+    order = np.argsort(key, kind="stable")
+    key, value = key[order], value[order]
+    n_codes = int(max(codes.max(initial=-1), key.max(initial=-1))) + 1
+    counts = np.bincount(key, minlength=n_codes)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    per_row = np.where(codes >= 0, counts[np.maximum(codes, 0)], 0)
+    rows = np.repeat(np.arange(len(codes)), per_row)
+    within = np.arange(len(rows)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    return rows, value[starts[codes[rows]] + within]
+
+
 def first_time(pos: np.ndarray, stamps: pd.Series, mask: np.ndarray, n: int) -> pd.Series:
     """Per lead 0..n-1, the earliest stamp of the rows selected by `mask` (NaT: none)."""
-    keep = mask & (pos >= 0)
-    chosen = pd.Series(stamps.to_numpy()[keep], index=pos[keep])
-    first = chosen.groupby(level=0).min().reindex(range(n))
-    return pd.Series(first.to_numpy(), index=range(n)).astype("datetime64[us, UTC]")
+    at = stamps.astype("datetime64[us, UTC]")
+    keep = mask & (pos >= 0) & at.notna().to_numpy()
+    latest = np.iinfo(np.int64).max
+    first = np.full(n, latest, dtype=np.int64)
+    # on the integer ticks: a zoned column's to_numpy() would make a Timestamp per row
+    ticks = at.dt.tz_localize(None).to_numpy().view(np.int64)
+    np.minimum.at(first, pos[keep], ticks[keep])
+    first[first == latest] = np.iinfo(np.int64).min  # NaT
+    return pd.Series(first.view("datetime64[us]"), index=range(n)).dt.tz_localize("UTC")
 
 
 def value_as_of(
@@ -138,7 +177,7 @@ def value_as_of(
         return current, 0
     rows = np.flatnonzero(have)
     left = pd.DataFrame(
-        {"pos": rows, "at": cutoff.iloc[rows].astype("datetime64[us, UTC]").to_numpy()}
+        {"pos": rows, "at": cutoff.iloc[rows].astype("datetime64[us, UTC]").array}
     ).sort_values("at", kind="stable")
     right = hist[["pos", "at", "value"]].assign(seen=True)
     before = pd.merge_asof(left, right, on="at", by="pos", direction="backward")
@@ -157,27 +196,37 @@ def value_as_of(
     return pd.Series(out, index=current.index).astype("string"), int(have.sum())
 
 
+def lead_labels(lead_ids: pd.Series) -> pd.Series | pd.CategoricalDtype:
+    """The leads' ids as `event_frame` takes them: a categorical type over them when they are
+    unique and complete (an event then holds a code, and the type is checked once however
+    many frames share it), else the ids themselves."""
+    if lead_ids.is_unique and lead_ids.notna().all():
+        return pd.CategoricalDtype(pd.Index(lead_ids))
+    return lead_ids
+
+
 def event_frame(
-    lead_ids: pd.Series,
+    lead_ids: pd.Series | pd.CategoricalDtype,
     pos: np.ndarray,
     at: pd.Series,
     kind: pd.Series,
     campaign: pd.Series | None = None,
     url: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Contract events of the leads at rows `pos` of `lead_ids`; rows without a lead (-1) or a
-    time, or typed `drop` or missing, are left out. Lead ids and types stay categorical (one
-    string per lead or type, not per event)."""
+    """Contract events of the leads at rows `pos` of `lead_ids` (or of `lead_labels`); rows
+    without a lead (-1) or a time, or typed `drop` or missing, are left out. Lead ids and types
+    stay categorical (one string per lead or type, not per event)."""
     types = kind.array if isinstance(kind.dtype, pd.CategoricalDtype) else pd.Categorical(kind)
     assert isinstance(types, pd.Categorical)
     codes = np.asarray(types.codes, dtype=np.int64)
     dropped = types.categories.get_loc("drop") if "drop" in types.categories else -2
     keep = (pos >= 0) & at.notna().to_numpy() & (codes >= 0) & (codes != dropped)
     rows = np.flatnonzero(keep)
-    if lead_ids.is_unique and lead_ids.notna().all():
-        lead = pd.Categorical.from_codes(pos[rows], categories=pd.Index(lead_ids))
+    labels = lead_labels(lead_ids) if isinstance(lead_ids, pd.Series) else lead_ids
+    if isinstance(labels, pd.CategoricalDtype):
+        lead = pd.Categorical.from_codes(pos[rows], dtype=labels)
     else:
-        lead = lead_ids.array.take(pos[rows])
+        lead = labels.array.take(pos[rows])
     frame = pd.DataFrame(
         {
             "lead_id": lead,

@@ -24,8 +24,11 @@ from features.presets.common import (
     PresetFrames,
     Rule,
     classify,
+    distinct,
     event_frame,
+    fan_out,
     first_time,
+    lead_labels,
     per_distinct,
     positions,
     value_as_of,
@@ -39,6 +42,9 @@ FIT_PROPERTIES = {
     "country": "country",
     "industry": "industry",
 }
+
+#: Optional contacts_web_analytics columns the preset reads (text, read dictionary-encoded).
+_WEB_COLUMNS = ("properties_hs_url", "properties_hs_page_title", "properties_hs_utm_campaign")
 
 DEFAULT_FORM_RULES = (
     Rule(field="name", pattern="demo", event_type="demo_request"),
@@ -185,7 +191,11 @@ def read_hubspot(
     tz = settings.timezone
     history = pd.DataFrame()
     if has_history:
-        raw = tables.read("contact_property_history", ["contact_id", "name", "value", "timestamp"])
+        raw = tables.read(
+            "contact_property_history",
+            ["contact_id", "name", "value", "timestamp"],
+            dictionary=["contact_id", "name"],
+        )
         history = pd.DataFrame(
             {
                 "pos": positions(contact_index, raw["contact_id"]),
@@ -289,14 +299,15 @@ def _events(
     notes: list[str],
 ) -> Iterator[pd.DataFrame]:
     tz = settings.timezone
-    lead_ids = contacts["lead_id"]
+    lead_ids = lead_labels(contacts["lead_id"])
     if tables.has("email_event"):
-        yield _email_events(tables, contacts, settings)
+        yield from _email_events(tables, contacts, settings)
     if tables.has("contact_form_submission"):
         sub = tables.read(
             "contact_form_submission",
             ["contact_id", "form_id", "timestamp"],
             optional=["page_url", "title"],
+            dictionary=["contact_id", "form_id", "page_url", "title"],
         )
         fields: dict[str, pd.Series] = {}
         if tables.has("form"):
@@ -319,36 +330,15 @@ def _events(
             sub.get("page_url"),
         )
     if tables.has("contacts_web_analytics"):
-        web = tables.read(
+        for web in tables.batches(
             "contacts_web_analytics",
             ["object_id", "event_type", "occurred_at"],
-            optional=[
-                "properties_hs_url",
-                "properties_hs_page_title",
-                "properties_hs_utm_campaign",
-                "object_type",
-            ],
-        )
-        pos = positions(contact_index, web["object_id"])
-        if "object_type" in web:
-            upper = per_distinct(web["object_type"], lambda u: u.astype("string").str.upper())
-            pos = np.where((upper == "CONTACT").to_numpy(bool), pos, -1)
-        fields = {"event_type": web["event_type"]}
-        if "properties_hs_page_title" in web:
-            fields["page_title"] = web["properties_hs_page_title"]
-        if "properties_hs_url" in web:
-            fields["url"] = web["properties_hs_url"]
-        kind = classify(fields, settings.web_rules, "other")
-        yield event_frame(
-            lead_ids,
-            pos,
-            times(web["occurred_at"], tz),
-            kind,
-            web.get("properties_hs_utm_campaign"),
-            web.get("properties_hs_url"),
-        )
+            optional=[*_WEB_COLUMNS, "object_type"],
+            dictionary=["object_id", "event_type", *_WEB_COLUMNS, "object_type"],
+        ):
+            yield _web_events(web, lead_ids, contact_index, settings)
     if tables.has("engagement") and tables.has("engagement_contact"):
-        eng = tables.read("engagement", ["id", "type", "timestamp"])
+        eng = tables.read("engagement", ["id", "type", "timestamp"], dictionary=["type"])
         link = tables.read("engagement_contact", ["engagement_id", "contact_id"])
         at = positions(pd.Index(eng["id"]), link["engagement_id"])
         found = at >= 0
@@ -370,27 +360,75 @@ def _events(
         notes.append("HubSpot: no engagement tables (replies, calls, meetings)")
 
 
+def _web_events(
+    web: pd.DataFrame,
+    lead_ids: pd.Series | pd.CategoricalDtype,
+    contact_index: pd.Index,
+    settings: HubSpotSettings,
+) -> pd.DataFrame:
+    """Contract events of one batch of contacts_web_analytics."""
+    pos = positions(contact_index, web["object_id"])
+    if "object_type" in web:
+        upper = per_distinct(web["object_type"], lambda u: u.astype("string").str.upper())
+        pos = np.where((upper == "CONTACT").to_numpy(bool), pos, -1)
+    fields = {"event_type": web["event_type"]}
+    if "properties_hs_page_title" in web:
+        fields["page_title"] = web["properties_hs_page_title"]
+    if "properties_hs_url" in web:
+        fields["url"] = web["properties_hs_url"]
+    kind = classify(fields, settings.web_rules, "other")
+    return event_frame(
+        lead_ids,
+        pos,
+        times(web["occurred_at"], settings.timezone),
+        kind,
+        web.get("properties_hs_utm_campaign"),
+        web.get("properties_hs_url"),
+    )
+
+
 def _email_events(
     tables: ConnectorTables, contacts: pd.DataFrame, settings: HubSpotSettings
-) -> pd.DataFrame:
-    """Marketing-email events, reaching contacts by address only (case-insensitive)."""
-    mail = tables.read(
+) -> Iterator[pd.DataFrame]:
+    """Marketing-email events, reaching contacts by address only (case-insensitive), a frame
+    per batch of the email_event table."""
+    folded = contacts["email"].astype("string").str.strip().str.casefold()
+    owners = pd.DataFrame({"address": folded, "pos": np.arange(len(contacts))}).dropna()
+    if settings.email_match == "unique":
+        owners = owners.drop_duplicates("address", keep=False)
+    names = None
+    if tables.has("email_campaign"):
+        camp = tables.read("email_campaign", ["id"], optional=["name"])
+        if "name" in camp:
+            names = pd.Series(camp["name"].to_numpy(), index=camp["id"].to_numpy())
+    lead_ids = lead_labels(contacts["lead_id"])
+    for mail in tables.batches(
         "email_event",
         ["id", "type", "created", "recipient"],
         optional=["email_campaign_id", "filtered_event"],
-    )
+        dictionary=["type", "recipient", "email_campaign_id"],
+    ):
+        yield _email_batch(mail, owners, names, lead_ids, settings)
+
+
+def _email_batch(
+    mail: pd.DataFrame,
+    owners: pd.DataFrame,
+    names: pd.Series | None,
+    lead_ids: pd.Series | pd.CategoricalDtype,
+    settings: HubSpotSettings,
+) -> pd.DataFrame:
+    """Contract events of one batch of email_event, given each contact's folded address
+    (`owners`: address, pos) and the campaign names by id."""
     types = settings.email_types
     kind = per_distinct(mail["type"], lambda u: u.astype("string").str.upper().map(types))
     keep = kind.notna().to_numpy()
     if "filtered_event" in mail:
         keep = keep & ~flags(mail["filtered_event"]).to_numpy()
     mail, kind = mail[keep].reset_index(drop=True), kind[keep].reset_index(drop=True)
-    folded = contacts["email"].astype("string").str.strip().str.casefold()
-    owners = pd.DataFrame({"address": folded, "pos": np.arange(len(contacts))}).dropna()
-    codes, addresses = pd.factorize(mail["recipient"])
-    folded_addresses = pd.Series(addresses).astype("string").str.strip().str.casefold()
+    codes, addresses = distinct(mail["recipient"])
+    folded_addresses = addresses.astype("string").str.strip().str.casefold()
     if settings.email_match == "unique":
-        owners = owners.drop_duplicates("address", keep=False)
         owner_of = pd.Index(owners["address"]).get_indexer(pd.Index(folded_addresses))
         at_address = np.where(owner_of >= 0, owners["pos"].to_numpy()[owner_of], -1)
         pos = np.where(codes >= 0, at_address[np.maximum(codes, 0)], -1)
@@ -398,19 +436,13 @@ def _email_events(
     else:
         pairs = pd.DataFrame({"code": np.arange(len(addresses)), "address": folded_addresses})
         pairs = pairs.merge(owners, on="address")
-        joined = pd.DataFrame({"code": codes, "row": np.arange(len(mail))}).merge(
-            pairs[["code", "pos"]], on="code"
-        )
-        rows, pos = joined["row"].to_numpy(), joined["pos"].to_numpy()
+        rows, pos = fan_out(codes, pairs["code"].to_numpy(), pairs["pos"].to_numpy())
     campaign = None
-    if "email_campaign_id" in mail and tables.has("email_campaign"):
-        camp = tables.read("email_campaign", ["id"], optional=["name"])
-        if "name" in camp:
-            names = pd.Series(camp["name"].to_numpy(), index=camp["id"].to_numpy())
-            campaign = per_distinct(mail["email_campaign_id"], lambda u: u.map(names))
-            campaign = pd.Series(campaign.array.take(rows))
+    if "email_campaign_id" in mail and names is not None:
+        campaign = per_distinct(mail["email_campaign_id"], lambda u: u.map(names))
+        campaign = pd.Series(campaign.array.take(rows))
     return event_frame(
-        contacts["lead_id"],
+        lead_ids,
         pos,
         pd.Series(times(mail["created"], settings.timezone).array.take(rows)),
         pd.Series(kind.array.take(rows)),

@@ -26,6 +26,7 @@ from features.presets.common import (
     classify,
     event_frame,
     first_time,
+    lead_labels,
     per_distinct,
     positions,
     value_as_of,
@@ -155,6 +156,7 @@ def read_salesforce(
             "lead_history",
             ["lead_id", "field", "new_value", "created_date"],
             optional=["old_value"],
+            dictionary=["lead_id", "field"],
         )
         history = pd.DataFrame(
             {
@@ -252,8 +254,9 @@ def _events(
     settings: SalesforceSettings,
 ) -> Iterator[pd.DataFrame]:
     tz = settings.timezone
+    lead_names = lead_labels(lead_ids)
     if tables.has("task"):
-        task = tables.read(
+        for task in tables.batches(
             "task",
             ["who_id"],
             optional=[
@@ -265,32 +268,9 @@ def _events(
                 "description",
                 "is_deleted",
             ],
-        )
-        if "is_deleted" in task:
-            task = task[~flags(task["is_deleted"]).to_numpy()].reset_index(drop=True)
-        at = times(task[settings.task_time], tz) if settings.task_time in task else None
-        if "created_date" in task and (at is None or at.isna().any()):
-            created = times(task["created_date"], tz)
-            at = created if at is None else at.fillna(created)
-        if at is None:
-            from features.contract import ContractError
-
-            raise ContractError(f"{tables.label('task')}: no {settings.task_time} or created_date")
-        fields = {c: task[c] for c in ("subject", "type", "task_subtype") if c in task}
-        if not fields:
-            fields["subject"] = pd.Series("", index=task.index)
-        kind = classify(fields, settings.task_rules, "other")
-        campaign = None
-        if "subject" in task:
-            campaign = per_distinct(task["subject"], _subject_campaign)
-        yield event_frame(
-            lead_ids,
-            _lead_rows(task["who_id"], lead_index, contact_of),
-            at,
-            kind,
-            campaign,
-            task.get("description"),
-        )
+            dictionary=["who_id", "subject", "type", "task_subtype", "description"],
+        ):
+            yield _task_events(task, tables, lead_names, lead_index, contact_of, settings)
     if tables.has("event"):
         ev = tables.read(
             "event",
@@ -303,6 +283,7 @@ def _events(
                 "type",
                 "is_deleted",
             ],
+            dictionary=["who_id", "subject", "type"],
         )
         if "is_deleted" in ev:
             ev = ev[~flags(ev["is_deleted"]).to_numpy()].reset_index(drop=True)
@@ -315,7 +296,7 @@ def _events(
             }
             kind = classify(fields, settings.task_rules, "other")
             yield event_frame(
-                lead_ids,
+                lead_names,
                 _lead_rows(ev["who_id"], lead_index, contact_of),
                 times(ev[stamp], tz),
                 kind,
@@ -346,12 +327,49 @@ def _events(
                 else None
             )
             yield event_frame(
-                lead_ids,
+                lead_names,
                 _lead_rows(members["lead_id"], lead_index, contact_of),
                 times(members["first_responded_date"], tz),
                 kind,
                 name,
             )
+
+
+def _task_events(
+    task: pd.DataFrame,
+    tables: ConnectorTables,
+    lead_ids: pd.Series | pd.CategoricalDtype,
+    lead_index: pd.Index,
+    contact_of: pd.Series,
+    settings: SalesforceSettings,
+) -> pd.DataFrame:
+    """Contract events of one batch of the task table."""
+    tz = settings.timezone
+    if "is_deleted" in task:
+        task = task[~flags(task["is_deleted"]).to_numpy()].reset_index(drop=True)
+    at = times(task[settings.task_time], tz) if settings.task_time in task else None
+    if "created_date" in task and (at is None or at.isna().any()):
+        created = times(task["created_date"], tz)
+        at = created if at is None else at.fillna(created)
+    if at is None:
+        from features.contract import ContractError
+
+        raise ContractError(f"{tables.label('task')}: no {settings.task_time} or created_date")
+    fields = {c: task[c] for c in ("subject", "type", "task_subtype") if c in task}
+    if not fields:
+        fields["subject"] = pd.Series("", index=task.index)
+    kind = classify(fields, settings.task_rules, "other")
+    campaign = None
+    if "subject" in task:
+        campaign = per_distinct(task["subject"], _subject_campaign)
+    return event_frame(
+        lead_ids,
+        _lead_rows(task["who_id"], lead_index, contact_of),
+        at,
+        kind,
+        campaign,
+        task.get("description"),
+    )
 
 
 def _subject_campaign(subjects: pd.Series) -> pd.Series:

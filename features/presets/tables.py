@@ -11,17 +11,20 @@ names and gets them under those names.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.contract import ContractError
 
 _TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz", ".tsv")
+#: Rows per frame when an event table is read in batches (the reader's EVENT_BATCH_ROWS).
+BATCH_ROWS = 2_000_000
 #: The Data Export's empty lookup id: read as missing.
 EMPTY_LOOKUP = "000000000000000AAA"
 
@@ -93,10 +96,48 @@ class ConnectorTables:
         return str(self._files.get(key, table))
 
     def read(
-        self, table: str, columns: Sequence[str], optional: Sequence[str] = ()
+        self,
+        table: str,
+        columns: Sequence[str],
+        optional: Sequence[str] = (),
+        dictionary: Sequence[str] = (),
     ) -> pd.DataFrame:
         """The table's `columns` (required) and `optional` columns (when present), named as
-        asked; raises `ContractError` naming the table and the missing columns."""
+        asked; raises `ContractError` naming the table and the missing columns.
+
+        Text columns named in `dictionary` come from a Parquet file as categoricals, decoded
+        from the file's own dictionary: an event table's ids and subjects repeat over millions
+        of rows, and a categorical is hashed and looked up once per distinct value."""
+        key, found = self._resolve(table, columns, optional)
+        encoded = [found[c] for c in dictionary if c in found]
+        frame = self._load(key, list(dict.fromkeys(found.values())), encoded)
+        return _as_asked(frame, found)
+
+    def batches(
+        self,
+        table: str,
+        columns: Sequence[str],
+        optional: Sequence[str] = (),
+        dictionary: Sequence[str] = (),
+        rows: int = BATCH_ROWS,
+    ) -> Iterator[pd.DataFrame]:
+        """The table as `read` gives it, in frames of at most `rows` rows from a Parquet file
+        (so that an event table of 50M rows is never whole in memory), whole otherwise."""
+        key, found = self._resolve(table, columns, optional)
+        path = self._files.get(key) if not self.url else None
+        if path is None or path.suffix not in (".parquet", ".pq"):
+            yield self.read(table, columns, optional, dictionary)
+            return
+        real = list(dict.fromkeys(found.values()))
+        text = _text_columns(path, [found[c] for c in dictionary if c in found])
+        parquet = pq.ParquetFile(path, read_dictionary=text)
+        for batch in parquet.iter_batches(batch_size=rows, columns=real):
+            yield _as_asked(batch.to_pandas(), found)
+
+    def _resolve(
+        self, table: str, columns: Sequence[str], optional: Sequence[str]
+    ) -> tuple[str, dict[str, str]]:
+        """The table's key and the real name of each asked column that is there."""
         key = name_key(table)
         if not self.has(table):
             known = sorted(self._db_tables.values()) if self.url else sorted(self._files)
@@ -112,10 +153,7 @@ class ConnectorTables:
                 f"{self.label(table)}: required column(s) {', '.join(missing)} not found "
                 f"(matched ignoring case and underscores; columns: {', '.join(present[:20])})"
             )
-        found = {asked: real for asked, real in wanted.items() if real is not None}
-        frame = self._load(key, list(dict.fromkeys(found.values())))
-        out = pd.DataFrame({asked: frame[real] for asked, real in found.items()})
-        return out.reset_index(drop=True)
+        return key, {asked: real for asked, real in wanted.items() if real is not None}
 
     def _columns(self, key: str) -> list[str]:
         if self.url:
@@ -130,7 +168,7 @@ class ConnectorTables:
         header = pd.read_csv(path, sep=sep, nrows=0, encoding=self.encoding)
         return [str(c) for c in header.columns]
 
-    def _load(self, key: str, columns: list[str]) -> pd.DataFrame:
+    def _load(self, key: str, columns: list[str], dictionary: Sequence[str] = ()) -> pd.DataFrame:
         if self.url:
             import sqlalchemy as sa
 
@@ -141,7 +179,7 @@ class ConnectorTables:
                 return pd.read_sql(sa.select(*[meta.c[c] for c in columns]), conn)
         path = self._files[key]
         if path.suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path, columns=columns)
+            return _read_parquet(path, columns, dictionary)
         sep = "\t" if path.suffix == ".tsv" else ","
         frame = pd.read_csv(
             path,
@@ -157,6 +195,28 @@ class ConnectorTables:
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
+
+
+def _as_asked(frame: pd.DataFrame, found: dict[str, str]) -> pd.DataFrame:
+    """The loaded columns under the names they were asked by."""
+    out = pd.DataFrame({asked: frame[real] for asked, real in found.items()})
+    return out.reset_index(drop=True)
+
+
+def _text_columns(path: Path, columns: Sequence[str]) -> list[str]:
+    """Those of `columns` that the Parquet file stores as text (the ones it can hand over
+    dictionary-encoded)."""
+    schema = pq.read_schema(path)
+    kinds = (pa.types.is_string, pa.types.is_large_string)
+    return [c for c in dict.fromkeys(columns) if any(k(schema.field(c).type) for k in kinds)]
+
+
+def _read_parquet(path: Path, columns: list[str], dictionary: Sequence[str]) -> pd.DataFrame:
+    """A Parquet file's `columns`, the text ones among `dictionary` as categoricals."""
+    if not dictionary:
+        return pd.read_parquet(path, columns=columns)
+    text = _text_columns(path, dictionary)
+    return pq.read_table(path, columns=columns, read_dictionary=text).to_pandas()
 
 
 def times(values: pd.Series, timezone: str = "UTC") -> pd.Series:
