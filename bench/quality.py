@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     use_package()  # imported here: bench/features.py would shadow the package
-    from common.config import build_config
+    from common.config import Config, build_config
     from features.pipeline import build_features
     from features.reader import read_snapshot
     from features.truth import truth_of_rows
@@ -121,9 +121,9 @@ def main() -> None:
         weekly_age_rows,
     )
     from training.evaluate import evaluate_scores
-    from training.pipeline import TrainingData, run_training, training_data
+    from training.pipeline import TrainingData, TrainOutcome, run_training, training_data
 
-    def train(settings: Any, rows: TrainingData) -> Any:  # no report, no registration
+    def train(settings: Config, rows: TrainingData) -> TrainOutcome:  # no report, no registration
         return run_training(settings, data=rows, report_dir=None, register=False)
 
     started = time.perf_counter()
