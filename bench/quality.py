@@ -176,6 +176,7 @@ def main() -> None:
         "data_seconds": data_seconds,
         "train_seconds": train_seconds,
         "load": load[0],
+        "stages_seconds": result.seconds,  # train_model's own clock: fit, calibrate, audit...
     }
     model, truth_m, rules = zero["model"], zero["truth"], zero["rules"]
     print(f"\nage 0 (mql_at): {int(model['n']):,} test rows, base rate {model['base_rate']:.3f}")
@@ -225,7 +226,9 @@ def main() -> None:
             }
         )
         today_data, cost["today_data_seconds"] = timed(lambda: training_data(today))
-        _, cost["today_train_seconds"] = timed(lambda: train(today, today_data))
+        today_outcome, cost["today_train_seconds"] = timed(lambda: train(today, today_data))
+        assert today_outcome.result is not None
+        cost["today_stages_seconds"] = today_outcome.result.seconds
         cost["ratio"] = train_seconds / cost["today_train_seconds"]
         cost["ratio_with_data"] = (data_seconds + train_seconds) / (
             cost["today_data_seconds"] + cost["today_train_seconds"]
@@ -240,6 +243,9 @@ def main() -> None:
             f"(with them {cost['ratio_with_data']:.2f}x; "
             f"load {cost['load']:.1f} / {cost['load_after']:.1f})"
         )
+        for name, seconds in cost["stages_seconds"].items():
+            today_s = cost["today_stages_seconds"].get(name, float("nan"))
+            print(f"  {name:>12} {seconds:8.1f} s against {today_s:8.1f} s")
     print()
     for name, item in checked.items():
         verdict = "PASS" if item["pass"] else "FAIL"
