@@ -2,10 +2,12 @@
 
     python bench/train.py                          # 1M training rows
     python bench/train.py --rows 100000 --repeat 3
+    python bench/train.py --snapshot /data/snap1m --data-dir /data/train1m --results OUT.json
 
 1. Training set: the first --rows rows by cutoff of a training set that `leadscore features`
-   builds from the bench snapshot (data/bench/snapshot, 1M leads, generated as bench/features.py
-   does if missing) with `--weekly-weeks N`, N chosen so there are enough rows. Both files are
+   builds from the bench snapshot (--snapshot, a ready 1M-lead snapshot that is only read; else
+   DATA_DIR/snapshot, generated as bench/features.py does if missing) with `--weekly-weeks N`,
+   N chosen so there are enough rows; the sets are written to --data-dir. Both files are
    reused when already there. Building them is timed and printed, not measured.
 2. Anchor: this script (--anchor-job) in a fresh child process reads that Parquet file, builds
    the matrix exactly as `train_model` does (the package's `time_split`, `learn_spec` on the
@@ -413,7 +415,8 @@ def ensure_training_set(
         print(f"training set: reusing {cut} ({args.rows:,} rows, {info.get('source')})")
         return cut, {**info, "reused": True}
 
-    snapshot = ensure_snapshot(data_dir / "snapshot", leadscore, bf)
+    snapshot_dir: Path = args.snapshot or data_dir / "snapshot"
+    snapshot = ensure_snapshot(snapshot_dir, leadscore, bf)
     weeks = args.weekly_weeks
     built: dict[str, float] = {}
     while True:
@@ -428,7 +431,7 @@ def ensure_training_set(
                     leadscore,
                     "features",
                     "--snapshot",
-                    str(data_dir / "snapshot"),
+                    str(snapshot_dir),
                     "--weekly-weeks",
                     str(weeks),
                     "--out",
@@ -575,7 +578,18 @@ def _script(*extra: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="Training rows.")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="Snapshot, sets.")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="Training sets; the snapshot too unless --snapshot.",
+    )
+    parser.add_argument(
+        "--snapshot",
+        type=Path,
+        help="A ready 1M-lead snapshot to read (never written); default: DATA_DIR/snapshot, "
+        "generated if missing.",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="Runs of each side (fastest kept).")
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSON figures file.")
     parser.add_argument(
