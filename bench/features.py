@@ -9,7 +9,8 @@
    one of that size (its snapshot.json says so). Generation is timed but not measured.
 2. Runs `leadscore features --snapshot DIR --out TMP/training_set.parquet` in a fresh child
    process and measures its wall time and peak RSS (the kernel's high-water mark for that child
-   alone, read with os.wait4).
+   alone, read with os.wait4), with `snapshot_policy.sampled_ages` 0: the rows DuckDB builds,
+   one per MQL at its mql_at (the package's default adds two sampled ages per lead).
 3. Runs DuckDB, in its own fresh child process (this script with --duckdb-job), on the same
    Parquet files: the same rows and the same point-in-time features (see DUCKDB_SQL below),
    written to Parquet, with every thread of the machine and DuckDB's default memory limit.
@@ -466,6 +467,15 @@ def leadscore_env(workers: int | None) -> dict[str, str]:
     return env
 
 
+def same_rows_env(workers: int | None) -> dict[str, str]:
+    """`leadscore_env` with the training rows DuckDB builds: one per MQL at its mql_at.
+
+    The package's default also adds `snapshot_policy.sampled_ages` rows per lead (2), which
+    the SQL does not build: measured with them, leadscore would build more rows than DuckDB.
+    """
+    return {**leadscore_env(workers), "LEADSCORE__SNAPSHOT_POLICY__SAMPLED_AGES": "0"}
+
+
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not runs:
         return None
@@ -507,7 +517,7 @@ def measure_size(
                 command = [leadscore, "features", "--snapshot", str(snapshot)]
                 command += ["--out", str(outputs[workers])]
                 run = measure(
-                    command, tmp / f"leadscore-{workers}-{i}.log", env=leadscore_env(workers)
+                    command, tmp / f"leadscore-{workers}-{i}.log", env=same_rows_env(workers)
                 )
                 print(
                     f"{name} run {i + 1}: {run['seconds']:.1f} s, "

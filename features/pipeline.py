@@ -182,26 +182,25 @@ def kernel_features(
         progress: called with (leads done, leads) after each chunk.
 
     The counts at each row's mql_at (`at_mql_names`) come from the same kernel pass as the
-    features at the cutoff: the rows whose lead has an mql_at by the cutoff are asked twice.
+    features at the cutoff: the rows whose lead became an MQL before the cutoff are asked
+    twice; a row whose cutoff is its mql_at (a training row at the MQL moment) already has them.
     """
     frozen = at_mql_names(config)
     n = row_lead.shape[0]
-    known = np.empty(0, dtype=np.int64)
+    known = again = np.empty(0, dtype=np.int64)
     if frozen:
         mql = leads.mql_ms[row_lead]
         known = np.flatnonzero((mql != NAT_MS) & (mql <= cutoff_ms))
-        row_lead = np.concatenate([row_lead, row_lead[known]])
-        cutoff_ms = np.concatenate([cutoff_ms, mql[known]])
+        again = known[mql[known] < cutoff_ms[known]]
+        row_lead = np.concatenate([row_lead, row_lead[again]])
+        cutoff_ms = np.concatenate([cutoff_ms, mql[again]])
     columns = _kernel_columns(leads, events, row_lead, cutoff_ms, config, progress)
     out = {name: values[:n] for name, values in columns.items()}
-    every = known.shape[0] == n  # e.g. the API's one lead, an MQL at its cutoff
     for name in frozen:
-        counts = columns[name.removesuffix(AT_MQL)][n:]
-        if every:
-            out[name] = counts.astype(np.float64)
-        else:
-            out[name] = np.full(n, np.nan, dtype=np.float64)
-            out[name][known] = counts
+        counts = columns[name.removesuffix(AT_MQL)]
+        out[name] = np.full(n, np.nan, dtype=np.float64)
+        out[name][known] = counts[known]  # at the cutoff: the mql_at rows' own counts
+        out[name][again] = counts[n:]
     return out
 
 

@@ -191,7 +191,8 @@ def score_chunk(
         {
             "lead_id": rows["lead_id"].to_numpy(dtype=object),
             "account_id": pd.array(account, dtype="str"),
-            "as_of": rows["cutoff"].to_numpy(),
+            # the datetime array itself: to_numpy() makes one Timestamp object per row
+            "as_of": rows["cutoff"].array,
             "probability": probability,
             "tier": tier,
             "points": total,

@@ -8,14 +8,18 @@ pandas machinery at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
 
 from features.contract import EVENT_TYPES, ContractError
+from features.parallel import ordered_map
 
 #: The int64 value of a missing timestamp (NaT) in milliseconds.
 NAT_MS = np.iinfo(np.int64).min
+#: Keys sorted by one thread below this many: splitting a small sort costs more than it saves.
+PARALLEL_SORT_KEYS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -57,13 +61,40 @@ class EventLog:
         )
 
 
+def sort_keys(key: np.ndarray, workers: int = 1) -> None:
+    """Sort `key` (int64) in place on up to `workers` threads: the same array as `key.sort()`.
+
+    `partition` first moves the keys (in place, one linear pass) so that no key before a split
+    is larger than any key after it; the slices between the splits are then sorted side by
+    side (numpy releases the GIL while sorting), which leaves the whole array sorted.
+    """
+    if workers <= 1 or key.shape[0] < PARALLEL_SORT_KEYS:
+        key.sort()
+        return
+    n = key.shape[0]
+    splits = [n * i // workers for i in range(1, workers)]
+    key.partition(splits)
+    edges = [0, *splits, n]
+
+    def sort_slice(bounds: tuple[int, int]) -> None:
+        key[bounds[0] : bounds[1]].sort()
+
+    for _ in ordered_map(sort_slice, list(pairwise(edges)), workers):
+        pass
+
+
 def sort_events(
-    lead: np.ndarray, at_ms: np.ndarray, kind: np.ndarray, bucket_leads: int = 100_000
+    lead: np.ndarray,
+    at_ms: np.ndarray,
+    kind: np.ndarray,
+    bucket_leads: int = 100_000,
+    workers: int = 1,
 ) -> tuple[EventLog, int]:
     """Sort events by (lead, time, type) and drop exact duplicates; returns the log and the count.
 
     Events are bucketed by lead range first (a radix pass), then each bucket is sorted on one
-    packed int64 key (lead offset | time | type), which is several times faster than lexsort.
+    packed int64 key (lead offset | time | type), which is several times faster than lexsort,
+    on up to `workers` threads (`sort_keys`).
     """
     n = lead.shape[0]
     if n == 0:
@@ -97,7 +128,7 @@ def sort_events(
         key = (lead[lo:hi].astype(np.int64) - first) << (time_bits + 5)
         key |= (at_ms[lo:hi] - base) << 5
         key |= kind[lo:hi].astype(np.int64)
-        key.sort()
+        sort_keys(key, workers)
         keep = np.ones(key.shape[0], dtype=bool)
         keep[1:] = key[1:] != key[:-1]
         dropped += int(key.shape[0] - keep.sum())

@@ -180,7 +180,9 @@ def collect_events(
     at_ms = np.concatenate([p.at_ms for p in parts])
     kind = np.concatenate([p.kind for p in parts])
     del parts
-    log, dropped = sort_events(lead, at_ms, kind, config.features.chunk_leads)
+    log, dropped = sort_events(
+        lead, at_ms, kind, config.features.chunk_leads, worker_count(config.features.workers)
+    )
     report.events_duplicate = dropped
     report.events_kept = len(log)
     return log

@@ -6,7 +6,7 @@ import pytest
 
 from common.config import build_config
 from features.contract import EVENT_TYPES, ContractError
-from features.reader import snapshot_from_frames, sort_events
+from features.reader import eventlog, snapshot_from_frames, sort_events
 
 
 def _leads(**overrides: list[object]) -> pd.DataFrame:
@@ -151,3 +151,23 @@ def test_sort_events_matches_lexsort_and_drops_exact_duplicates() -> None:
     assert dropped == n - expected.shape[1]
     assert np.array_equal(log.lead, expected[0]) and np.array_equal(log.at_ms, expected[1])
     assert np.array_equal(log.kind, expected[2])
+
+
+@pytest.mark.parametrize("bucket_leads", [64, 100_000])
+def test_sort_events_on_threads_is_the_serial_log(
+    bucket_leads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # split sorts start at 1M keys; lowered so that a small log takes the threaded path
+    monkeypatch.setattr(eventlog, "PARALLEL_SORT_KEYS", 1_000)
+    rng = np.random.default_rng(5)
+    n = 20_000
+    lead = rng.integers(0, 500, n).astype(np.int32)
+    at_ms = rng.integers(1_700_000_000_000, 1_700_000_050_000, n)
+    kind = rng.integers(0, 16, n).astype(np.int8)
+    serial, serial_dropped = sort_events(lead, at_ms, kind, bucket_leads=bucket_leads)
+    for workers in (2, 3):
+        log, dropped = sort_events(lead, at_ms, kind, bucket_leads=bucket_leads, workers=workers)
+        assert dropped == serial_dropped > 0
+        for field in ("lead", "at_ms", "kind"):
+            ours, theirs = getattr(log, field), getattr(serial, field)
+            assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
