@@ -96,7 +96,7 @@ def label_rows(
     out = pd.DataFrame(
         {
             "lead_id": rows["lead_id"].to_numpy()[keep],
-            "cutoff": rows["cutoff"].to_numpy()[keep],
+            "cutoff": rows["cutoff"].array[keep],  # no Timestamp object per row
             "label": label[keep].astype(np.int8),
         }
     )
