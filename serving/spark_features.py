@@ -8,7 +8,10 @@ pandas engine's own functions: the reader's cleaning and checks
 policy, sampled ages, censoring) and `features.pipeline.build_features`. A bucket's training
 set goes back to the driver as one Arrow cell, so its column types arrive as they left; the
 driver puts the rows in the pandas engine's order (by lead, then cutoff) and the command writes
-them with the same writer: the same file, the same summary.
+them with the same writer: the same file, the same summary. The reader's checks that need the
+whole export run on the driver: the shared reading's (duplicate ids, true/false company sizes,
+swallowed lines), and a declared as-of time against the earliest of the buckets' first
+created_at (`check_declared_as_of`).
 
 The as-of time. When the config or the folder's `snapshot.json` declares it, every bucket
 labels its own rows. Otherwise it is the latest timestamp of the whole snapshot, which no
