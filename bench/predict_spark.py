@@ -9,9 +9,11 @@ there yet, `python bench/predict.py --leads N --skip-anchor` prepares them (not 
 
 Measured, each in a fresh child: `leadscore predict --engine pandas` (the anchor) and
 `leadscore predict --engine spark --master local[2]`, the same snapshot, as-of time and model.
-Spark's time includes starting the JVM. Both files are then compared: the same leads in the
-same order, probabilities within 1e-9, every other column but scored_at equal. Goal: Spark
-within 2x of pandas. Prints the figures and writes them to bench/results/predict_spark.json.
+Spark's time includes starting the JVM; beside wall time, the CPU seconds of each job's whole
+process tree (as bench/features_spark.py counts them). Both files are then compared: the same
+leads in the same order, probabilities within 1e-9, every other column but scored_at equal.
+Goal: Spark within 2x of pandas. Prints the figures and writes them to
+bench/results/predict_spark.json.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from _paths import bench_features
+from features_spark import tree_cpu
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -103,9 +106,12 @@ def main() -> None:
                 ]  # fmt: skip
                 if engine == "spark":
                     command += ["--master", args.master]
-                measured = bf.measure(command, folder / f"{engine}.log")
-                print(f"--- {engine}\n{measured['output'][-1200:]}")
+                load = [round(x, 2) for x in os.getloadavg()]
+                measured = tree_cpu(bf.measure)(command, folder / f"{engine}.log")
+                print(f"--- {engine} (load average before: {load})\n{measured['output'][-1200:]}")
                 runs[engine] = {k: v for k, v in measured.items() if k != "output"}
+                runs[engine]["load_avg_before"] = load
+                runs[engine]["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
             agreement = _compare(folder / "pandas.parquet", folder / "spark.parquet")
     finally:
         os.environ.clear()
@@ -128,12 +134,17 @@ def main() -> None:
     # the "others", so for Spark this is the machine's whole load, Spark's own included
     busy = {k: (v["cpu_s"] + v["others_cpu_s"]) / v["seconds"] for k, v in runs.items()}
     result["machine_busy_cores"] = busy
+    cpu = {k: v["tree_cpu_s"] for k, v in runs.items()}
+    result["cpu_ratio_spark_vs_pandas"] = cpu["spark"] / cpu["pandas"]
     print(
         f"{agreement['rows']:,} open MQLs: pandas {runs['pandas']['seconds']:.1f} s, "
         f"spark {args.master} {runs['spark']['seconds']:.1f} s: {ratio:.2f}x "
         f"(goal {GOAL_RATIO:.0f}x). Machine busy (cores, every process): "
         f"{busy['pandas']:.2f} in the pandas run ({runs['pandas']['cpu_s']:.0f} CPU s its own), "
-        f"{busy['spark']:.2f} in the Spark run. Same rows: {agreement['same_rows']}, max |dp| "
+        f"{busy['spark']:.2f} in the Spark run. CPU s of each job's process tree: pandas "
+        f"{cpu['pandas']:.1f}, spark {cpu['spark']:.1f} ({cpu['spark'] / cpu['pandas']:.2f}x). "
+        f"Load average before: pandas {runs['pandas']['load_avg_before']}, spark "
+        f"{runs['spark']['load_avg_before']}. Same rows: {agreement['same_rows']}, max |dp| "
         f"{agreement['max_probability_diff']:.1e}, unequal columns: {agreement['unequal_columns']}"
     )
     args.results.parent.mkdir(parents=True, exist_ok=True)

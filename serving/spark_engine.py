@@ -72,6 +72,7 @@ from features.reader import (
     Problem,
     ReadReport,
     Snapshot,
+    boolean_size_problems,
     check_event_log,
     check_lead_timeline,
     clean_text,
@@ -87,6 +88,7 @@ from features.reader import (
     snapshot_as_of,
     snapshot_from_frames,
     sort_events,
+    swallowed_line_problems,
     with_declared_as_of,
 )
 from features.rows import covered_weeks
@@ -583,12 +585,40 @@ def spark_tables(
         # declared joins are applied by the reader on the driver (below)
         if _is_parquet(leads_path) and _is_parquet(events_path) and not source.joins:
             events = _parquet_source(events_path, event_source_columns(config))
-            return _read_parquet(spark, leads_path), events, (str(leads_path), str(events_path))
+            leads = _read_parquet(spark, leads_path)
+            check_parquet_sizes(leads_path, leads.columns, config)
+            return leads, events, (str(leads_path), str(events_path))
     raw_leads, chunks, names = read_tables(config)
+    raise_problems(raw_lead_problems(raw_leads, config, names[0]))
     assert chunks is not None
     parts = tuple(chunks)
     header = parts[0].iloc[:0] if parts else pd.DataFrame()
     return _from_pandas(spark, raw_leads), EventSource(header, chunks=parts), names
+
+
+def raw_lead_problems(raw_leads: pd.DataFrame, config: Config, table: str) -> list[Problem]:
+    """The reader's whole-export checks of the leads as read that no bucket can run on its
+    part: true/false company sizes (their row numbers are the table's) and CSV cells that
+    swallowed lines. Long cells are checked per bucket (`checked_bucket_snapshot`)."""
+    return boolean_size_problems(raw_leads, config, table) + swallowed_line_problems(
+        raw_leads, config, table
+    )
+
+
+def check_parquet_sizes(path: Path, columns: Sequence[str], config: Config) -> None:
+    """`raw_lead_problems` of a Parquet leads file that Spark reads: only the company size
+    column can fail there (a Parquet file has no swallowed lines), and only when it is stored
+    as true/false; that one column is then read as the reader reads it, for its message."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    column = {v: k for k, v in config.mapping.leads.items()}.get("company_size", "company_size")
+    if column not in columns:
+        return
+    kind = pq.read_schema(path).field(column).type
+    if pa.types.is_boolean(kind):
+        sizes = pd.read_parquet(path, columns=[column])
+        raise_problems(raw_lead_problems(sizes, config, str(path)))
 
 
 def _parquet_source(path: Path, wanted: Sequence[str]) -> EventSource:

@@ -8,7 +8,10 @@ pandas engine's own functions: the reader's cleaning and checks
 policy, sampled ages, censoring) and `features.pipeline.build_features`. A bucket's training
 set goes back to the driver as one Arrow cell, so its column types arrive as they left; the
 driver puts the rows in the pandas engine's order (by lead, then cutoff) and the command writes
-them with the same writer: the same file, the same summary.
+them with the same writer: the same file, the same summary. The reader's checks that need the
+whole export run on the driver: the shared reading's (duplicate ids, true/false company sizes,
+swallowed lines), and a declared as-of time against the earliest of the buckets' first
+created_at (`check_declared_as_of`).
 
 The as-of time. When the config or the folder's `snapshot.json` declares it, every bucket
 labels its own rows. Otherwise it is the latest timestamp of the whole snapshot, which no
@@ -27,6 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -35,7 +39,13 @@ from common.config import Config
 from features.contract import ContractError
 from features.custom_types import export_column, typed_custom_fields
 from features.pipeline import build_features
-from features.reader import EventLog, ReadReport, Snapshot
+from features.reader import (
+    EventLog,
+    ReadReport,
+    Snapshot,
+    check_as_of_after_data,
+    snapshot_as_of,
+)
 from features.rows import RowCounts, candidate_cutoffs, label_rows, row_outcomes, training_rows
 from serving.spark_engine import (
     DEFAULT_MASTER,
@@ -144,6 +154,7 @@ def bucket_training_set(
         frame = pd.concat([rows, build_features(snapshot, rows, config), outcome], axis=1)
     report = snapshot.report
     as_of = snapshot.as_of
+    first = snapshot.leads["created_at"].min()
     return frame, {
         "read": read,
         "leads": report.leads,
@@ -153,6 +164,7 @@ def bucket_training_set(
         "excluded_columns": report.excluded_columns,
         "notes": report.notes,
         "as_of": None if as_of is None else as_of.isoformat(),
+        "first_created_at": None if pd.isna(first) else first.isoformat(),
         "counts": counts,
     }
 
@@ -244,6 +256,25 @@ def assemble(
     return pd.concat([labelled, kept], axis=1), counts, as_of, reports
 
 
+def declared_as_of_origin(settings: Config) -> str:
+    """Where a declared as-of time comes from, named as the reader names it."""
+    if settings.as_of is not None:
+        return "the config's as_of"
+    return str((settings.source.path or Path()) / "snapshot.json")
+
+
+def check_declared_as_of(
+    as_of: pd.Timestamp | None, reports: Sequence[Mapping[str, Any]], table: str, origin: str
+) -> None:
+    """The reader's check of a declared as-of time against the whole export's first
+    created_at (the earliest of the buckets' own), with its message."""
+    if as_of is None:
+        return
+    firsts = [pd.Timestamp(r["first_created_at"]) for r in reports if r.get("first_created_at")]
+    if firsts:
+        check_as_of_after_data(as_of, pd.Series(firsts), table, origin)
+
+
 def build_on_spark(
     spark: SparkSession,
     settings: Config,
@@ -267,6 +298,8 @@ def build_on_spark(
         )
     read_config = read_config_of(settings)
     label_here = read_config.as_of is not None
+    origin = declared_as_of_origin(settings)
+    as_of_declared = snapshot_as_of(read_config, pd.DataFrame(), EventLog.empty())
     with worker_errors(), snapshot_buckets(spark, read_config, buckets) as found:
         config, notes = typed_config(found, read_config)
         inside = config.features.model_copy(update={"workers": 1})  # Spark runs a task per core
@@ -289,6 +322,7 @@ def build_on_spark(
             collected = found.frame.mapInPandas(build, _output_schema()).toPandas()
         n_buckets = found.buckets
     training_set, counts, as_of, reports = assemble(collected, config, label_here)
+    check_declared_as_of(as_of_declared, reports, found.names[0], origin)
     report = _read_report(reports, notes)
     if report.events_read and report.events_unknown_lead == report.events_read:
         names = found.names

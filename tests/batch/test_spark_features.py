@@ -160,3 +160,62 @@ def test_train_with_engine_spark_trains_on_the_same_training_set(
     assert any("rows," in s and "censored" in s for s in said["pandas"])
     assert any("AUC" in s for s in said["pandas"])
     assert said["spark"] == said["pandas"]
+
+
+def _both_refuse(settings: Config, spark: Any) -> str:
+    """The pandas engine's error and Spark's for the same snapshot: the same message."""
+    with pytest.raises(ContractError) as on_pandas:
+        snapshot = read_snapshot(settings)
+        build_training_set(snapshot, with_custom_fields(settings, snapshot.custom_fields))
+    with pytest.raises(ContractError) as on_spark:
+        spark_features.build_on_spark(spark, settings, buckets=3)
+    assert str(on_spark.value) == str(on_pandas.value)
+    return str(on_pandas.value)
+
+
+def _copy_leads(folder: Path, out: Path, edit: Any, csv: bool = False) -> Path:
+    """`folder` with its leads edited (and both tables as CSV with `csv`)."""
+    shutil.copytree(folder, out)
+    leads = edit(pd.read_parquet(out / "leads.parquet"))
+    if csv:
+        for name in ("leads", "events"):
+            (out / f"{name}.parquet").unlink()
+        leads.to_csv(out / "leads.csv", index=False)
+        pd.read_parquet(folder / "events.parquet").to_csv(out / "events.csv", index=False)
+    else:
+        leads.to_parquet(out / "leads.parquet", index=False)
+    return out
+
+
+def test_true_false_company_sizes_fail_as_on_the_pandas_engine(
+    spark: Any, folder: Path, tmp_path: Path
+) -> None:
+    """A Parquet export whose company sizes are true/false: the reader's whole-export check,
+    with the table's row numbers, not a bucket's."""
+    sizes = _copy_leads(folder, tmp_path / "sizes", lambda f: f.assign(company_size=True))
+    said = _both_refuse(build_config({"source": {"path": str(sizes)}}), spark)
+    assert f"company_size': {LEADS} row(s) are true/false" in said
+
+
+def test_swallowed_lines_fail_as_on_the_pandas_engine(
+    spark: Any, folder: Path, tmp_path: Path
+) -> None:
+    """A CSV export where a quote swallowed lines (a cell holding a line break and the
+    delimiter) fails on Spark as with pandas, naming the cell's column and row."""
+
+    def swallow(leads: pd.DataFrame) -> pd.DataFrame:
+        title = leads["job_title"].astype(object)
+        title.iloc[7] = 'Manager,\nL9,2025-01-01,"'
+        return leads.assign(job_title=title)
+
+    broken = _copy_leads(folder, tmp_path / "swallowed", swallow, csv=True)
+    said = _both_refuse(build_config({"source": {"path": str(broken)}}), spark)
+    assert "job_title': 1 row(s) hold a line break and the delimiter" in said
+
+
+def test_an_as_of_before_every_lead_fails_as_on_the_pandas_engine(spark: Any, folder: Path) -> None:
+    """A declared as-of before the first created_at of the whole export (no bucket sees it
+    alone) is refused with the reader's message, naming where it was declared."""
+    early = build_config({"source": {"path": str(folder)}, "as_of": "2000-01-01T00:00:00Z"})
+    said = _both_refuse(early, spark)
+    assert "the config's as_of: as_of 2000-01-01T00:00:00+00:00 is before every lead" in said
