@@ -462,7 +462,7 @@ class LimitsConfig(_Strict):
         0.05,
         gt=0,
         description="Shed scoring requests (503 with Retry-After) while those queued would take "
-        "this long to score on the event loop, at the time one took lately: a health check "
+        "this long to score on the event loop, at the CPU time one took lately: a health check "
         "waits at most about this long, on a slow machine too.",
     )
     gil_switch_seconds: float = Field(

@@ -340,9 +340,11 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
         limits: LimitsConfig = request.app.state.limits
         job = partial(_score_body, model, body, limits)
         if len(body) <= limits.inline_bytes:
-            started = time.perf_counter()
+            # CPU time of this thread: the work itself, not the waits for the GIL held by a
+            # reload or a batch, which would make a few requests look like a long queue
+            started = time.thread_time()
             result = job()
-            request.app.state.pressure.note_inline(time.perf_counter() - started)
+            request.app.state.pressure.note_inline(time.thread_time() - started)
         else:
             result = await _in_pool(request, job)
         request.app.state.metrics.tiers.labels(result.tier).inc()

@@ -272,12 +272,13 @@ class Pressure:
         #: requests answered 503 so far, by where they were shed: "head" (from the request
         #: head, before a task), "app" (in the middleware) and "pool" (waiting for a thread)
         self.shed: dict[str, int] = {"head": 0, "app": 0, "pool": 0}
-        #: seconds one lead takes to score on the event loop, a moving average (0: none yet)
+        #: CPU seconds one lead takes to score on the event loop, a moving average (0: none yet)
         self.inline_seconds = 0.0
         self._lock = threading.Lock()
 
     def note_inline(self, seconds: float) -> None:
-        """Note how long a lead took to score on the event loop (a moving average of 1/16)."""
+        """Note the CPU seconds a lead took to score on the event loop (a moving average of
+        1/16)."""
         self.inline_seconds += (seconds - self.inline_seconds) / 16
 
     def note_shed(self, where: str) -> None:

@@ -121,6 +121,7 @@ def test_real_process_scores_and_guards(server: str, leads: tuple[Any, Any]) -> 
 def test_reload_while_requests_are_in_flight_loses_none(server: str) -> None:
     outcomes: list[int] = []
     versions: set[str] = set()
+    refusals: list[str] = []
     stop = threading.Event()
 
     def hammer() -> None:
@@ -128,6 +129,8 @@ def test_reload_while_requests_are_in_flight_loses_none(server: str) -> None:
             status, body = _call(f"{server}/v1/score", LEAD, key="score-key")
             outcomes.append(status)
             versions.add(body.get("model", {}).get("version", "?"))
+            if status != 200:
+                refusals.append(str(body.get("detail")))
 
     workers = [threading.Thread(target=hammer) for _ in range(4)]
     for worker in workers:
@@ -142,7 +145,7 @@ def test_reload_while_requests_are_in_flight_loses_none(server: str) -> None:
         for worker in workers:
             worker.join(timeout=60)
     assert len(outcomes) > 20
-    assert set(outcomes) == {200}, {s: outcomes.count(s) for s in set(outcomes)}
+    assert set(outcomes) == {200}, ({s: outcomes.count(s) for s in set(outcomes)}, refusals)
     assert versions == {"1"}
 
 
