@@ -57,7 +57,7 @@ GIB = 1024**3
 GOAL_RATIO = 4.0  # end to end within 4x raw LightGBM predict on the ready matrix (issue 17)
 GOAL_GIB = 4.0  # peak RSS at most 4 GiB (issue 17; it was 8 GiB and 180 s before)
 GOAL_REASONS_RATIO = 1.2
-GOAL_LINEAR = 0.15  # scaling: time and peak per lead within 15% of the smallest size's
+GOAL_LINEAR = 0.15  # scaling: every size within 15% of the straight line fitted through all
 SCALING_LEADS = (250_000, 500_000, 1_000_000, 2_000_000)
 MODEL_LEADS = 50_000
 MODEL_SEED = 11
@@ -360,37 +360,36 @@ def print_size(result: dict[str, Any]) -> None:
 
 
 def scaling_table(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Time and peak per lead of each size against the smallest: linear within GOAL_LINEAR."""
+    """Time and peak of each size against the smallest, and how far each size is from a
+    straight line (bench/features.py's `scaling_verdict`)."""
+    bf = bench_features()
     smallest = results[0]
     verdicts: dict[str, Any] = {}
     print()
-    print(f"scaling (against {smallest['leads']:,} leads; goal: per lead within {GOAL_LINEAR:.0%})")
+    print(f"scaling (x: against {smallest['leads']:,} leads; goal: on a straight line within "
+          f"{GOAL_LINEAR:.0%})")  # fmt: skip
     print(
         f"{'leads':>10}{'side':>16}{'seconds':>10}{'x time':>8}{'peak GiB':>10}{'x peak':>8}"
         f"{'vs raw predict':>16}"
     )
     for name, base in smallest["leadscore_predict"].items():
-        worst = 0.0
+        sizes, seconds, peaks = [], [], []
         for result in results:
             side = result["leadscore_predict"].get(name)
             if side is None:
                 continue
-            scale = result["leads"] / smallest["leads"]
-            time_x = side["seconds"] / base["seconds"]
-            peak_x = side["peak_bytes"] / base["peak_bytes"]
+            sizes.append(result["leads"])
+            seconds.append(side["seconds"])
+            peaks.append(side["peak_bytes"] / GIB)
             ratio = result["ratio_end_to_end_vs_raw_predict"].get(name)
-            if result is not smallest:
-                worst = max(worst, abs(time_x / scale - 1), abs(peak_x / scale - 1))
             print(
-                f"{result['leads']:>10,}{name:>16}{side['seconds']:>10.1f}{time_x:>8.2f}"
-                f"{side['peak_bytes'] / GIB:>10.2f}{peak_x:>8.2f}"
+                f"{result['leads']:>10,}{name:>16}{side['seconds']:>10.1f}"
+                f"{side['seconds'] / base['seconds']:>8.2f}{side['peak_bytes'] / GIB:>10.2f}"
+                f"{side['peak_bytes'] / base['peak_bytes']:>8.2f}"
                 + (f"{ratio:>16.1f}" if ratio else "")
             )
-        verdicts[name] = {"worst_deviation_per_lead": worst, "linear": worst <= GOAL_LINEAR}
-        print(
-            f"goal {name}: time and peak per lead within {GOAL_LINEAR:.0%} of the smallest "
-            f"size's: {'PASS' if worst <= GOAL_LINEAR else 'FAIL'} (worst {worst:.0%})"
-        )
+        if len(sizes) > 2:
+            verdicts[name] = bf.scaling_verdict(name, sizes, seconds, peaks)
     return verdicts
 
 

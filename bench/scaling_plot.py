@@ -5,8 +5,9 @@
 
 Reads the JSON figures that `features.py --scaling` and `predict.py --scaling` write (either may
 be missing) and draws, per job, wall seconds and peak GiB against leads for every side measured
-(each --workers setting, DuckDB, and the dashed line a perfectly linear growth from the smallest
-size would follow). The figures are what the runs measured; nothing is fitted or smoothed.
+(each --workers setting and DuckDB), with dashed the straight line fitted through each side's
+sizes (least squares: a fixed part plus a cost per lead), against which the benches judge
+linear growth. The points are what the runs measured; nothing is smoothed.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def main() -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.ticker import FuncFormatter
 
     jobs = [
         (title, json.loads(path.read_text()))
@@ -73,9 +76,12 @@ def main() -> None:
                 if all(v != v for v in values):  # NaN only: no such figure for this side
                     continue
                 (line,) = ax.plot(leads, values, marker="o", label=name)
-                linear = [values[0] * n / leads[0] for n in leads]
-                ax.plot(leads, linear, linestyle="--", color=line.get_color(), alpha=0.4)
+                if len(points) > 2:
+                    slope, fixed = np.polyfit(leads, values, 1)
+                    fitted = [fixed + slope * n for n in leads]
+                    ax.plot(leads, fitted, linestyle="--", color=line.get_color(), alpha=0.4)
             ax.set_xlabel("leads")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e6:g}M"))
             ax.set_ylabel(label)
             ax.set_title(
                 f"{title}: {label}\n{payload.get('when', '')[:16]}, load average {load}", fontsize=9
