@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 LEADS  ?= 400000
 SEED   ?= 7
+# pytest-xdist workers of `make test` (auto: one per core)
+TEST_WORKERS ?= auto
 FAST   := not slow and not integration and not api and not postgres and not spark and not shared and not browser
 # the nights the demo scores, as a nightly job would: the snapshot's last two days
 NIGHTS ?= 2026-06-29 2026-06-30
@@ -51,8 +53,11 @@ demo: install
 	@echo "  a real export:       $(BIN)/leadscore train -c examples/x-education.yaml --cv 5"
 	@echo "  every job:           $(BIN)/leadscore --help"
 
+# every core for most tests (whole files per worker, so module fixtures build once), then the
+# tests marked `serial` (a server's timing under load) alone, so no other test skews them
 test: dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -m serial
 
 # The unit, data and contract tests: no trained model, no services, under a minute.
 test-fast: dev

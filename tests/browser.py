@@ -72,7 +72,8 @@ def wait_for(driver: Any, css: str, seconds: float = 30) -> Any:
 
 
 def images(driver: Any) -> list[dict[str, Any]]:
-    """Every <img> of the page once loaded: its source (shortened) and natural width."""
+    """Every <img> of the page once loaded: its source (a data URI shortened to 80
+    characters) and natural width."""
     driver.execute_async_script(
         """const done = arguments[arguments.length - 1];
         Promise.all([...document.images].map(i => i.complete ? null :
@@ -80,8 +81,8 @@ def images(driver: Any) -> list[dict[str, Any]]:
     )
     return list(
         driver.execute_script(
-            "return [...document.images].map(i => ({src: i.src.slice(0, 80),"
-            " width: i.naturalWidth}));"
+            "return [...document.images].map(i => ({src: i.src.startsWith('data:') ?"
+            " i.src.slice(0, 80) : i.src, width: i.naturalWidth}));"
         )
     )
 

@@ -19,7 +19,7 @@ import pytest
 
 from tests.faults.serve_process import free_port, serve_process, wait_for_answer
 
-pytestmark = [pytest.mark.api, pytest.mark.integration]
+pytestmark = [pytest.mark.api, pytest.mark.integration, pytest.mark.serial]
 
 SECRET = "canary.process@example.net"
 LEAD = {

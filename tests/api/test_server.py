@@ -23,7 +23,7 @@ from common.config import Config, build_config
 from serving.app import create_app
 from serving.model_store import ModelStore
 
-pytestmark = [pytest.mark.api, pytest.mark.integration]
+pytestmark = [pytest.mark.api, pytest.mark.integration, pytest.mark.serial]
 BIN = Path(sys.executable).parent
 LEAD = {
     "lead": {
