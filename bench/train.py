@@ -15,9 +15,11 @@
    train` uses (`booster_params`, the same rounds, early stopping on the same validation slice,
    the same metrics). "raw train" is the `lgb.Dataset` + `lgb.train` part alone; the child's
    whole wall time is reported too.
-3. Measured: `leadscore train --training-set FILE --report-dir TMP/report` in a fresh child
-   process, MLflow pointed at a fresh SQLite store in a temporary folder: the fit plus
-   calibration, evaluation, the leakage audit, SHAP, the report, logging and registration.
+3. Measured: `leadscore train --training-set FILE --snapshot SNAPSHOT --report-dir TMP/report`
+   in a fresh child process, MLflow pointed at a fresh SQLite store in a temporary folder: the
+   fit plus calibration, evaluation, the leakage audit, SHAP, the rule points fitted on the
+   snapshot for the gate's comparison (a timestamped training set is not registered without
+   them), the report, logging and registration.
    Wall time and peak RSS (os.wait4: that child alone). Its stage seconds come from the
    report's metrics.json (`TrainResult.seconds`).
 4. Stages (unless --skip-stages): this script (--stages-job) in another fresh child calls the
@@ -217,13 +219,14 @@ class _Timers:
         return {k: {"s": self.seconds[k], "calls": self.calls[k]} for k in self.seconds}
 
 
-def stages_job(training_set_path: Path, folder: Path, out: Path) -> None:
-    """Child process: what `leadscore train --training-set` does, each step timed.
+def stages_job(training_set_path: Path, snapshot: Path, folder: Path, out: Path) -> None:
+    """Child process: what `leadscore train --training-set --snapshot` does, each step timed.
 
     Calls the training pipeline as the CLI does (`training.pipeline.run_training` on a
-    training-set file, no snapshot: no rule points, no truth), with MLflow at the store the
-    environment names, and times its steps and the package functions called inside them
-    (wrapped where their callers look them up, so nothing is counted twice).
+    training-set file, with the snapshot it was built from: the rule points are fitted on its
+    events for the gate's comparison), with MLflow at the store the environment names, and
+    times its steps and the package functions called inside them (wrapped where their callers
+    look them up, so nothing is counted twice).
     """
     started = time.perf_counter()
     use_package()
@@ -240,7 +243,7 @@ def stages_job(training_set_path: Path, folder: Path, out: Path) -> None:
     import numpy as np
     import pandas as pd
 
-    from common.config import load_config
+    from cli.common import load_settings
     from training import baseline, pipeline, reporting, tracking
     from training import train as train_module
 
@@ -296,10 +299,13 @@ def stages_job(training_set_path: Path, folder: Path, out: Path) -> None:
     timers.wrap(mlflow.pyfunc, "log_model", "log: mlflow.pyfunc.log_model")
     timers.wrap(mlflow, "register_model", "register: mlflow.register_model")
 
-    settings = load_config()
+    settings = load_settings(None, str(snapshot))
     lap("config")
     outcome = pipeline.run_training(
-        settings, training_set_path=training_set_path, report_dir=folder / "report"
+        settings,
+        training_set_path=training_set_path,
+        report_dir=folder / "report",
+        source_named=True,
     )
     lap("run_training")
     steps["total_in_child"] = time.perf_counter() - started
@@ -618,7 +624,7 @@ def main() -> None:
         anchor_job(args.training_set, args.out)
         return
     if args.stages_job:
-        stages_job(args.training_set, args.folder, args.out)
+        stages_job(args.training_set, args.snapshot, args.folder, args.out)
         return
     if args.cut_job:
         cut_job(args.training_set, args.rows, args.out)
@@ -642,6 +648,8 @@ def main() -> None:
     )
     training_set, set_info = ensure_training_set(args, leadscore, bf)
     training_set = training_set.resolve()
+    # `leadscore train` fits the rule points for its gate on the snapshot's events
+    snapshot_dir = (args.snapshot or args.data_dir / "snapshot").resolve()
 
     # a child's ru_maxrss starts at its parent's RSS at fork time: keep that small, and say it
     machine["bench_parent_peak_gib"] = round(_rss_gib(), 3)
@@ -684,6 +692,8 @@ def main() -> None:
                     "train",
                     "--training-set",
                     str(training_set),
+                    "--snapshot",
+                    str(snapshot_dir),
                     "--report-dir",
                     str(folder / "report"),
                 ],
@@ -720,6 +730,8 @@ def main() -> None:
                         "--stages-job",
                         "--training-set",
                         str(training_set),
+                        "--snapshot",
+                        str(snapshot_dir),
                         "--folder",
                         str(folder),
                         "--out",
