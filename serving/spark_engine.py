@@ -10,12 +10,14 @@ How the data reach the groups:
 1. Spark reads the leads: a Parquet file natively; CSV files and SQL tables (leads and events)
    through the project's own reader on the driver (`read_tables`), so their parsing
    (delimiter, encoding, empty cells) is exactly the pandas engine's.
-2. Each lead gets its cleaned `lead_id` and `account_id` by the reader's own `clean_text`
-   (a `mapInPandas` pass over the leads), and a group key: a hash of the account, or of the
-   lead for a lead without one. The driver collects every lead's key and group hash once: the
-   lead count, the duplicate ids across the whole table (as the reader finds them) and the
-   `LeadMap` (a lead's number is its position there; its bucket, the hash modulo the buckets,
-   a multiple of the cores), which it broadcasts.
+2. The driver reads the lead id and account columns (a Parquet file's with pandas, as the
+   reader reads them) and cleans them by the reader's own `clean_text`: the lead count, the
+   duplicate ids across the whole table (as the reader finds them) and the `LeadMap` (a
+   lead's number is its position there; its bucket, a stable hash of its account, or of the
+   lead without one, modulo the buckets, a multiple of the cores), which it broadcasts. Each
+   lead row gets its bucket's shuffle key without going through Python: a Parquet file Spark
+   reads by a broadcast join on the raw lead id with a table the driver makes; leads the
+   driver read as a column before they go to Spark.
 3. The events are encoded where they are read, by the reader's own checks and `encode_events`:
    a Parquet file by Python tasks, one row group each, read with pyarrow as the reader reads
    it; CSV and SQL events on the driver. Each event becomes three numbers (lead number, time
@@ -26,7 +28,7 @@ How the data reach the groups:
    (Spark reading the events, joining them on the lead id and moving a row per event took
    more than half of the job.)
 4. Leads and events go into one frame (each table's columns null in the other's rows), shuffled
-   once by bucket (`shuffle_keys`: bucket b to partition b), and not sorted: a
+   once by bucket (`shuffle_keys`, found on the driver: bucket b to partition b), not sorted: a
    `mapInPandas` over each bucket splits it back into raw leads and encoded events
    (`split_partition`) and hands them to `score_bucket`, which builds the snapshot of those
    whole accounts (`bucket_snapshot`: the reader's `prepare_leads` and `sort_events`) and
@@ -114,11 +116,9 @@ DEFAULT_MASTER = "local[2]"
 #: Leads per bucket (one pandas call each); each bucket's leads and events sit in memory.
 LEADS_PER_BUCKET = 50_000
 
-_KEY, _ACCOUNT, _BUCKET, _INDEX, _REPORT, _KIND, _MAP_REPORT = (
-    "_ls_lead_key",
-    "_ls_account_key",
+_BUCKET, _RAW_ID, _REPORT, _KIND, _MAP_REPORT = (
     "_ls_bucket",
-    "_ls_bucket_index",
+    "_ls_raw_lead_id",
     "_ls_report",
     "_ls_kind",
     "_ls_map_report",
@@ -564,10 +564,23 @@ class EventSource:
     chunks: tuple[pd.DataFrame, ...] = ()
 
 
+@dataclass(frozen=True)
+class LeadSource:
+    """Where the raw leads are: a Parquet file Spark reads (`spark`), or the leads the driver
+    read with the project's reader (`frame`: CSV, SQL, declared joins, a Parquet file whose
+    lead ids Spark cannot match to the driver's, see `_matchable`). `header` has the columns
+    the reader reads, no rows."""
+
+    header: pd.DataFrame
+    spark: DataFrame | None = None
+    parquet: Path | None = None
+    frame: pd.DataFrame | None = None
+
+
 def spark_tables(
     spark: SparkSession, config: Config
-) -> tuple[DataFrame, EventSource, tuple[str, str]]:
-    """The raw leads as a Spark frame, where the events are, and their names for messages.
+) -> tuple[LeadSource, EventSource, tuple[str, str]]:
+    """Where the raw leads and events are, and their names for messages.
 
     Parquet leads are read by Spark itself, Parquet events by the tasks (`parquet_events`);
     CSV files and SQL tables are read on the driver by the project's reader, so that they
@@ -584,16 +597,39 @@ def spark_tables(
         events_path = find_table_file(folder, source.events)
         # declared joins are applied by the reader on the driver (below)
         if _is_parquet(leads_path) and _is_parquet(events_path) and not source.joins:
-            events = _parquet_source(events_path, event_source_columns(config))
             leads = _read_parquet(spark, leads_path)
-            check_parquet_sizes(leads_path, leads.columns, config)
-            return leads, events, (str(leads_path), str(events_path))
+            if _matchable(leads, config):
+                events = _parquet_source(events_path, event_source_columns(config))
+                check_parquet_sizes(leads_path, leads.columns, config)
+                header = _parquet_header(leads_path)
+                source_leads = LeadSource(header, spark=leads, parquet=leads_path)
+                return source_leads, events, (str(leads_path), str(events_path))
     raw_leads, chunks, names = read_tables(config)
     raise_problems(raw_lead_problems(raw_leads, config, names[0]))
     assert chunks is not None
     parts = tuple(chunks)
     header = parts[0].iloc[:0] if parts else pd.DataFrame()
-    return _from_pandas(spark, raw_leads), EventSource(header, chunks=parts), names
+    return LeadSource(raw_leads.iloc[:0], frame=raw_leads), EventSource(header, chunks=parts), names
+
+
+def _matchable(leads: DataFrame, config: Config) -> bool:
+    """Whether Spark's values of the lead id column equal the driver's (text or whole
+    numbers), so that a join on them gives each lead row its bucket (`_joined_buckets`); a
+    missing column counts (the column check raises)."""
+    from pyspark.sql import types as T  # noqa: N812
+
+    column = _source_column(leads.columns, config.mapping.leads, "lead_id")
+    if column is None:
+        return True
+    kind = leads.schema[column].dataType
+    return isinstance(kind, (T.StringType, T.ByteType, T.ShortType, T.IntegerType, T.LongType))
+
+
+def _parquet_header(path: Path) -> pd.DataFrame:
+    """The columns of a Parquet file as the reader reads it (`pd.read_parquet`), no rows."""
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).empty_table().to_pandas()
 
 
 def raw_lead_problems(raw_leads: pd.DataFrame, config: Config, table: str) -> list[Problem]:
@@ -687,49 +723,48 @@ def _column(name: str) -> Any:
 
 
 def _check_columns(
-    leads: DataFrame, events: EventSource, config: Config, names: tuple[str, str]
+    leads: LeadSource, events: EventSource, config: Config, names: tuple[str, str]
 ) -> None:
     """The contract's column checks, on the driver, before any work: the reader run on the
     tables' headers (zero rows) raises exactly what the pandas engine raises for them."""
-    snapshot_from_frames(leads.limit(0).toPandas(), events.header, config, names)
+    snapshot_from_frames(leads.header, events.header, config, names)
 
 
-def _keyed_leads(leads: DataFrame, config: Config) -> DataFrame:
-    """The raw leads with their cleaned lead key and account key (the reader's `clean_text`)."""
-    from pyspark.sql.types import StringType, StructField, StructType
-
+def lead_keys(leads: LeadSource, config: Config) -> tuple[pd.Series, pd.Series]:
+    """Every lead's cleaned id and account (the reader's `clean_text`; NA without one), on
+    the driver, from the two columns as the reader reads them (a Parquet file's read with
+    pandas, not through Spark)."""
     mapping = config.mapping
-    lead_column = _source_column(leads.columns, mapping.leads, "lead_id")
-    account_column = _source_column(leads.columns, mapping.leads, "account_id")
+    columns = list(leads.header.columns)
+    lead_column = _source_column(columns, mapping.leads, "lead_id")
+    account_column = _source_column(columns, mapping.leads, "account_id")
     assert lead_column is not None  # _check_columns raised otherwise
-
-    def keys(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for batch in batches:
-            key = clean_text(batch[lead_column], mapping, "lead_id")
-            account = (
-                clean_text(batch[account_column], mapping, "account_id")
-                if account_column is not None
-                else pd.Series(pd.NA, index=batch.index, dtype="str")
-            )
-            yield arrow_safe(batch.assign(**{_KEY: key, _ACCOUNT: account}))
-
-    schema = StructType(
-        [*leads.schema.fields, StructField(_KEY, StringType()), StructField(_ACCOUNT, StringType())]
+    wanted = [c for c in (lead_column, account_column) if c is not None]
+    if leads.frame is not None:
+        raw = leads.frame.loc[:, wanted]
+    else:
+        assert leads.parquet is not None
+        raw = pd.read_parquet(leads.parquet, columns=wanted)
+    key = clean_text(raw[lead_column], mapping, "lead_id").reset_index(drop=True)
+    account = (
+        clean_text(raw[account_column], mapping, "account_id").reset_index(drop=True)
+        if account_column is not None
+        else pd.Series(pd.NA, index=key.index, dtype="str")
     )
-    return leads.mapInPandas(keys, schema)
+    return key, account
 
 
-def _group_hash() -> Any:
-    """A lead's group: a hash of its account, of the lead itself without one."""
-    from pyspark.sql import functions as F  # noqa: N812
-
-    return F.hash(F.coalesce(F.col(_ACCOUNT), F.col(_KEY)))
-
-
-def lead_keys(keyed: DataFrame) -> pd.DataFrame:
-    """Every lead's key (None without an id) and group hash (`_INDEX`), on the driver: one
-    pass gives the count, the duplicate ids and the lead map."""
-    return keyed.select(_KEY, _group_hash().alias(_INDEX)).toPandas()
+def group_buckets(key: pd.Series, account: pd.Series, n_buckets: int) -> np.ndarray:
+    """Each lead's bucket: a hash of its account, of its own id without one (pandas' stable
+    `hash_array`, the same in every process), modulo the buckets; 0 without either. Whole
+    accounts share a bucket."""
+    group = account.where(account.notna(), key)
+    known = group.notna().to_numpy()
+    bucket = np.zeros(len(group), dtype=np.int64)
+    if known.any():
+        hashed = pd.util.hash_array(group.to_numpy(dtype=object)[known])
+        bucket[known] = (hashed % np.uint64(n_buckets)).astype(np.int64)
+    return bucket
 
 
 def check_duplicates(keys: pd.Series, table: str) -> None:
@@ -1061,39 +1096,38 @@ def snapshot_buckets(
     events encoded where they are read, shuffled once into buckets of whole accounts.
 
     `buckets` defaults to one per `LEADS_PER_BUCKET` leads (at least two per core). Shared by
-    batch scoring and training sets on Spark; the lead map and cached leads are released on
-    leaving.
+    batch scoring and training sets on Spark; the lead map is released on leaving.
     """
     from pyspark.sql import functions as F  # noqa: N812
 
     leads, events, names = spark_tables(spark, config)
     _check_columns(leads, events, config, names)
-    keyed = _keyed_leads(leads, config).persist()
-    shared = None
+    key, account = lead_keys(leads, config)
+    n_leads = len(key)
+    if n_leads == 0:
+        raise ContractError(f"{names[0]}: the table has no rows")
+    check_duplicates(key, names[0])
+    cores = spark.sparkContext.defaultParallelism
+    # a multiple of the cores, so that the last round of groups keeps every core busy
+    n_buckets = buckets or cores * max(2, math.ceil(n_leads / LEADS_PER_BUCKET / cores))
+    keys = shuffle_keys(n_buckets)
+    bucket = group_buckets(key, account, n_buckets)
+    leads_map = lead_map(key, bucket, keys)
+    bucketed = _bucketed(spark, leads, config, key, bucket, keys)
+    raw_leads = leads.spark if leads.spark is not None else bucketed.drop(_BUCKET)
+    shared = spark.sparkContext.broadcast(leads_map)
     try:
-        found = lead_keys(keyed)
-        n_leads = len(found)
-        if n_leads == 0:
-            raise ContractError(f"{names[0]}: the table has no rows")
-        check_duplicates(found[_KEY], names[0])
-        cores = spark.sparkContext.defaultParallelism
-        # a multiple of the cores, so that the last round of groups keeps every core busy
-        n_buckets = buckets or cores * max(2, math.ceil(n_leads / LEADS_PER_BUCKET / cores))
-        keys = shuffle_keys(spark, n_buckets)
-        bucketed = _bucketed(keyed, keys)
-        leads_map = lead_map(found, keys)
-        shared = spark.sparkContext.broadcast(leads_map)
         if events.parquet is not None:
             encoded = parquet_events(spark, events, config, names[1], shared)
         else:
             encoded = driver_events(spark, events, config, names[1], leads_map)
-        lead_columns = tuple(leads.columns)
+        lead_columns = tuple(raw_leads.columns)
         both = _one_table(bucketed, encoded, lead_columns)
         # one shuffle, no sort: each partition is a bucket of whole accounts
         partitioned = both.repartition(n_buckets, F.col(_BUCKET)).drop(_BUCKET)
         yield SnapshotBuckets(
             partitioned,
-            leads,
+            raw_leads,
             shared,
             lead_columns,
             exact_types(bucketed),
@@ -1102,44 +1136,110 @@ def snapshot_buckets(
             n_buckets,
         )
     finally:
-        if shared is not None:
-            shared.unpersist()
-        keyed.unpersist()
+        shared.unpersist()
 
 
-def shuffle_keys(spark: SparkSession, n_buckets: int) -> tuple[int, ...]:
-    """For each bucket b, a key that Spark's hash partitioning (murmur3 `hash`, modulo the
-    partitions) sends to partition b, so that the buckets fill the partitions one each. (A
-    bucket without one found keeps b: it may then share a partition, which only unbalances.)"""
+def spark_hash_int(value: int) -> int:
+    """Spark's `hash` of an int column (Murmur3_x86_32 `hashInt`, seed 42), which its hash
+    partitioning takes modulo the partitions."""
+    mask = 0xFFFFFFFF
+
+    def rotate(x: int, r: int) -> int:
+        return ((x << r) | (x >> (32 - r))) & mask
+
+    k1 = rotate((value * 0xCC9E2D51) & mask, 15) * 0x1B873593 & mask
+    h1 = (rotate(42 ^ k1, 13) * 5 + 0xE6546B64) & mask
+    h1 ^= 4
+    h1 = ((h1 ^ (h1 >> 16)) * 0x85EBCA6B) & mask
+    h1 = ((h1 ^ (h1 >> 13)) * 0xC2B2AE35) & mask
+    h1 ^= h1 >> 16
+    return h1 - (1 << 32) if h1 >= 1 << 31 else h1
+
+
+def shuffle_keys(n_buckets: int) -> tuple[int, ...]:
+    """For each bucket b, the least int key that Spark's hash partitioning (`spark_hash_int`
+    modulo the partitions) sends to partition b, so that the buckets fill the partitions one
+    each. (A bucket without one found keeps b: it may then share a partition, which only
+    unbalances.) Found on the driver: no Spark job."""
+    found: dict[int, int] = {}
+    for key in range(64 * n_buckets):
+        found.setdefault(spark_hash_int(key) % n_buckets, key)
+        if len(found) == n_buckets:
+            break
+    return tuple(found.get(b, b) for b in range(n_buckets))
+
+
+def _bucketed(
+    spark: SparkSession,
+    leads: LeadSource,
+    config: Config,
+    key: pd.Series,
+    bucket: np.ndarray,
+    keys: tuple[int, ...],
+) -> DataFrame:
+    """The raw leads as a Spark frame with their bucket's shuffle key (`_BUCKET`), found on
+    the driver (`group_buckets`): leads the driver read get it as a column; a Parquet file
+    Spark reads gets it by a broadcast join on the raw lead id (`_joined_buckets`). No lead
+    row goes through Python."""
+    shuffle = np.asarray(keys, dtype=np.int32)[bucket]
+    if leads.frame is not None:
+        return _from_pandas(spark, leads.frame.assign(**{_BUCKET: shuffle}))
+    assert leads.spark is not None and leads.parquet is not None
+    column = _source_column(leads.spark.columns, config.mapping.leads, "lead_id")
+    assert column is not None  # _check_columns raised otherwise
+    return _joined_buckets(spark, leads.spark, leads.parquet, column, key, shuffle, keys[0])
+
+
+def _joined_buckets(
+    spark: SparkSession,
+    leads: DataFrame,
+    path: Path,
+    column: str,
+    key: pd.Series,
+    shuffle: np.ndarray,
+    default: int,
+) -> DataFrame:
+    """Spark's read of a Parquet leads file with each row's shuffle key, joined (broadcast)
+    on the raw lead id from a driver-made table of each lead's raw id and shuffle key. Raw ids
+    are unique there (two that clean to one id raised as duplicates); rows without an id go
+    to `default`'s bucket (their bucket raises the reader's error)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from pyspark.sql import functions as F  # noqa: N812
+    from pyspark.sql import types as T  # noqa: N812
 
-    key = F.col("id").cast("int")
-    candidates = spark.range(0, 64 * n_buckets).select(
-        key.alias("key"), F.pmod(F.hash(key), F.lit(n_buckets)).alias("part")
-    )
-    found = {
-        r["part"]: r["key"]
-        for r in candidates.groupBy("part").agg(F.min("key").alias("key")).collect()
+    raw = pq.read_table(path, columns=[column]).column(0)
+    if pa.types.is_dictionary(raw.type):
+        raw = raw.cast(raw.type.value_type)
+    arrow_of = {
+        T.StringType: pa.string(),
+        T.ByteType: pa.int8(),
+        T.ShortType: pa.int16(),
+        T.IntegerType: pa.int32(),
+        T.LongType: pa.int64(),
     }
-    return tuple(int(found.get(b, b)) for b in range(n_buckets))
+    kind = arrow_of[type(leads.schema[column].dataType)]
+    known = key.notna().to_numpy()
+    lookup = pa.table(
+        {
+            _RAW_ID: raw.filter(pa.array(known)).cast(kind),
+            _BUCKET: pa.array(shuffle[known], pa.int32()),
+        }
+    )
+    joined = leads.join(
+        F.broadcast(spark.createDataFrame(lookup)), _column(column) == F.col(_RAW_ID), "left"
+    )
+    return joined.drop(_RAW_ID).withColumn(
+        _BUCKET, F.coalesce(F.col(_BUCKET), F.lit(default).cast("int"))
+    )
 
 
-def _bucketed(keyed: DataFrame, keys: tuple[int, ...]) -> DataFrame:
-    """The keyed leads with their bucket's shuffle key (`_BUCKET`; the bucket: the group hash
-    modulo the buckets): each bucket holds whole accounts."""
-    from pyspark.sql import functions as F  # noqa: N812
-
-    index = F.pmod(_group_hash(), F.lit(len(keys)))
-    return keyed.withColumn(_BUCKET, F.element_at(F.array(*[F.lit(k) for k in keys]), index + 1))
-
-
-def lead_map(found: pd.DataFrame, keys: tuple[int, ...]) -> LeadMap:
+def lead_map(key: pd.Series, bucket: np.ndarray, keys: tuple[int, ...]) -> LeadMap:
     """The lead map of `lead_keys` (ids checked unique): the leads with an id, their buckets
-    (the group hash modulo the buckets, as `_bucketed` computes it) and the shuffle keys."""
-    known = found[_KEY].notna().to_numpy()
-    index = pd.Index(found.loc[known, _KEY].to_numpy(dtype=object))
-    bucket = found.loc[known, _INDEX].to_numpy(dtype=np.int64) % len(keys)
-    return LeadMap(index, bucket.astype(np.int32), keys)
+    (`group_buckets`) and the shuffle keys."""
+    known = key.notna().to_numpy()
+    index = pd.Index(key[known].to_numpy(dtype=object))
+    return LeadMap(index, bucket[known].astype(np.int32), keys)
 
 
 def _score_buckets(
