@@ -71,10 +71,12 @@ from common.config import Config
 from features.contract import ContractError
 from features.reader import (
     EVENT_BATCH_ROWS,
+    EventLog,
     Problem,
     ReadReport,
     Snapshot,
     boolean_size_problems,
+    check_as_of_after_data,
     check_event_log,
     check_lead_timeline,
     clean_text,
@@ -496,7 +498,9 @@ def score_bucket(
     snapshot = checked_bucket_snapshot(leads, events, keys, config, job.names)
     scores, counts, stale = _snapshot_scores(job, model, snapshot)
     found = snapshot.report
+    first = snapshot.leads["created_at"].min()
     report: dict[str, Any] = {
+        "first_created_at": None if pd.isna(first) else first.isoformat(),
         "stale": stale,
         "leads": found.leads,
         "events_kept": found.events_kept,
@@ -1043,7 +1047,9 @@ def score_on_spark(
     two per core).
     """
     # read as the pandas engine reads: the model's mapping, the settings' source, its as-of
-    read_config = read_config_of(model.config.model_copy(update={"source": settings.source}))
+    model_read = model.config.model_copy(update={"source": settings.source})
+    read_config = read_config_of(model_read)
+    declared = snapshot_as_of(read_config, pd.DataFrame(), EventLog.empty())
     stamp = as_utc(scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC"), "scored_at")
     texts = model_texts(model)
     reference = getattr(model, "reference", None)
@@ -1062,7 +1068,12 @@ def score_on_spark(
         )
         collected = _score_buckets(spark, found, job, texts, progress)
     return _summarize(
-        collected, found.leads, found.buckets, found.names, monitor=reference is not None
+        collected,
+        found.leads,
+        found.buckets,
+        found.names,
+        monitor=reference is not None,
+        declared_as_of=(declared, declared_as_of_origin(model_read)),
     )
 
 
@@ -1242,6 +1253,25 @@ def lead_map(key: pd.Series, bucket: np.ndarray, keys: tuple[int, ...]) -> LeadM
     return LeadMap(index, bucket[known].astype(np.int32), keys)
 
 
+def declared_as_of_origin(settings: Config) -> str:
+    """Where a declared as-of time comes from, named as the reader names it."""
+    if settings.as_of is not None:
+        return "the config's as_of"
+    return str((settings.source.path or Path()) / "snapshot.json")
+
+
+def check_declared_as_of(
+    as_of: pd.Timestamp | None, reports: Sequence[Mapping[str, Any]], table: str, origin: str
+) -> None:
+    """The reader's check of a declared as-of time against the whole export's first
+    created_at (the earliest of the buckets' own), with its message."""
+    if as_of is None:
+        return
+    firsts = [pd.Timestamp(r["first_created_at"]) for r in reports if r.get("first_created_at")]
+    if firsts:
+        check_as_of_after_data(as_of, pd.Series(firsts), table, origin)
+
+
 def _score_buckets(
     spark: SparkSession,
     buckets: SnapshotBuckets,
@@ -1265,11 +1295,19 @@ def _score_buckets(
 
 
 def _summarize(
-    collected: pd.DataFrame, n_leads: int, n_buckets: int, names: tuple[str, str], *, monitor: bool
+    collected: pd.DataFrame,
+    n_leads: int,
+    n_buckets: int,
+    names: tuple[str, str],
+    *,
+    monitor: bool,
+    declared_as_of: tuple[pd.Timestamp | None, str] = (None, ""),
 ) -> SparkScores:
-    """The buckets' scores (in the pandas engine's order) and their reports, summed."""
+    """The buckets' scores (in the pandas engine's order) and their reports, summed; a
+    declared as-of time (and where it was declared) checked as the reader checks it."""
     is_report = collected[_REPORT].notna().to_numpy()
     reports = [json.loads(text) for text in collected.loc[is_report, _REPORT]]
+    check_declared_as_of(declared_as_of[0], reports, names[0], declared_as_of[1])
     read = merge_read_reports(r["read"] for r in reports)
     result = SparkScores(
         scores=_restore(collected.loc[~is_report]) if (~is_report).any() else empty_scores(),
