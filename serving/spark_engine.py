@@ -152,6 +152,18 @@ def _quiet_log4j() -> Path:
     return path
 
 
+#: Local mode's JVM compiles with C1 only: a job of minutes spends more CPU on C2's
+#: compilation than C2's faster code saves it (see bench/README.md, features_spark.py).
+LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
+
+
+def _driver_java_options(local: bool) -> str:
+    """The driver JVM's options: quiet logs; in local mode (where the driver runs the tasks)
+    `LOCAL_JAVA_OPTIONS`. A cluster's executors keep their own."""
+    options = f"-Dlog4j2.configurationFile={_quiet_log4j()}"
+    return f"{options} {LOCAL_JAVA_OPTIONS}" if local else options
+
+
 def session_running() -> bool:
     """Whether this process already has an active Spark session (pyspark or not installed)."""
     try:
@@ -167,9 +179,9 @@ def spark_session(
     """A Spark session for the batch job: local mode by default, any cluster by URL.
 
     Arrow on, timestamps in UTC, logs at ERROR, no UI or console bars. In local mode the
-    workers run this Python (`PYSPARK_PYTHON` wins if set) and bind to 127.0.0.1, and
-    `memory` is the driver's (which is also the executor's); on a cluster the cluster's
-    settings apply and the workers need leadscore installed.
+    workers run this Python (`PYSPARK_PYTHON` wins if set) and bind to 127.0.0.1, the JVM
+    takes `LOCAL_JAVA_OPTIONS`, and `memory` is the driver's (which is also the executor's);
+    on a cluster the cluster's settings apply and the workers need leadscore installed.
     """
     try:
         from pyspark.sql import SparkSession
@@ -192,7 +204,7 @@ def spark_session(
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_quiet_log4j()}")
+        .config("spark.driver.extraJavaOptions", _driver_java_options(local))
         .config("spark.executorEnv.PYTHONWARNINGS", quiet)
     )
     if local:
