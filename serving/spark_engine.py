@@ -10,12 +10,14 @@ How the data reach the groups:
 1. Spark reads the leads: a Parquet file natively; CSV files and SQL tables (leads and events)
    through the project's own reader on the driver (`read_tables`), so their parsing
    (delimiter, encoding, empty cells) is exactly the pandas engine's.
-2. Each lead gets its cleaned `lead_id` and `account_id` by the reader's own `clean_text`
-   (a `mapInPandas` pass over the leads), and a group key: a hash of the account, or of the
-   lead for a lead without one. The driver collects every lead's key and group hash once: the
-   lead count, the duplicate ids across the whole table (as the reader finds them) and the
-   `LeadMap` (a lead's number is its position there; its bucket, the hash modulo the buckets,
-   a multiple of the cores), which it broadcasts.
+2. The driver reads the lead id and account columns (a Parquet file's with pandas, as the
+   reader reads them) and cleans them by the reader's own `clean_text`: the lead count, the
+   duplicate ids across the whole table (as the reader finds them) and the `LeadMap` (a
+   lead's number is its position there; its bucket, a stable hash of its account, or of the
+   lead without one, modulo the buckets, a multiple of the cores), which it broadcasts. Each
+   lead row gets its bucket's shuffle key without going through Python: a Parquet file Spark
+   reads by a broadcast join on the raw lead id with a table the driver makes; leads the
+   driver read as a column before they go to Spark.
 3. The events are encoded where they are read, by the reader's own checks and `encode_events`:
    a Parquet file by Python tasks, one row group each, read with pyarrow as the reader reads
    it; CSV and SQL events on the driver. Each event becomes three numbers (lead number, time
@@ -26,7 +28,7 @@ How the data reach the groups:
    (Spark reading the events, joining them on the lead id and moving a row per event took
    more than half of the job.)
 4. Leads and events go into one frame (each table's columns null in the other's rows), shuffled
-   once by bucket (`shuffle_keys`: bucket b to partition b), and not sorted: a
+   once by bucket (`shuffle_keys`, found on the driver: bucket b to partition b), not sorted: a
    `mapInPandas` over each bucket splits it back into raw leads and encoded events
    (`split_partition`) and hands them to `score_bucket`, which builds the snapshot of those
    whole accounts (`bucket_snapshot`: the reader's `prepare_leads` and `sort_events`) and
@@ -69,10 +71,12 @@ from common.config import Config
 from features.contract import ContractError
 from features.reader import (
     EVENT_BATCH_ROWS,
+    EventLog,
     Problem,
     ReadReport,
     Snapshot,
     boolean_size_problems,
+    check_as_of_after_data,
     check_event_log,
     check_lead_timeline,
     clean_text,
@@ -114,11 +118,9 @@ DEFAULT_MASTER = "local[2]"
 #: Leads per bucket (one pandas call each); each bucket's leads and events sit in memory.
 LEADS_PER_BUCKET = 50_000
 
-_KEY, _ACCOUNT, _BUCKET, _INDEX, _REPORT, _KIND, _MAP_REPORT = (
-    "_ls_lead_key",
-    "_ls_account_key",
+_BUCKET, _RAW_ID, _REPORT, _KIND, _MAP_REPORT = (
     "_ls_bucket",
-    "_ls_bucket_index",
+    "_ls_raw_lead_id",
     "_ls_report",
     "_ls_kind",
     "_ls_map_report",
@@ -150,6 +152,18 @@ def _quiet_log4j() -> Path:
     return path
 
 
+#: Local mode's JVM compiles with C1 only: a job of minutes spends more CPU on C2's
+#: compilation than C2's faster code saves it (see bench/README.md, features_spark.py).
+LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
+
+
+def _driver_java_options(local: bool) -> str:
+    """The driver JVM's options: quiet logs; in local mode (where the driver runs the tasks)
+    `LOCAL_JAVA_OPTIONS`. A cluster's executors keep their own."""
+    options = f"-Dlog4j2.configurationFile={_quiet_log4j()}"
+    return f"{options} {LOCAL_JAVA_OPTIONS}" if local else options
+
+
 def session_running() -> bool:
     """Whether this process already has an active Spark session (pyspark or not installed)."""
     try:
@@ -165,9 +179,9 @@ def spark_session(
     """A Spark session for the batch job: local mode by default, any cluster by URL.
 
     Arrow on, timestamps in UTC, logs at ERROR, no UI or console bars. In local mode the
-    workers run this Python (`PYSPARK_PYTHON` wins if set) and bind to 127.0.0.1, and
-    `memory` is the driver's (which is also the executor's); on a cluster the cluster's
-    settings apply and the workers need leadscore installed.
+    workers run this Python (`PYSPARK_PYTHON` wins if set) and bind to 127.0.0.1, the JVM
+    takes `LOCAL_JAVA_OPTIONS`, and `memory` is the driver's (which is also the executor's);
+    on a cluster the cluster's settings apply and the workers need leadscore installed.
     """
     try:
         from pyspark.sql import SparkSession
@@ -190,7 +204,7 @@ def spark_session(
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_quiet_log4j()}")
+        .config("spark.driver.extraJavaOptions", _driver_java_options(local))
         .config("spark.executorEnv.PYTHONWARNINGS", quiet)
     )
     if local:
@@ -496,7 +510,9 @@ def score_bucket(
     snapshot = checked_bucket_snapshot(leads, events, keys, config, job.names)
     scores, counts, stale = _snapshot_scores(job, model, snapshot)
     found = snapshot.report
+    first = snapshot.leads["created_at"].min()
     report: dict[str, Any] = {
+        "first_created_at": None if pd.isna(first) else first.isoformat(),
         "stale": stale,
         "leads": found.leads,
         "events_kept": found.events_kept,
@@ -564,10 +580,23 @@ class EventSource:
     chunks: tuple[pd.DataFrame, ...] = ()
 
 
+@dataclass(frozen=True)
+class LeadSource:
+    """Where the raw leads are: a Parquet file Spark reads (`spark`), or the leads the driver
+    read with the project's reader (`frame`: CSV, SQL, declared joins, a Parquet file whose
+    lead ids Spark cannot match to the driver's, see `_matchable`). `header` has the columns
+    the reader reads, no rows."""
+
+    header: pd.DataFrame
+    spark: DataFrame | None = None
+    parquet: Path | None = None
+    frame: pd.DataFrame | None = None
+
+
 def spark_tables(
     spark: SparkSession, config: Config
-) -> tuple[DataFrame, EventSource, tuple[str, str]]:
-    """The raw leads as a Spark frame, where the events are, and their names for messages.
+) -> tuple[LeadSource, EventSource, tuple[str, str]]:
+    """Where the raw leads and events are, and their names for messages.
 
     Parquet leads are read by Spark itself, Parquet events by the tasks (`parquet_events`);
     CSV files and SQL tables are read on the driver by the project's reader, so that they
@@ -584,16 +613,39 @@ def spark_tables(
         events_path = find_table_file(folder, source.events)
         # declared joins are applied by the reader on the driver (below)
         if _is_parquet(leads_path) and _is_parquet(events_path) and not source.joins:
-            events = _parquet_source(events_path, event_source_columns(config))
             leads = _read_parquet(spark, leads_path)
-            check_parquet_sizes(leads_path, leads.columns, config)
-            return leads, events, (str(leads_path), str(events_path))
+            if _matchable(leads, config):
+                events = _parquet_source(events_path, event_source_columns(config))
+                check_parquet_sizes(leads_path, leads.columns, config)
+                header = _parquet_header(leads_path)
+                source_leads = LeadSource(header, spark=leads, parquet=leads_path)
+                return source_leads, events, (str(leads_path), str(events_path))
     raw_leads, chunks, names = read_tables(config)
     raise_problems(raw_lead_problems(raw_leads, config, names[0]))
     assert chunks is not None
     parts = tuple(chunks)
     header = parts[0].iloc[:0] if parts else pd.DataFrame()
-    return _from_pandas(spark, raw_leads), EventSource(header, chunks=parts), names
+    return LeadSource(raw_leads.iloc[:0], frame=raw_leads), EventSource(header, chunks=parts), names
+
+
+def _matchable(leads: DataFrame, config: Config) -> bool:
+    """Whether Spark's values of the lead id column equal the driver's (text or whole
+    numbers), so that a join on them gives each lead row its bucket (`_joined_buckets`); a
+    missing column counts (the column check raises)."""
+    from pyspark.sql import types as T  # noqa: N812
+
+    column = _source_column(leads.columns, config.mapping.leads, "lead_id")
+    if column is None:
+        return True
+    kind = leads.schema[column].dataType
+    return isinstance(kind, (T.StringType, T.ByteType, T.ShortType, T.IntegerType, T.LongType))
+
+
+def _parquet_header(path: Path) -> pd.DataFrame:
+    """The columns of a Parquet file as the reader reads it (`pd.read_parquet`), no rows."""
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).empty_table().to_pandas()
 
 
 def raw_lead_problems(raw_leads: pd.DataFrame, config: Config, table: str) -> list[Problem]:
@@ -687,49 +739,48 @@ def _column(name: str) -> Any:
 
 
 def _check_columns(
-    leads: DataFrame, events: EventSource, config: Config, names: tuple[str, str]
+    leads: LeadSource, events: EventSource, config: Config, names: tuple[str, str]
 ) -> None:
     """The contract's column checks, on the driver, before any work: the reader run on the
     tables' headers (zero rows) raises exactly what the pandas engine raises for them."""
-    snapshot_from_frames(leads.limit(0).toPandas(), events.header, config, names)
+    snapshot_from_frames(leads.header, events.header, config, names)
 
 
-def _keyed_leads(leads: DataFrame, config: Config) -> DataFrame:
-    """The raw leads with their cleaned lead key and account key (the reader's `clean_text`)."""
-    from pyspark.sql.types import StringType, StructField, StructType
-
+def lead_keys(leads: LeadSource, config: Config) -> tuple[pd.Series, pd.Series]:
+    """Every lead's cleaned id and account (the reader's `clean_text`; NA without one), on
+    the driver, from the two columns as the reader reads them (a Parquet file's read with
+    pandas, not through Spark)."""
     mapping = config.mapping
-    lead_column = _source_column(leads.columns, mapping.leads, "lead_id")
-    account_column = _source_column(leads.columns, mapping.leads, "account_id")
+    columns = list(leads.header.columns)
+    lead_column = _source_column(columns, mapping.leads, "lead_id")
+    account_column = _source_column(columns, mapping.leads, "account_id")
     assert lead_column is not None  # _check_columns raised otherwise
-
-    def keys(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for batch in batches:
-            key = clean_text(batch[lead_column], mapping, "lead_id")
-            account = (
-                clean_text(batch[account_column], mapping, "account_id")
-                if account_column is not None
-                else pd.Series(pd.NA, index=batch.index, dtype="str")
-            )
-            yield arrow_safe(batch.assign(**{_KEY: key, _ACCOUNT: account}))
-
-    schema = StructType(
-        [*leads.schema.fields, StructField(_KEY, StringType()), StructField(_ACCOUNT, StringType())]
+    wanted = [c for c in (lead_column, account_column) if c is not None]
+    if leads.frame is not None:
+        raw = leads.frame.loc[:, wanted]
+    else:
+        assert leads.parquet is not None
+        raw = pd.read_parquet(leads.parquet, columns=wanted)
+    key = clean_text(raw[lead_column], mapping, "lead_id").reset_index(drop=True)
+    account = (
+        clean_text(raw[account_column], mapping, "account_id").reset_index(drop=True)
+        if account_column is not None
+        else pd.Series(pd.NA, index=key.index, dtype="str")
     )
-    return leads.mapInPandas(keys, schema)
+    return key, account
 
 
-def _group_hash() -> Any:
-    """A lead's group: a hash of its account, of the lead itself without one."""
-    from pyspark.sql import functions as F  # noqa: N812
-
-    return F.hash(F.coalesce(F.col(_ACCOUNT), F.col(_KEY)))
-
-
-def lead_keys(keyed: DataFrame) -> pd.DataFrame:
-    """Every lead's key (None without an id) and group hash (`_INDEX`), on the driver: one
-    pass gives the count, the duplicate ids and the lead map."""
-    return keyed.select(_KEY, _group_hash().alias(_INDEX)).toPandas()
+def group_buckets(key: pd.Series, account: pd.Series, n_buckets: int) -> np.ndarray:
+    """Each lead's bucket: a hash of its account, of its own id without one (pandas' stable
+    `hash_array`, the same in every process), modulo the buckets; 0 without either. Whole
+    accounts share a bucket."""
+    group = account.where(account.notna(), key)
+    known = group.notna().to_numpy()
+    bucket = np.zeros(len(group), dtype=np.int64)
+    if known.any():
+        hashed = pd.util.hash_array(group.to_numpy(dtype=object)[known])
+        bucket[known] = (hashed % np.uint64(n_buckets)).astype(np.int64)
+    return bucket
 
 
 def check_duplicates(keys: pd.Series, table: str) -> None:
@@ -1008,7 +1059,9 @@ def score_on_spark(
     two per core).
     """
     # read as the pandas engine reads: the model's mapping, the settings' source, its as-of
-    read_config = read_config_of(model.config.model_copy(update={"source": settings.source}))
+    model_read = model.config.model_copy(update={"source": settings.source})
+    read_config = read_config_of(model_read)
+    declared = snapshot_as_of(read_config, pd.DataFrame(), EventLog.empty())
     stamp = as_utc(scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC"), "scored_at")
     texts = model_texts(model)
     reference = getattr(model, "reference", None)
@@ -1027,7 +1080,12 @@ def score_on_spark(
         )
         collected = _score_buckets(spark, found, job, texts, progress)
     return _summarize(
-        collected, found.leads, found.buckets, found.names, monitor=reference is not None
+        collected,
+        found.leads,
+        found.buckets,
+        found.names,
+        monitor=reference is not None,
+        declared_as_of=(declared, declared_as_of_origin(model_read)),
     )
 
 
@@ -1061,39 +1119,38 @@ def snapshot_buckets(
     events encoded where they are read, shuffled once into buckets of whole accounts.
 
     `buckets` defaults to one per `LEADS_PER_BUCKET` leads (at least two per core). Shared by
-    batch scoring and training sets on Spark; the lead map and cached leads are released on
-    leaving.
+    batch scoring and training sets on Spark; the lead map is released on leaving.
     """
     from pyspark.sql import functions as F  # noqa: N812
 
     leads, events, names = spark_tables(spark, config)
     _check_columns(leads, events, config, names)
-    keyed = _keyed_leads(leads, config).persist()
-    shared = None
+    key, account = lead_keys(leads, config)
+    n_leads = len(key)
+    if n_leads == 0:
+        raise ContractError(f"{names[0]}: the table has no rows")
+    check_duplicates(key, names[0])
+    cores = spark.sparkContext.defaultParallelism
+    # a multiple of the cores, so that the last round of groups keeps every core busy
+    n_buckets = buckets or cores * max(2, math.ceil(n_leads / LEADS_PER_BUCKET / cores))
+    keys = shuffle_keys(n_buckets)
+    bucket = group_buckets(key, account, n_buckets)
+    leads_map = lead_map(key, bucket, keys)
+    bucketed = _bucketed(spark, leads, config, key, bucket, keys)
+    raw_leads = leads.spark if leads.spark is not None else bucketed.drop(_BUCKET)
+    shared = spark.sparkContext.broadcast(leads_map)
     try:
-        found = lead_keys(keyed)
-        n_leads = len(found)
-        if n_leads == 0:
-            raise ContractError(f"{names[0]}: the table has no rows")
-        check_duplicates(found[_KEY], names[0])
-        cores = spark.sparkContext.defaultParallelism
-        # a multiple of the cores, so that the last round of groups keeps every core busy
-        n_buckets = buckets or cores * max(2, math.ceil(n_leads / LEADS_PER_BUCKET / cores))
-        keys = shuffle_keys(spark, n_buckets)
-        bucketed = _bucketed(keyed, keys)
-        leads_map = lead_map(found, keys)
-        shared = spark.sparkContext.broadcast(leads_map)
         if events.parquet is not None:
             encoded = parquet_events(spark, events, config, names[1], shared)
         else:
             encoded = driver_events(spark, events, config, names[1], leads_map)
-        lead_columns = tuple(leads.columns)
+        lead_columns = tuple(raw_leads.columns)
         both = _one_table(bucketed, encoded, lead_columns)
         # one shuffle, no sort: each partition is a bucket of whole accounts
         partitioned = both.repartition(n_buckets, F.col(_BUCKET)).drop(_BUCKET)
         yield SnapshotBuckets(
             partitioned,
-            leads,
+            raw_leads,
             shared,
             lead_columns,
             exact_types(bucketed),
@@ -1102,44 +1159,129 @@ def snapshot_buckets(
             n_buckets,
         )
     finally:
-        if shared is not None:
-            shared.unpersist()
-        keyed.unpersist()
+        shared.unpersist()
 
 
-def shuffle_keys(spark: SparkSession, n_buckets: int) -> tuple[int, ...]:
-    """For each bucket b, a key that Spark's hash partitioning (murmur3 `hash`, modulo the
-    partitions) sends to partition b, so that the buckets fill the partitions one each. (A
-    bucket without one found keeps b: it may then share a partition, which only unbalances.)"""
+def spark_hash_int(value: int) -> int:
+    """Spark's `hash` of an int column (Murmur3_x86_32 `hashInt`, seed 42), which its hash
+    partitioning takes modulo the partitions."""
+    mask = 0xFFFFFFFF
+
+    def rotate(x: int, r: int) -> int:
+        return ((x << r) | (x >> (32 - r))) & mask
+
+    k1 = rotate((value * 0xCC9E2D51) & mask, 15) * 0x1B873593 & mask
+    h1 = (rotate(42 ^ k1, 13) * 5 + 0xE6546B64) & mask
+    h1 ^= 4
+    h1 = ((h1 ^ (h1 >> 16)) * 0x85EBCA6B) & mask
+    h1 = ((h1 ^ (h1 >> 13)) * 0xC2B2AE35) & mask
+    h1 ^= h1 >> 16
+    return h1 - (1 << 32) if h1 >= 1 << 31 else h1
+
+
+def shuffle_keys(n_buckets: int) -> tuple[int, ...]:
+    """For each bucket b, the least int key that Spark's hash partitioning (`spark_hash_int`
+    modulo the partitions) sends to partition b, so that the buckets fill the partitions one
+    each. (A bucket without one found keeps b: it may then share a partition, which only
+    unbalances.) Found on the driver: no Spark job."""
+    found: dict[int, int] = {}
+    for key in range(64 * n_buckets):
+        found.setdefault(spark_hash_int(key) % n_buckets, key)
+        if len(found) == n_buckets:
+            break
+    return tuple(found.get(b, b) for b in range(n_buckets))
+
+
+def _bucketed(
+    spark: SparkSession,
+    leads: LeadSource,
+    config: Config,
+    key: pd.Series,
+    bucket: np.ndarray,
+    keys: tuple[int, ...],
+) -> DataFrame:
+    """The raw leads as a Spark frame with their bucket's shuffle key (`_BUCKET`), found on
+    the driver (`group_buckets`): leads the driver read get it as a column; a Parquet file
+    Spark reads gets it by a broadcast join on the raw lead id (`_joined_buckets`). No lead
+    row goes through Python."""
+    shuffle = np.asarray(keys, dtype=np.int32)[bucket]
+    if leads.frame is not None:
+        return _from_pandas(spark, leads.frame.assign(**{_BUCKET: shuffle}))
+    assert leads.spark is not None and leads.parquet is not None
+    column = _source_column(leads.spark.columns, config.mapping.leads, "lead_id")
+    assert column is not None  # _check_columns raised otherwise
+    return _joined_buckets(spark, leads.spark, leads.parquet, column, key, shuffle, keys[0])
+
+
+def _joined_buckets(
+    spark: SparkSession,
+    leads: DataFrame,
+    path: Path,
+    column: str,
+    key: pd.Series,
+    shuffle: np.ndarray,
+    default: int,
+) -> DataFrame:
+    """Spark's read of a Parquet leads file with each row's shuffle key, joined (broadcast)
+    on the raw lead id from a driver-made table of each lead's raw id and shuffle key. Raw ids
+    are unique there (two that clean to one id raised as duplicates); rows without an id go
+    to `default`'s bucket (their bucket raises the reader's error)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from pyspark.sql import functions as F  # noqa: N812
+    from pyspark.sql import types as T  # noqa: N812
 
-    key = F.col("id").cast("int")
-    candidates = spark.range(0, 64 * n_buckets).select(
-        key.alias("key"), F.pmod(F.hash(key), F.lit(n_buckets)).alias("part")
-    )
-    found = {
-        r["part"]: r["key"]
-        for r in candidates.groupBy("part").agg(F.min("key").alias("key")).collect()
+    raw = pq.read_table(path, columns=[column]).column(0)
+    if pa.types.is_dictionary(raw.type):
+        raw = raw.cast(raw.type.value_type)
+    arrow_of = {
+        T.StringType: pa.string(),
+        T.ByteType: pa.int8(),
+        T.ShortType: pa.int16(),
+        T.IntegerType: pa.int32(),
+        T.LongType: pa.int64(),
     }
-    return tuple(int(found.get(b, b)) for b in range(n_buckets))
+    kind = arrow_of[type(leads.schema[column].dataType)]
+    known = key.notna().to_numpy()
+    lookup = pa.table(
+        {
+            _RAW_ID: raw.filter(pa.array(known)).cast(kind),
+            _BUCKET: pa.array(shuffle[known], pa.int32()),
+        }
+    )
+    joined = leads.join(
+        F.broadcast(spark.createDataFrame(lookup)), _column(column) == F.col(_RAW_ID), "left"
+    )
+    return joined.drop(_RAW_ID).withColumn(
+        _BUCKET, F.coalesce(F.col(_BUCKET), F.lit(default).cast("int"))
+    )
 
 
-def _bucketed(keyed: DataFrame, keys: tuple[int, ...]) -> DataFrame:
-    """The keyed leads with their bucket's shuffle key (`_BUCKET`; the bucket: the group hash
-    modulo the buckets): each bucket holds whole accounts."""
-    from pyspark.sql import functions as F  # noqa: N812
-
-    index = F.pmod(_group_hash(), F.lit(len(keys)))
-    return keyed.withColumn(_BUCKET, F.element_at(F.array(*[F.lit(k) for k in keys]), index + 1))
-
-
-def lead_map(found: pd.DataFrame, keys: tuple[int, ...]) -> LeadMap:
+def lead_map(key: pd.Series, bucket: np.ndarray, keys: tuple[int, ...]) -> LeadMap:
     """The lead map of `lead_keys` (ids checked unique): the leads with an id, their buckets
-    (the group hash modulo the buckets, as `_bucketed` computes it) and the shuffle keys."""
-    known = found[_KEY].notna().to_numpy()
-    index = pd.Index(found.loc[known, _KEY].to_numpy(dtype=object))
-    bucket = found.loc[known, _INDEX].to_numpy(dtype=np.int64) % len(keys)
-    return LeadMap(index, bucket.astype(np.int32), keys)
+    (`group_buckets`) and the shuffle keys."""
+    known = key.notna().to_numpy()
+    index = pd.Index(key[known].to_numpy(dtype=object))
+    return LeadMap(index, bucket[known].astype(np.int32), keys)
+
+
+def declared_as_of_origin(settings: Config) -> str:
+    """Where a declared as-of time comes from, named as the reader names it."""
+    if settings.as_of is not None:
+        return "the config's as_of"
+    return str((settings.source.path or Path()) / "snapshot.json")
+
+
+def check_declared_as_of(
+    as_of: pd.Timestamp | None, reports: Sequence[Mapping[str, Any]], table: str, origin: str
+) -> None:
+    """The reader's check of a declared as-of time against the whole export's first
+    created_at (the earliest of the buckets' own), with its message."""
+    if as_of is None:
+        return
+    firsts = [pd.Timestamp(r["first_created_at"]) for r in reports if r.get("first_created_at")]
+    if firsts:
+        check_as_of_after_data(as_of, pd.Series(firsts), table, origin)
 
 
 def _score_buckets(
@@ -1165,11 +1307,19 @@ def _score_buckets(
 
 
 def _summarize(
-    collected: pd.DataFrame, n_leads: int, n_buckets: int, names: tuple[str, str], *, monitor: bool
+    collected: pd.DataFrame,
+    n_leads: int,
+    n_buckets: int,
+    names: tuple[str, str],
+    *,
+    monitor: bool,
+    declared_as_of: tuple[pd.Timestamp | None, str] = (None, ""),
 ) -> SparkScores:
-    """The buckets' scores (in the pandas engine's order) and their reports, summed."""
+    """The buckets' scores (in the pandas engine's order) and their reports, summed; a
+    declared as-of time (and where it was declared) checked as the reader checks it."""
     is_report = collected[_REPORT].notna().to_numpy()
     reports = [json.loads(text) for text in collected.loc[is_report, _REPORT]]
+    check_declared_as_of(declared_as_of[0], reports, names[0], declared_as_of[1])
     read = merge_read_reports(r["read"] for r in reports)
     result = SparkScores(
         scores=_restore(collected.loc[~is_report]) if (~is_report).any() else empty_scores(),

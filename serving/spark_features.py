@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -39,20 +38,16 @@ from common.config import Config
 from features.contract import ContractError
 from features.custom_types import export_column, typed_custom_fields
 from features.pipeline import build_features
-from features.reader import (
-    EventLog,
-    ReadReport,
-    Snapshot,
-    check_as_of_after_data,
-    snapshot_as_of,
-)
+from features.reader import EventLog, ReadReport, Snapshot, snapshot_as_of
 from features.rows import RowCounts, candidate_cutoffs, label_rows, row_outcomes, training_rows
 from serving.spark_engine import (
     DEFAULT_MASTER,
     EncodedEvents,
     SnapshotBuckets,
     cached_config,
+    check_declared_as_of,
     checked_bucket_snapshot,
+    declared_as_of_origin,
     merge_read_reports,
     read_config_of,
     session_running,
@@ -254,25 +249,6 @@ def assemble(
     features = whole.drop(columns=["lead_id", "cutoff", _SQL_AT, _DISQUALIFIED_AT])
     kept = features.loc[keep].reset_index(drop=True)
     return pd.concat([labelled, kept], axis=1), counts, as_of, reports
-
-
-def declared_as_of_origin(settings: Config) -> str:
-    """Where a declared as-of time comes from, named as the reader names it."""
-    if settings.as_of is not None:
-        return "the config's as_of"
-    return str((settings.source.path or Path()) / "snapshot.json")
-
-
-def check_declared_as_of(
-    as_of: pd.Timestamp | None, reports: Sequence[Mapping[str, Any]], table: str, origin: str
-) -> None:
-    """The reader's check of a declared as-of time against the whole export's first
-    created_at (the earliest of the buckets' own), with its message."""
-    if as_of is None:
-        return
-    firsts = [pd.Timestamp(r["first_created_at"]) for r in reports if r.get("first_created_at")]
-    if firsts:
-        check_as_of_after_data(as_of, pd.Series(firsts), table, origin)
 
 
 def build_on_spark(

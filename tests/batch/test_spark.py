@@ -200,3 +200,42 @@ def test_csv_snapshot_events_encoded_on_the_driver(
     assert got.events_unknown_lead == report.events_unknown_lead == 1
     assert got.unknown_event_types == report.unknown_event_types
     assert got.unknown_event_types.get("Chat Started") == 2
+
+
+def test_shuffle_keys_send_bucket_b_to_partition_b(spark: Any) -> None:
+    """The driver's Murmur3 is Spark's `hash` of an int, so the shuffle keys it finds (no
+    Spark job) fill the partitions of `repartition(n, key)` one bucket each."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    ints = spark.range(-300, 300).select(F.col("id").cast("int").alias("k"))
+    hashed = ints.select("k", F.hash("k").alias("h")).collect()
+    assert [spark_engine.spark_hash_int(r["k"]) for r in hashed] == [r["h"] for r in hashed]
+    for n in (2, 4, 7, 16):
+        keys = spark_engine.shuffle_keys(n)
+        frame = spark.createDataFrame([(k, b) for b, k in enumerate(keys)], "k int, b int")
+        placed = frame.repartition(n, "k").select("b", F.spark_partition_id().alias("p"))
+        assert sorted((r["b"], r["p"]) for r in placed.collect()) == [(b, b) for b in range(n)]
+
+
+def test_a_declared_as_of_before_every_lead_fails_as_on_the_pandas_engine(
+    spark: Any, registry: dict[str, str], model: LoadedModel, tmp_path: Path
+) -> None:
+    """A snapshot.json as-of before the first created_at of the whole export (no bucket sees
+    it alone) is refused with the reader's message, naming the file, as the pandas engine's
+    `predict` refuses it."""
+    import json
+
+    folder = tmp_path / "early"
+    shutil.copytree(registry["snapshot"], folder)
+    declared = folder / "snapshot.json"
+    meta = json.loads(declared.read_text()) if declared.is_file() else {}
+    declared.write_text(json.dumps(meta | {"as_of": "2000-01-01T00:00:00Z"}))
+    with pytest.raises(ContractError) as pandas_error:
+        read_snapshot_for(model.config, _settings(folder))
+    with pytest.raises(ContractError) as spark_error:
+        spark_engine.score_on_spark(
+            spark, _settings(folder), model, AS_OF, reasons=3, chunk_leads=10_000
+        )
+    said = str(spark_error.value)
+    assert said == str(pandas_error.value)
+    assert f"{declared}: as_of 2000-01-01T00:00:00+00:00 is before every lead" in said
