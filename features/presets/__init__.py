@@ -4,7 +4,9 @@
 `preset:` block holds the org-specific settings, each with a default (the adapter's settings
 model). `read_preset` gives the reader what `features.reader.read_tables` gives for a
 contract folder: the leads frame, event chunks and their names; the reader then validates and
-cleans them like any export.
+cleans them like any export. For `read_snapshot` the event chunks come coded
+(`features.reader.CodedEvents`: lead positions into that leads frame, milliseconds, type
+codes), since an adapter already holds them as integers; other readers (Spark) get frames.
 
 `as_of_export_columns` lists, per preset, the columns that hold a current value or an
 export-time aggregate: never features by default, and the training audit names any custom
