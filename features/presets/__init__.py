@@ -4,7 +4,9 @@
 `preset:` block holds the org-specific settings, each with a default (the adapter's settings
 model). `read_preset` gives the reader what `features.reader.read_tables` gives for a
 contract folder: the leads frame, event chunks and their names; the reader then validates and
-cleans them like any export.
+cleans them like any export. For `read_snapshot` the event chunks come coded
+(`features.reader.CodedEvents`: lead positions into that leads frame, milliseconds, type
+codes), since an adapter already holds them as integers; other readers (Spark) get frames.
 
 `as_of_export_columns` lists, per preset, the columns that hold a current value or an
 export-time aggregate: never features by default, and the training audit names any custom
@@ -26,6 +28,7 @@ from features.presets.hubspot import HubSpotSettings, read_hubspot
 from features.presets.hubspot_export import HubSpotExportSettings, read_hubspot_export
 from features.presets.salesforce import SalesforceSettings, read_salesforce
 from features.presets.tables import ConnectorTables, name_key
+from features.reader.events import EventChunk
 
 #: Settings model and adapter of each preset.
 PRESETS: Final[dict[str, tuple[type[BaseModel], Callable[..., PresetFrames]]]] = {
@@ -85,10 +88,11 @@ def preset_settings(config: Config) -> BaseModel:
 
 
 def read_preset(
-    config: Config, notes: list[str] | None = None
-) -> tuple[pd.DataFrame, Iterator[pd.DataFrame] | None, tuple[str, str]]:
+    config: Config, notes: list[str] | None = None, coded: bool = False
+) -> tuple[pd.DataFrame, Iterator[EventChunk] | None, tuple[str, str]]:
     """The source's connector tables as the contract's leads frame, event chunks and names,
-    as `features.reader.read_tables` returns them."""
+    as `features.reader.read_tables` returns them; the events as `CodedEvents` against the
+    rows of that leads frame when `coded`, else contract frames."""
     settings = preset_settings(config)
     source = config.source
     tables = ConnectorTables(
@@ -98,7 +102,7 @@ def read_preset(
         encoding="utf-8" if source.encoding == "auto" else source.encoding,
     )
     _, adapter = PRESETS[str(source.preset)]
-    frames = adapter(tables, config, settings)
+    frames = adapter(tables, config, settings, coded)
     if notes is not None:
         notes += frames.notes
     return frames.leads, frames.events, (frames.leads_name, frames.events_name)

@@ -1,5 +1,6 @@
 """What every CRM adapter needs: event-type rules, first times from a history, values as of a
-cutoff, and the contract frames an adapter hands to the reader.
+cutoff, and the events an adapter hands to the reader: coded (lead positions, times and type
+codes) for `read_snapshot`, contract frames for any other reader of the tables (Spark).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.presets.tables import ids
+from features.reader.events import CodedEvents, EventChunk
 
 #: The contract's event columns an adapter writes.
 EVENT_FRAME_COLUMNS = ("lead_id", "occurred_at", "event_type", "campaign", "url")
@@ -35,7 +37,7 @@ class PresetFrames:
     """What an adapter gives the reader: contract leads, event frames, names and notes."""
 
     leads: pd.DataFrame
-    events: Iterator[pd.DataFrame] | None
+    events: Iterator[EventChunk] | None
     leads_name: str
     events_name: str
     notes: list[str] = field(default_factory=list)
@@ -205,6 +207,73 @@ def lead_labels(lead_ids: pd.Series) -> pd.Series | pd.CategoricalDtype:
     return lead_ids
 
 
+def _kept(pos: np.ndarray, at: pd.Series, kind: pd.Series) -> tuple[np.ndarray, pd.Categorical]:
+    """The rows an adapter's events keep (a lead, a time, a type that is not `drop`) and the
+    types as a categorical."""
+    types = kind.array if isinstance(kind.dtype, pd.CategoricalDtype) else pd.Categorical(kind)
+    assert isinstance(types, pd.Categorical)
+    codes = np.asarray(types.codes, dtype=np.int64)
+    dropped = types.categories.get_loc("drop") if "drop" in types.categories else -2
+    keep = (pos >= 0) & at.notna().to_numpy() & (codes >= 0) & (codes != dropped)
+    return np.flatnonzero(keep), types
+
+
+def coded_events(
+    lead_ids: pd.Index, pos: np.ndarray, at: pd.Series, kind: pd.Series
+) -> CodedEvents:
+    """The events `event_frame` would give (same rows, times and types), coded for the reader:
+    positions into `lead_ids`, milliseconds and the types' codes; no context columns."""
+    rows, types = _kept(pos, at, kind)
+    # integer ticks: a zoned column's to_numpy() would make a Timestamp per row
+    ticks = at.astype("datetime64[us, UTC]").dt.tz_localize(None).to_numpy().view(np.int64)
+    return CodedEvents(
+        lead_ids,
+        pos[rows],
+        ticks[rows] // 1000,  # as the reader floors microseconds to milliseconds
+        np.asarray(types.codes, dtype=np.int64)[rows],
+        types.categories,
+    )
+
+
+@dataclass(frozen=True)
+class EventForm:
+    """The form an adapter hands its events in: coded for the reader (`read_snapshot`), or
+    contract frames with their context columns (campaign, url) for any other reader.
+
+    `labels` are the leads' ids as `event_frame` takes them (`lead_labels`), `index` the same
+    ids as coded events' positions index them: one object for every batch, so that the
+    reader translates them to its own rows once."""
+
+    labels: pd.Series | pd.CategoricalDtype
+    index: pd.Index
+    coded: bool
+
+    @property
+    def context(self) -> bool:
+        """Whether campaign and url are wanted (frames only: the reader keeps neither)."""
+        return not self.coded
+
+    def events(
+        self,
+        pos: np.ndarray,
+        at: pd.Series,
+        kind: pd.Series,
+        campaign: pd.Series | None = None,
+        url: pd.Series | None = None,
+    ) -> EventChunk:
+        """The events of the leads at rows `pos`, in this form (see `event_frame`)."""
+        if self.coded:
+            return coded_events(self.index, pos, at, kind)
+        return event_frame(self.labels, pos, at, kind, campaign, url)
+
+
+def event_form(lead_ids: pd.Series, coded: bool) -> EventForm:
+    """The form of the events of the leads frame's `lead_ids`: coded or frames."""
+    labels = lead_labels(lead_ids)
+    index = labels.categories if isinstance(labels, pd.CategoricalDtype) else pd.Index(labels)
+    return EventForm(labels, index, coded)
+
+
 def event_frame(
     lead_ids: pd.Series | pd.CategoricalDtype,
     pos: np.ndarray,
@@ -216,12 +285,8 @@ def event_frame(
     """Contract events of the leads at rows `pos` of `lead_ids` (or of `lead_labels`); rows
     without a lead (-1) or a time, or typed `drop` or missing, are left out. Lead ids and types
     stay categorical (one string per lead or type, not per event)."""
-    types = kind.array if isinstance(kind.dtype, pd.CategoricalDtype) else pd.Categorical(kind)
-    assert isinstance(types, pd.Categorical)
+    rows, types = _kept(pos, at, kind)
     codes = np.asarray(types.codes, dtype=np.int64)
-    dropped = types.categories.get_loc("drop") if "drop" in types.categories else -2
-    keep = (pos >= 0) & at.notna().to_numpy() & (codes >= 0) & (codes != dropped)
-    rows = np.flatnonzero(keep)
     labels = lead_labels(lead_ids) if isinstance(lead_ids, pd.Series) else lead_ids
     if isinstance(labels, pd.CategoricalDtype):
         lead = pd.Categorical.from_codes(pos[rows], dtype=labels)

@@ -21,19 +21,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.config import Config
 from features.presets.common import (
+    EventForm,
     PresetFrames,
     Rule,
     classify,
     distinct,
-    event_frame,
+    event_form,
     fan_out,
     first_time,
-    lead_labels,
     per_distinct,
     positions,
     value_as_of,
 )
 from features.presets.tables import ConnectorTables, flags, ids, times
+from features.reader.events import EventChunk
 
 #: Contract fit column -> the HubSpot contact property it comes from (without `property_`).
 FIT_PROPERTIES = {
@@ -167,9 +168,10 @@ def _date_column(settings: HubSpotSettings, stage: str) -> str:
 
 
 def read_hubspot(
-    tables: ConnectorTables, config: Config, settings: HubSpotSettings
+    tables: ConnectorTables, config: Config, settings: HubSpotSettings, coded: bool = False
 ) -> PresetFrames:
-    """Contract leads and events from HubSpot's connector tables."""
+    """Contract leads and events from HubSpot's connector tables; the events coded for the
+    reader when `coded` (`features.presets.common.EventForm`)."""
     notes: list[str] = []
     custom = [cf.column for cf in config.custom_fields]
     has_history = tables.has("contact_property_history")
@@ -258,7 +260,8 @@ def read_hubspot(
     for column in custom:
         if column in contact:
             leads[column] = contact[column]
-    events = _events(tables, leads[["lead_id", "email"]], contact_index, settings, notes)
+    form = event_form(leads["lead_id"], coded)
+    events = _events(tables, form, leads["email"], contact_index, settings, notes)
     return PresetFrames(leads, events, tables.label("contact"), "HubSpot engagement tables", notes)
 
 
@@ -293,15 +296,15 @@ def _accounts(
 
 def _events(
     tables: ConnectorTables,
-    contacts: pd.DataFrame,
+    form: EventForm,
+    emails: pd.Series,
     contact_index: pd.Index,
     settings: HubSpotSettings,
     notes: list[str],
-) -> Iterator[pd.DataFrame]:
+) -> Iterator[EventChunk]:
     tz = settings.timezone
-    lead_ids = lead_labels(contacts["lead_id"])
     if tables.has("email_event"):
-        yield from _email_events(tables, contacts, settings)
+        yield from _email_events(tables, form, emails, settings)
     if tables.has("contact_form_submission"):
         sub = tables.read(
             "contact_form_submission",
@@ -321,8 +324,7 @@ def _events(
         if not fields:
             fields["name"] = pd.Series("", index=sub.index)
         kind = classify(fields, settings.form_rules, "form_submission")
-        yield event_frame(
-            lead_ids,
+        yield form.events(
             positions(contact_index, sub["contact_id"]),
             times(sub["timestamp"], tz),
             kind,
@@ -330,13 +332,14 @@ def _events(
             sub.get("page_url"),
         )
     if tables.has("contacts_web_analytics"):
+        web_columns = _WEB_COLUMNS if form.context else _WEB_COLUMNS[:2]  # not utm_campaign
         for web in tables.batches(
             "contacts_web_analytics",
             ["object_id", "event_type", "occurred_at"],
-            optional=[*_WEB_COLUMNS, "object_type"],
-            dictionary=["object_id", "event_type", *_WEB_COLUMNS, "object_type"],
+            optional=[*web_columns, "object_type"],
+            dictionary=["object_id", "event_type", *web_columns, "object_type"],
         ):
-            yield _web_events(web, lead_ids, contact_index, settings)
+            yield _web_events(web, form, contact_index, settings)
     if tables.has("engagement") and tables.has("engagement_contact"):
         eng = tables.read("engagement", ["id", "type", "timestamp"], dictionary=["type"])
         link = tables.read("engagement_contact", ["engagement_id", "contact_id"])
@@ -350,8 +353,7 @@ def _events(
             stamps = pd.Series(times(eng["timestamp"], tz).array.take(safe))
         else:
             kinds, stamps = [], pd.Series([], dtype="datetime64[us, UTC]")
-        yield event_frame(
-            lead_ids,
+        yield form.events(
             np.where(found, positions(contact_index, link["contact_id"]), -1),
             stamps,
             pd.Series(kinds, dtype=object),
@@ -361,11 +363,8 @@ def _events(
 
 
 def _web_events(
-    web: pd.DataFrame,
-    lead_ids: pd.Series | pd.CategoricalDtype,
-    contact_index: pd.Index,
-    settings: HubSpotSettings,
-) -> pd.DataFrame:
+    web: pd.DataFrame, form: EventForm, contact_index: pd.Index, settings: HubSpotSettings
+) -> EventChunk:
     """Contract events of one batch of contacts_web_analytics."""
     pos = positions(contact_index, web["object_id"])
     if "object_type" in web:
@@ -377,8 +376,7 @@ def _web_events(
     if "properties_hs_url" in web:
         fields["url"] = web["properties_hs_url"]
     kind = classify(fields, settings.web_rules, "other")
-    return event_frame(
-        lead_ids,
+    return form.events(
         pos,
         times(web["occurred_at"], settings.timezone),
         kind,
@@ -388,36 +386,36 @@ def _web_events(
 
 
 def _email_events(
-    tables: ConnectorTables, contacts: pd.DataFrame, settings: HubSpotSettings
-) -> Iterator[pd.DataFrame]:
-    """Marketing-email events, reaching contacts by address only (case-insensitive), a frame
-    per batch of the email_event table."""
-    folded = contacts["email"].astype("string").str.strip().str.casefold()
-    owners = pd.DataFrame({"address": folded, "pos": np.arange(len(contacts))}).dropna()
+    tables: ConnectorTables, form: EventForm, emails: pd.Series, settings: HubSpotSettings
+) -> Iterator[EventChunk]:
+    """Marketing-email events, reaching contacts (`emails`: each lead's address) by address
+    only (case-insensitive), a batch of events per batch of the email_event table."""
+    folded = emails.astype("string").str.strip().str.casefold()
+    owners = pd.DataFrame({"address": folded, "pos": np.arange(len(emails))}).dropna()
     if settings.email_match == "unique":
         owners = owners.drop_duplicates("address", keep=False)
     names = None
-    if tables.has("email_campaign"):
+    if tables.has("email_campaign") and form.context:
         camp = tables.read("email_campaign", ["id"], optional=["name"])
         if "name" in camp:
             names = pd.Series(camp["name"].to_numpy(), index=camp["id"].to_numpy())
-    lead_ids = lead_labels(contacts["lead_id"])
+    campaign = ["email_campaign_id"] if form.context else []
     for mail in tables.batches(
         "email_event",
         ["id", "type", "created", "recipient"],
-        optional=["email_campaign_id", "filtered_event"],
-        dictionary=["type", "recipient", "email_campaign_id"],
+        optional=[*campaign, "filtered_event"],
+        dictionary=["type", "recipient", *campaign],
     ):
-        yield _email_batch(mail, owners, names, lead_ids, settings)
+        yield _email_batch(mail, owners, names, form, settings)
 
 
 def _email_batch(
     mail: pd.DataFrame,
     owners: pd.DataFrame,
     names: pd.Series | None,
-    lead_ids: pd.Series | pd.CategoricalDtype,
+    form: EventForm,
     settings: HubSpotSettings,
-) -> pd.DataFrame:
+) -> EventChunk:
     """Contract events of one batch of email_event, given each contact's folded address
     (`owners`: address, pos) and the campaign names by id."""
     types = settings.email_types
@@ -441,8 +439,7 @@ def _email_batch(
     if "email_campaign_id" in mail and names is not None:
         campaign = per_distinct(mail["email_campaign_id"], lambda u: u.map(names))
         campaign = pd.Series(campaign.array.take(rows))
-    return event_frame(
-        lead_ids,
+    return form.events(
         pos,
         pd.Series(times(mail["created"], settings.timezone).array.take(rows)),
         pd.Series(kind.array.take(rows)),

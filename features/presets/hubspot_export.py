@@ -42,9 +42,12 @@ class HubSpotExportSettings(BaseModel):
 
 
 def read_hubspot_export(
-    tables: ConnectorTables, config: Config, settings: HubSpotExportSettings
+    tables: ConnectorTables,
+    config: Config,
+    settings: HubSpotExportSettings,
+    coded: bool = False,
 ) -> PresetFrames:
-    """Contract leads (no events) from the contacts export."""
+    """Contract leads (no events, so `coded` changes nothing) from the contacts export."""
     labels = settings.columns
     required = [labels["lead_id"], labels["created_at"]]
     optional = [v for k, v in labels.items() if k not in ("lead_id", "created_at")]

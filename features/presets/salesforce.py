@@ -21,17 +21,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.config import Config
 from features.presets.common import (
+    EventForm,
     PresetFrames,
     Rule,
     classify,
-    event_frame,
+    event_form,
     first_time,
-    lead_labels,
     per_distinct,
     positions,
     value_as_of,
 )
 from features.presets.tables import EMPTY_LOOKUP, ConnectorTables, flags, ids, name_key, times
+from features.reader.events import EventChunk
 
 #: Contract fit column -> the lead column it comes from.
 FIT_COLUMNS = {
@@ -129,9 +130,10 @@ class SalesforceSettings(BaseModel):
 
 
 def read_salesforce(
-    tables: ConnectorTables, config: Config, settings: SalesforceSettings
+    tables: ConnectorTables, config: Config, settings: SalesforceSettings, coded: bool = False
 ) -> PresetFrames:
-    """Contract leads and events from Salesforce's tables (warehouse or Data Export)."""
+    """Contract leads and events from Salesforce's tables (warehouse or Data Export); the
+    events coded for the reader when `coded` (`features.presets.common.EventForm`)."""
     notes: list[str] = []
     tz = settings.timezone
     custom = [cf.column for cf in config.custom_fields]
@@ -231,7 +233,7 @@ def read_salesforce(
         known = converted.notna().to_numpy() & (converted != EMPTY_LOOKUP).to_numpy(bool)
         contact_of = pd.Series(np.flatnonzero(known), index=converted[known].to_numpy())
         contact_of = contact_of[~contact_of.index.duplicated()]
-    events = _events(tables, lead_ids, lead_index, contact_of, settings)
+    events = _events(tables, event_form(lead_ids, coded), lead_index, contact_of, settings)
     return PresetFrames(leads, events, tables.label("lead"), "Salesforce activity tables", notes)
 
 
@@ -248,14 +250,14 @@ def _lead_rows(who: pd.Series, lead_index: pd.Index, contact_of: pd.Series) -> n
 
 def _events(
     tables: ConnectorTables,
-    lead_ids: pd.Series,
+    form: EventForm,
     lead_index: pd.Index,
     contact_of: pd.Series,
     settings: SalesforceSettings,
-) -> Iterator[pd.DataFrame]:
+) -> Iterator[EventChunk]:
     tz = settings.timezone
-    lead_names = lead_labels(lead_ids)
     if tables.has("task"):
+        context = ["description"] if form.context else []
         for task in tables.batches(
             "task",
             ["who_id"],
@@ -265,12 +267,12 @@ def _events(
                 "subject",
                 "type",
                 "task_subtype",
-                "description",
+                *context,
                 "is_deleted",
             ],
-            dictionary=["who_id", "subject", "type", "task_subtype", "description"],
+            dictionary=["who_id", "subject", "type", "task_subtype", *context],
         ):
-            yield _task_events(task, tables, lead_names, lead_index, contact_of, settings)
+            yield _task_events(task, tables, form, lead_index, contact_of, settings)
     if tables.has("event"):
         ev = tables.read(
             "event",
@@ -295,8 +297,7 @@ def _events(
                 "subject": pd.Series("", index=ev.index)
             }
             kind = classify(fields, settings.task_rules, "other")
-            yield event_frame(
-                lead_names,
+            yield form.events(
                 _lead_rows(ev["who_id"], lead_index, contact_of),
                 times(ev[stamp], tz),
                 kind,
@@ -323,11 +324,10 @@ def _events(
             kind = classify(fields, settings.campaign_rules, "other")
             name = (
                 per_distinct(members["campaign_id"], lambda u: u.map(by_id["name"]))
-                if "name" in by_id
+                if "name" in by_id and form.context
                 else None
             )
-            yield event_frame(
-                lead_names,
+            yield form.events(
                 _lead_rows(members["lead_id"], lead_index, contact_of),
                 times(members["first_responded_date"], tz),
                 kind,
@@ -338,11 +338,11 @@ def _events(
 def _task_events(
     task: pd.DataFrame,
     tables: ConnectorTables,
-    lead_ids: pd.Series | pd.CategoricalDtype,
+    form: EventForm,
     lead_index: pd.Index,
     contact_of: pd.Series,
     settings: SalesforceSettings,
-) -> pd.DataFrame:
+) -> EventChunk:
     """Contract events of one batch of the task table."""
     tz = settings.timezone
     if "is_deleted" in task:
@@ -360,10 +360,9 @@ def _task_events(
         fields["subject"] = pd.Series("", index=task.index)
     kind = classify(fields, settings.task_rules, "other")
     campaign = None
-    if "subject" in task:
+    if "subject" in task and form.context:
         campaign = per_distinct(task["subject"], _subject_campaign)
-    return event_frame(
-        lead_ids,
+    return form.events(
         _lead_rows(task["who_id"], lead_index, contact_of),
         at,
         kind,

@@ -51,11 +51,16 @@ from features.reader.columns import (
 from features.reader.eventlog import NAT_MS, EventLog, sort_events
 from features.reader.events import (
     OTHER,
+    CodedEvents,
     EncodedChunk,
+    EventChunk,
     collect_events,
     contract_event_chunks,
+    encode_coded_events,
     encode_events,
     event_type_codes,
+    lead_rows,
+    takes_coded_events,
 )
 from features.reader.leads import prepare_leads
 from features.reader.problems import Problem, raise_problems
@@ -83,7 +88,9 @@ __all__ = [
     "NAT_MS",
     "OTHER",
     "TABLE_EXTENSIONS",
+    "CodedEvents",
     "EncodedChunk",
+    "EventChunk",
     "EventLog",
     "Problem",
     "ReadReport",
@@ -101,11 +108,13 @@ __all__ = [
     "contract_event_chunks",
     "declared_time",
     "drop_excluded",
+    "encode_coded_events",
     "encode_events",
     "event_source_columns",
     "event_type_codes",
     "find_table_file",
     "free_mail_flag",
+    "lead_rows",
     "line_breaks_with_delimiter",
     "long_cell_problems",
     "missing_required",
@@ -125,6 +134,7 @@ __all__ = [
     "snapshot_from_frames",
     "sort_events",
     "swallowed_line_problems",
+    "takes_coded_events",
     "unterminated_quote",
     "with_declared_as_of",
 ]

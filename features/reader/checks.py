@@ -26,6 +26,7 @@ from common.config import Config
 from features.contract import LEAD_TIMESTAMPS, TIMELINE_ORDER, ContractError
 from features.dialect import AUTO, resolve_dialect
 from features.reader.eventlog import EventLog
+from features.reader.events import CodedEvents, EventChunk
 from features.reader.problems import EXAMPLES, Problem, lead_examples, raise_problems, row_examples
 from features.reader.report import ReadReport
 
@@ -214,12 +215,20 @@ def long_cell_problems(
 
 
 def checked_event_chunks(
-    chunks: Iterable[pd.DataFrame], table: str, columns: Sequence[str]
-) -> Iterator[pd.DataFrame]:
-    """Event chunks whose id and type cells are of a sane length (checked as they stream)."""
+    chunks: Iterable[EventChunk], table: str, columns: Sequence[str]
+) -> Iterator[EventChunk]:
+    """Event chunks whose id and type cells are of a sane length (checked as they stream).
+
+    Coded events need only their type names checked: their lead ids are those of the leads,
+    whose cells were checked before any event."""
     offset = 0
     for chunk in chunks:
-        raise_problems(long_cell_problems(chunk, table, columns, offset))
+        if isinstance(chunk, CodedEvents):
+            names = pd.Series(chunk.type_names.astype("str"))
+            if cell_lengths(names) is not None:
+                raise_problems(long_cell_problems(chunk.types_frame(), table, columns, offset))
+        else:
+            raise_problems(long_cell_problems(chunk, table, columns, offset))
         offset += len(chunk)
         yield chunk
 

@@ -2,12 +2,16 @@
 
 Each chunk is renamed onto the contract, checked, and turned into arrays (lead index, ms,
 type index); the chunks are encoded side by side and then sorted and de-duplicated once.
+An adapter that already holds its events as integers (a CRM preset, `features.presets`)
+hands them over as `CodedEvents` instead: lead positions, times and type codes that need no
+cleaning or lookup per row, only a translation per lead and per type name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -25,6 +29,55 @@ from features.reader.report import ReadReport
 
 #: The type index of events whose type is not in the contract.
 OTHER = EVENT_TYPES.index("other")
+
+
+@dataclass(frozen=True)
+class CodedEvents:
+    """A batch of contract events that an adapter has encoded itself, against its own leads.
+
+    `lead` holds positions into `lead_ids` (the lead ids of the leads frame the adapter hands
+    the reader, in its order), `at_ms` milliseconds since the epoch (UTC, never missing) and
+    `type_codes` positions into `type_names` (the event types as the adapter names them, never
+    missing). The reader turns the positions into rows of its own leads once per lead and the
+    names into `EVENT_TYPES` once per batch, with the same rules as for a contract frame whose
+    `lead_id` column holds `lead_ids[lead]` and whose `event_type` holds the named types.
+    """
+
+    lead_ids: pd.Index
+    lead: np.ndarray
+    at_ms: np.ndarray
+    type_codes: np.ndarray
+    type_names: pd.Index
+
+    def __len__(self) -> int:
+        return int(self.lead.shape[0])
+
+    def types_frame(self) -> pd.DataFrame:
+        """The batch's event types as a contract frame's column (for the checks of cells)."""
+        types = pd.Categorical.from_codes(self.type_codes, categories=self.type_names)
+        return pd.DataFrame({"event_type": types})
+
+
+#: A chunk of events as a source hands it over: contract (or export) rows, or coded events.
+EventChunk: TypeAlias = pd.DataFrame | CodedEvents
+
+
+def takes_coded_events(config: Config) -> bool:
+    """Whether the config lets an adapter hand over `CodedEvents`: only when nothing in it
+    acts on the event rows as a frame (renamed or excluded event columns, rows set aside under
+    `on_bad_rows: drop`), so that both forms read alike."""
+    excluded = {name.strip() for name in config.exclude} & set(EVENT_COLUMNS)
+    return not config.mapping.events and not excluded and config.source.on_bad_rows != "drop"
+
+
+def lead_rows(lead_ids: pd.Index, lead_index: pd.Index) -> np.ndarray:
+    """The row in `lead_index` of each of an adapter's `lead_ids` (-1: none), matched as
+    `encode_events` matches a frame's ids: as trimmed text, a missing id matching nothing."""
+    present = ~np.asarray(pd.isna(lead_ids), dtype=bool)
+    rows = np.full(len(lead_ids), -1, dtype=np.int32)
+    cleaned = pd.Series(lead_ids[present]).astype("str").str.strip()
+    rows[present] = lead_index.get_indexer(pd.Index(cleaned))
+    return rows
 
 
 def event_type_codes(names: pd.Series, mapping: MappingConfig) -> np.ndarray:
@@ -120,15 +173,57 @@ def encode_events(
     )
 
 
+def encode_coded_events(
+    coded: CodedEvents, rows: np.ndarray, mapping: MappingConfig
+) -> EncodedChunk:
+    """`encode_events` of coded events, given the reader's row of each of their `lead_ids`
+    (`lead_rows`): what it keeps and counts is what it would of the same events as a frame."""
+    lead = rows[coded.lead]
+    names = pd.Series(coded.type_names)
+    per_name = np.append(event_type_codes(names, mapping), OTHER).astype(np.int8)
+    kind = per_name[coded.type_codes]
+    known = lead >= 0
+    return EncodedChunk(
+        lead[known],
+        coded.at_ms[known],
+        kind[known],
+        int((~known).sum()),
+        _coded_unknown_types(names, per_name, coded.type_codes),
+        len(coded),
+    )
+
+
+def _coded_unknown_types(
+    names: pd.Series, per_name: np.ndarray, type_codes: np.ndarray
+) -> dict[str, int]:
+    """`_unknown_types` of coded types, the names in the order their first events come (as a
+    frame's types are factorised)."""
+    counts = np.bincount(type_codes, minlength=len(names))
+    unknown = [
+        i
+        for i in range(len(names))
+        if per_name[i] == OTHER
+        and counts[i] > 0
+        and str(names.iloc[i]).strip().casefold() != "other"
+    ]
+    first = {i: int(np.argmax(type_codes == i)) for i in unknown}
+    return {str(names.iloc[i]): int(counts[i]) for i in sorted(unknown, key=first.__getitem__)}
+
+
 def contract_event_chunks(
-    chunks: Iterable[pd.DataFrame], config: Config, table: str, report: ReadReport
-) -> Iterator[tuple[pd.DataFrame, int]]:
+    chunks: Iterable[EventChunk], config: Config, table: str, report: ReadReport
+) -> Iterator[tuple[EventChunk, int]]:
     """Event chunks renamed to the contract, with their first row's offset; raises
     `ContractError` for a missing required column. Under `on_bad_rows: drop` the rows that
-    break the contract are set aside into the report's quarantine."""
+    break the contract are set aside into the report's quarantine. Coded events pass as they
+    are (`takes_coded_events`: the config has nothing to do to them)."""
     required = [c for c, needed in EVENT_COLUMNS.items() if needed]
     offset = 0
     for raw in chunks:
+        if isinstance(raw, CodedEvents):
+            yield raw, offset
+            offset += len(raw)
+            continue
         if offset == 0:
             frame, excluded = drop_excluded(raw, config.exclude)
             report.excluded_columns += excluded
@@ -147,7 +242,7 @@ def contract_event_chunks(
 
 
 def collect_events(
-    chunks: Iterable[pd.DataFrame],
+    chunks: Iterable[EventChunk],
     leads: pd.DataFrame,
     config: Config,
     table: str,
@@ -158,8 +253,18 @@ def collect_events(
     # its hash table is built here, once: the workers that encode the chunks only read it
     lead_index.get_indexer(lead_index[:1])
 
-    def encode(item: tuple[pd.DataFrame, int]) -> EncodedChunk:
+    # the reader's row of each lead of an adapter's coded events, by its lead ids (one array
+    # for every batch that shares them); a race between workers only computes it twice
+    rows_of: dict[int, tuple[pd.Index, np.ndarray]] = {}
+
+    def encode(item: tuple[EventChunk, int]) -> EncodedChunk:
         frame, first_row = item
+        if isinstance(frame, CodedEvents):
+            known = rows_of.get(id(frame.lead_ids))
+            if known is None or known[0] is not frame.lead_ids:
+                known = (frame.lead_ids, lead_rows(frame.lead_ids, lead_index))
+                rows_of[id(frame.lead_ids)] = known
+            return encode_coded_events(frame, known[1], config.mapping)
         return encode_events(frame, lead_index, config.mapping, table, first_row)
 
     # chunks are checked here in order and encoded side by side (features.parallel)

@@ -27,7 +27,7 @@ from features.reader.checks import (
 )
 from features.reader.columns import event_source_columns
 from features.reader.eventlog import EventLog
-from features.reader.events import collect_events
+from features.reader.events import collect_events, takes_coded_events
 from features.reader.leads import prepare_leads
 from features.reader.problems import raise_problems
 from features.reader.report import ReadReport
@@ -103,7 +103,9 @@ def read_snapshot(config: Config) -> Snapshot:
     )
     config = with_declared_as_of(config)
     notes: list[str] = []
-    raw_leads, chunks, (leads_name, events_name) = read_tables(config, notes)
+    raw_leads, chunks, (leads_name, events_name) = read_tables(
+        config, notes, takes_coded_events(config)
+    )
     _check_raw_leads(raw_leads, config, leads_name)
     custom_fields, typed = typed_custom_fields(raw_leads, config)
     config = config.model_copy(update={"custom_fields": custom_fields})

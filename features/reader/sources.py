@@ -13,7 +13,7 @@ import gzip
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import pandas as pd
 
@@ -24,6 +24,7 @@ from features.joins import join_tables
 from features.parallel import ordered_map, worker_count
 from features.reader.checks import check_parquet_types, declared_time, one_file, unterminated_quote
 from features.reader.columns import event_source_columns
+from features.reader.events import EventChunk
 
 #: Rows of events read at once: the chunks the events are encoded in, side by side.
 EVENT_BATCH_ROWS = 2_000_000
@@ -202,17 +203,28 @@ def _file_source(path: Path, source: SourceConfig, notes: list[str]) -> SourceCo
     return with_dialect(source, dialect)
 
 
+@overload
 def read_tables(
-    config: Config, notes: list[str] | None = None
-) -> tuple[pd.DataFrame, Iterator[pd.DataFrame] | None, tuple[str, str]]:
+    config: Config, notes: list[str] | None = None, coded: Literal[False] = False
+) -> tuple[pd.DataFrame, Iterator[pd.DataFrame] | None, tuple[str, str]]: ...
+@overload
+def read_tables(
+    config: Config, notes: list[str] | None, coded: bool
+) -> tuple[pd.DataFrame, Iterator[EventChunk] | None, tuple[str, str]]: ...
+def read_tables(
+    config: Config, notes: list[str] | None = None, coded: bool = False
+) -> tuple[pd.DataFrame, Iterator[EventChunk] | None, tuple[str, str]]:
     """Open the configured source: the leads frame (with `source.joins` applied), event chunks
-    (None if flat) and their names. What was detected or joined is appended to `notes`."""
+    (None if flat) and their names. What was detected or joined is appended to `notes`.
+
+    With `coded`, a CRM preset hands its events over as `CodedEvents` (against the rows of the
+    leads frame returned); every other source, and every caller without it, gets frames."""
     notes = [] if notes is None else notes
     source = config.source
     if source.preset:  # a CRM's connector tables or export (features/presets)
         from features.presets import read_preset
 
-        return read_preset(config, notes)
+        return read_preset(config, notes, coded)
     if source.url:
         return _read_sql_tables(config, notes)
     folder = source.path or Path("data/snapshot")

@@ -1,0 +1,111 @@
+"""A preset's coded events read as the same events handed over as contract frames.
+
+`read_snapshot` takes a CRM preset's events as `CodedEvents` (lead positions, milliseconds,
+type codes); every other reader of the tables gets contract frames. Both forms of the same
+batches must give the same log and count the same: unknown leads, unknown types by name (in
+the order a frame's types are met), rows read, duplicates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.config import Config, MappingConfig, SourceConfig
+from features.presets.common import event_form
+from features.reader import (
+    CodedEvents,
+    ReadReport,
+    checked_event_chunks,
+    collect_events,
+    takes_coded_events,
+)
+from features.reader.checks import MAX_CELL_CHARS
+from features.reader.events import EventChunk
+
+#: The reader's leads, in its own order (not the adapter's).
+READER_LEADS = pd.DataFrame({"lead_id": ["c", "a", "b"]})
+
+
+def _batches(lead_ids: pd.Series, coded: bool) -> list[EventChunk]:
+    """Two batches of an adapter's events of `lead_ids` in one form."""
+    form = event_form(lead_ids, coded)
+    at = pd.Series(
+        pd.to_datetime(
+            [
+                "2024-01-01 00:00:00.0019",
+                "2024-01-02",
+                "2024-01-02",
+                None,
+                "2024-01-03",
+                "2024-01-04",
+            ],
+            utc=True,
+            format="ISO8601",
+        )
+    ).astype("datetime64[us, UTC]")
+    kinds = ["email_open", "Webinar Typo", "email_open", "demo_request", "drop", "other"]
+    first = form.events(np.array([0, 1, 0, 2, 1, 3]), at, pd.Series(kinds, dtype="category"))
+    later = ["x", "Webinar Typo", "page_view", "Sales Call", "form_submission", "Sales Call"]
+    second = form.events(np.array([3, 2, -1, 1, 0, 2]), at, pd.Series(later))
+    return [first, second]
+
+
+def _read(chunks: list[EventChunk], config: Config) -> tuple[object, ReadReport]:
+    report = ReadReport()
+    checked = checked_event_chunks(chunks, "events", ["lead_id", "occurred_at", "event_type"])
+    log = collect_events(checked, READER_LEADS, config, "events", report)
+    return log, report
+
+
+@pytest.mark.parametrize(
+    "lead_ids",
+    [
+        pd.Series(["a", "b", "c", "zz"], dtype="string"),  # unique: categorical frames
+        pd.Series(["a", " b ", None, "a"], dtype="string"),  # missing and repeated ids
+    ],
+)
+def test_coded_events_read_as_their_frames(lead_ids: pd.Series) -> None:
+    mapping = MappingConfig(values={"event_type": {"Sales Call": "meeting_booked"}})
+    config = Config(source=SourceConfig(path=None), mapping=mapping)
+    assert takes_coded_events(config)
+    coded = _batches(lead_ids, coded=True)
+    assert all(isinstance(batch, CodedEvents) for batch in coded)
+    from_frames, frames_report = _read(_batches(lead_ids, coded=False), config)
+    from_codes, codes_report = _read(coded, config)
+    for name in ("lead", "at_ms", "kind"):
+        want, got = getattr(from_frames, name), getattr(from_codes, name)
+        assert want.dtype == got.dtype and np.array_equal(want, got), name
+    assert list(codes_report.unknown_event_types.items()) == list(
+        frames_report.unknown_event_types.items()
+    )
+    assert codes_report == frames_report
+    assert frames_report.events_unknown_lead > 0 and frames_report.unknown_event_types
+
+
+def test_a_long_type_name_is_refused_as_in_a_frame() -> None:
+    config = Config(source=SourceConfig(path=None))
+    at = pd.Series(pd.to_datetime(["2024-01-01"] * 2, utc=True)).astype("datetime64[us, UTC]")
+    kinds = pd.Series(["email_open", "x" * (MAX_CELL_CHARS + 1)])
+    messages = []
+    for coded in (False, True):
+        batch = event_form(pd.Series(["a", "b"], dtype="string"), coded).events(
+            np.array([0, 1]), at, kinds
+        )
+        with pytest.raises(Exception) as error:
+            _read([batch], config)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] and "longer than" in messages[0]
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"mapping": MappingConfig(events={"when": "occurred_at"})},
+        {"exclude": ("url",)},
+        {"source": SourceConfig(path=None, on_bad_rows="drop")},
+    ],
+)
+def test_configs_that_act_on_event_frames_take_frames(update: dict[str, object]) -> None:
+    assert not takes_coded_events(Config(source=SourceConfig(path=None)).model_copy(update=update))
