@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from training.tracking import Challenge
 
 DIGEST_LENGTH = 20
+#: Rows (besides each column's first value) that a logged dataset's column types are
+#: inferred from: MLflow's own inference looks at every value of every column in Python.
+SCHEMA_SAMPLE_ROWS = 1_000
 
 
 def frame_digest(frame: pd.DataFrame) -> str:
@@ -105,6 +108,29 @@ def _source(location: str | Path) -> Any:
     return DatabaseSource(shown)
 
 
+def dataset_schema(frame: pd.DataFrame) -> Any:
+    """The schema MLflow infers for a dataset of `frame`, at the cost of a sample: the column
+    types from the first rows and each column's first value, whether a column is required
+    (never missing) from the whole column, vectorised."""
+    from mlflow.models import infer_signature
+    from mlflow.types.schema import ColSpec, Schema
+
+    firsts = {frame[c].first_valid_index() for c in frame.columns} - {None}
+    rows = frame.index[:SCHEMA_SAMPLE_ROWS].union(pd.Index(list(firsts)), sort=False)
+    sample = frame.loc[frame.index.isin(rows)]
+    missing = frame.isna().any()
+    specs = infer_signature(sample).inputs.inputs
+    return Schema([ColSpec(s.type, s.name, required=not bool(missing[s.name])) for s in specs])
+
+
+def pandas_dataset(frame: pd.DataFrame, from_pandas: Any, **kwargs: Any) -> Any:
+    """`from_pandas(frame, **kwargs)` with its schema given (`dataset_schema`), not inferred
+    by MLflow value by value when it is logged."""
+    dataset = from_pandas(frame, **kwargs)
+    dataset.__dict__["schema"] = dataset_schema(frame)  # fills the cached property
+    return dataset
+
+
 def log_inputs(
     training_set: pd.DataFrame,
     training_set_location: str | Path | None,
@@ -137,8 +163,9 @@ def _log_inputs(
         as_of = snapshot.as_of
         name = "snapshot" if as_of is None else f"snapshot as of {pd.Timestamp(as_of):%Y-%m-%d}"
         mlflow.log_input(
-            from_pandas(
+            pandas_dataset(
                 snapshot.leads,
+                from_pandas,
                 source=_source(snapshot_location),
                 name=name,
                 digest=snapshot_digest(snapshot),
@@ -149,8 +176,9 @@ def _log_inputs(
     location = training_set_location or snapshot_location
     source: dict[str, Any] = {} if location is None else {"source": _source(location)}
     mlflow.log_input(
-        from_pandas(
+        pandas_dataset(
             training_set,
+            from_pandas,
             targets="label",
             name="training set",
             digest=frame_digest(training_set),
