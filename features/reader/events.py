@@ -71,8 +71,9 @@ def takes_coded_events(config: Config) -> bool:
 
 
 def lead_rows(lead_ids: pd.Index, lead_index: pd.Index) -> np.ndarray:
-    """The row in `lead_index` of each of an adapter's `lead_ids` (-1: none), matched as
-    `encode_events` matches a frame's ids: as trimmed text, a missing id matching nothing."""
+    """The row in `lead_index` of each of `lead_ids` (-1: none), matched as trimmed text, a
+    missing id matching nothing: a frame's distinct ids (`encode_events`) and an adapter's
+    coded events' ids alike."""
     present = ~np.asarray(pd.isna(lead_ids), dtype=bool)
     rows = np.full(len(lead_ids), -1, dtype=np.int32)
     cleaned = pd.Series(lead_ids[present]).astype("str").str.strip()
@@ -84,6 +85,12 @@ def event_type_codes(names: pd.Series, mapping: MappingConfig) -> np.ndarray:
     """Event type index per distinct name: contract names after the value map, else `other`
     (`features.clean`, the API's rule too)."""
     return clean.event_kinds(names, mapping)
+
+
+def type_lookup(names: pd.Series, mapping: MappingConfig) -> np.ndarray:
+    """`event_type_codes` of each distinct name, with `other` appended for the missing
+    type's code (-1), so that `type_lookup(names)[codes]` types every event."""
+    return np.append(event_type_codes(names, mapping), OTHER).astype(np.int8)
 
 
 @dataclass
@@ -149,9 +156,7 @@ def encode_events(
     50M rows cheap. Events of leads not in `lead_index` are dropped and counted.
     """
     codes, uniques = pd.factorize(chunk["lead_id"], use_na_sentinel=True)
-    cleaned = pd.Series(uniques).astype("str").str.strip()
-    lookup = np.append(lead_index.get_indexer(pd.Index(cleaned)), -1).astype(np.int32)
-    lead = lookup[codes]
+    lead = np.append(lead_rows(pd.Index(uniques), lead_index), np.int32(-1))[codes]
 
     parsed, bad = parse_timestamps(chunk["occurred_at"], mapping)
     at_ms = parsed.array.asi8 if hasattr(parsed.array, "asi8") else parsed.to_numpy().view("i8")
@@ -160,7 +165,7 @@ def encode_events(
 
     type_codes, type_names = pd.factorize(chunk["event_type"], use_na_sentinel=True)
     names = pd.Series(type_names)
-    per_name = np.append(event_type_codes(names, mapping), OTHER).astype(np.int8)
+    per_name = type_lookup(names, mapping)
     kind = per_name[type_codes]
     known = lead >= 0
     return EncodedChunk(
@@ -180,7 +185,7 @@ def encode_coded_events(
     (`lead_rows`): what it keeps and counts is what it would of the same events as a frame."""
     lead = rows[coded.lead]
     names = pd.Series(coded.type_names)
-    per_name = np.append(event_type_codes(names, mapping), OTHER).astype(np.int8)
+    per_name = type_lookup(names, mapping)
     kind = per_name[coded.type_codes]
     known = lead >= 0
     return EncodedChunk(
