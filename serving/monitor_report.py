@@ -897,9 +897,12 @@ def summary_lines(result: MonitorResult, shown_alerts: int = 12) -> list[str]:
     lines = [f"{'as of':<12} {'leads':>8} {'PSI prob':>9} {'max PSI feature':>34}   A/B/C/D share"]
     for row in result.summary_table().itertuples():
         shares = "/".join(f"{getattr(row, f'share_{t}'):.0%}" for t in TIER_NAMES)
-        feature = f"{row.max_feature_psi:.3f} {row.max_feature}"
+        # the name is shortened, never the PSI before it
+        name = str(row.max_feature)
+        name = name if len(name) <= 28 else name[:27] + "…"
+        feature = f"{row.max_feature_psi:.3f} {name}"
         lines.append(
-            f"{row.as_of:<12} {row.rows:>8,} {row.psi_score:>9.3f} {feature[-34:]:>34}   {shares}"
+            f"{row.as_of:<12} {row.rows:>8,} {row.psi_score:>9.3f} {feature:>34}   {shares}"
         )
     reference = result.runs[0].run.reference["tiers"]["shares"]
     lines.append(
