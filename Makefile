@@ -54,9 +54,11 @@ demo: install
 	@echo "  every job:           $(BIN)/leadscore --help"
 
 # every core for most tests (whole files per worker, so module fixtures build once), then the
-# tests marked `serial` (a server's timing under load) alone, so no other test skews them
+# tests marked `serial` (a server's timing under load) alone, so no other test skews them.
+# One OpenMP thread per worker: LightGBM's threads on every core in every worker oversubscribe
+# the cores, and spinning OpenMP threads then wait on each other.
 test: dev
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial"
 	$(BIN)/python -m pytest -m serial
 
 # The unit, data and contract tests: no trained model, no services, under a minute.

@@ -37,6 +37,8 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("java") is None, reason="a Spark cluster needs Java 17+"),
 ]
 SPARK_CLASS = Path(pyspark.__file__).parent / "bin" / "spark-class"
+# the cluster's spark-defaults.conf: its executors compile with C1 only (a short job)
+SPARK_CONF = Path(__file__).parent / "spark_conf"
 
 
 def _free_port(preferred: int | None = None) -> int:
@@ -55,6 +57,8 @@ def _spark_env() -> dict[str, str]:
     return {
         **os.environ,
         "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_CONF_DIR": str(SPARK_CONF),
+        "SPARK_DAEMON_JAVA_OPTS": "-XX:TieredStopAtLevel=1",  # the master's and workers' JVMs
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "PYTHONPATH": os.environ.get("PYTHONPATH", str(Path(__file__).parents[2])),
@@ -145,7 +149,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             _stop(process)
 
 
-def _pandas_file(registry: dict[str, str], out: Path) -> pd.DataFrame:
+@pytest.fixture(scope="module")
+def pandas_scores(
+    registry: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> pd.DataFrame:
+    """The pandas engine's file for the same night: what every cluster run must equal."""
+    out = tmp_path_factory.mktemp("pandas") / "scores.parquet"
     result = CliRunner().invoke(
         cli,
         ["predict", "-s", registry["snapshot"], "--as-of", AS_OF.isoformat(), "--out", str(out)],
@@ -188,9 +197,13 @@ def _assert_same(got: pd.DataFrame, expected: pd.DataFrame) -> None:
 
 
 def test_a_standalone_cluster_gives_the_pandas_engines_file(
-    cluster: Cluster, registry: dict[str, str], cli_env: dict[str, str], tmp_path: Path
+    cluster: Cluster,
+    registry: dict[str, str],
+    cli_env: dict[str, str],
+    pandas_scores: pd.DataFrame,
+    tmp_path: Path,
 ) -> None:
-    expected = _pandas_file(registry, tmp_path / "pandas.parquet")
+    expected = pandas_scores
     out = tmp_path / "cluster.parquet"
     done = subprocess.run(
         _cluster_command(registry, cluster, out),
@@ -205,9 +218,13 @@ def test_a_standalone_cluster_gives_the_pandas_engines_file(
 
 
 def test_a_worker_killed_mid_run_gives_the_same_file(
-    cluster: Cluster, registry: dict[str, str], cli_env: dict[str, str], tmp_path: Path
+    cluster: Cluster,
+    registry: dict[str, str],
+    cli_env: dict[str, str],
+    pandas_scores: pd.DataFrame,
+    tmp_path: Path,
 ) -> None:
-    expected = _pandas_file(registry, tmp_path / "pandas.parquet")
+    expected = pandas_scores
     out = tmp_path / "cluster.parquet"
     log = tmp_path / "driver.log"
     with log.open("wb") as sink:
