@@ -1,17 +1,20 @@
 """The fast paths of a training run give what the plain definitions give, on generated rows:
-the time split."""
+the time split, the audit's single-feature AUCs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from common.config import SplitConfig, build_config
 from features.pipeline import build_training_set
 from features.reader import read_snapshot
 from features.synthetic import generate, write_snapshot
+from training.audit import rank_auc, single_feature_auc
 from training.split import SLICES, time_split
+from training.train import categorical_columns, feature_frame
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +54,33 @@ def test_the_time_split_is_its_definition_in_any_row_order_and_with_ties(
         assert split.kind == "time"
         assert all(split.counts()[name] > 0 for name in SLICES)
     assert time_split(rows.iloc[:0], shares).slice_of_row.size == 0
+
+
+def test_rank_auc_is_roc_auc_score_on_every_feature(rows: pd.DataFrame) -> None:
+    labels = rows["label"].to_numpy()
+    features = feature_frame(rows)
+    categorical = categorical_columns(features)
+    checked = 0
+    for name in features.columns:
+        if name in categorical:
+            continue
+        values = features[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        score = np.where(np.isnan(values), -1.0, values)
+        if score.min() == score.max():
+            assert rank_auc(score, labels) == 0.5
+            continue
+        assert rank_auc(score, labels) == pytest.approx(roc_auc_score(labels, score), abs=1e-12)
+        checked += 1
+    assert checked > 50
+    assert rank_auc(np.arange(4.0), np.array([0, 0, 1, 1])) == 1.0
+    assert rank_auc(np.array([1.0, 1.0, 2.0, 2.0]), np.array([0, 1, 0, 1])) == 0.5
+    assert rank_auc(np.arange(3.0), np.zeros(3, dtype=int)) == 0.5
+
+
+def test_single_feature_auc_ranks_an_outcome_column_first(rows: pd.DataFrame) -> None:
+    labels = rows["label"].to_numpy()
+    features = feature_frame(rows).assign(sales_status=np.where(labels == 1, "won", "open"))
+    table = single_feature_auc(features, labels, sorted(categorical_columns(features)), seed=0)
+    assert table["feature"].iloc[0] == "sales_status"
+    assert table["auc"].iloc[0] > 0.99
+    assert table["auc"].between(0.5, 1.0).all()
