@@ -1,5 +1,6 @@
 """The fast paths of a training run give what the plain definitions give, on generated rows:
-the time split, the audit's single-feature AUCs."""
+the time split, the audit's single-feature AUCs, and a training run that scores only the
+rows it uses."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+import training.train
 from common.config import SplitConfig, build_config
 from features.pipeline import build_training_set
 from features.reader import read_snapshot
 from features.synthetic import generate, write_snapshot
 from training.audit import rank_auc, single_feature_auc
 from training.split import SLICES, time_split
-from training.train import categorical_columns, feature_frame
+from training.tracking import training_reference
+from training.train import categorical_columns, feature_frame, train_model
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +87,32 @@ def test_single_feature_auc_ranks_an_outcome_column_first(rows: pd.DataFrame) ->
     assert table["feature"].iloc[0] == "sales_status"
     assert table["auc"].iloc[0] > 0.99
     assert table["auc"].between(0.5, 1.0).all()
+
+
+def test_training_scores_only_the_rows_it_uses_and_the_model_is_unchanged(
+    rows: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = build_config({"training": {"num_threads": 1}, "snapshot_policy": {"weekly_weeks": 3}})
+    every = train_model(rows, config)
+    assert every.reference is not None and every.reference.all()
+    assert np.isfinite(every.scored["probability"].to_numpy()).all()
+    monkeypatch.setattr(training.train, "REFERENCE_ROWS", len(rows) // 4)
+    sampled = train_model(rows, config)
+    assert sampled.reference is not None and sampled.reference.sum() == len(rows) // 4
+    assert sampled.scorer.calibrator.to_json() == every.scorer.calibrator.to_json()
+    assert sampled.scorer.tiers.as_dict() == every.scorer.tiers.as_dict()
+    assert sampled.metrics == every.metrics
+    used = sampled.split.mask("calibration") | sampled.split.mask("test") | sampled.reference
+    probability = sampled.scored["probability"].to_numpy()
+    np.testing.assert_array_equal(probability[used], every.scored["probability"].to_numpy()[used])
+    assert np.isnan(probability[~used]).all() and (~used).sum() > 0
+    tier = sampled.scored["tier"].to_numpy()
+    assert (tier[used] == every.scored["tier"].to_numpy()[used]).all()
+    assert pd.isna(tier[~used]).all()
+    # the drift reference profiles the sample's rows after mql_at, with their probabilities
+    reference = training_reference(sampled, config, rows)
+    after_mql = feature_frame(rows)["days_since_mql"].to_numpy(dtype=np.float64) > 0
+    assert reference["rows"] == int((sampled.reference & after_mql).sum())
+    assert "sample" in reference["rows_from"]
+    full = training_reference(every, config, rows)
+    assert full["rows"] == int(after_mql.sum()) and "sample" not in full["rows_from"]
