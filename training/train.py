@@ -164,8 +164,10 @@ def raw_scores(
 
     A row's raw score does not depend on the other rows, so scoring a selection gives each of
     its rows the value scoring every row would; the selection is copied out
-    `PREDICT_CHUNK_ROWS` rows at a time.
+    `PREDICT_CHUNK_ROWS` rows at a time (every row: the matrix itself, no copy).
     """
+    if rows.all():
+        return np.asarray(score(matrix), dtype=np.float64)
     raw = np.full(matrix.shape[0], np.nan, dtype=np.float64)
     chosen = np.flatnonzero(rows)
     for start in range(0, chosen.size, PREDICT_CHUNK_ROWS):
