@@ -106,10 +106,14 @@ def _texts(values: pd.Series) -> pd.Series:
 
 def _level_columns(table: str, texts: pd.Series) -> list[_Column]:
     """An indicator per frequent value, and one for missing when enough rows lack a value."""
-    known = texts.notna().to_numpy()
-    as_text = texts.astype(str).to_numpy()
+    # each distinct value hashed once; a level's indicator compares integer codes
+    codes, distinct = pd.factorize(texts)  # missing: -1
+    known = codes >= 0
+    text_of_code = np.asarray([str(value) for value in distinct], dtype=object)
     columns = [
-        _Column(((as_text == level) & known).astype(np.float64), (table, level))
+        _Column(
+            np.isin(codes, np.flatnonzero(text_of_code == level)).astype(np.float64), (table, level)
+        )
         for level in _frequent(texts, len(texts))
     ]
     # a value nearly every row has says nothing the intercept does not

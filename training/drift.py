@@ -1,7 +1,8 @@
 """The drift profile: a reference at training time, counts of a scoring run in its bins, PSI.
 
 The reference is computed in training on **all the training set's rows** (train, validation,
-calibration and test slices): the population the model learned from. Not the test slice alone:
+calibration and test slices; a seeded uniform sample of `training.train.REFERENCE_ROWS` of them
+on a larger set): the population the model learned from. Not the test slice alone:
 with weekly cutoffs (`snapshot_policy.weekly_weeks`) the test slice holds the newest leads,
 whose later weekly rows are still censored, so it under-represents leads weeks after their MQL,
 which batch runs score. Probabilities of training rows are in-sample, a small effect with the

@@ -196,7 +196,8 @@ def training_reference(
     """The drift reference of a trained model, built like the runs it will be compared with.
 
     Rows of every slice, not the test slice alone: the test slice (the newest leads) lacks
-    its leads' later rows, still censored (see `training.drift`). With
+    its leads' later rows, still censored (see `training.drift`); on a large training set, the
+    uniform sample of them that training scored for it (`TrainResult.reference`). With
     `snapshot_policy.sampled_ages`, only the rows after `mql_at`: their ages are drawn over
     each lead's open life, the mix a nightly run of open MQLs shows, while the extra rows at
     `mql_at` would overweight new MQLs. Rows are grouped by the week of their cutoff, so the
@@ -208,8 +209,11 @@ def training_reference(
     tier = result.scored["tier"].to_numpy()
     rows_from = "train, validation, calibration and test slices"
     chosen = np.ones(len(training_set), dtype=bool)
+    if result.reference is not None and not result.reference.all():
+        chosen = result.reference.copy()
+        rows_from += f", a seeded uniform sample of {int(chosen.sum()):,} of their rows"
     if config.snapshot_policy.sampled_ages > 0 and "days_since_mql" in features:
-        chosen = features["days_since_mql"].to_numpy(dtype=np.float64, na_value=np.nan) > 0
+        chosen &= features["days_since_mql"].to_numpy(dtype=np.float64, na_value=np.nan) > 0
         rows_from += ", rows after mql_at (ages as a nightly run meets them)"
     cutoff = training_set["cutoff"]
     periods = None

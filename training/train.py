@@ -56,6 +56,10 @@ ROW_KEYS = ("lead_id", "cutoff", "label")  # and a hazard model's `period` (spli
 SUSPICIOUS_AUC = 0.95
 #: Most training rows the leak guard's drop-column probe fits on.
 PROBE_ROWS = 50_000
+#: Most rows the drift reference profiles (a seeded uniform sample of a larger training set).
+REFERENCE_ROWS = 200_000
+#: Rows per `Booster.predict` call when scoring a selection of rows (bounds the copy).
+PREDICT_CHUNK_ROWS = 100_000
 Progress = Callable[[int, int], None]
 
 
@@ -88,6 +92,8 @@ class TrainResult:
     shap_values: np.ndarray
     shap_features: pd.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
+    #: rows (a mask over `scored`) the drift reference profiles; all rows when None
+    reference: np.ndarray | None = None
     started_at: datetime | None = None  # wall clock (UTC) when train_model began and ended
     finished_at: datetime | None = None
     leaks: list[LeakFlag] = field(default_factory=list)
@@ -134,6 +140,40 @@ def categorical_columns(features: pd.DataFrame) -> set[str]:
         for c in features.columns
         if pd.api.types.is_string_dtype(features[c]) or features[c].dtype == object
     }
+
+
+def reference_sample(rows: int, seed: int) -> np.ndarray:
+    """Which rows the drift reference profiles (a mask): every row up to `REFERENCE_ROWS`,
+    else a seeded uniform sample of that many.
+
+    Uniform over every slice, as the reference wants (`training.drift`); the monitor's chance
+    floor counts the reference's rows, so a sample's own noise is allowed for. Scoring every
+    training row only to profile it would cost a large share of the fit on a big training set.
+    """
+    if rows <= REFERENCE_ROWS:
+        return np.ones(rows, dtype=bool)
+    mask = np.zeros(rows, dtype=bool)
+    mask[np.random.default_rng(seed).choice(rows, size=REFERENCE_ROWS, replace=False)] = True
+    return mask
+
+
+def raw_scores(
+    score: Callable[[np.ndarray], Any], matrix: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """`score` of the chosen rows (a mask) of `matrix`, NaN elsewhere.
+
+    A row's raw score does not depend on the other rows, so scoring a selection gives each of
+    its rows the value scoring every row would; the selection is copied out
+    `PREDICT_CHUNK_ROWS` rows at a time (every row: the matrix itself, no copy).
+    """
+    if rows.all():
+        return np.asarray(score(matrix), dtype=np.float64)
+    raw = np.full(matrix.shape[0], np.nan, dtype=np.float64)
+    chosen = np.flatnonzero(rows)
+    for start in range(0, chosen.size, PREDICT_CHUNK_ROWS):
+        at = chosen[start : start + PREDICT_CHUNK_ROWS]
+        raw[at] = np.asarray(score(matrix[at]), dtype=np.float64)
+    return raw
 
 
 def split_rows(training_set: pd.DataFrame, config: Config, notes: list[str]) -> Split:
@@ -358,17 +398,22 @@ def _train_model(
     clock["fit"] = time.perf_counter()
     # keep only the trees up to the best round: the saved model is the one that was validated
     booster = type(booster)(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    # scored: the calibration and test slices (calibrator, tiers, metrics) and the rows the
+    # drift reference profiles; the other rows' probability stays NaN and their tier None
+    reference = reference_sample(len(training_set), config.training.seed)
+    scored_rows = calib | test | reference
     if hazard is None:
-        raw = np.asarray(booster.predict(matrix, raw_score=True), dtype=np.float64)
+        raw = raw_scores(lambda rows: booster.predict(rows, raw_score=True), matrix, scored_rows)
     else:
-        raw = horizon_raw(booster, matrix, hazard)
+        raw = raw_scores(lambda rows: horizon_raw(booster, rows, hazard), matrix, scored_rows)
     calibrator = fit_calibrator(
         raw[calib], labels[calib], config.training.calibration, config.training.seed
     )
     probability = calibrator.apply(raw)
     tiers = choose_tiers(probability[calib], labels[calib], config.training.tiers)
     scorer = Scorer(booster, calibrator, spec, tiers, hazard)
-    tier = tiers.assign(probability)
+    tier = np.full(len(training_set), None, dtype=object)
+    tier[scored_rows] = tiers.assign(probability[scored_rows])
     clock["calibrate"] = time.perf_counter()
 
     scored = training_set[list(ROW_KEYS)].copy()
@@ -472,6 +517,7 @@ def _train_model(
         shap_values=shap_values,
         shap_features=features.iloc[sample],
         seconds=seconds,
+        reference=reference,
         started_at=started_at,
         finished_at=datetime.now(UTC),
         leaks=leaks,

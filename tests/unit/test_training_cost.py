@@ -1,0 +1,118 @@
+"""The fast paths of a training run give what the plain definitions give, on generated rows:
+the time split, the audit's single-feature AUCs, and a training run that scores only the
+rows it uses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+import training.train
+from common.config import SplitConfig, build_config
+from features.pipeline import build_training_set
+from features.reader import read_snapshot
+from features.synthetic import generate, write_snapshot
+from training.audit import rank_auc, single_feature_auc
+from training.split import SLICES, time_split
+from training.tracking import training_reference
+from training.train import categorical_columns, feature_frame, train_model
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    folder = tmp_path_factory.mktemp("cost") / "snapshot"
+    write_snapshot(generate(3000, seed=11), folder)
+    config = build_config({"source": {"path": str(folder)}, "snapshot_policy": {"weekly_weeks": 3}})
+    training_set, _ = build_training_set(read_snapshot(config), config)
+    return training_set
+
+
+def _split_by_definition(rows: pd.DataFrame, shares: SplitConfig) -> np.ndarray:
+    """Leads ranked by (first cutoff, lead_id); a lead's position is the share of rows of the
+    leads before it; the slice edges cut positions (one lead at a time, in Python)."""
+    first = rows.groupby("lead_id")["cutoff"].min()
+    count = rows.groupby("lead_id").size()
+    edges = np.cumsum([shares.train, shares.validation, shares.calibration])
+    slice_of_lead = {}
+    before = 0
+    for lead in sorted(first.index, key=lambda lead: (first[lead], lead)):
+        slice_of_lead[lead] = SLICES[int(np.searchsorted(edges, before / len(rows), "right"))]
+        before += int(count[lead])
+    return rows["lead_id"].map(slice_of_lead).to_numpy(dtype=object)
+
+
+def test_the_time_split_is_its_definition_in_any_row_order_and_with_ties(
+    rows: pd.DataFrame,
+) -> None:
+    shares = SplitConfig()
+    shuffled = rows.sample(frac=1.0, random_state=4).reset_index(drop=True)
+    # whole days: many leads share a first cutoff, so lead_id breaks the ties
+    tied = shuffled.assign(cutoff=shuffled["cutoff"].dt.floor("D"))
+    assert tied.groupby("lead_id")["cutoff"].min().duplicated().sum() > 100
+    for frame in (rows, shuffled, tied):
+        split = time_split(frame, shares)
+        np.testing.assert_array_equal(split.slice_of_row, _split_by_definition(frame, shares))
+        assert split.kind == "time"
+        assert all(split.counts()[name] > 0 for name in SLICES)
+    assert time_split(rows.iloc[:0], shares).slice_of_row.size == 0
+
+
+def test_rank_auc_is_roc_auc_score_on_every_feature(rows: pd.DataFrame) -> None:
+    labels = rows["label"].to_numpy()
+    features = feature_frame(rows)
+    categorical = categorical_columns(features)
+    checked = 0
+    for name in features.columns:
+        if name in categorical:
+            continue
+        values = features[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        score = np.where(np.isnan(values), -1.0, values)
+        if score.min() == score.max():
+            assert rank_auc(score, labels) == 0.5
+            continue
+        assert rank_auc(score, labels) == pytest.approx(roc_auc_score(labels, score), abs=1e-12)
+        checked += 1
+    assert checked > 50
+    assert rank_auc(np.arange(4.0), np.array([0, 0, 1, 1])) == 1.0
+    assert rank_auc(np.array([1.0, 1.0, 2.0, 2.0]), np.array([0, 1, 0, 1])) == 0.5
+    assert rank_auc(np.arange(3.0), np.zeros(3, dtype=int)) == 0.5
+
+
+def test_single_feature_auc_ranks_an_outcome_column_first(rows: pd.DataFrame) -> None:
+    labels = rows["label"].to_numpy()
+    features = feature_frame(rows).assign(sales_status=np.where(labels == 1, "won", "open"))
+    table = single_feature_auc(features, labels, sorted(categorical_columns(features)), seed=0)
+    assert table["feature"].iloc[0] == "sales_status"
+    assert table["auc"].iloc[0] > 0.99
+    assert table["auc"].between(0.5, 1.0).all()
+
+
+def test_training_scores_only_the_rows_it_uses_and_the_model_is_unchanged(
+    rows: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = build_config({"training": {"num_threads": 1}, "snapshot_policy": {"weekly_weeks": 3}})
+    every = train_model(rows, config)
+    assert every.reference is not None and every.reference.all()
+    assert np.isfinite(every.scored["probability"].to_numpy()).all()
+    monkeypatch.setattr(training.train, "REFERENCE_ROWS", len(rows) // 4)
+    sampled = train_model(rows, config)
+    assert sampled.reference is not None and sampled.reference.sum() == len(rows) // 4
+    assert sampled.scorer.calibrator.to_json() == every.scorer.calibrator.to_json()
+    assert sampled.scorer.tiers.as_dict() == every.scorer.tiers.as_dict()
+    assert sampled.metrics == every.metrics
+    used = sampled.split.mask("calibration") | sampled.split.mask("test") | sampled.reference
+    probability = sampled.scored["probability"].to_numpy()
+    np.testing.assert_array_equal(probability[used], every.scored["probability"].to_numpy()[used])
+    assert np.isnan(probability[~used]).all() and (~used).sum() > 0
+    tier = sampled.scored["tier"].to_numpy()
+    assert (tier[used] == every.scored["tier"].to_numpy()[used]).all()
+    assert pd.isna(tier[~used]).all()
+    # the drift reference profiles the sample's rows after mql_at, with their probabilities
+    reference = training_reference(sampled, config, rows)
+    after_mql = feature_frame(rows)["days_since_mql"].to_numpy(dtype=np.float64) > 0
+    assert reference["rows"] == int((sampled.reference & after_mql).sum())
+    assert "sample" in reference["rows_from"]
+    full = training_reference(every, config, rows)
+    assert full["rows"] == int(after_mql.sum()) and "sample" not in full["rows_from"]
