@@ -168,10 +168,9 @@ def value_as_of(
     without history keeps its current value. Returns the values and how many leads took them
     from the history.
     """
-    hist = history[(history["pos"] >= 0).to_numpy()].dropna(subset=["at"])
+    hist = _changes_by_time(history)
     if hist.empty:
         return current, 0
-    hist = hist.astype({"at": "datetime64[us, UTC]"}).sort_values("at", kind="stable")
     have = np.zeros(len(current), dtype=bool)
     have[hist["pos"].to_numpy()] = True
     have &= cutoff.notna().to_numpy()
@@ -181,21 +180,59 @@ def value_as_of(
     left = pd.DataFrame(
         {"pos": rows, "at": cutoff.iloc[rows].astype("datetime64[us, UTC]").array}
     ).sort_values("at", kind="stable")
-    right = hist[["pos", "at", "value"]].assign(seen=True)
+    # the merges carry the change's row, not its text: the values are taken once, at the end
+    right = pd.DataFrame({"pos": hist["pos"], "at": hist["at"], "change": np.arange(len(hist))})
     before = pd.merge_asof(left, right, on="at", by="pos", direction="backward")
-    values = np.array(before["value"].astype(object).to_numpy(), dtype=object)
-    no_prior = before["seen"].isna().to_numpy()
+    n, m = len(current), len(hist)
+    prior = before["change"].to_numpy(dtype=float)
+    no_prior = np.isnan(prior)
+    missing = n + 2 * m  # the pool's last entry
+    take = np.where(no_prior, missing, n + np.nan_to_num(prior)).astype(np.int64)
     if "old" in hist:
         after = pd.merge_asof(
-            left, hist[["pos", "at", "old"]], on="at", by="pos", direction="forward",
-            allow_exact_matches=False,
-        )  # fmt: skip
-        values[no_prior] = after["old"].astype(object).to_numpy()[no_prior]
+            left, right, on="at", by="pos", direction="forward", allow_exact_matches=False
+        )
+        later = after["change"].to_numpy(dtype=float)[no_prior]
+        take[no_prior] = np.where(np.isnan(later), missing, n + m + np.nan_to_num(later))
+        old = _text(hist["old"])
     else:
-        values[no_prior] = None
-    out = np.array(current.astype(object).to_numpy(), dtype=object)
-    out[before["pos"].to_numpy()] = values
-    return pd.Series(out, index=current.index).astype("string"), int(have.sum())
+        old = pd.Series(pd.NA, index=range(m), dtype="string")
+    source = np.arange(n)
+    source[before["pos"].to_numpy()] = take
+    # the current values, each change's new value, its old value, and a missing one
+    pool = pd.concat(
+        [_text(current), _text(hist["value"]), old, pd.Series([pd.NA], dtype="string")],
+        ignore_index=True,
+    )
+    return pd.Series(pool.array.take(source), index=current.index), int(have.sum())
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """The values as the "string" dtype, as their Python objects would convert (text is
+    converted without making an object per value)."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return values.astype("string").reset_index(drop=True)
+    return pd.Series(values.astype(object).to_numpy(), dtype=object).astype("string")
+
+
+def _changes_by_time(history: pd.DataFrame) -> pd.DataFrame:
+    """The changes of `history` with a lead and a time, in time order (ties in their order),
+    with only the columns `value_as_of` uses: the rows are ordered on integer ticks and each
+    column is taken once (a text column's take is the costly part)."""
+    at = history["at"].astype("datetime64[us, UTC]")
+    pos = history["pos"].to_numpy()
+    rows = np.flatnonzero((pos >= 0) & at.notna().to_numpy())
+    # integer ticks: a zoned column's to_numpy() would make a Timestamp per row
+    ticks = at.dt.tz_localize(None).to_numpy().view(np.int64)[rows]
+    order = rows[np.argsort(ticks, kind="stable")]
+    columns = {
+        "pos": pos[order],
+        "at": at.array.take(order),
+        "value": history["value"].array.take(order),
+    }
+    if "old" in history:
+        columns["old"] = history["old"].array.take(order)
+    return pd.DataFrame(columns)
 
 
 def lead_labels(lead_ids: pd.Series) -> pd.Series | pd.CategoricalDtype:

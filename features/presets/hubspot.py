@@ -13,6 +13,7 @@ See docs/hubspot.md.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -20,6 +21,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.config import Config
+from features.parallel import worker_count
 from features.presets.common import (
     EventForm,
     PresetFrames,
@@ -261,7 +263,8 @@ def read_hubspot(
         if column in contact:
             leads[column] = contact[column]
     form = event_form(leads["lead_id"], coded)
-    events = _events(tables, form, leads["email"], contact_index, settings, notes)
+    workers = worker_count(config.features.workers)
+    events = _events(tables, form, leads["email"], contact_index, settings, notes, workers)
     return PresetFrames(leads, events, tables.label("contact"), "HubSpot engagement tables", notes)
 
 
@@ -301,10 +304,15 @@ def _events(
     contact_index: pd.Index,
     settings: HubSpotSettings,
     notes: list[str],
+    workers: int = 1,
 ) -> Iterator[EventChunk]:
+    """The events of the email, form, web-analytics and engagement tables; the batches of
+    the big ones worked on by up to `workers` threads."""
     tz = settings.timezone
+    # its hash table built here, once: the threads that work on the batches only read it
+    contact_index.get_indexer(contact_index[:1])
     if tables.has("email_event"):
-        yield from _email_events(tables, form, emails, settings)
+        yield from _email_events(tables, form, emails, settings, workers)
     if tables.has("contact_form_submission"):
         sub = tables.read(
             "contact_form_submission",
@@ -333,13 +341,14 @@ def _events(
         )
     if tables.has("contacts_web_analytics"):
         web_columns = _WEB_COLUMNS if form.context else _WEB_COLUMNS[:2]  # not utm_campaign
-        for web in tables.batches(
+        yield from tables.map_batches(
             "contacts_web_analytics",
             ["object_id", "event_type", "occurred_at"],
+            partial(_web_events, form=form, contact_index=contact_index, settings=settings),
             optional=[*web_columns, "object_type"],
             dictionary=["object_id", "event_type", *web_columns, "object_type"],
-        ):
-            yield _web_events(web, form, contact_index, settings)
+            workers=workers,
+        )
     if tables.has("engagement") and tables.has("engagement_contact"):
         eng = tables.read("engagement", ["id", "type", "timestamp"], dictionary=["type"])
         link = tables.read("engagement_contact", ["engagement_id", "contact_id"])
@@ -386,10 +395,15 @@ def _web_events(
 
 
 def _email_events(
-    tables: ConnectorTables, form: EventForm, emails: pd.Series, settings: HubSpotSettings
+    tables: ConnectorTables,
+    form: EventForm,
+    emails: pd.Series,
+    settings: HubSpotSettings,
+    workers: int = 1,
 ) -> Iterator[EventChunk]:
     """Marketing-email events, reaching contacts (`emails`: each lead's address) by address
-    only (case-insensitive), a batch of events per batch of the email_event table."""
+    only (case-insensitive), a batch of events per batch of the email_event table, worked on
+    by up to `workers` threads."""
     folded = emails.astype("string").str.strip().str.casefold()
     owners = pd.DataFrame({"address": folded, "pos": np.arange(len(emails))}).dropna()
     if settings.email_match == "unique":
@@ -400,13 +414,14 @@ def _email_events(
         if "name" in camp:
             names = pd.Series(camp["name"].to_numpy(), index=camp["id"].to_numpy())
     campaign = ["email_campaign_id"] if form.context else []
-    for mail in tables.batches(
+    yield from tables.map_batches(
         "email_event",
         ["id", "type", "created", "recipient"],
+        partial(_email_batch, owners=owners, names=names, form=form, settings=settings),
         optional=[*campaign, "filtered_event"],
         dictionary=["type", "recipient", *campaign],
-    ):
-        yield _email_batch(mail, owners, names, form, settings)
+        workers=workers,
+    )
 
 
 def _email_batch(

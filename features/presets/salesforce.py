@@ -13,6 +13,7 @@ training audit names it (features.presets.leaks). See docs/salesforce.md.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -20,6 +21,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.config import Config
+from features.parallel import worker_count
 from features.presets.common import (
     EventForm,
     PresetFrames,
@@ -233,7 +235,9 @@ def read_salesforce(
         known = converted.notna().to_numpy() & (converted != EMPTY_LOOKUP).to_numpy(bool)
         contact_of = pd.Series(np.flatnonzero(known), index=converted[known].to_numpy())
         contact_of = contact_of[~contact_of.index.duplicated()]
-    events = _events(tables, event_form(lead_ids, coded), lead_index, contact_of, settings)
+    form = event_form(lead_ids, coded)
+    workers = worker_count(config.features.workers)
+    events = _events(tables, form, lead_index, contact_of, settings, workers)
     return PresetFrames(leads, events, tables.label("lead"), "Salesforce activity tables", notes)
 
 
@@ -254,13 +258,26 @@ def _events(
     lead_index: pd.Index,
     contact_of: pd.Series,
     settings: SalesforceSettings,
+    workers: int = 1,
 ) -> Iterator[EventChunk]:
+    """The events of the task, event and (optionally) campaign_member tables; the task
+    table's batches worked on by up to `workers` threads."""
     tz = settings.timezone
+    # hash tables built here, once: the threads that work on the batches only read them
+    lead_index.get_indexer(lead_index[:1])
     if tables.has("task"):
         context = ["description"] if form.context else []
-        for task in tables.batches(
+        yield from tables.map_batches(
             "task",
             ["who_id"],
+            partial(
+                _task_events,
+                tables=tables,
+                form=form,
+                lead_index=lead_index,
+                contact_of=contact_of,
+                settings=settings,
+            ),
             optional=[
                 settings.task_time,
                 "created_date",
@@ -271,8 +288,8 @@ def _events(
                 "is_deleted",
             ],
             dictionary=["who_id", "subject", "type", "task_subtype", *context],
-        ):
-            yield _task_events(task, tables, form, lead_index, contact_of, settings)
+            workers=workers,
+        )
     if tables.has("event"):
         ev = tables.read(
             "event",

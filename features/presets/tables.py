@@ -11,16 +11,20 @@ names and gets them under those names.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.contract import ContractError
+from features.parallel import ordered_map
+
+Result = TypeVar("Result")
 
 _TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz", ".tsv")
 #: Rows per frame when an event table is read in batches (the reader's EVENT_BATCH_ROWS).
@@ -123,16 +127,58 @@ class ConnectorTables:
     ) -> Iterator[pd.DataFrame]:
         """The table as `read` gives it, in frames of at most `rows` rows from a Parquet file
         (so that an event table of 50M rows is never whole in memory), whole otherwise."""
+        for read in self._batch_readers(table, columns, optional, dictionary, rows, threads=True):
+            yield read()
+
+    def map_batches(
+        self,
+        table: str,
+        columns: Sequence[str],
+        work: Callable[[pd.DataFrame], Result],
+        optional: Sequence[str] = (),
+        dictionary: Sequence[str] = (),
+        workers: int = 1,
+    ) -> Iterator[Result]:
+        """`work` of each frame `batches` gives, in order, the frames read and worked on by up
+        to `workers` threads side by side (`features.parallel`): Parquet decoding and the
+        numpy and Arrow work of an adapter's batch release the GIL, as the contract reader's
+        decoding of an export's row groups does."""
+
+        def run(read: Callable[[], pd.DataFrame]) -> Result:
+            return work(read())
+
+        readers = self._batch_readers(
+            table, columns, optional, dictionary, BATCH_ROWS, threads=workers <= 1
+        )
+        yield from ordered_map(run, readers, workers)
+
+    def _batch_readers(
+        self,
+        table: str,
+        columns: Sequence[str],
+        optional: Sequence[str],
+        dictionary: Sequence[str],
+        rows: int,
+        threads: bool,
+    ) -> Iterator[Callable[[], pd.DataFrame]]:
+        """A function per batch of the table that reads it (`batches`): a run of a Parquet
+        file's row groups (`batch_runs`) each, so that batches can be read side by side;
+        decoded on Arrow's threads when `threads`, else on the caller's."""
         key, found = self._resolve(table, columns, optional)
         path = self._files.get(key) if not self.url else None
         if path is None or path.suffix not in (".parquet", ".pq"):
-            yield self.read(table, columns, optional, dictionary)
+            yield partial(self.read, table, columns, optional, dictionary)
             return
         real = list(dict.fromkeys(found.values()))
         text = _text_columns(path, [found[c] for c in dictionary if c in found])
-        parquet = pq.ParquetFile(path, read_dictionary=text)
-        for batch in parquet.iter_batches(batch_size=rows, columns=real):
-            yield _as_asked(batch.to_pandas(), found)
+        runs = batch_runs(pq.ParquetFile(path).metadata, rows)
+        if runs is None:  # a row group larger than a batch: streamed
+            parquet = pq.ParquetFile(path, read_dictionary=text)
+            for batch in parquet.iter_batches(batch_size=rows, columns=real):
+                yield partial(_as_asked, batch.to_pandas(), found)
+            return
+        for run in runs:
+            yield partial(_read_row_groups, path, run, real, text, found, threads)
 
     def _resolve(
         self, table: str, columns: Sequence[str], optional: Sequence[str]
@@ -201,6 +247,42 @@ def _as_asked(frame: pd.DataFrame, found: dict[str, str]) -> pd.DataFrame:
     """The loaded columns under the names they were asked by."""
     out = pd.DataFrame({asked: frame[real] for asked, real in found.items()})
     return out.reset_index(drop=True)
+
+
+def batch_runs(metadata: Any, max_rows: int) -> list[list[int]] | None:
+    """Consecutive row groups in runs of at least a quarter of `max_rows` rows where they are
+    smaller, never more than `max_rows` (None when a single row group is larger).
+
+    A row group is read on its own when it is that large: its text columns' dictionaries are
+    its own, so a batch's ids are looked up once per distinct id of one row group, not of the
+    union of several, and the batches of a table of a few row groups run side by side."""
+    runs: list[list[int]] = []
+    rows = 0
+    for index in range(metadata.num_row_groups):
+        size = metadata.row_group(index).num_rows
+        if size > max_rows:
+            return None
+        if not runs or rows >= max_rows // 4 or rows + size > max_rows:
+            runs.append([])
+            rows = 0
+        runs[-1].append(index)
+        rows += size
+    return runs
+
+
+def _read_row_groups(
+    path: Path,
+    run: list[int],
+    columns: list[str],
+    text: list[str],
+    found: dict[str, str],
+    threads: bool,
+) -> pd.DataFrame:
+    """Row groups `run` of a Parquet file as `ConnectorTables.read` gives them, with a reader
+    of its own (runs are read side by side); decoded on Arrow's threads when `threads`."""
+    parquet = pq.ParquetFile(path, read_dictionary=text)
+    table = parquet.read_row_groups(run, columns=columns, use_threads=threads)
+    return _as_asked(table.to_pandas(), found)
 
 
 def _text_columns(path: Path, columns: Sequence[str]) -> list[str]:

@@ -1,0 +1,58 @@
+"""A preset's event table read in batches of row groups, worked on side by side, gives what a
+whole read gives, in order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from features.presets import tables as presets_tables
+from features.presets.tables import ConnectorTables, batch_runs
+
+
+class _Group:
+    def __init__(self, rows: int) -> None:
+        self.num_rows = rows
+
+
+class _Metadata:
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = sizes
+        self.num_row_groups = len(sizes)
+
+    def row_group(self, i: int) -> _Group:
+        return _Group(self.sizes[i])
+
+
+def test_batch_runs_keep_large_row_groups_alone_and_join_small_ones() -> None:
+    assert batch_runs(_Metadata([5, 5, 5]), 8) == [[0], [1], [2]]
+    assert batch_runs(_Metadata([1, 1, 1, 6, 1]), 8) == [[0, 1], [2, 3], [4]]
+    assert batch_runs(_Metadata([]), 8) == []
+    assert batch_runs(_Metadata([4, 9]), 8) is None
+
+
+def test_map_batches_gives_the_batches_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presets_tables, "BATCH_ROWS", 400)
+    ids = [f"00Q{i % 7:015d}" for i in range(1000)]
+    table = pa.table({"Who_Id": ids, "n": list(range(1000))})
+    pq.write_table(table, tmp_path / "task.parquet", row_group_size=150)
+    tables = ConnectorTables(path=tmp_path)
+    whole = tables.read("task", ["who_id", "n"], dictionary=["who_id"])
+    for workers in (1, 3):
+        parts = list(
+            tables.map_batches(
+                "task", ["who_id", "n"], lambda f: f, dictionary=["who_id"], workers=workers
+            )
+        )
+        assert len(parts) > 1
+        got = pd.concat(parts, ignore_index=True)
+        assert got["n"].tolist() == whole["n"].tolist()
+        assert got["who_id"].astype(str).tolist() == ids
+    batches = pd.concat(tables.batches("task", ["who_id", "n"], rows=300), ignore_index=True)
+    assert batches["n"].tolist() == list(range(1000))
