@@ -122,6 +122,14 @@ class HubSpotSettings(BaseModel):
         "address (as Fivetran's dbt package joins: sharers get each other's mail), or only "
         "addresses one contact has (a shared address's mail is left out).",
     )
+    email_sharers_max: int = Field(
+        10,
+        ge=1,
+        description="With email_match all: an address more contacts than this share reaches "
+        "none of them (as `unique` treats every shared one). An address shared that widely is "
+        "a free-mail or role address, not a person, and each of its emails would become an "
+        "event of every sharer.",
+    )
     email_types: dict[str, str] = Field(
         default_factory=lambda: {
             "OPEN": "email_open",
@@ -406,8 +414,7 @@ def _email_events(
     by up to `workers` threads."""
     folded = emails.astype("string").str.strip().str.casefold()
     owners = pd.DataFrame({"address": folded, "pos": np.arange(len(emails))}).dropna()
-    if settings.email_match == "unique":
-        owners = owners.drop_duplicates("address", keep=False)
+    owners = owners[_sharers(owners["address"]) <= _most_sharers(settings)]
     names = None
     if tables.has("email_campaign") and form.context:
         camp = tables.read("email_campaign", ["id"], optional=["name"])
@@ -422,6 +429,16 @@ def _email_events(
         dictionary=["type", "recipient", *campaign],
         workers=workers,
     )
+
+
+def _most_sharers(settings: HubSpotSettings) -> int:
+    """How many contacts may share an address that still reaches them."""
+    return 1 if settings.email_match == "unique" else settings.email_sharers_max
+
+
+def _sharers(addresses: pd.Series) -> np.ndarray:
+    """For each contact's address, how many contacts have it."""
+    return addresses.groupby(addresses, sort=False).transform("size").to_numpy()
 
 
 def _email_batch(

@@ -24,12 +24,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from cli import app
 from common.config import ConfigError, load_config
+from features.contract import EVENT_TYPES as EVENT_TYPES_ALL
 from features.layouts import write_layout
 from features.presets import as_of_export_columns, preset_settings
 from features.presets.common import value_as_of
@@ -343,3 +345,56 @@ def test_the_hubspot_preset_reads_a_changed_title_as_of_the_mql(
     ids = contact.loc[changed, "id"].astype(str)
     assert (now.leads.set_index("lead_id").loc[ids, "job_title"] == "Chief Revenue Officer").all()
     assert not (as_of_mql.loc[ids] == "Chief Revenue Officer").any()
+
+
+def _share_one_address(source: Path, out: Path, contacts: int) -> tuple[list[str], int]:
+    """A copy of a HubSpot layout in which `contacts` mailed contacts, each with an address of
+    its own, share one address (their mail and the email property's history re-addressed to
+    it too); returns their record ids and how many email events were sent to it."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    shutil.copytree(source, out)
+    contact = pq.read_table(out / "contact.parquet").to_pandas()
+    mail = pq.read_table(out / "email_event.parquet").to_pandas()
+    email = contact["property_email"].str.strip().str.casefold()
+    own = email.notna() & ~email.duplicated(keep=False)
+    mailed = email.isin(set(mail["recipient"].str.strip().str.casefold()))
+    chosen = contact.index[own & mailed][:contacts]
+    assert len(chosen) == contacts
+    addresses = set(email[chosen])
+    contact.loc[chosen, "property_email"] = "shared@example.com"
+    moved = mail["recipient"].str.strip().str.casefold().isin(addresses)
+    mail.loc[moved, "recipient"] = "shared@example.com"
+    history = pq.read_table(out / "contact_property_history.parquet").to_pandas()
+    ours = (history["name"] == "email") & history["contact_id"].isin(contact.loc[chosen, "id"])
+    history.loc[ours, "value"] = "shared@example.com"
+    contact.to_parquet(out / "contact.parquet", index=False)
+    mail.to_parquet(out / "email_event.parquet", index=False)
+    history.to_parquet(out / "contact_property_history.parquet", index=False)
+    return contact.loc[chosen, "id"].astype(str).tolist(), int(moved.sum())
+
+
+def test_an_address_shared_past_the_cap_reaches_none_of_its_contacts(
+    folders: dict[str, Path], tmp_path: Path
+) -> None:
+    ids, sent = _share_one_address(folders["hubspot"], tmp_path / "hubspot", contacts=12)
+    config = load_config(EXAMPLES / "hubspot.yaml")
+    source = config.source.model_copy(update={"path": tmp_path / "hubspot"})
+    config = config.model_copy(update={"source": source})
+    email_codes = [i for i, name in enumerate(EVENT_TYPES_ALL) if name in EMAIL_TYPES]
+
+    def mail_of_sharers(preset: dict[str, object]) -> np.ndarray:
+        snap = read_snapshot(config.model_copy(update={"preset": {**config.preset, **preset}}))
+        rows = np.flatnonzero(snap.leads["lead_id"].astype(str).isin(ids).to_numpy())
+        assert rows.size == len(ids)
+        events = snap.events
+        is_mail = np.isin(events.kind, email_codes) & np.isin(events.lead, rows)
+        return np.bincount(events.lead[is_mail], minlength=len(snap.leads))[rows]
+
+    assert (mail_of_sharers({}) == 0).all()  # 12 sharers, more than the default 10
+    assert (mail_of_sharers({"email_match": "unique"}) == 0).all()
+    fanned = mail_of_sharers({"email_sharers_max": 12})
+    assert fanned.min() > 0 and (fanned == fanned[0]).all()  # each gets the address's mail
+    assert fanned[0] <= sent  # less any event the reader drops (exact duplicates, unknown)
