@@ -116,3 +116,21 @@ def flat_export(folder: Path, rows: int, seed: int = 0) -> Path:
     config = folder / "config.yaml"
     config.write_text(FLAT_CONFIG.format(folder=folder), encoding="utf-8")
     return config
+
+
+class RowGroup:
+    """A Parquet row group's metadata, as far as the row-group runs read it."""
+
+    def __init__(self, rows: int) -> None:
+        self.num_rows = rows
+
+
+class RowGroupMetadata:
+    """A Parquet file's metadata with row groups of these sizes (`row_group_runs`)."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = sizes
+        self.num_row_groups = len(sizes)
+
+    def row_group(self, i: int) -> RowGroup:
+        return RowGroup(self.sizes[i])

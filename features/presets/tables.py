@@ -256,18 +256,9 @@ def batch_runs(metadata: Any, max_rows: int) -> list[list[int]] | None:
     A row group is read on its own when it is that large: its text columns' dictionaries are
     its own, so a batch's ids are looked up once per distinct id of one row group, not of the
     union of several, and the batches of a table of a few row groups run side by side."""
-    runs: list[list[int]] = []
-    rows = 0
-    for index in range(metadata.num_row_groups):
-        size = metadata.row_group(index).num_rows
-        if size > max_rows:
-            return None
-        if not runs or rows >= max_rows // 4 or rows + size > max_rows:
-            runs.append([])
-            rows = 0
-        runs[-1].append(index)
-        rows += size
-    return runs
+    from features.reader import row_group_runs
+
+    return row_group_runs(metadata, max_rows, full_rows=max_rows // 4)
 
 
 def _read_row_groups(

@@ -175,16 +175,20 @@ def _parquet_chunks(path: Path, wanted: Sequence[str], workers: int = 1) -> Iter
     yield from ordered_map(read, groups, workers)
 
 
-def row_group_runs(metadata: Any, max_rows: int) -> list[list[int]] | None:
+def row_group_runs(
+    metadata: Any, max_rows: int, full_rows: int | None = None
+) -> list[list[int]] | None:
     """Consecutive row groups in runs of at most `max_rows` rows (the chunks read at once), or
-    None when a single row group is larger than that."""
+    None when a single row group is larger than that. With `full_rows`, a run that holds that
+    many rows takes no more row groups."""
     runs: list[list[int]] = []
     rows = 0
+    full = max_rows if full_rows is None else full_rows
     for index in range(metadata.num_row_groups):
         size = metadata.row_group(index).num_rows
         if size > max_rows:
             return None
-        if not runs or rows + size > max_rows:
+        if not runs or rows >= full or rows + size > max_rows:
             runs.append([])
             rows = 0
         runs[-1].append(index)

@@ -22,6 +22,7 @@ from features.parallel import ordered_map, worker_count
 from features.reader import read_snapshot, row_group_runs
 from features.reader import sources as reader_sources
 from features.synthetic import generate, write_snapshot
+from tests.fixtures import RowGroupMetadata
 
 
 def test_ordered_map_keeps_the_order_of_the_items() -> None:
@@ -81,21 +82,9 @@ def test_the_setting_is_validated() -> None:
 
 
 def test_row_group_runs() -> None:
-    class Group:
-        def __init__(self, rows: int) -> None:
-            self.num_rows = rows
-
-    class Metadata:
-        def __init__(self, sizes: list[int]) -> None:
-            self.sizes = sizes
-            self.num_row_groups = len(sizes)
-
-        def row_group(self, i: int) -> Group:
-            return Group(self.sizes[i])
-
-    assert row_group_runs(Metadata([4, 4, 4, 1, 9]), 9) == [[0, 1], [2, 3], [4]]
-    assert row_group_runs(Metadata([]), 9) == []
-    assert row_group_runs(Metadata([4, 10]), 9) is None
+    assert row_group_runs(RowGroupMetadata([4, 4, 4, 1, 9]), 9) == [[0, 1], [2, 3], [4]]
+    assert row_group_runs(RowGroupMetadata([]), 9) == []
+    assert row_group_runs(RowGroupMetadata([4, 10]), 9) is None
 
 
 @pytest.fixture(scope="module")

@@ -12,27 +12,14 @@ import pytest
 
 from features.presets import tables as presets_tables
 from features.presets.tables import ConnectorTables, batch_runs
-
-
-class _Group:
-    def __init__(self, rows: int) -> None:
-        self.num_rows = rows
-
-
-class _Metadata:
-    def __init__(self, sizes: list[int]) -> None:
-        self.sizes = sizes
-        self.num_row_groups = len(sizes)
-
-    def row_group(self, i: int) -> _Group:
-        return _Group(self.sizes[i])
+from tests.fixtures import RowGroupMetadata
 
 
 def test_batch_runs_keep_large_row_groups_alone_and_join_small_ones() -> None:
-    assert batch_runs(_Metadata([5, 5, 5]), 8) == [[0], [1], [2]]
-    assert batch_runs(_Metadata([1, 1, 1, 6, 1]), 8) == [[0, 1], [2, 3], [4]]
-    assert batch_runs(_Metadata([]), 8) == []
-    assert batch_runs(_Metadata([4, 9]), 8) is None
+    assert batch_runs(RowGroupMetadata([5, 5, 5]), 8) == [[0], [1], [2]]
+    assert batch_runs(RowGroupMetadata([1, 1, 1, 6, 1]), 8) == [[0, 1], [2, 3], [4]]
+    assert batch_runs(RowGroupMetadata([]), 8) == []
+    assert batch_runs(RowGroupMetadata([4, 9]), 8) is None
 
 
 def test_map_batches_gives_the_batches_in_order(
