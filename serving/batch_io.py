@@ -183,6 +183,9 @@ def read_previous(path: Path) -> pd.DataFrame | None:
     or it cannot be read (logged: the run goes on, the comparison is skipped)."""
     if not path.is_file():
         return None
+    if not is_scores_file(path):  # e.g. a training set that --out's folder also holds
+        log.warning("previous scores %s has no lead_id and tier columns; no comparison", path)
+        return None
     try:
         parts = list(read_scores(path, ["lead_id", "tier"]))
     except Exception as error:  # a foreign or damaged file must not stop the run
@@ -191,11 +194,26 @@ def read_previous(path: Path) -> pd.DataFrame | None:
     return pd.concat(parts, ignore_index=True) if parts else None
 
 
+def is_scores_file(path: Path) -> bool:
+    """Whether the file has a scores file's lead_id and tier columns (its header or schema
+    only is read); False for anything unreadable."""
+    try:
+        if file_format(path) == "parquet":
+            names = set(pq.read_schema(path).names)
+        else:
+            names = set(pd.read_csv(path, nrows=0).columns)
+    except Exception:  # not a table, damaged, or another format: not a scores file
+        return False
+    return {"lead_id", "tier"} <= names
+
+
 def previous_run(out: Path, previous: Path | None = None) -> Path | None:
     """The scores file of the run before this one: `previous` when given (it must exist),
     else `out` itself when a run left it there, else the newest file beside `out` with the
     same extension whose name sorts before `out`'s (dated names such as 2026-07-01.parquet sort
-    by date), so that a nightly job writing one file per night compares with last night's."""
+    by date), so that a nightly job writing one file per night compares with last night's. A
+    file beside `out` counts as a run's when the run's `<stem>.monitor.json` is beside it or
+    it has the scores' columns: a training set in the same folder is not a previous run."""
     if previous is not None:
         if not previous.is_file():
             raise OutputError(f"--previous {previous}: no such scores file")
@@ -207,7 +225,10 @@ def previous_run(out: Path, previous: Path | None = None) -> Path | None:
     earlier = [
         path
         for path in out.parent.glob(f"*{out.suffix}")
-        if path.is_file() and path.name < out.name and not path.name.startswith(".")
+        if path.is_file()
+        and path.name < out.name
+        and not path.name.startswith(".")
+        and (monitor_path(path).is_file() or is_scores_file(path))
     ]
     return max(earlier, key=lambda path: path.name) if earlier else None
 

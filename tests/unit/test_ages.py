@@ -67,3 +67,23 @@ def test_the_previous_run_is_found_beside_the_output(tmp_path: Path) -> None:
     assert previous_run(out, given) == given
     with pytest.raises(OutputError, match="no such scores file"):
         previous_run(out, tmp_path / "missing.parquet")
+
+
+def test_a_training_set_beside_the_output_is_not_a_previous_run(tmp_path: Path) -> None:
+    """The README's x-education run writes data/x-education-scores.parquet beside the demo's
+    data/training_set.parquet: that file sorts before it but holds no tiers."""
+    import pandas as pd
+
+    from serving.batch_io import read_previous
+
+    training_set = tmp_path / "training_set.parquet"
+    pd.DataFrame({"lead_id": ["a", "b"], "label": [0, 1]}).to_parquet(training_set)
+    out = tmp_path / "x-education-scores.parquet"
+    assert previous_run(out) is None
+    assert read_previous(training_set) is None  # given as --previous: no comparison, no crash
+    scores = tmp_path / "a-scores.parquet"
+    pd.DataFrame({"lead_id": ["a"], "tier": ["A"]}).to_parquet(scores)
+    assert previous_run(out) == scores
+    pd.DataFrame({"lead_id": ["a"], "tier": ["B"]}).to_csv(tmp_path / "b.csv", index=False)
+    (tmp_path / "bz.csv").write_text("lead_id,label\na,1\n")
+    assert previous_run(tmp_path / "c.csv") == tmp_path / "b.csv"
