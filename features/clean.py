@@ -24,12 +24,15 @@ import math
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from common.config import MappingConfig
 from features.contract import EVENT_TYPES, FREE_MAIL_DOMAINS
@@ -246,6 +249,8 @@ OTHER: Final = EVENT_TYPES.index("other")
 _TYPE_INDEX: Final = {name: i for i, name in enumerate(EVENT_TYPES)}
 _SNAKE: Final = re.compile(r"[\s\-]+")
 _EMAIL_DOMAIN: Final = re.compile(r"@([^@ ]+)$")
+#: The same, for pyarrow's `extract_regex` (RE2, a named group).
+_EMAIL_DOMAIN_NAMED: Final = r"@(?P<domain>[^@ ]+)$"
 _MAX_MEMO: Final = 4096
 
 
@@ -429,18 +434,72 @@ def _spread(codes: np.ndarray, read: list[Any], missing: Any, dtype: Any) -> np.
     return out[codes]
 
 
+#: Text `ValueRules.text` returns as it is (unless missing or mapped): printable ASCII with no
+#: space at either end and no two in a row, whose casefold is its lower case.
+_PLAIN_ASCII: Final = r"^[!-~](?:[ !-~]*[!-~])?$"
+
+
+@dataclass(frozen=True)
+class _Distinct:
+    """A text column's distinct values and, for the plain ones, what the rules make of them
+    without a Python call per value: the rest (`slow`) go through the scalar rule."""
+
+    codes: np.ndarray  # per row, index into uniques; -1: missing
+    uniques: pa.Array  # the distinct texts
+    lower: pa.Array  # their lower case (= casefold where plain)
+    missing: np.ndarray  # plain and a missing placeholder
+    slow: np.ndarray  # needs the scalar rule: not plain, or hit by the column's value map
+
+
+def _plain_distinct(values: pd.Series, rules: ValueRules, column: str) -> _Distinct:
+    """Factorise a text column and sort its distinct values into plain and slow."""
+    codes, uniques = pd.factorize(values.astype("str"), use_na_sentinel=True)
+    texts = pa.array(uniques, type=pa.large_string())
+    plain = pc.and_(
+        pc.match_substring_regex(texts, _PLAIN_ASCII),
+        pc.invert(pc.match_substring(texts, "  ")),
+    )
+    lower = pc.utf8_lower(texts)
+    plain_mask = plain.to_numpy(zero_copy_only=False)
+    missing = pc.is_in(lower, value_set=pa.array(sorted(rules.missing), pa.large_string()))
+    missing_mask = missing.to_numpy(zero_copy_only=False) & plain_mask
+    slow = ~plain_mask
+    value_map = rules.value_maps.get(column)
+    if value_map:
+        keys = pa.array(sorted(value_map), pa.large_string())
+        slow |= pc.is_in(lower, value_set=keys).to_numpy(zero_copy_only=False)
+    return _Distinct(codes, texts, lower, missing_mask & ~slow, slow)
+
+
+def _spread_texts(
+    found: _Distinct, kept: pa.Array, slow: list[str | None], index: pd.Index
+) -> pd.Series:
+    """Per-distinct texts (`kept`, with the missing ones as None and the slow ones' `slow`
+    results put in) spread back over the rows as a `str` column."""
+    if found.missing.any() or found.slow.any():
+        out = kept.to_numpy(zero_copy_only=False)
+        out[found.missing] = None
+        out[np.flatnonzero(found.slow)] = slow
+        kept = pa.array(out, pa.large_string())
+    rows = pa.array(found.codes, mask=found.codes < 0, type=pa.int64())
+    return pd.Series(pd.array(pc.take(kept, rows), dtype="str"), index=index)
+
+
 def clean_texts(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Series:
-    """`ValueRules.text` over a column, once per distinct value."""
+    """`ValueRules.text` over a column, once per distinct value (plain ASCII without a call)."""
     rules = value_rules(mapping)
-    codes, read = _distinct(values, lambda v: rules.text(v, column))
-    return pd.Series(_spread(codes, read, None, object), index=values.index, dtype="str")
+    found = _plain_distinct(values, rules, column)
+    slow = [rules.text(found.uniques[i].as_py(), column) for i in np.flatnonzero(found.slow)]
+    return _spread_texts(found, found.uniques, slow, values.index)
 
 
 def clean_categories(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Series:
-    """`ValueRules.category` over a column, once per distinct value."""
+    """`ValueRules.category` over a column, once per distinct value (plain ASCII folded
+    without a call)."""
     rules = value_rules(mapping)
-    codes, read = _distinct(values, lambda v: rules.category(v, column))
-    return pd.Series(_spread(codes, read, None, object), index=values.index, dtype="str")
+    found = _plain_distinct(values, rules, column)
+    slow = [rules.category(found.uniques[i].as_py(), column) for i in np.flatnonzero(found.slow)]
+    return _spread_texts(found, found.lower, slow, values.index)
 
 
 def _as_flags(number: np.ndarray, index: pd.Index) -> pd.Series:
@@ -474,9 +533,18 @@ def numbers_of(
 
 
 def free_mail_flags(emails: pd.Series, mapping: MappingConfig) -> pd.Series:
-    """`ValueRules.free_mail` over a column, as a nullable boolean."""
-    codes, read = _distinct(emails, value_rules(mapping).free_mail)
-    return _as_flags(_spread(codes, read, math.nan, np.float64), emails.index)
+    """`ValueRules.free_mail` over a column, as a nullable boolean (plain ASCII addresses
+    without a call)."""
+    rules = value_rules(mapping)
+    found = _plain_distinct(emails, rules, "email")
+    domain = pc.struct_field(pc.extract_regex(found.lower, _EMAIL_DOMAIN_NAMED), [0])
+    free = pc.is_in(domain, value_set=pa.array(sorted(FREE_MAIL_DOMAINS), pa.large_string()))
+    flag = np.where(free.to_numpy(zero_copy_only=False), 1.0, 0.0)
+    flag[pc.is_null(domain).to_numpy(zero_copy_only=False) | found.missing] = math.nan
+    slow = np.flatnonzero(found.slow)
+    flag[slow] = [rules.free_mail(found.uniques[i].as_py()) for i in slow]
+    by_row = np.append(flag, math.nan)[found.codes]  # code -1 (missing) is the last
+    return _as_flags(by_row, emails.index)
 
 
 def event_kinds(names: pd.Series, mapping: MappingConfig) -> np.ndarray:

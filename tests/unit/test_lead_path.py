@@ -728,6 +728,42 @@ def test_text_categories_email_and_event_types_clean_as_pandas_cleans_them() -> 
     assert got_bad.tolist() == (text.notna() & want_numbers.isna()).tolist()
 
 
+def test_plain_ascii_texts_clean_as_the_scalar_rules_clean_them() -> None:
+    """The column forms skip the scalar call for plain ASCII (trimmed, single spaces); random
+    ASCII texts, placeholders in any case, mapped values and odd addresses must come out as the
+    scalar rule makes each of them."""
+    config = build_config({**CUSTOM, "mapping": {"values": {"country": {"usa": "US"}}}})
+    mapping = config.mapping
+    rng = np.random.default_rng(11)
+    alphabet = [*"aZ9 @.-_/", "\t", "\u00e9", "  "]
+    texts = ["".join(rng.choice(alphabet, size=rng.integers(0, 8))) for _ in range(3000)]
+    texts += ["N/A", "NULL", "Unknown", "?", "usa", "USA", "Usa ", "x@GMAIL.COM", "a@b@Gmail.com"]
+    texts += ["jane@example.com", "@", "a@", "@gmail.com", "x@gmail.com ", "L0000001", "A"]
+    series = pd.Series([*texts, None], dtype="str")
+    rules = value_rules(mapping)
+
+    def scalar(rule: Any) -> list[Any]:
+        return [None if (v := rule(raw)) is None or v != v else v for raw in [*texts, None]]
+
+    for column in ("country", "lead_id", "email"):
+        got = clean_texts(series, mapping, column)
+        assert got.dtype == "str"
+        assert [None if _missing(v) else v for v in got] == scalar(
+            lambda raw, c=column: rules.text(raw, c)
+        ), column
+        categories = clean_categories(series, mapping, column)
+        assert [None if _missing(v) else v for v in categories] == scalar(
+            lambda raw, c=column: rules.category(raw, c)
+        ), column
+    flags = free_mail_flags(series, mapping)
+    want = [rules.free_mail(raw) for raw in [*texts, None]]
+    got_flags = [math.nan if _missing(v) else float(v) for v in flags]
+    pairs = zip(got_flags, want, strict=True)
+    assert all(g == w or (math.isnan(g) and math.isnan(w)) for g, w in pairs)
+    assert flags.tolist()[texts.index("a@b@Gmail.com")] is True
+    assert _missing(flags.tolist()[texts.index("@")])
+
+
 # --------------------------------------------------------------------------- errors and privacy
 
 
