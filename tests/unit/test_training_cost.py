@@ -9,24 +9,33 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+import training.baseline
 import training.train
-from common.config import SplitConfig, build_config
+from common.config import Config, SplitConfig, build_config
 from features.pipeline import build_training_set
-from features.reader import read_snapshot
+from features.reader import Snapshot, read_snapshot
 from features.synthetic import generate, write_snapshot
 from training.audit import rank_auc, single_feature_auc
+from training.baseline import rule_inputs_for, rules_baseline
+from training.rules import score_points
 from training.split import SLICES, time_split
 from training.tracking import training_reference
 from training.train import categorical_columns, feature_frame, train_model
 
 
 @pytest.fixture(scope="module")
-def rows(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Snapshot, Config]:
     folder = tmp_path_factory.mktemp("cost") / "snapshot"
     write_snapshot(generate(3000, seed=11), folder)
     config = build_config({"source": {"path": str(folder)}, "snapshot_policy": {"weekly_weeks": 3}})
-    training_set, _ = build_training_set(read_snapshot(config), config)
-    return training_set
+    snapshot = read_snapshot(config)
+    training_set, _ = build_training_set(snapshot, config)
+    return training_set, snapshot, config
+
+
+@pytest.fixture(scope="module")
+def rows(built: tuple[pd.DataFrame, Snapshot, Config]) -> pd.DataFrame:
+    return built[0]
 
 
 def _split_by_definition(rows: pd.DataFrame, shares: SplitConfig) -> np.ndarray:
@@ -116,3 +125,33 @@ def test_training_scores_only_the_rows_it_uses_and_the_model_is_unchanged(
     assert "sample" in reference["rows_from"]
     full = training_reference(every, config, rows)
     assert full["rows"] == int(after_mql.sum()) and "sample" not in full["rows_from"]
+
+
+def test_fitted_points_on_a_sample_are_those_of_every_row_where_they_are_read(
+    built: tuple[pd.DataFrame, Snapshot, Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rules baseline fits its points on a sample of the training slice past `FIT_ROWS`
+    and scores only the held-out and fitted rows: each of those gets the points that scoring
+    every row gives, the rest stay NaN, and the sample's points rank the test slice as the
+    whole slice's do."""
+    training_set, snapshot, config = built
+    split = training.train.split_rows(training_set, config, [])
+    held_out = ~split.mask("train")
+    whole = rules_baseline(training_set, config, snapshot)
+    assert whole.points is not None and np.isfinite(whole.points[held_out]).all()
+    train_rows = int(split.mask("train").sum())
+    monkeypatch.setattr(training.baseline, "FIT_ROWS", train_rows // 3)
+    sampled = rules_baseline(training_set, config, snapshot)
+    again = rules_baseline(training_set, config, snapshot)
+    assert sampled.points is not None and sampled.rules == again.rules
+    assert np.isfinite(sampled.points[held_out]).all()
+    scored = np.isfinite(sampled.points)
+    assert scored.sum() == held_out.sum() + train_rows // 3
+    every_row = rule_inputs_for(training_set, snapshot, sampled.rules)
+    assert every_row is not None
+    expected = score_points(every_row, sampled.rules).total
+    np.testing.assert_array_equal(sampled.points[scored], expected[scored])
+    test = split.mask("test")
+    labels = training_set["label"].to_numpy()[test]
+    gap = roc_auc_score(labels, whole.points[test]) - roc_auc_score(labels, sampled.points[test])
+    assert abs(gap) < 0.03
