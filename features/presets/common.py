@@ -127,22 +127,6 @@ def positions(index: pd.Index, keys: pd.Series) -> np.ndarray:
     return np.array(index.get_indexer(pd.Index(keys)), dtype=np.int64)
 
 
-def fan_out(codes: np.ndarray, key: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """An inner join of rows with per-row `codes` (-1: none) to the pairs (`key`, `value`),
-    as integer arrays: the row of each joined pair and its value. A row whose code has several
-    pairs appears once per pair, in row order; done with counts and offsets rather than a
-    hash merge, since both sides are small integers."""
-    order = np.argsort(key, kind="stable")
-    key, value = key[order], value[order]
-    n_codes = int(max(codes.max(initial=-1), key.max(initial=-1))) + 1
-    counts = np.bincount(key, minlength=n_codes)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    per_row = np.where(codes >= 0, counts[np.maximum(codes, 0)], 0)
-    rows = np.repeat(np.arange(len(codes)), per_row)
-    within = np.arange(len(rows)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
-    return rows, value[starts[codes[rows]] + within]
-
-
 def first_time(pos: np.ndarray, stamps: pd.Series, mask: np.ndarray, n: int) -> pd.Series:
     """Per lead 0..n-1, the earliest stamp of the rows selected by `mask` (NaT: none)."""
     at = stamps.astype("datetime64[us, UTC]")

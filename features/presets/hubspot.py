@@ -13,6 +13,7 @@ See docs/hubspot.md.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
@@ -29,7 +30,6 @@ from features.presets.common import (
     classify,
     distinct,
     event_form,
-    fan_out,
     first_time,
     per_distinct,
     positions,
@@ -412,18 +412,17 @@ def _email_events(
     """Marketing-email events, reaching contacts (`emails`: each lead's address) by address
     only (case-insensitive), a batch of events per batch of the email_event table, worked on
     by up to `workers` threads."""
-    folded = emails.astype("string").str.strip().str.casefold()
-    owners = pd.DataFrame({"address": folded, "pos": np.arange(len(emails))}).dropna()
-    owners = owners[_sharers(owners["address"]) <= _most_sharers(settings)]
+    owners = email_owners(emails, _most_sharers(settings))
     names = None
     if tables.has("email_campaign") and form.context:
         camp = tables.read("email_campaign", ["id"], optional=["name"])
         if "name" in camp:
             names = pd.Series(camp["name"].to_numpy(), index=camp["id"].to_numpy())
     campaign = ["email_campaign_id"] if form.context else []
+    # `id` (no use here) is left unread: it is a distinct text per row
     yield from tables.map_batches(
         "email_event",
-        ["id", "type", "created", "recipient"],
+        ["type", "created", "recipient"],
         partial(_email_batch, owners=owners, names=names, form=form, settings=settings),
         optional=[*campaign, "filtered_event"],
         dictionary=["type", "recipient", *campaign],
@@ -436,37 +435,73 @@ def _most_sharers(settings: HubSpotSettings) -> int:
     return 1 if settings.email_match == "unique" else settings.email_sharers_max
 
 
-def _sharers(addresses: pd.Series) -> np.ndarray:
-    """For each contact's address, how many contacts have it."""
-    return addresses.groupby(addresses, sort=False).transform("size").to_numpy()
+def fold_addresses(addresses: pd.Series) -> pd.Series:
+    """Email addresses as they are matched: trimmed and case-folded (missing stays missing)."""
+    return addresses.astype("string").str.strip().str.casefold()
+
+
+@dataclass(frozen=True)
+class EmailOwners:
+    """The contacts each folded address reaches, built once for every email_event batch.
+
+    `addresses` holds each reaching address once (its hash table built here, so that the
+    threads working on batches only read it); the contacts of address `i` are
+    `pos[starts[i]:starts[i + 1]]`, in row order. A batch then looks up only its own distinct
+    recipients, instead of joining them with every contact's address anew."""
+
+    addresses: pd.Index
+    starts: np.ndarray
+    pos: np.ndarray
+
+    def reach(self, codes: np.ndarray, recipients: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """For rows with per-row `codes` (-1: none) into the distinct `recipients`: the row of
+        each (row, contact) pair that an address reaches, and the contact's position; a row
+        appears once per contact, in row order."""
+        found = self.addresses.get_indexer(pd.Index(fold_addresses(recipients)))
+        address = np.append(found, -1)[codes]  # code -1 (no recipient) takes the last
+        counts = np.append(np.diff(self.starts), 0)  # address -1 (none) reaches no one
+        per_row = counts[address]
+        rows = np.repeat(np.arange(len(codes)), per_row)
+        within = np.arange(len(rows)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+        return rows, self.pos[self.starts[address[rows]] + within]
+
+
+def email_owners(emails: pd.Series, most_sharers: int) -> EmailOwners:
+    """`EmailOwners` of each lead's address (`emails`, by row), an address reaching its
+    contacts only when at most `most_sharers` of them have it."""
+    folded = fold_addresses(emails)
+    have = np.flatnonzero(folded.notna().to_numpy())
+    codes, addresses = pd.factorize(folded.iloc[have], use_na_sentinel=True)
+    sharers = np.bincount(codes, minlength=len(addresses))
+    reaches = sharers <= most_sharers
+    kept = reaches[codes]
+    # addresses renumbered to those that reach; contacts grouped by address, in row order
+    number = np.cumsum(reaches) - 1
+    order = np.argsort(number[codes[kept]], kind="stable")
+    index = pd.Index(addresses[np.flatnonzero(reaches)])
+    index.get_indexer(index[:1])
+    starts = np.concatenate([[0], np.cumsum(sharers[reaches])]).astype(np.int64)
+    return EmailOwners(index, starts, have[kept][order].astype(np.int64))
 
 
 def _email_batch(
     mail: pd.DataFrame,
-    owners: pd.DataFrame,
+    owners: EmailOwners,
     names: pd.Series | None,
     form: EventForm,
     settings: HubSpotSettings,
 ) -> EventChunk:
-    """Contract events of one batch of email_event, given each contact's folded address
-    (`owners`: address, pos) and the campaign names by id."""
+    """Contract events of one batch of email_event, given the contacts each address reaches
+    (`owners`) and the campaign names by id."""
     types = settings.email_types
     kind = per_distinct(mail["type"], lambda u: u.astype("string").str.upper().map(types))
     keep = kind.notna().to_numpy()
     if "filtered_event" in mail:
         keep = keep & ~flags(mail["filtered_event"]).to_numpy()
-    mail, kind = mail[keep].reset_index(drop=True), kind[keep].reset_index(drop=True)
+    kept = np.flatnonzero(keep)
     codes, addresses = distinct(mail["recipient"])
-    folded_addresses = addresses.astype("string").str.strip().str.casefold()
-    if settings.email_match == "unique":
-        owner_of = pd.Index(owners["address"]).get_indexer(pd.Index(folded_addresses))
-        at_address = np.where(owner_of >= 0, owners["pos"].to_numpy()[owner_of], -1)
-        pos = np.where(codes >= 0, at_address[np.maximum(codes, 0)], -1)
-        rows = np.arange(len(mail))
-    else:
-        pairs = pd.DataFrame({"code": np.arange(len(addresses)), "address": folded_addresses})
-        pairs = pairs.merge(owners, on="address")
-        rows, pos = fan_out(codes, pairs["code"].to_numpy(), pairs["pos"].to_numpy())
+    rows, pos = owners.reach(codes[kept], addresses)
+    rows = kept[rows]  # rows of the batch, each once per contact its address reaches
     campaign = None
     if "email_campaign_id" in mail and names is not None:
         campaign = per_distinct(mail["email_campaign_id"], lambda u: u.map(names))
