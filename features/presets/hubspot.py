@@ -25,12 +25,15 @@ from common.config import Config
 from features.parallel import worker_count
 from features.presets.common import (
     EventForm,
+    IdPositions,
     PresetFrames,
     Rule,
     classify,
+    cutoff_order,
     distinct,
     event_form,
     first_time,
+    id_positions,
     per_distinct,
     positions,
     value_as_of,
@@ -198,7 +201,8 @@ def read_hubspot(
     if "_fivetran_deleted" in contact:
         contact = contact[~flags(contact["_fivetran_deleted"])].reset_index(drop=True)
     lead_ids = ids(contact["id"])
-    contact_index = pd.Index(contact["id"])
+    # built here, once: the threads that work on the event batches only read it
+    contact_at = id_positions(pd.Index(contact["id"]))
     n = len(contact)
     tz = settings.timezone
     history = pd.DataFrame()
@@ -210,7 +214,7 @@ def read_hubspot(
         )
         history = pd.DataFrame(
             {
-                "pos": positions(contact_index, raw["contact_id"]),
+                "pos": contact_at(raw["contact_id"]),
                 "name": per_distinct(raw["name"], lambda u: u.astype("string").str.casefold()),
                 "value": raw["value"],
                 "at": times(raw["timestamp"], tz),
@@ -257,13 +261,14 @@ def read_hubspot(
         "company_size": f"property_{settings.company_size}",
     }
     cutoff = leads["mql_at"]
+    by_cutoff = cutoff_order(cutoff)
     for column, source in fit.items():
         current = contact[source] if source in contact else pd.Series(pd.NA, index=contact.index)
         values = current.astype("string") if column != "company_size" else current
         if settings.fit_as_of == "mql_at" and not history.empty:
             prop = source.removeprefix("property_").casefold()
             rows = history[(history["name"] == prop).to_numpy(bool)]
-            values, _ = value_as_of(values, cutoff, rows)
+            values, _ = value_as_of(values, cutoff, rows, by_cutoff)
         leads[column] = values
     if settings.fit_as_of == "mql_at" and not history.empty:
         notes.append("HubSpot: fit fields as of each lead's mql_at from contact_property_history")
@@ -272,7 +277,7 @@ def read_hubspot(
             leads[column] = contact[column]
     form = event_form(leads["lead_id"], coded)
     workers = worker_count(config.features.workers)
-    events = _events(tables, form, leads["email"], contact_index, settings, notes, workers)
+    events = _events(tables, form, leads["email"], contact_at, settings, notes, workers)
     return PresetFrames(leads, events, tables.label("contact"), "HubSpot engagement tables", notes)
 
 
@@ -309,7 +314,7 @@ def _events(
     tables: ConnectorTables,
     form: EventForm,
     emails: pd.Series,
-    contact_index: pd.Index,
+    contact_at: IdPositions,
     settings: HubSpotSettings,
     notes: list[str],
     workers: int = 1,
@@ -317,8 +322,6 @@ def _events(
     """The events of the email, form, web-analytics and engagement tables; the batches of
     the big ones worked on by up to `workers` threads."""
     tz = settings.timezone
-    # its hash table built here, once: the threads that work on the batches only read it
-    contact_index.get_indexer(contact_index[:1])
     if tables.has("email_event"):
         yield from _email_events(tables, form, emails, settings, workers)
     if tables.has("contact_form_submission"):
@@ -341,7 +344,7 @@ def _events(
             fields["name"] = pd.Series("", index=sub.index)
         kind = classify(fields, settings.form_rules, "form_submission")
         yield form.events(
-            positions(contact_index, sub["contact_id"]),
+            contact_at(sub["contact_id"]),
             times(sub["timestamp"], tz),
             kind,
             None,
@@ -352,7 +355,7 @@ def _events(
         yield from tables.map_batches(
             "contacts_web_analytics",
             ["object_id", "event_type", "occurred_at"],
-            partial(_web_events, form=form, contact_index=contact_index, settings=settings),
+            partial(_web_events, form=form, contact_at=contact_at, settings=settings),
             optional=[*web_columns, "object_type"],
             dictionary=["object_id", "event_type", *web_columns, "object_type"],
             workers=workers,
@@ -371,7 +374,7 @@ def _events(
         else:
             kinds, stamps = [], pd.Series([], dtype="datetime64[us, UTC]")
         yield form.events(
-            np.where(found, positions(contact_index, link["contact_id"]), -1),
+            np.where(found, contact_at(link["contact_id"]), -1),
             stamps,
             pd.Series(kinds, dtype=object),
         )
@@ -380,10 +383,10 @@ def _events(
 
 
 def _web_events(
-    web: pd.DataFrame, form: EventForm, contact_index: pd.Index, settings: HubSpotSettings
+    web: pd.DataFrame, form: EventForm, contact_at: IdPositions, settings: HubSpotSettings
 ) -> EventChunk:
     """Contract events of one batch of contacts_web_analytics."""
-    pos = positions(contact_index, web["object_id"])
+    pos = contact_at(web["object_id"])
     if "object_type" in web:
         upper = per_distinct(web["object_type"], lambda u: u.astype("string").str.upper())
         pos = np.where((upper == "CONTACT").to_numpy(bool), pos, -1)
