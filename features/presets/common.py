@@ -139,7 +139,11 @@ class IdPositions:
 
     def __call__(self, keys: pd.Series) -> np.ndarray:
         """Position of each key in the index (-1: not there), as `positions` gives it."""
-        if self.table is None or not pd.api.types.is_signed_integer_dtype(keys.dtype):
+        if (
+            self.table is None
+            or not pd.api.types.is_signed_integer_dtype(keys.dtype)
+            or bool(keys.isna().any())  # a nullable integer column with gaps
+        ):
             return positions(self.index, keys)
         at = keys.to_numpy().astype(np.int64) - self.low
         inside = (at >= 0) & (at < len(self.table))
