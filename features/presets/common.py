@@ -127,20 +127,42 @@ def positions(index: pd.Index, keys: pd.Series) -> np.ndarray:
     return np.array(index.get_indexer(pd.Index(keys)), dtype=np.int64)
 
 
-def fan_out(codes: np.ndarray, key: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """An inner join of rows with per-row `codes` (-1: none) to the pairs (`key`, `value`),
-    as integer arrays: the row of each joined pair and its value. A row whose code has several
-    pairs appears once per pair, in row order; done with counts and offsets rather than a
-    hash merge, since both sides are small integers."""
-    order = np.argsort(key, kind="stable")
-    key, value = key[order], value[order]
-    n_codes = int(max(codes.max(initial=-1), key.max(initial=-1))) + 1
-    counts = np.bincount(key, minlength=n_codes)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    per_row = np.where(codes >= 0, counts[np.maximum(codes, 0)], 0)
-    rows = np.repeat(np.arange(len(codes)), per_row)
-    within = np.arange(len(rows)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
-    return rows, value[starts[codes[rows]] + within]
+@dataclass(frozen=True)
+class IdPositions:
+    """`positions` in one index, built once for every batch of an event table: integer ids in
+    a range not much wider than their count are found in a table by id (one array read per
+    row instead of a hash lookup); any other ids or keys go to `positions`."""
+
+    index: pd.Index
+    low: int = 0
+    table: np.ndarray | None = None
+
+    def __call__(self, keys: pd.Series) -> np.ndarray:
+        """Position of each key in the index (-1: not there), as `positions` gives it."""
+        if (
+            self.table is None
+            or not pd.api.types.is_signed_integer_dtype(keys.dtype)
+            or bool(keys.isna().any())  # a nullable integer column with gaps
+        ):
+            return positions(self.index, keys)
+        at = keys.to_numpy().astype(np.int64) - self.low
+        inside = (at >= 0) & (at < len(self.table))
+        return np.where(inside, self.table[np.where(inside, at, 0)], -1)
+
+
+def id_positions(index: pd.Index) -> IdPositions:
+    """`IdPositions` of `index`, with a table by id when its ids are unique signed integers
+    whose range is at most a few times their count (a connector's contact ids); its hash
+    table built here otherwise, so that threads working on batches only read it."""
+    if len(index) and pd.api.types.is_signed_integer_dtype(index.dtype) and index.is_unique:
+        ids = index.to_numpy().astype(np.int64)
+        low, span = int(ids.min()), int(ids.max()) - int(ids.min()) + 1
+        if span <= 4 * len(ids) + (1 << 20):
+            table = np.full(span, -1, dtype=np.int64)
+            table[ids - low] = np.arange(len(ids))
+            return IdPositions(index, low, table)
+    index.get_indexer(index[:1])
+    return IdPositions(index)
 
 
 def first_time(pos: np.ndarray, stamps: pd.Series, mask: np.ndarray, n: int) -> pd.Series:
@@ -156,8 +178,19 @@ def first_time(pos: np.ndarray, stamps: pd.Series, mask: np.ndarray, n: int) -> 
     return pd.Series(first.view("datetime64[us]"), index=range(n)).dt.tz_localize("UTC")
 
 
+def cutoff_order(cutoff: pd.Series) -> np.ndarray:
+    """The rows 0..n-1 in order of `cutoff` (ties in row order; missing ones first), for
+    `value_as_of` of several properties against one cutoff: sorted once, not per property."""
+    at = cutoff.astype("datetime64[us, UTC]")
+    # integer ticks: a zoned column's to_numpy() would make a Timestamp per row
+    return np.argsort(at.dt.tz_localize(None).to_numpy().view(np.int64), kind="stable")
+
+
 def value_as_of(
-    current: pd.Series, cutoff: pd.Series, history: pd.DataFrame
+    current: pd.Series,
+    cutoff: pd.Series,
+    history: pd.DataFrame,
+    by_cutoff: np.ndarray | None = None,
 ) -> tuple[pd.Series, int]:
     """A property's value per lead (row 0..n-1) as of `cutoff`, from its change history.
 
@@ -166,7 +199,7 @@ def value_as_of(
     its cutoff takes the last such value; a lead whose changes all come later takes `old` of
     the first one when there is one, else missing (the property was not set yet); a lead
     without history keeps its current value. Returns the values and how many leads took them
-    from the history.
+    from the history. `by_cutoff`: `cutoff_order(cutoff)`, when the caller has it.
     """
     hist = _changes_by_time(history)
     if hist.empty:
@@ -176,10 +209,15 @@ def value_as_of(
     have &= cutoff.notna().to_numpy()
     if not have.any():
         return current, 0
-    rows = np.flatnonzero(have)
-    left = pd.DataFrame(
-        {"pos": rows, "at": cutoff.iloc[rows].astype("datetime64[us, UTC]").array}
-    ).sort_values("at", kind="stable")
+    if by_cutoff is None:
+        rows = np.flatnonzero(have)
+        left = pd.DataFrame(
+            {"pos": rows, "at": cutoff.iloc[rows].astype("datetime64[us, UTC]").array}
+        ).sort_values("at", kind="stable")
+    else:
+        rows = by_cutoff[have[by_cutoff]]  # the leads with history, by cutoff
+        at = cutoff.astype("datetime64[us, UTC]").array.take(rows)
+        left = pd.DataFrame({"pos": rows, "at": at})
     # the merges carry the change's row, not its text: the values are taken once, at the end
     right = pd.DataFrame({"pos": hist["pos"], "at": hist["at"], "change": np.arange(len(hist))})
     before = pd.merge_asof(left, right, on="at", by="pos", direction="backward")

@@ -13,6 +13,7 @@ See docs/hubspot.md.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
@@ -24,13 +25,15 @@ from common.config import Config
 from features.parallel import worker_count
 from features.presets.common import (
     EventForm,
+    IdPositions,
     PresetFrames,
     Rule,
     classify,
+    cutoff_order,
     distinct,
     event_form,
-    fan_out,
     first_time,
+    id_positions,
     per_distinct,
     positions,
     value_as_of,
@@ -198,7 +201,8 @@ def read_hubspot(
     if "_fivetran_deleted" in contact:
         contact = contact[~flags(contact["_fivetran_deleted"])].reset_index(drop=True)
     lead_ids = ids(contact["id"])
-    contact_index = pd.Index(contact["id"])
+    # built here, once: the threads that work on the event batches only read it
+    contact_at = id_positions(pd.Index(contact["id"]))
     n = len(contact)
     tz = settings.timezone
     history = pd.DataFrame()
@@ -210,7 +214,7 @@ def read_hubspot(
         )
         history = pd.DataFrame(
             {
-                "pos": positions(contact_index, raw["contact_id"]),
+                "pos": contact_at(raw["contact_id"]),
                 "name": per_distinct(raw["name"], lambda u: u.astype("string").str.casefold()),
                 "value": raw["value"],
                 "at": times(raw["timestamp"], tz),
@@ -257,13 +261,14 @@ def read_hubspot(
         "company_size": f"property_{settings.company_size}",
     }
     cutoff = leads["mql_at"]
+    by_cutoff = cutoff_order(cutoff)
     for column, source in fit.items():
         current = contact[source] if source in contact else pd.Series(pd.NA, index=contact.index)
         values = current.astype("string") if column != "company_size" else current
         if settings.fit_as_of == "mql_at" and not history.empty:
             prop = source.removeprefix("property_").casefold()
             rows = history[(history["name"] == prop).to_numpy(bool)]
-            values, _ = value_as_of(values, cutoff, rows)
+            values, _ = value_as_of(values, cutoff, rows, by_cutoff)
         leads[column] = values
     if settings.fit_as_of == "mql_at" and not history.empty:
         notes.append("HubSpot: fit fields as of each lead's mql_at from contact_property_history")
@@ -272,7 +277,7 @@ def read_hubspot(
             leads[column] = contact[column]
     form = event_form(leads["lead_id"], coded)
     workers = worker_count(config.features.workers)
-    events = _events(tables, form, leads["email"], contact_index, settings, notes, workers)
+    events = _events(tables, form, leads["email"], contact_at, settings, notes, workers)
     return PresetFrames(leads, events, tables.label("contact"), "HubSpot engagement tables", notes)
 
 
@@ -309,7 +314,7 @@ def _events(
     tables: ConnectorTables,
     form: EventForm,
     emails: pd.Series,
-    contact_index: pd.Index,
+    contact_at: IdPositions,
     settings: HubSpotSettings,
     notes: list[str],
     workers: int = 1,
@@ -317,8 +322,6 @@ def _events(
     """The events of the email, form, web-analytics and engagement tables; the batches of
     the big ones worked on by up to `workers` threads."""
     tz = settings.timezone
-    # its hash table built here, once: the threads that work on the batches only read it
-    contact_index.get_indexer(contact_index[:1])
     if tables.has("email_event"):
         yield from _email_events(tables, form, emails, settings, workers)
     if tables.has("contact_form_submission"):
@@ -341,7 +344,7 @@ def _events(
             fields["name"] = pd.Series("", index=sub.index)
         kind = classify(fields, settings.form_rules, "form_submission")
         yield form.events(
-            positions(contact_index, sub["contact_id"]),
+            contact_at(sub["contact_id"]),
             times(sub["timestamp"], tz),
             kind,
             None,
@@ -352,7 +355,7 @@ def _events(
         yield from tables.map_batches(
             "contacts_web_analytics",
             ["object_id", "event_type", "occurred_at"],
-            partial(_web_events, form=form, contact_index=contact_index, settings=settings),
+            partial(_web_events, form=form, contact_at=contact_at, settings=settings),
             optional=[*web_columns, "object_type"],
             dictionary=["object_id", "event_type", *web_columns, "object_type"],
             workers=workers,
@@ -371,7 +374,7 @@ def _events(
         else:
             kinds, stamps = [], pd.Series([], dtype="datetime64[us, UTC]")
         yield form.events(
-            np.where(found, positions(contact_index, link["contact_id"]), -1),
+            np.where(found, contact_at(link["contact_id"]), -1),
             stamps,
             pd.Series(kinds, dtype=object),
         )
@@ -380,10 +383,10 @@ def _events(
 
 
 def _web_events(
-    web: pd.DataFrame, form: EventForm, contact_index: pd.Index, settings: HubSpotSettings
+    web: pd.DataFrame, form: EventForm, contact_at: IdPositions, settings: HubSpotSettings
 ) -> EventChunk:
     """Contract events of one batch of contacts_web_analytics."""
-    pos = positions(contact_index, web["object_id"])
+    pos = contact_at(web["object_id"])
     if "object_type" in web:
         upper = per_distinct(web["object_type"], lambda u: u.astype("string").str.upper())
         pos = np.where((upper == "CONTACT").to_numpy(bool), pos, -1)
@@ -412,18 +415,17 @@ def _email_events(
     """Marketing-email events, reaching contacts (`emails`: each lead's address) by address
     only (case-insensitive), a batch of events per batch of the email_event table, worked on
     by up to `workers` threads."""
-    folded = emails.astype("string").str.strip().str.casefold()
-    owners = pd.DataFrame({"address": folded, "pos": np.arange(len(emails))}).dropna()
-    owners = owners[_sharers(owners["address"]) <= _most_sharers(settings)]
+    owners = email_owners(emails, _most_sharers(settings))
     names = None
     if tables.has("email_campaign") and form.context:
         camp = tables.read("email_campaign", ["id"], optional=["name"])
         if "name" in camp:
             names = pd.Series(camp["name"].to_numpy(), index=camp["id"].to_numpy())
     campaign = ["email_campaign_id"] if form.context else []
+    # `id` (no use here) is left unread: it is a distinct text per row
     yield from tables.map_batches(
         "email_event",
-        ["id", "type", "created", "recipient"],
+        ["type", "created", "recipient"],
         partial(_email_batch, owners=owners, names=names, form=form, settings=settings),
         optional=[*campaign, "filtered_event"],
         dictionary=["type", "recipient", *campaign],
@@ -436,37 +438,73 @@ def _most_sharers(settings: HubSpotSettings) -> int:
     return 1 if settings.email_match == "unique" else settings.email_sharers_max
 
 
-def _sharers(addresses: pd.Series) -> np.ndarray:
-    """For each contact's address, how many contacts have it."""
-    return addresses.groupby(addresses, sort=False).transform("size").to_numpy()
+def fold_addresses(addresses: pd.Series) -> pd.Series:
+    """Email addresses as they are matched: trimmed and case-folded (missing stays missing)."""
+    return addresses.astype("string").str.strip().str.casefold()
+
+
+@dataclass(frozen=True)
+class EmailOwners:
+    """The contacts each folded address reaches, built once for every email_event batch.
+
+    `addresses` holds each reaching address once (its hash table built here, so that the
+    threads working on batches only read it); the contacts of address `i` are
+    `pos[starts[i]:starts[i + 1]]`, in row order. A batch then looks up only its own distinct
+    recipients, instead of joining them with every contact's address anew."""
+
+    addresses: pd.Index
+    starts: np.ndarray
+    pos: np.ndarray
+
+    def reach(self, codes: np.ndarray, recipients: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """For rows with per-row `codes` (-1: none) into the distinct `recipients`: the row of
+        each (row, contact) pair that an address reaches, and the contact's position; a row
+        appears once per contact, in row order."""
+        found = self.addresses.get_indexer(pd.Index(fold_addresses(recipients)))
+        address = np.append(found, -1)[codes]  # code -1 (no recipient) takes the last
+        counts = np.append(np.diff(self.starts), 0)  # address -1 (none) reaches no one
+        per_row = counts[address]
+        rows = np.repeat(np.arange(len(codes)), per_row)
+        within = np.arange(len(rows)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+        return rows, self.pos[self.starts[address[rows]] + within]
+
+
+def email_owners(emails: pd.Series, most_sharers: int) -> EmailOwners:
+    """`EmailOwners` of each lead's address (`emails`, by row), an address reaching its
+    contacts only when at most `most_sharers` of them have it."""
+    folded = fold_addresses(emails)
+    have = np.flatnonzero(folded.notna().to_numpy())
+    codes, addresses = pd.factorize(folded.iloc[have], use_na_sentinel=True)
+    sharers = np.bincount(codes, minlength=len(addresses))
+    reaches = sharers <= most_sharers
+    kept = reaches[codes]
+    # addresses renumbered to those that reach; contacts grouped by address, in row order
+    number = np.cumsum(reaches) - 1
+    order = np.argsort(number[codes[kept]], kind="stable")
+    index = pd.Index(addresses[np.flatnonzero(reaches)])
+    index.get_indexer(index[:1])
+    starts = np.concatenate([[0], np.cumsum(sharers[reaches])]).astype(np.int64)
+    return EmailOwners(index, starts, have[kept][order].astype(np.int64))
 
 
 def _email_batch(
     mail: pd.DataFrame,
-    owners: pd.DataFrame,
+    owners: EmailOwners,
     names: pd.Series | None,
     form: EventForm,
     settings: HubSpotSettings,
 ) -> EventChunk:
-    """Contract events of one batch of email_event, given each contact's folded address
-    (`owners`: address, pos) and the campaign names by id."""
+    """Contract events of one batch of email_event, given the contacts each address reaches
+    (`owners`) and the campaign names by id."""
     types = settings.email_types
     kind = per_distinct(mail["type"], lambda u: u.astype("string").str.upper().map(types))
     keep = kind.notna().to_numpy()
     if "filtered_event" in mail:
         keep = keep & ~flags(mail["filtered_event"]).to_numpy()
-    mail, kind = mail[keep].reset_index(drop=True), kind[keep].reset_index(drop=True)
+    kept = np.flatnonzero(keep)
     codes, addresses = distinct(mail["recipient"])
-    folded_addresses = addresses.astype("string").str.strip().str.casefold()
-    if settings.email_match == "unique":
-        owner_of = pd.Index(owners["address"]).get_indexer(pd.Index(folded_addresses))
-        at_address = np.where(owner_of >= 0, owners["pos"].to_numpy()[owner_of], -1)
-        pos = np.where(codes >= 0, at_address[np.maximum(codes, 0)], -1)
-        rows = np.arange(len(mail))
-    else:
-        pairs = pd.DataFrame({"code": np.arange(len(addresses)), "address": folded_addresses})
-        pairs = pairs.merge(owners, on="address")
-        rows, pos = fan_out(codes, pairs["code"].to_numpy(), pairs["pos"].to_numpy())
+    rows, pos = owners.reach(codes[kept], addresses)
+    rows = kept[rows]  # rows of the batch, each once per contact its address reaches
     campaign = None
     if "email_campaign_id" in mail and names is not None:
         campaign = per_distinct(mail["email_campaign_id"], lambda u: u.map(names))

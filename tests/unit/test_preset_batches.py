@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from features.presets import tables as presets_tables
+from features.presets.common import id_positions, positions
 from features.presets.tables import ConnectorTables, batch_runs
 from tests.fixtures import RowGroupMetadata
 
@@ -43,3 +45,24 @@ def test_map_batches_gives_the_batches_in_order(
         assert got["who_id"].astype(str).tolist() == ids
     batches = pd.concat(tables.batches("task", ["who_id", "n"], rows=300), ignore_index=True)
     assert batches["n"].tolist() == list(range(1000))
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        pd.Series([7, 5, 3, 100, 1000, -4], dtype="int64"),
+        pd.Series([7, None, 9, 5], dtype="Int64"),
+        pd.Series(["7", "9", "x"], dtype="str"),
+        pd.Series([], dtype="int64"),
+    ],
+)
+def test_id_positions_find_what_positions_finds(keys: pd.Series) -> None:
+    """Contact ids found by a table give the hash lookup's positions, and keys the table
+    cannot take (text, gaps in a nullable column) go to the hash lookup."""
+    index = pd.Index(np.array([5, 7, 9, 100, 3_000], dtype=np.int64))
+    found = id_positions(index)
+    assert found.table is not None
+    assert found(keys).tolist() == positions(index, keys).tolist()
+    sparse = id_positions(pd.Index(np.array([1, 10**12], dtype=np.int64)))
+    assert sparse.table is None  # ids too spread out for a table
+    assert sparse(keys).tolist() == positions(sparse.index, keys).tolist()
