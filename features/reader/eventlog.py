@@ -111,13 +111,17 @@ def sort_events(
             f"events: column 'occurred_at': the events span {span / 86_400_000 / 365.25:.0f} "
             "years, too long to index; check for wrong dates"
         )
-    bucket = (lead // bucket_leads).astype(np.int32)
-    n_buckets = int(bucket.max()) + 1
-    if n_buckets > 1:
+    if bucket_leads > int(lead.max()):  # one bucket: no bucket array to build and search
+        n_buckets, starts = 1, np.array([0, n])
+    else:
+        bucket = (lead // bucket_leads).astype(np.int32)
+        n_buckets = int(bucket.max()) + 1
         order = np.argsort(bucket.astype(np.int16) if n_buckets < 2**15 else bucket, kind="stable")
         lead, at_ms, kind, bucket = lead[order], at_ms[order], kind[order], bucket[order]
         del order
-    starts = np.searchsorted(bucket, np.arange(n_buckets + 1), side="left")
+        edges = np.arange(n_buckets + 1, dtype=bucket.dtype)  # no int64 copy of `bucket`
+        starts = np.searchsorted(bucket, edges, side="left")
+        del bucket
     out_lead, out_ms, out_kind = [], [], []
     dropped = 0
     for b in range(n_buckets):

@@ -153,6 +153,24 @@ def test_sort_events_matches_lexsort_and_drops_exact_duplicates() -> None:
     assert np.array_equal(log.kind, expected[2])
 
 
+def test_sort_events_in_lead_buckets_matches_lexsort() -> None:
+    """Lead ids and a time span too wide for one packed key: the events are sorted bucket by
+    bucket of leads (the path a one-key log never takes)."""
+    rng = np.random.default_rng(4)
+    n = 20_000
+    lead = rng.integers(0, 1_000_000, n).astype(np.int32)
+    lead[:50] = lead[50:100]  # some leads with several events, and exact duplicates
+    at_ms = rng.integers(0, 30 * 365 * 86_400_000, n)
+    at_ms[:50] = at_ms[50:100]
+    kind = rng.integers(0, 16, n).astype(np.int8)
+    kind[:50] = kind[50:100]
+    log, dropped = sort_events(lead, at_ms, kind, bucket_leads=1_000)
+    expected = np.unique(np.stack([lead.astype(np.int64), at_ms, kind.astype(np.int64)]), axis=1)
+    assert dropped == n - expected.shape[1] == 50
+    assert np.array_equal(log.lead, expected[0]) and np.array_equal(log.at_ms, expected[1])
+    assert np.array_equal(log.kind, expected[2])
+
+
 @pytest.mark.parametrize("bucket_leads", [64, 100_000])
 def test_sort_events_on_threads_is_the_serial_log(
     bucket_leads: int, monkeypatch: pytest.MonkeyPatch
