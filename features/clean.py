@@ -471,6 +471,11 @@ def _plain_distinct(values: pd.Series, rules: ValueRules, column: str) -> _Disti
     return _Distinct(codes, texts, lower, missing_mask & ~slow, slow)
 
 
+def _slow_values(found: _Distinct) -> list[str]:
+    """The distinct texts the scalar rule must see, in order, as Python strings."""
+    return found.uniques.filter(pa.array(found.slow)).to_pylist()
+
+
 def _spread_texts(
     found: _Distinct, kept: pa.Array, slow: list[str | None], index: pd.Index
 ) -> pd.Series:
@@ -489,7 +494,7 @@ def clean_texts(values: pd.Series, mapping: MappingConfig, column: str) -> pd.Se
     """`ValueRules.text` over a column, once per distinct value (plain ASCII without a call)."""
     rules = value_rules(mapping)
     found = _plain_distinct(values, rules, column)
-    slow = [rules.text(found.uniques[i].as_py(), column) for i in np.flatnonzero(found.slow)]
+    slow = [rules.text(u, column) for u in _slow_values(found)]
     return _spread_texts(found, found.uniques, slow, values.index)
 
 
@@ -498,7 +503,7 @@ def clean_categories(values: pd.Series, mapping: MappingConfig, column: str) -> 
     without a call)."""
     rules = value_rules(mapping)
     found = _plain_distinct(values, rules, column)
-    slow = [rules.category(found.uniques[i].as_py(), column) for i in np.flatnonzero(found.slow)]
+    slow = [rules.category(u, column) for u in _slow_values(found)]
     return _spread_texts(found, found.lower, slow, values.index)
 
 
@@ -541,8 +546,7 @@ def free_mail_flags(emails: pd.Series, mapping: MappingConfig) -> pd.Series:
     free = pc.is_in(domain, value_set=pa.array(sorted(FREE_MAIL_DOMAINS), pa.large_string()))
     flag = np.where(free.to_numpy(zero_copy_only=False), 1.0, 0.0)
     flag[pc.is_null(domain).to_numpy(zero_copy_only=False) | found.missing] = math.nan
-    slow = np.flatnonzero(found.slow)
-    flag[slow] = [rules.free_mail(found.uniques[i].as_py()) for i in slow]
+    flag[found.slow] = [rules.free_mail(u) for u in _slow_values(found)]
     by_row = np.append(flag, math.nan)[found.codes]  # code -1 (missing) is the last
     return _as_flags(by_row, emails.index)
 

@@ -392,9 +392,10 @@ def rules_baseline(
     if PERIOD in training_set:  # a hazard model's period rows have a period's label, not ours
         rows = rows[training_set[PERIOD].isna().to_numpy()[rows]]
     rows = fit_sample(rows, config.training.seed)
-    scored = rows_to_score(len(training_set), in_window[~split.mask("train")], rows)
     if PERIOD in training_set:  # its split differs from the model's: points on every row
         scored = np.arange(len(training_set))
+    else:
+        scored = rows_to_score(len(training_set), in_window[~split.mask("train")], rows)
     inputs = baseline_inputs(
         training_set.iloc[scored].reset_index(drop=True),
         snapshot,

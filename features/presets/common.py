@@ -142,7 +142,7 @@ class IdPositions:
         if (
             self.table is None
             or not pd.api.types.is_signed_integer_dtype(keys.dtype)
-            or bool(keys.isna().any())  # a nullable integer column with gaps
+            or keys.hasnans  # a nullable integer column with gaps
         ):
             return positions(self.index, keys)
         at = keys.to_numpy().astype(np.int64) - self.low
