@@ -83,6 +83,86 @@ def sort_keys(key: np.ndarray, workers: int = 1) -> None:
         pass
 
 
+#: One part of the events before sorting: lead index (int32), ms (int64), type index (int8).
+EventArrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: Events per slice of the element-wise passes that threads share (a few MB per array).
+SLICE_EVENTS = 1 << 22
+
+
+def _pieces(sizes: list[int]) -> list[tuple[int, int, int, int]]:
+    """Slices of consecutive parts as (part, start, stop, offset in the whole)."""
+    pieces, offset, size = [], 0, SLICE_EVENTS
+    for part, n in enumerate(sizes):
+        pieces += [(part, lo, min(lo + size, n), offset + lo) for lo in range(0, n, size)]
+        offset += n
+    return pieces
+
+
+def _pack(
+    parts: list[EventArrays], first: int, base: int, time_bits: int, workers: int
+) -> np.ndarray:
+    """One int64 key per event, (lead - first) | time - base | type, packed slice by slice on
+    up to `workers` threads straight from the parts (no concatenated copy of them)."""
+    sizes = [p[0].shape[0] for p in parts]
+    key = np.empty(sum(sizes), dtype=np.int64)
+
+    def pack(piece: tuple[int, int, int, int]) -> None:
+        part, lo, hi, at = piece
+        lead, at_ms, kind = parts[part]
+        k = key[at : at + hi - lo]
+        k[...] = lead[lo:hi]
+        if first:
+            k -= first
+        k <<= time_bits + 5
+        t = at_ms[lo:hi] - base
+        t <<= 5
+        k |= t
+        k |= kind[lo:hi]
+
+    for _ in ordered_map(pack, _pieces(sizes), workers):
+        pass
+    return key
+
+
+def _unpack_distinct(
+    key: np.ndarray, first: int, base: int, time_bits: int, workers: int
+) -> EventLog:
+    """The log of sorted keys, each distinct key once, unpacked slice by slice on threads."""
+    pieces = _pieces([key.shape[0]])
+
+    def keep_of(piece: tuple[int, int, int, int]) -> np.ndarray:
+        _, lo, hi, _ = piece
+        keep = np.empty(hi - lo, dtype=bool)
+        keep[0] = lo == 0 or key[lo] != key[lo - 1]
+        np.not_equal(key[lo + 1 : hi], key[lo : hi - 1], out=keep[1:])
+        return keep
+
+    keeps = list(ordered_map(keep_of, pieces, workers))
+    starts = np.concatenate([[0], np.cumsum([np.count_nonzero(k) for k in keeps])])
+    total = int(starts[-1])
+    lead = np.empty(total, dtype=np.int32)
+    at_ms = np.empty(total, dtype=np.int64)
+    kind = np.empty(total, dtype=np.int8)
+    time_mask = (1 << time_bits) - 1
+
+    def unpack(i: int) -> None:
+        _, lo, hi, _ = pieces[i]
+        a, b = int(starts[i]), int(starts[i + 1])
+        k = key[lo:hi][keeps[i]]
+        kind[a:b] = k & 31
+        k >>= 5
+        lead[a:b] = k >> time_bits
+        if first:
+            lead[a:b] += first
+        k &= time_mask
+        k += base
+        at_ms[a:b] = k
+
+    for _ in ordered_map(unpack, range(len(pieces)), workers):
+        pass
+    return EventLog(lead, at_ms, kind)
+
+
 def sort_events(
     lead: np.ndarray,
     at_ms: np.ndarray,
@@ -92,53 +172,68 @@ def sort_events(
 ) -> tuple[EventLog, int]:
     """Sort events by (lead, time, type) and drop exact duplicates; returns the log and the count.
 
-    Events are bucketed by lead range first (a radix pass), then each bucket is sorted on one
-    packed int64 key (lead offset | time | type), which is several times faster than lexsort,
-    on up to `workers` threads (`sort_keys`).
+    Each event becomes one packed int64 key (lead offset | time | type), several times faster
+    to sort than a lexsort; see `sort_event_parts`.
     """
-    n = lead.shape[0]
-    if n == 0:
+    return sort_event_parts([(lead, at_ms, kind)], bucket_leads, workers)
+
+
+def sort_event_parts(
+    parts: list[EventArrays], bucket_leads: int = 100_000, workers: int = 1
+) -> tuple[EventLog, int]:
+    """`sort_events` of the events of several parts (the reader's encoded chunks), as if they
+    were concatenated: the same log and count of duplicates.
+
+    When every lead fits one packed key beside the time span, the keys are packed from the
+    parts directly and sorted once; otherwise the events are bucketed by lead range first (a
+    radix pass) and each bucket sorted on its own key. Packing, de-duplicating and unpacking
+    run slice by slice and the sort (`sort_keys`) part by part on up to `workers` threads:
+    numpy releases the GIL in each, and the slices write disjoint parts of the outputs.
+    """
+    parts = [p for p in parts if p[0].shape[0]]
+    if not parts:
         return EventLog.empty(), 0
-    base = int(at_ms.min())
-    span = int(at_ms.max()) - base
+
+    def extremes(piece: tuple[int, int, int, int]) -> tuple[int, int, int]:
+        part, lo, hi, _ = piece
+        lead, at_ms, _ = parts[part]
+        return int(at_ms[lo:hi].min()), int(at_ms[lo:hi].max()), int(lead[lo:hi].max())
+
+    found = list(ordered_map(extremes, _pieces([p[0].shape[0] for p in parts]), workers))
+    base = min(f[0] for f in found)
+    span = max(f[1] for f in found) - base
+    last_lead = max(f[2] for f in found)
     time_bits = max(span.bit_length(), 1)
-    lead_bits = max((bucket_leads - 1).bit_length(), 1)
-    if max(int(lead.max()).bit_length(), 1) + time_bits + 5 <= 63:
-        bucket_leads = int(lead.max()) + 1  # everything fits one packed key: one sort, no buckets
-        lead_bits = max((bucket_leads - 1).bit_length(), 1)
-    if lead_bits + time_bits + 5 > 63:
+    n = sum(p[0].shape[0] for p in parts)
+    if max(last_lead.bit_length(), 1) + time_bits + 5 <= 63:
+        key = _pack(parts, 0, base, time_bits, workers)  # one key for all: no buckets
+        sort_keys(key, workers)
+        log = _unpack_distinct(key, 0, base, time_bits, workers)
+        return log, n - len(log)
+    if max((bucket_leads - 1).bit_length(), 1) + time_bits + 5 > 63:
         raise ContractError(
             f"events: column 'occurred_at': the events span {span / 86_400_000 / 365.25:.0f} "
             "years, too long to index; check for wrong dates"
         )
-    if bucket_leads > int(lead.max()):  # one bucket: no bucket array to build and search
-        n_buckets, starts = 1, np.array([0, n])
-    else:
-        bucket = (lead // bucket_leads).astype(np.int32)
-        n_buckets = int(bucket.max()) + 1
-        order = np.argsort(bucket.astype(np.int16) if n_buckets < 2**15 else bucket, kind="stable")
-        lead, at_ms, kind, bucket = lead[order], at_ms[order], kind[order], bucket[order]
-        del order
-        edges = np.arange(n_buckets + 1, dtype=bucket.dtype)  # no int64 copy of `bucket`
-        starts = np.searchsorted(bucket, edges, side="left")
-        del bucket
-    out_lead, out_ms, out_kind = [], [], []
-    dropped = 0
+    lead, at_ms, kind = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    bucket = (lead // bucket_leads).astype(np.int32)
+    n_buckets = int(bucket.max()) + 1
+    order = np.argsort(bucket.astype(np.int16) if n_buckets < 2**15 else bucket, kind="stable")
+    lead, at_ms, kind, bucket = lead[order], at_ms[order], kind[order], bucket[order]
+    del order
+    edges = np.arange(n_buckets + 1, dtype=bucket.dtype)  # no int64 copy of `bucket`
+    starts = np.searchsorted(bucket, edges, side="left")
+    del bucket
+    logs = []
     for b in range(n_buckets):
         lo, hi = int(starts[b]), int(starts[b + 1])
         if lo == hi:
             continue
         first = b * bucket_leads
-        key = (lead[lo:hi].astype(np.int64) - first) << (time_bits + 5)
-        key |= (at_ms[lo:hi] - base) << 5
-        key |= kind[lo:hi].astype(np.int64)
+        key = _pack([(lead[lo:hi], at_ms[lo:hi], kind[lo:hi])], first, base, time_bits, workers)
         sort_keys(key, workers)
-        keep = np.ones(key.shape[0], dtype=bool)
-        keep[1:] = key[1:] != key[:-1]
-        dropped += int(key.shape[0] - keep.sum())
-        key = key[keep]
-        out_lead.append((key >> (time_bits + 5)).astype(np.int32) + first)
-        out_ms.append(((key >> 5) & ((1 << time_bits) - 1)) + base)
-        out_kind.append((key & 31).astype(np.int8))
-    log = EventLog(np.concatenate(out_lead), np.concatenate(out_ms), np.concatenate(out_kind))
-    return log, dropped
+        logs.append(_unpack_distinct(key, first, base, time_bits, workers))
+    log = EventLog(
+        *(np.concatenate([getattr(g, f) for g in logs]) for f in ("lead", "at_ms", "kind"))
+    )
+    return log, n - len(log)

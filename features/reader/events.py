@@ -23,7 +23,7 @@ from features.parallel import ordered_map, worker_count
 from features.quarantine import check_event_share, set_aside_events
 from features.reader.cleaning import parse_timestamps
 from features.reader.columns import drop_excluded, missing_required, rename_to_contract
-from features.reader.eventlog import NAT_MS, EventLog, sort_events
+from features.reader.eventlog import NAT_MS, EventLog, sort_event_parts
 from features.reader.problems import Problem, raise_problems, row_examples
 from features.reader.report import ReadReport
 
@@ -286,12 +286,10 @@ def collect_events(
     check_event_share(report.quarantine, config, table)
     if not parts:
         return EventLog.empty()
-    lead = np.concatenate([p.lead for p in parts])
-    at_ms = np.concatenate([p.at_ms for p in parts])
-    kind = np.concatenate([p.kind for p in parts])
+    arrays = [(p.lead, p.at_ms, p.kind) for p in parts]
     del parts
-    log, dropped = sort_events(
-        lead, at_ms, kind, config.features.chunk_leads, worker_count(config.features.workers)
+    log, dropped = sort_event_parts(
+        arrays, config.features.chunk_leads, worker_count(config.features.workers)
     )
     report.events_duplicate = dropped
     report.events_kept = len(log)

@@ -171,6 +171,36 @@ def test_sort_events_in_lead_buckets_matches_lexsort() -> None:
     assert np.array_equal(log.kind, expected[2])
 
 
+@pytest.mark.parametrize("wide", [False, True])
+def test_sorting_parts_in_slices_is_one_lexsort(
+    wide: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts of uneven sizes, packed and unpacked in slices of 700 events on up to 3 threads,
+    with duplicates that straddle slices and parts: the log of the concatenated events, with
+    each distinct event once. `wide`: ids and times too wide for one key (4 lead buckets)."""
+    monkeypatch.setattr(eventlog, "SLICE_EVENTS", 700)
+    monkeypatch.setattr(eventlog, "PARALLEL_SORT_KEYS", 1_000)
+    rng = np.random.default_rng(6)
+    n = 9_000
+    lead = rng.integers(0, 1_000_000 if wide else 300, n).astype(np.int32)
+    span = 10 * 365 * 86_400_000 if wide else 40_000
+    at_ms = rng.integers(0, span, n) + (0 if wide else 1_700_000_000_000)
+    kind = rng.integers(0, 16, n).astype(np.int8)
+    twins = rng.choice(n, 8_000, replace=False)  # 4,000 copies: some straddle each cut
+    lead[twins[:4_000]], at_ms[twins[:4_000]] = lead[twins[4_000:]], at_ms[twins[4_000:]]
+    kind[twins[:4_000]] = kind[twins[4_000:]]
+    expected = np.unique(np.stack([lead.astype(np.int64), at_ms, kind.astype(np.int64)]), axis=1)
+    cuts = [0, 1, 650, 2_300, 2_300, 8_999, n]  # an empty part and one of a single event
+    parts = [(lead[a:b], at_ms[a:b], kind[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    for workers in (1, 2, 3):
+        log, dropped = eventlog.sort_event_parts(parts, bucket_leads=250_000, workers=workers)
+        assert dropped == n - expected.shape[1] > 3_000
+        assert log.lead.dtype == np.int32 and log.at_ms.dtype == np.int64
+        assert log.kind.dtype == np.int8
+        assert np.array_equal(log.lead, expected[0]) and np.array_equal(log.at_ms, expected[1])
+        assert np.array_equal(log.kind, expected[2])
+
+
 @pytest.mark.parametrize("bucket_leads", [64, 100_000])
 def test_sort_events_on_threads_is_the_serial_log(
     bucket_leads: int, monkeypatch: pytest.MonkeyPatch
