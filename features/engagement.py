@@ -78,6 +78,29 @@ def _days_since(
     return np.where(n_all > 0, days, np.nan)
 
 
+def _prefix(flags: np.ndarray) -> np.ndarray:
+    """How many of `flags` are set before each position (0..n), as int32: the count of flagged
+    events in positions [lo, hi) is `prefix[hi] - prefix[lo]`."""
+    prefix = np.zeros(flags.shape[0] + 1, dtype=np.int32)
+    np.cumsum(flags, dtype=np.int32, out=prefix[1:])
+    return prefix
+
+
+def _days_since_nth(
+    ev_ms: np.ndarray,
+    flagged: np.ndarray,
+    rank: np.ndarray,
+    n_lead: np.ndarray,
+    row_cutoff_ms: np.ndarray,
+) -> np.ndarray:
+    """Days from each row's last flagged event before the cutoff to the cutoff (NaN if the lead
+    had none): that event is the `rank`-th flagged one (`flagged`: their positions)."""
+    if not flagged.size:
+        return np.full(rank.shape[0], np.nan)
+    last = ev_ms[flagged[np.maximum(rank - 1, 0)]]
+    return np.where(n_lead > 0, (row_cutoff_ms - last) / DAY_MS, np.nan)
+
+
 def chunk_features(
     ev_lead: np.ndarray,
     ev_ms: np.ndarray,
@@ -122,15 +145,23 @@ def chunk_features(
     row_key = row_start | row_rel
     out: dict[str, np.ndarray] = {}
 
-    for k, event_type in enumerate(EVENT_TYPES):
-        keys = key[ev_kind == k]
-        hi, per_window, n_all = _counts(keys, row_key, row_start, windows_ms)
-        for w, n in zip(windows, per_window, strict=True):
-            out[f"n_{event_type}_{w}d"] = n.astype(np.int32)
-        out[f"n_{event_type}_all"] = n_all.astype(np.int32)
-        out[f"days_since_{event_type}"] = _days_since(keys, hi, n_all, row_rel, mask)
-
+    # every count is of events in [row_key - w, row_key) or [lead start, row_key): found once
+    # in all the events, then counted per type (and per first event of a day) by prefix sums
     hi, per_window, n_all = _counts(key, row_key, row_start, windows_ms)
+    lows = [hi - n for n in per_window]
+    start = hi - n_all
+    for k, event_type in enumerate(EVENT_TYPES):
+        of_type = ev_kind == k
+        before = _prefix(of_type)
+        at_hi = before[hi]
+        for w, lo in zip(windows, lows, strict=True):
+            out[f"n_{event_type}_{w}d"] = at_hi - before[lo]
+        n_type = at_hi - before[start]
+        out[f"n_{event_type}_all"] = n_type
+        out[f"days_since_{event_type}"] = _days_since_nth(
+            ev_ms, np.flatnonzero(of_type), at_hi, n_type, row_cutoff_ms
+        )
+
     for w, n in zip(windows, per_window, strict=True):
         out[f"n_events_{w}d"] = n.astype(np.int32)
     out["n_events_all"] = n_all.astype(np.int32)
@@ -140,10 +171,11 @@ def chunk_features(
     day = ev_ms // DAY_MS
     first_of_day = np.ones(key.shape[0], dtype=bool)
     first_of_day[1:] = (ev_lead[1:] != ev_lead[:-1]) | (day[1:] != day[:-1])
-    _, active, active_all = _counts(key[first_of_day], row_key, row_start, windows_ms)
-    for w, n in zip(windows, active, strict=True):
-        out[f"active_days_{w}d"] = n.astype(np.int32)
-    out["active_days_all"] = active_all.astype(np.int32)
+    before = _prefix(first_of_day)
+    at_hi = before[hi]
+    for w, lo in zip(windows, lows, strict=True):
+        out[f"active_days_{w}d"] = at_hi - before[lo]
+    out["active_days_all"] = at_hi - before[start]
 
     if len(windows) >= 2:
         # log of the recent rate over the earlier rate, both per (wide - recent) days, +1 smoothed:
