@@ -89,10 +89,13 @@ def numeric_bin_labels(edges: Sequence[float]) -> list[str]:
 def numeric_bin_counts(values: npt.ArrayLike, edges: Sequence[float]) -> np.ndarray:
     """Counts per numeric bin (last: missing, which includes non-finite values)."""
     numbers = _numeric_values(values)
-    finite = np.isfinite(numbers)
-    index = np.searchsorted(np.asarray(edges, dtype=np.float64), numbers[finite], side="left")
-    counts = np.bincount(index, minlength=len(edges) + 1)
-    return np.append(counts, int((~finite).sum())).astype(np.int64)
+    finite = int(np.count_nonzero(np.isfinite(numbers)))
+    # bin i holds edges[i-1] < x <= edges[i]: count the x <= each edge (a compare per edge,
+    # cheaper than a binary search per value); NaN compares false, -inf is missing
+    below = int(np.count_nonzero(numbers == -np.inf))
+    at_most = [int(np.count_nonzero(numbers <= edge)) - below for edge in edges]
+    counts = np.diff(np.array([0, *at_most, finite], dtype=np.int64))
+    return np.append(counts, numbers.shape[0] - finite).astype(np.int64)
 
 
 def numeric_bin_index(values: npt.ArrayLike, edges: Sequence[float]) -> np.ndarray:

@@ -16,6 +16,7 @@ from training.drift import (
     empty_counts,
     merge_counts,
     numeric_bin_counts,
+    numeric_bin_index,
     profile_counts,
     psi,
     quantile_edges,
@@ -75,6 +76,20 @@ def test_numeric_bins_put_edge_values_below_and_missing_last() -> None:
     assert counts.tolist() == [2, 1, 1, 2]  # <= 0, (0, 1], > 1, missing (NaN and inf)
     assert quantile_edges([np.nan, np.nan]) == []
     assert numeric_bin_counts([np.nan, 3.0], []).tolist() == [1, 1]
+
+
+def test_numeric_bin_counts_are_each_values_bin_counted() -> None:
+    """The counts (a compare per edge) against the bin of each value (`numeric_bin_index`, a
+    binary search per value), on values that fall on the edges, both infinities and NaN."""
+    rng = np.random.default_rng(8)
+    edges = [-2.0, -0.5, 0.0, 0.25, 1.0, 3.0]
+    values = rng.normal(0, 2, 5_000)
+    values[rng.choice(5_000, 900, replace=False)] = rng.choice(
+        [*edges, np.inf, -np.inf, np.nan], 900
+    )
+    expected = np.bincount(numeric_bin_index(values, edges), minlength=len(edges) + 2)
+    assert numeric_bin_counts(values, edges).tolist() == expected.tolist()
+    assert expected[-1] > 200 and expected.sum() == 5_000
 
 
 def test_categorical_bins_are_categories_then_other_then_missing() -> None:
