@@ -79,6 +79,25 @@ def staleness_note(stale: int, total: int, weekly_weeks: int, model: str) -> str
     )
 
 
+def after_snapshot_note(snapshot_as_of: pd.Timestamp | None, as_of: pd.Timestamp) -> str | None:
+    """A warning when the run scores as of a day or more after the snapshot's own as-of time:
+    nothing after the export is in it, so every lead reads as silent since then, and its
+    recency features (days since the last event, the windowed counts) drift with the gap.
+    None when the snapshot has no as-of time or the gap is under a day."""
+    if snapshot_as_of is None:
+        return None
+    gap = as_utc(as_of, "as_of") - as_utc(snapshot_as_of, "snapshot as_of")
+    if gap < pd.Timedelta(days=1):
+        return None
+    days = gap / pd.Timedelta(days=1)
+    return (
+        f"scored as of {as_of.isoformat()}, {days:.1f} days after the snapshot's as-of time "
+        f"{snapshot_as_of.isoformat()}: events after the export are not in it, so every lead "
+        "reads as silent for those days and its recency features are off by as much; score "
+        "as of the snapshot's time, or export again"
+    )
+
+
 def open_flat_rows(leads: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """A flat export's leads not converted (`converted` false or missing), as rows (lead_id,
     cutoff = as_of) in the leads' order.

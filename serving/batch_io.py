@@ -43,6 +43,7 @@ from serving.batch import (
     COLUMNS,
     Progress,
     TierChanges,
+    after_snapshot_note,
     open_rows,
     score_chunks,
     stale_rows,
@@ -748,6 +749,7 @@ def predict_job(
         weeks,
         f"{model.name} version {model.version}",
     )
+    late = after_snapshot_note(snapshot.as_of, as_of)
     return publish_scores(
         scores(),
         model,
@@ -755,6 +757,6 @@ def predict_job(
         out,
         scored_at=scored_at,
         to_sql=to_sql,
-        notes=() if stale is None else (stale,),
+        notes=tuple(note for note in (late, stale) if note is not None),
         previous=previous,
     )

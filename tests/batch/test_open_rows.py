@@ -12,6 +12,7 @@ from common.config import build_config
 from features.contract import ContractError
 from features.spec import feature_meanings
 from serving.batch import (
+    after_snapshot_note,
     as_utc,
     open_flat_rows,
     open_mql_rows,
@@ -244,3 +245,12 @@ def test_a_flat_exports_open_leads_are_those_not_converted() -> None:
     assert (rows["cutoff"] == AS_OF).all() and str(rows["cutoff"].dtype) == "datetime64[ms, UTC]"
     every = open_flat_rows(leads.drop(columns="converted"), AS_OF)  # no outcome column
     assert every["lead_id"].tolist() == leads["lead_id"].tolist()
+
+
+def test_after_snapshot_note_names_the_gap_from_a_day_on() -> None:
+    exported = pd.Timestamp("2026-06-30T00:00:00Z")
+    note = after_snapshot_note(exported, pd.Timestamp("2026-07-02T06:00:00Z"))
+    assert note is not None and "2.2 days after the snapshot's as-of time 2026-06-30" in note
+    assert after_snapshot_note(exported, pd.Timestamp("2026-06-30T23:00:00Z")) is None
+    assert after_snapshot_note(exported, pd.Timestamp("2026-06-01T00:00:00Z")) is None
+    assert after_snapshot_note(None, pd.Timestamp("2026-07-02T00:00:00Z")) is None

@@ -62,6 +62,24 @@ def test_two_runs_write_scores_and_report_the_changes(
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_a_run_past_the_snapshots_as_of_time_says_so(
+    registry: dict[str, str], tmp_path: Path
+) -> None:
+    """Scoring days after the export reads every lead as silent since: the run says by how
+    much; at the export's own time it says nothing."""
+    meta = json.loads((Path(registry["snapshot"]) / "snapshot.json").read_text())
+    exported = pd.Timestamp(meta["as_of"])
+    out = tmp_path / "scores.parquet"
+    later = (exported + pd.Timedelta(days=3, hours=12)).isoformat()
+    code, output = _predict(registry, "--as-of", later, "--out", str(out))
+    assert code == 0, output
+    flat = " ".join(output.split())
+    assert f"3.5 days after the snapshot's as-of time {exported.isoformat()}" in flat, flat
+    code, output = _predict(registry, "--as-of", exported.isoformat(), "--out", str(out))
+    assert code == 0, output
+    assert "after the snapshot's as-of time" not in " ".join(output.split())
+
+
 def test_csv_holds_the_same_scores(registry: dict[str, str], tmp_path: Path) -> None:
     parquet, csv = tmp_path / "s.parquet", tmp_path / "s.csv"
     for out in (parquet, csv):
