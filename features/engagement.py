@@ -5,7 +5,9 @@ by (lead, time), so only events with `occurred_at < cutoff` are ever counted, an
 code gives the same numbers for one lead posted to the API or a million in a batch.
 
 Each call handles one chunk of whole accounts; keys pack (lead offset, milliseconds since a
-chunk base) into one int64 so that a single `searchsorted` answers a window count.
+chunk base) into one int64 so that a single `searchsorted` finds where a window starts or
+ends among the lead's events. The counts per event type (and of active days) are the
+differences of prefix sums between those positions, so each row is searched for once.
 """
 
 from __future__ import annotations
