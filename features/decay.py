@@ -246,7 +246,11 @@ def decayed_of_events(
 
 
 def decayed_counts(
-    snapshot: Snapshot, rows: pd.DataFrame, half_life_days: Mapping[str, float]
+    snapshot: Snapshot,
+    rows: pd.DataFrame,
+    half_life_days: Mapping[str, float],
+    *,
+    row_lead: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Time-decayed event counts of each (lead_id, cutoff) row, one column per event type.
 
@@ -254,6 +258,7 @@ def decayed_counts(
         snapshot: the snapshot whose events are counted.
         rows: lead_id and cutoff (UTC timestamps) per row.
         half_life_days: event type -> half-life in days, for each column wanted.
+        row_lead: each row's lead position, when the caller knows it (`row_leads` otherwise).
 
     Returns:
         A frame aligned with `rows` (same index) with a float column `decayed_<event_type>` per
@@ -264,7 +269,7 @@ def decayed_counts(
     names = [decayed_name(t) for t in half_life_days]
     if snapshot.flat:
         return pd.DataFrame(np.nan, index=rows.index, columns=names, dtype=np.float64)
-    row_lead = row_leads(snapshot, rows)
+    row_lead = row_leads(snapshot, rows) if row_lead is None else row_lead
     cutoff_ms = utc_ms(rows["cutoff"])
     if (cutoff_ms == NAT_MS).any():
         raise ContractError(

@@ -137,14 +137,20 @@ def lead_arrays(leads: pd.DataFrame) -> ChunkLeads:
 
 
 def build_features(
-    snapshot: Snapshot, rows: pd.DataFrame, config: Config, progress: Progress | None = None
+    snapshot: Snapshot,
+    rows: pd.DataFrame,
+    config: Config,
+    progress: Progress | None = None,
+    *,
+    row_lead: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Features of each (lead_id, cutoff) row, using only what was known before its cutoff.
 
     Returns a frame aligned with `rows` (same index), columns in `feature_spec` order.
+    `row_lead`: each row's lead position, when the caller knows it (`row_leads` otherwise).
     """
     spec = feature_spec(config, snapshot.flat)
-    row_lead = row_leads(snapshot, rows)
+    row_lead = row_leads(snapshot, rows) if row_lead is None else row_lead
     fit = lead_fit(snapshot.leads, snapshot.custom_fields).iloc[row_lead].reset_index(drop=True)
     if snapshot.flat:
         fit.index = rows.index

@@ -20,7 +20,7 @@ import pandas as pd
 from features.contract import CONVERTED, ContractError
 from features.decay import decayed_counts
 from features.parallel import ordered_map, worker_count
-from features.pipeline import account_chunks, build_features
+from features.pipeline import account_chunks, build_features, row_leads
 from features.reader import EventLog, Snapshot
 from features.rows import as_utc, open_mql_rows
 from serving.model_store import LoadedModel
@@ -170,11 +170,15 @@ def threshold_texts(thresholds: pd.DataFrame) -> np.ndarray:
 
 
 def _points(
-    snapshot: Snapshot, rows: pd.DataFrame, features: pd.DataFrame, rules: Rules
+    snapshot: Snapshot,
+    rows: pd.DataFrame,
+    features: pd.DataFrame,
+    rules: Rules,
+    row_lead: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The rules' points and thresholds passed: `rule_inputs` with the fit values taken from
     the features already built (the same `lead_fit` columns), not computed a second time."""
-    decayed = decayed_counts(snapshot, rows, half_lives(rules))
+    decayed = decayed_counts(snapshot, rows, half_lives(rules), row_lead=row_lead)
     inputs = pd.concat([features[fit_inputs(rules)], decayed], axis=1)
     points = score_points(inputs, rules)
     return points.total, threshold_texts(points.thresholds)
@@ -192,19 +196,20 @@ def score_chunk(
     model: LoadedModel,
     reasons: int,
     scored_at: pd.Timestamp,
+    row_lead: np.ndarray | None = None,
 ) -> ScoredChunk:
-    """Score rows of one snapshot (whole accounts) at once; see `score_chunks`."""
-    features = build_features(snapshot, rows, model.config)
+    """Score rows of one snapshot (whole accounts) at once; see `score_chunks`. `row_lead`:
+    each row's lead position in the snapshot, when the caller knows it (looked up by
+    `lead_id` otherwise)."""
+    row_lead = row_leads(snapshot, rows) if row_lead is None else row_lead
+    features = build_features(snapshot, rows, model.config, row_lead=row_lead)
     # no reasons: the plain prediction, many times cheaper than the contributions
     plan = model.reason_plan if reasons > 0 else None
     scored = score_frame(model.scorer, features, plan, reasons)
     texts = frame_reason_texts(model.reason_plan, features, scored)
     probability, tier = scored.probability, scored.tier
-    total, passed = _points(snapshot, rows, features, model.rules)
-    lead_index = pd.Index(snapshot.leads["lead_id"].to_numpy())
-    account = snapshot.leads["account_id"].to_numpy(dtype=object)[
-        lead_index.get_indexer(rows["lead_id"].to_numpy())
-    ]
+    total, passed = _points(snapshot, rows, features, model.rules, row_lead)
+    account = snapshot.leads["account_id"].to_numpy(dtype=object)[row_lead]
     n = len(rows)
     scores = pd.DataFrame(
         {
@@ -268,9 +273,14 @@ def score_chunks(
         r0, r1 = np.searchsorted(sorted_position, [first, stop], side="left")
         if r1 == r0:
             return stop, None
-        chunk_rows = rows.iloc[order[r0:r1]]
+        taken = order[r0:r1]
         return stop, score_chunk(
-            sub_snapshot(snapshot, first, stop), chunk_rows, model, reasons, stamp
+            sub_snapshot(snapshot, first, stop),
+            rows.iloc[taken],
+            model,
+            reasons,
+            stamp,
+            row_lead=position[taken] - first,  # the rows' leads in the chunk's own order
         )
 
     chunks = account_chunks(account, size)
