@@ -374,12 +374,15 @@ def tier_changes(previous: pd.DataFrame, current: pd.DataFrame) -> TierChanges:
     rank = {name: i for i, name in enumerate(TIER_NAMES)}
     before = previous.drop_duplicates("lead_id", keep="last").set_index("lead_id")["tier"]
     after = current.drop_duplicates("lead_id", keep="last").set_index("lead_id")["tier"]
-    both = after.index.intersection(before.index)
-    old = before.loc[both].map(rank).to_numpy(dtype=np.float64)
-    new = after.loc[both].map(rank).to_numpy(dtype=np.float64)
+    # one hash lookup of the leads (Index.isin of Arrow strings goes value by value in Python)
+    at = before.index.get_indexer(after.index)
+    found = at >= 0
+    old = before.map(rank).to_numpy(dtype=np.float64)[at[found]]
+    new = after.map(rank).to_numpy(dtype=np.float64)[found]
+    kept = int(found.sum())
     return TierChanges(
-        new=int((~after.index.isin(before.index)).sum()),
-        gone=int((~before.index.isin(after.index)).sum()),
+        new=len(after) - kept,
+        gone=len(before) - kept,
         up=int((new < old).sum()),
         down=int((new > old).sum()),
         same=int((new == old).sum()),

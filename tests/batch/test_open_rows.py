@@ -157,6 +157,16 @@ def test_tier_changes_and_counts() -> None:
     changes = tier_changes(before, after)
     assert changes.as_dict() == {"new": 1, "gone": 1, "up": 1, "down": 1, "same": 1}
     assert tier_counts(after["tier"].to_numpy()) == {"A": 2, "B": 2, "C": 0, "D": 0}
+    # a lead twice in a file counts once, with its last tier; the files' orders differ
+    twice = pd.DataFrame({"lead_id": ["e", "c", "c", "a", "b"], "tier": ["A", "D", "B", "B", "A"]})
+    assert tier_changes(before, twice).as_dict() == changes.as_dict()
+    assert tier_changes(before, before.iloc[:0]).as_dict() == {
+        "new": 0,
+        "gone": 4,
+        "up": 0,
+        "down": 0,
+        "same": 0,
+    }
 
 
 def test_reasons_match_a_row_by_row_reading() -> None:
