@@ -348,7 +348,9 @@ def realised_labels(
     leads the snapshot lacks, and rows already converted or disqualified at scoring are left
     out and counted in the notes."""
     notes: list[str] = []
-    known = scored["lead_id"].isin(leads["lead_id"])
+    # a hash lookup: Series.isin of Arrow strings makes a Python object per snapshot lead
+    pool = pd.Index(leads["lead_id"].to_numpy()).unique()
+    known = pd.Series(pool.get_indexer(scored["lead_id"].to_numpy()) >= 0, index=scored.index)
     if len(scored) and not known.any():
         raise MonitorError(
             f"none of the {len(scored):,} scored leads is in the snapshot (e.g. "
