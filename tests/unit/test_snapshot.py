@@ -1,5 +1,7 @@
 """Reading: mapping, messy values, and errors that name the table, column, count and rows."""
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -191,7 +193,7 @@ def test_sorting_parts_in_slices_is_one_lexsort(
     kind[twins[:4_000]] = kind[twins[4_000:]]
     expected = np.unique(np.stack([lead.astype(np.int64), at_ms, kind.astype(np.int64)]), axis=1)
     cuts = [0, 1, 650, 2_300, 2_300, 8_999, n]  # an empty part and one of a single event
-    parts = [(lead[a:b], at_ms[a:b], kind[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    parts = [(lead[a:b], at_ms[a:b], kind[a:b]) for a, b in itertools.pairwise(cuts)]
     for workers in (1, 2, 3):
         log, dropped = eventlog.sort_event_parts(parts, bucket_leads=250_000, workers=workers)
         assert dropped == n - expected.shape[1] > 3_000
