@@ -749,7 +749,8 @@ def predict_job(
         weeks,
         f"{model.name} version {model.version}",
     )
-    late = after_snapshot_note(snapshot.as_of, as_of)
+    # a flat export's features do not depend on time: nothing goes stale after its export
+    late = None if snapshot.flat else after_snapshot_note(snapshot.as_of, as_of)
     return publish_scores(
         scores(),
         model,
