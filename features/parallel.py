@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -45,12 +45,15 @@ def ordered_map(
 ) -> Iterator[Result]:
     """`work(item)` for each item, yielded in the items' order, run on up to `workers` threads.
 
-    With `workers` <= 1 it is the plain `map`, in the calling thread. Items are drawn from
+    With `workers` <= 1 (or a sized `items` of one) it is the plain `map`, in the calling
+    thread. Items are drawn from
     `items` lazily in the calling thread (so a reader feeding them overlaps with the work),
     and no more than `workers` results are computed ahead of the one being waited for. An
     exception in `work` (or in drawing an item) is raised here in the items' order, as the
     serial map would raise it, and the work not yet started is cancelled.
     """
+    if isinstance(items, Sized):  # no more threads than items: one item runs here
+        workers = min(workers, len(items))
     if workers <= 1:
         yield from map(work, items)
         return

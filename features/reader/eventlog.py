@@ -119,8 +119,7 @@ def _pack(
         k |= t
         k |= kind[lo:hi]
 
-    pieces = _pieces(sizes)
-    for _ in ordered_map(pack, pieces, min(workers, len(pieces))):  # one piece: no threads
+    for _ in ordered_map(pack, _pieces(sizes), workers):
         pass
     return key
 
@@ -138,7 +137,6 @@ def _unpack_distinct(
         np.not_equal(key[lo + 1 : hi], key[lo : hi - 1], out=keep[1:])
         return keep
 
-    workers = min(workers, len(pieces))  # one piece: no threads
     keeps = list(ordered_map(keep_of, pieces, workers))
     starts = np.concatenate([[0], np.cumsum([np.count_nonzero(k) for k in keeps])])
     total = int(starts[-1])
@@ -201,8 +199,7 @@ def sort_event_parts(
         lead, at_ms, _ = parts[part]
         return int(at_ms[lo:hi].min()), int(at_ms[lo:hi].max()), int(lead[lo:hi].max())
 
-    pieces = _pieces([p[0].shape[0] for p in parts])
-    found = list(ordered_map(extremes, pieces, min(workers, len(pieces))))
+    found = list(ordered_map(extremes, _pieces([p[0].shape[0] for p in parts]), workers))
     base = min(f[0] for f in found)
     span = max(f[1] for f in found) - base
     last_lead = max(f[2] for f in found)
