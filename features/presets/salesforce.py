@@ -27,6 +27,7 @@ from features.presets.common import (
     PresetFrames,
     Rule,
     classify,
+    distinct,
     event_form,
     first_time,
     per_distinct,
@@ -243,11 +244,14 @@ def read_salesforce(
 
 def _lead_rows(who: pd.Series, lead_index: pd.Index, contact_of: pd.Series) -> np.ndarray:
     """Each who_id's lead row: a lead id directly, a contact id through the lead it was
-    converted from (-1: neither)."""
+    converted from (-1: neither). A categorical's distinct ids are looked up, not its rows."""
+    if isinstance(who.dtype, pd.CategoricalDtype):
+        codes, uniques = distinct(who)
+        return np.append(_lead_rows(uniques, lead_index, contact_of), -1)[codes]
     pos = positions(lead_index, who)
     missing = pos < 0
     if missing.any() and len(contact_of):
-        via = positions(pd.Index(contact_of.index), who[missing])
+        via = positions(contact_of.index, who[missing])
         pos[missing] = np.where(via >= 0, contact_of.to_numpy()[np.maximum(via, 0)], -1)
     return pos
 
@@ -265,6 +269,7 @@ def _events(
     tz = settings.timezone
     # hash tables built here, once: the threads that work on the batches only read them
     lead_index.get_indexer(lead_index[:1])
+    contact_of.index.get_indexer(contact_of.index[:1])
     if tables.has("task"):
         context = ["description"] if form.context else []
         yield from tables.map_batches(
