@@ -89,19 +89,26 @@ def classify(values: dict[str, pd.Series], rules: Sequence[Rule], default: str) 
         parts[name] = (codes, uniques)
         combined = combined * (len(uniques) + 1) + (codes + 1)
     row_codes, distinct_keys = pd.factorize(combined)
-    first_row = np.full(len(distinct_keys), len(index), dtype=np.int64)
-    np.minimum.at(first_row, row_codes, np.arange(len(index)))
-    combos = pd.DataFrame(
-        {name: _texts(uniques)[codes[first_row] + 1] for name, (codes, uniques) in parts.items()}
-    )
+    # codes come in order of first appearance: a row is its code's first when its code is
+    # above every code before it
+    seen = np.maximum.accumulate(row_codes)
+    first_row = np.flatnonzero(row_codes > np.concatenate([[-1], seen[:-1]]))
+    # each combination's value of each field, as a position in that field's texts
+    combos = {name: codes[first_row] + 1 for name, (codes, _) in parts.items()}
+    texts = {name: _texts(uniques) for name, (_, uniques) in parts.items()}
     kind = np.full(len(distinct_keys), default, dtype=object)
     done = np.zeros(len(distinct_keys), dtype=bool)
     for rule in rules:
         if rule.field not in combos:
             continue
         pattern = re.compile(rule.pattern, flags=re.IGNORECASE)
-        hit = combos[rule.field].map(lambda v, rx=pattern: bool(rx.search(v))).to_numpy(bool)
-        hit = hit & ~done
+        # the pattern runs once per distinct value of its field, not per combination
+        matches = np.fromiter(
+            (pattern.search(v) is not None for v in texts[rule.field]),
+            dtype=bool,
+            count=len(texts[rule.field]),
+        )
+        hit = matches[combos[rule.field]] & ~done
         kind[hit] = rule.event_type
         done |= hit
     out = spread(np.asarray(row_codes, dtype=np.int64), kind)
