@@ -9,6 +9,7 @@ cleaning or lookup per row, only a translation per lead and per type name.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -259,17 +260,22 @@ def collect_events(
     lead_index.get_indexer(lead_index[:1])
 
     # the reader's row of each lead of an adapter's coded events, by its lead ids (one array
-    # for every batch that shares them); a race between workers only computes it twice
+    # for every batch that shares them, computed once: the workers wait for the first)
     rows_of: dict[int, tuple[pd.Index, np.ndarray]] = {}
+    rows_lock = threading.Lock()
+
+    def rows_for(ids: pd.Index) -> np.ndarray:
+        with rows_lock:
+            known = rows_of.get(id(ids))
+            if known is None or known[0] is not ids:
+                known = (ids, lead_rows(ids, lead_index))
+                rows_of[id(ids)] = known
+            return known[1]
 
     def encode(item: tuple[EventChunk, int]) -> EncodedChunk:
         frame, first_row = item
         if isinstance(frame, CodedEvents):
-            known = rows_of.get(id(frame.lead_ids))
-            if known is None or known[0] is not frame.lead_ids:
-                known = (frame.lead_ids, lead_rows(frame.lead_ids, lead_index))
-                rows_of[id(frame.lead_ids)] = known
-            return encode_coded_events(frame, known[1], config.mapping)
+            return encode_coded_events(frame, rows_for(frame.lead_ids), config.mapping)
         return encode_events(frame, lead_index, config.mapping, table, first_row)
 
     # chunks are checked here in order and encoded side by side (features.parallel)
