@@ -66,3 +66,20 @@ def test_id_positions_find_what_positions_finds(keys: pd.Series) -> None:
     sparse = id_positions(pd.Index(np.array([1, 10**12], dtype=np.int64)))
     assert sparse.table is None  # ids too spread out for a table
     assert sparse(keys).tolist() == positions(sparse.index, keys).tolist()
+
+
+def test_fold_addresses_folds_as_python_casefold_does() -> None:
+    from features.presets.hubspot import fold_addresses
+
+    raw = [" Jane.Doe@Acme.COM ", "STRASSE@Straße.de", None, "ǅx@y", " İx@Y ", "\tA@B\n", ""]
+    for values in (
+        pd.Series(raw, dtype="str"),
+        pd.Series(raw, dtype=object, index=range(10, 17)),
+        pd.Series(raw, dtype="category"),
+    ):
+        folded = fold_addresses(values)
+        expected = values.astype("string").str.strip().str.casefold()
+        assert folded.index.equals(values.index)
+        assert folded.isna().tolist() == expected.isna().tolist()
+        assert folded.dropna().tolist() == expected.dropna().tolist()
+        assert folded.iloc[1] == "strasse@strasse.de"  # not ascii: Python's casefold
