@@ -15,10 +15,12 @@ process may run on, 1 runs serially in the calling thread, N caps the threads at
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -79,3 +81,83 @@ def ordered_map(
         finally:
             for future in pending:
                 future.cancel()
+
+
+class ReadAhead(Generic[Item]):
+    """The items of an iterable, drawn by a thread of its own from the moment it is made, at
+    most `depth` ahead of the one taken (see `read_ahead`)."""
+
+    def __init__(self, items: Iterable[Item], depth: int) -> None:
+        self._ready: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._done = False
+        thread = threading.Thread(
+            target=_draw,
+            args=(iter(items), self._ready, self._stop),
+            name="leadscore-read-ahead",
+            daemon=True,
+        )
+        thread.start()
+
+    def __iter__(self) -> ReadAhead[Item]:
+        return self
+
+    def __next__(self) -> Item:
+        if self._done:
+            raise StopIteration
+        item, error = self._ready.get()
+        if item is _END:
+            self.close()
+            if error is not None:
+                raise error
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        """Stop drawing (the thread ends at its next item)."""
+        self._done = True
+        self._stop.set()
+
+    def __del__(self) -> None:
+        self._stop.set()
+
+
+_END = object()
+
+
+def _put(ready: queue.Queue[Any], entry: tuple[Any, BaseException | None], stop: Any) -> bool:
+    """Put `entry` once there is room; False when the reader was closed first."""
+    while not stop.is_set():
+        try:
+            ready.put(entry, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _draw(source: Iterator[Any], ready: queue.Queue[Any], stop: threading.Event) -> None:
+    """The read-ahead thread: every item of `source`, then the end (with its error, if any)."""
+    try:
+        for item in source:
+            if not _put(ready, (item, None), stop):
+                break
+        else:
+            _put(ready, (_END, None), stop)
+    except BaseException as error:  # raised in the consumer, in the items' order
+        _put(ready, (_END, error), stop)
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+
+
+def read_ahead(items: Iterable[Item], depth: int) -> ReadAhead[Item]:
+    """`items`, drawn from now on by a thread of its own, at most `depth` ahead of the consumer.
+
+    For work that needs nothing the caller is still computing (a preset's event tables that
+    need only the contact ids, while the caller works out each lead's as-of values): it
+    starts on the other core instead of after. An error in drawing is raised to the consumer
+    after the items before it, as a plain iteration would raise it. Closing it (or dropping
+    it) stops the thread at its next item."""
+    return ReadAhead(items, depth)

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from cli import app as cli
 from common.config import build_config
-from features.parallel import ordered_map, worker_count
+from features.parallel import ordered_map, read_ahead, worker_count
 from features.reader import read_snapshot, row_group_runs
 from features.reader import sources as reader_sources
 from features.synthetic import generate, write_snapshot
@@ -180,3 +180,53 @@ def test_ordered_map_raises_an_earlier_failure_before_a_later_items_error() -> N
         list(ordered_map(fails_at_one, items(), workers=3))
     with pytest.raises(OSError, match="reading item 3"):
         list(ordered_map(lambda n: n, items(), workers=3))
+
+
+def test_read_ahead_starts_at_once_keeps_order_and_bounds_what_waits() -> None:
+    drawn: list[int] = []
+    started = threading.Event()
+
+    def items() -> object:
+        for n in range(50):
+            started.set()
+            drawn.append(n)
+            yield n
+
+    ahead = read_ahead(items(), depth=4)
+    assert started.wait(5)  # drawing began before anything was taken
+    deadline = time.monotonic() + 5
+    while len(drawn) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert len(drawn) <= 4 + 1  # 4 waiting, one blocked on the full queue
+    assert list(ahead) == list(range(50))
+
+
+def test_read_ahead_raises_a_failure_after_the_items_before_it() -> None:
+    def items() -> object:
+        yield 0
+        yield 1
+        raise ValueError("table 2")
+
+    seen = []
+    with pytest.raises(ValueError, match="table 2"):
+        for value in read_ahead(items(), depth=8):
+            seen.append(value)
+    assert seen == [0, 1]
+
+
+def test_read_ahead_stops_its_thread_when_closed() -> None:
+    closed = threading.Event()
+
+    def items() -> object:
+        try:
+            yield from range(1000)
+        finally:
+            closed.set()
+
+    ahead = read_ahead(items(), depth=2)
+    assert next(ahead) == 0
+    ahead.close()
+    assert closed.wait(5)  # the thread ended and closed the source
+    with pytest.raises(StopIteration):
+        next(ahead)
