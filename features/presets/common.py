@@ -308,11 +308,13 @@ def coded_events(
     rows, types = _kept(pos, at, kind)
     # integer ticks: a zoned column's to_numpy() would make a Timestamp per row
     ticks = at.astype("datetime64[us, UTC]").dt.tz_localize(None).to_numpy().view(np.int64)
+    # held until the reader takes them (read ahead, some batches wait): compact integers
+    lead_type = np.int32 if len(lead_ids) < np.iinfo(np.int32).max else np.int64
     return CodedEvents(
         lead_ids,
-        pos[rows],
+        pos[rows].astype(lead_type),
         ticks[rows] // 1000,  # as the reader floors microseconds to milliseconds
-        np.asarray(types.codes, dtype=np.int64)[rows],
+        np.asarray(types.codes)[rows].astype(np.int32),
         types.categories,
     )
 

@@ -12,6 +12,7 @@ See docs/hubspot.md.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -24,7 +25,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.config import Config
-from features.parallel import worker_count
+from features.parallel import read_ahead, worker_count
 from features.presets.common import (
     EventForm,
     IdPositions,
@@ -50,6 +51,10 @@ FIT_PROPERTIES = {
     "country": "country",
     "industry": "industry",
 }
+
+#: Batches of the contact-id tables read ahead while the leads are worked out (each at most
+#: features.presets.tables.BATCH_ROWS events, held as integer arrays until the reader takes it).
+READ_AHEAD_BATCHES = 32
 
 #: Optional contacts_web_analytics columns the preset reads (text, read dictionary-encoded).
 _WEB_COLUMNS = ("properties_hs_url", "properties_hs_page_title", "properties_hs_utm_campaign")
@@ -205,6 +210,16 @@ def read_hubspot(
     lead_ids = ids(contact["id"])
     # built here, once: the threads that work on the event batches only read it
     contact_at = id_positions(pd.Index(contact["id"]))
+    form = event_form(lead_ids, coded)
+    workers = worker_count(config.features.workers)
+    # the tables that reach contacts by id start now, on the other core, while the lifecycle
+    # times and the as-of values are worked out; the email events need those (the address as
+    # of the MQL) and come after them
+    contact_events = read_ahead(
+        _contact_events(tables, form, contact_at, settings, workers), READ_AHEAD_BATCHES
+    )
+    if not (tables.has("engagement") and tables.has("engagement_contact")):
+        notes.append("HubSpot: no engagement tables (replies, calls, meetings)")
     n = len(contact)
     tz = settings.timezone
     history = pd.DataFrame()
@@ -277,9 +292,10 @@ def read_hubspot(
     for column in custom:
         if column in contact:
             leads[column] = contact[column]
-    form = event_form(leads["lead_id"], coded)
-    workers = worker_count(config.features.workers)
-    events = _events(tables, form, leads["email"], contact_at, settings, notes, workers)
+    events: Iterator[EventChunk] = contact_events
+    if tables.has("email_event"):
+        email = _email_events(tables, form, leads["email"], settings, workers)
+        events = itertools.chain(contact_events, email)
     return PresetFrames(leads, events, tables.label("contact"), "HubSpot engagement tables", notes)
 
 
@@ -312,20 +328,16 @@ def _accounts(
     return pd.Series(lead_ids.map(first).to_numpy(), index=contact.index, dtype="string")
 
 
-def _events(
+def _contact_events(
     tables: ConnectorTables,
     form: EventForm,
-    emails: pd.Series,
     contact_at: IdPositions,
     settings: HubSpotSettings,
-    notes: list[str],
     workers: int = 1,
 ) -> Iterator[EventChunk]:
-    """The events of the email, form, web-analytics and engagement tables; the batches of
-    the big ones worked on by up to `workers` threads."""
+    """The events of the tables that name the contact by id (form submissions, web
+    analytics, engagements); the web-analytics batches worked on by up to `workers` threads."""
     tz = settings.timezone
-    if tables.has("email_event"):
-        yield from _email_events(tables, form, emails, settings, workers)
     if tables.has("contact_form_submission"):
         sub = tables.read(
             "contact_form_submission",
@@ -380,8 +392,6 @@ def _events(
             stamps,
             pd.Series(kinds, dtype=object),
         )
-    else:
-        notes.append("HubSpot: no engagement tables (replies, calls, meetings)")
 
 
 def _web_events(
