@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from features.presets.tables import ids
 from features.reader.events import CodedEvents, EventChunk
 
+#: Event batches an adapter may read ahead while it works out its leads (each at most
+#: features.presets.tables.BATCH_ROWS events, held as integer arrays until the reader takes it).
+READ_AHEAD_BATCHES = 32
+
 #: The contract's event columns an adapter writes.
 EVENT_FRAME_COLUMNS = ("lead_id", "occurred_at", "event_type", "campaign", "url")
 

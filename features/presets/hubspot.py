@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from common.config import Config
 from features.parallel import read_ahead, worker_count
 from features.presets.common import (
+    READ_AHEAD_BATCHES,
     EventForm,
     IdPositions,
     PresetFrames,
@@ -51,10 +52,6 @@ FIT_PROPERTIES = {
     "country": "country",
     "industry": "industry",
 }
-
-#: Batches of the contact-id tables read ahead while the leads are worked out (each at most
-#: features.presets.tables.BATCH_ROWS events, held as integer arrays until the reader takes it).
-READ_AHEAD_BATCHES = 32
 
 #: Optional contacts_web_analytics columns the preset reads (text, read dictionary-encoded).
 _WEB_COLUMNS = ("properties_hs_url", "properties_hs_page_title", "properties_hs_utm_campaign")

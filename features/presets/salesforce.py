@@ -21,8 +21,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.config import Config
-from features.parallel import worker_count
+from features.parallel import read_ahead, worker_count
 from features.presets.common import (
+    READ_AHEAD_BATCHES,
     EventForm,
     PresetFrames,
     Rule,
@@ -139,6 +140,10 @@ def read_salesforce(
     events coded for the reader when `coded` (`features.presets.common.EventForm`)."""
     notes: list[str] = []
     tz = settings.timezone
+    if settings.lifecycle == "history" and not tables.has("lead_history"):
+        from features.contract import ContractError
+
+        raise ContractError(f"lifecycle: history needs the table 'lead_history' in {tables.where}")
     custom = [cf.column for cf in config.custom_fields]
     stamp_columns = [
         c for c in (settings.mql_column, settings.sql_column, settings.disqualified_column) if c
@@ -152,6 +157,13 @@ def read_salesforce(
     lead_ids = ids(lead["id"])
     lead_index = pd.Index(lead["id"])
     n = len(lead)
+    # the activity tables need only the lead and contact ids: they start now, on the other
+    # core, while the stages and the as-of values are worked out
+    lead_index.get_indexer(lead_index[:1])  # its hash table built here, before the threads
+    workers = worker_count(config.features.workers)
+    form = event_form(lead_ids, coded)
+    activities = _events(tables, form, lead_index, _contact_of(lead), settings, workers)
+    events = read_ahead(activities, READ_AHEAD_BATCHES)
     use_history = settings.lifecycle == "history" or (
         settings.lifecycle == "auto" and tables.has("lead_history")
     )
@@ -172,10 +184,6 @@ def read_salesforce(
                 "at": times(raw["created_date"], tz),
             }
         )
-    elif settings.lifecycle == "history":
-        from features.contract import ContractError
-
-        raise ContractError(f"lifecycle: history needs the table 'lead_history' in {tables.where}")
     leads = pd.DataFrame({"lead_id": lead_ids, "created_at": times(lead["created_date"], tz)})
     status = (
         history[(history["field"] == name_key(settings.status_field)).to_numpy(bool)]
@@ -230,16 +238,17 @@ def read_salesforce(
     for column in custom:
         if column in lead:
             leads[column] = lead[column]
-    contact_of = pd.Series(dtype="int64")
-    if "converted_contact_id" in lead:
-        converted = lead["converted_contact_id"]
-        known = converted.notna().to_numpy() & (converted != EMPTY_LOOKUP).to_numpy(bool)
-        contact_of = pd.Series(np.flatnonzero(known), index=converted[known].to_numpy())
-        contact_of = contact_of[~contact_of.index.duplicated()]
-    form = event_form(lead_ids, coded)
-    workers = worker_count(config.features.workers)
-    events = _events(tables, form, lead_index, contact_of, settings, workers)
     return PresetFrames(leads, events, tables.label("lead"), "Salesforce activity tables", notes)
+
+
+def _contact_of(lead: pd.DataFrame) -> pd.Series:
+    """The lead row of each converted contact id (its first lead when several name it)."""
+    if "converted_contact_id" not in lead:
+        return pd.Series(dtype="int64")
+    converted = lead["converted_contact_id"]
+    known = converted.notna().to_numpy() & (converted != EMPTY_LOOKUP).to_numpy(bool)
+    contact_of = pd.Series(np.flatnonzero(known), index=converted[known].to_numpy())
+    return contact_of[~contact_of.index.duplicated()]
 
 
 def _lead_rows(who: pd.Series, lead_index: pd.Index, contact_of: pd.Series) -> np.ndarray:
