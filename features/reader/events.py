@@ -189,11 +189,15 @@ def encode_coded_events(
     per_name = type_lookup(names, mapping)
     kind = per_name[coded.type_codes]
     known = lead >= 0
+    unknown = len(lead) - int(np.count_nonzero(known))
+    at_ms = coded.at_ms
+    if unknown:  # else every event is kept as it is: no copies
+        lead, at_ms, kind = lead[known], at_ms[known], kind[known]
     return EncodedChunk(
-        lead[known],
-        coded.at_ms[known],
-        kind[known],
-        int((~known).sum()),
+        lead,
+        at_ms,
+        kind,
+        unknown,
         _coded_unknown_types(names, per_name, coded.type_codes),
         len(coded),
     )
@@ -204,14 +208,15 @@ def _coded_unknown_types(
 ) -> dict[str, int]:
     """`_unknown_types` of coded types, the names in the order their first events come (as a
     frame's types are factorised)."""
-    counts = np.bincount(type_codes, minlength=len(names))
-    unknown = [
+    candidates = [
         i
         for i in range(len(names))
-        if per_name[i] == OTHER
-        and counts[i] > 0
-        and str(names.iloc[i]).strip().casefold() != "other"
+        if per_name[i] == OTHER and str(names.iloc[i]).strip().casefold() != "other"
     ]
+    if not candidates:  # the usual case: no event is counted, so none is looked at
+        return {}
+    counts = np.bincount(type_codes, minlength=len(names))
+    unknown = [i for i in candidates if counts[i] > 0]
     first = {i: int(np.argmax(type_codes == i)) for i in unknown}
     return {str(names.iloc[i]): int(counts[i]) for i in sorted(unknown, key=first.__getitem__)}
 
