@@ -169,11 +169,15 @@ def encode_events(
     per_name = type_lookup(names, mapping)
     kind = per_name[type_codes]
     known = lead >= 0
+    unknown = len(lead) - int(np.count_nonzero(known))
+    at_ms = np.asarray(at_ms)
+    if unknown:  # else every event is kept as it is: no copies
+        lead, at_ms, kind = lead[known], at_ms[known], kind[known]
     return EncodedChunk(
-        lead[known],
-        np.asarray(at_ms)[known],
-        kind[known],
-        int((~known).sum()),
+        lead,
+        at_ms,
+        kind,
+        unknown,
         _unknown_types(names, per_name, type_codes),
         len(chunk),
     )
