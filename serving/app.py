@@ -42,7 +42,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.config import Config, LimitsConfig
 from features.contract import ContractError
-from features.reader import shown_url
 from serving.docs_assets import API_KEY_HEADER, api_key_scheme, mount_docs, tag_routes
 from serving.guard import (
     ARRIVED,
@@ -56,7 +55,12 @@ from serving.guard import (
     refuse,
     unknown_field_problems,
 )
-from serving.model_store import LoadedModel, ModelStore, ModelUnavailableError
+from serving.model_store import (
+    LoadedModel,
+    ModelStore,
+    ModelUnavailableError,
+    shown_model_uri,
+)
 from serving.openapi import describe_lead_fields
 from serving.schemas import (
     BatchOut,
@@ -381,7 +385,7 @@ def create_app(config: Config, store: ModelStore | None = None) -> FastAPI:
             name=model.name,
             version=model.version,
             alias=model.alias,
-            uri=shown_url(model.uri),
+            uri=shown_model_uri(model.uri),
             trained_at=model.trained_at,
             test_metrics=model.test_metrics,
             tiers=model.scorer.tiers.as_dict(),

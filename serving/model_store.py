@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from common.config import Config, SourceConfig
 from features.contract import ContractError
@@ -61,6 +62,18 @@ class LoadedModel:
     def reason_plan(self) -> ReasonPlan:
         """How this model's reasons are chosen and worded (its features' meanings)."""
         return ReasonPlan.of(self.scorer.spec.names, feature_meanings(self.config))
+
+
+def shown_model_uri(uri: str) -> str:
+    """A model URI as it may be shown: `models:/name@alias`, `runs:/...` and paths as they are
+    (they hold no secret); the password of one with credentials (`https://user:pw@host/...`)
+    hidden."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}{port}"))
 
 
 def _parse_uri(uri: str) -> tuple[str, str | None, str | None]:

@@ -226,7 +226,10 @@ class ModelOut(BaseModel):
     name: str
     version: str
     alias: str | None
-    uri: str
+    uri: str = Field(
+        description="The model URI served (models:/name@alias or models:/name/version); a "
+        "password in it is hidden."
+    )
     trained_at: datetime | None
     test_metrics: dict[str, float]
     tiers: dict[str, float | str]

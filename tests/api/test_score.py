@@ -277,6 +277,7 @@ def test_batch_and_its_limit(client: TestClient) -> None:
 def test_model_health_and_metrics(client: TestClient) -> None:
     model = client.get("/v1/model").json()
     assert model["version"] == "1" and model["alias"] == "champion"
+    assert model["uri"].startswith("models:/") and model["uri"].endswith("@champion")
     assert "roc_auc" in model["test_metrics"] and set(model["tiers"]) >= {"A", "B", "C"}
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").json()["status"] == "ready"
