@@ -159,10 +159,13 @@ def read_salesforce(
     n = len(lead)
     # the activity tables need only the lead and contact ids: they start now, on the other
     # core, while the stages and the as-of values are worked out
-    lead_index.get_indexer(lead_index[:1])  # its hash table built here, before the threads
+    contact_of = _contact_of(lead)
+    # hash tables built here, once, before the threads: they only read them
+    lead_index.get_indexer(lead_index[:1])
+    contact_of.index.get_indexer(contact_of.index[:1])
     workers = worker_count(config.features.workers)
     form = event_form(lead_ids, coded)
-    activities = _events(tables, form, lead_index, _contact_of(lead), settings, workers)
+    activities = _events(tables, form, lead_index, contact_of, settings, workers)
     events = read_ahead(activities, READ_AHEAD_BATCHES)
     use_history = settings.lifecycle == "history" or (
         settings.lifecycle == "auto" and tables.has("lead_history")
@@ -274,11 +277,9 @@ def _events(
     workers: int = 1,
 ) -> Iterator[EventChunk]:
     """The events of the task, event and (optionally) campaign_member tables; the task
-    table's batches worked on by up to `workers` threads."""
+    table's batches worked on by up to `workers` threads, which only read the hash tables of
+    `lead_index` and `contact_of.index` (the caller builds them)."""
     tz = settings.timezone
-    # hash tables built here, once: the threads that work on the batches only read them
-    lead_index.get_indexer(lead_index[:1])
-    contact_of.index.get_indexer(contact_of.index[:1])
     if tables.has("task"):
         context = ["description"] if form.context else []
         yield from tables.map_batches(

@@ -168,19 +168,23 @@ def encode_events(
     names = pd.Series(type_names)
     per_name = type_lookup(names, mapping)
     kind = per_name[type_codes]
-    known = lead >= 0
-    unknown = len(lead) - int(np.count_nonzero(known))
-    at_ms = np.asarray(at_ms)
-    if unknown:  # else every event is kept as it is: no copies
-        lead, at_ms, kind = lead[known], at_ms[known], kind[known]
     return EncodedChunk(
-        lead,
-        at_ms,
-        kind,
-        unknown,
+        *_known_leads_only(lead, np.asarray(at_ms), kind),
         _unknown_types(names, per_name, type_codes),
         len(chunk),
     )
+
+
+def _known_leads_only(
+    lead: np.ndarray, at_ms: np.ndarray, kind: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The events of known leads (row >= 0) and how many were not: the arrays themselves,
+    uncopied, when every lead is known (the usual case)."""
+    known = lead >= 0
+    unknown = len(lead) - int(np.count_nonzero(known))
+    if unknown:
+        return lead[known], at_ms[known], kind[known], unknown
+    return lead, at_ms, kind, 0
 
 
 def encode_coded_events(
@@ -192,16 +196,8 @@ def encode_coded_events(
     names = pd.Series(coded.type_names)
     per_name = type_lookup(names, mapping)
     kind = per_name[coded.type_codes]
-    known = lead >= 0
-    unknown = len(lead) - int(np.count_nonzero(known))
-    at_ms = coded.at_ms
-    if unknown:  # else every event is kept as it is: no copies
-        lead, at_ms, kind = lead[known], at_ms[known], kind[known]
     return EncodedChunk(
-        lead,
-        at_ms,
-        kind,
-        unknown,
+        *_known_leads_only(lead, coded.at_ms, kind),
         _coded_unknown_types(names, per_name, coded.type_codes),
         len(coded),
     )
