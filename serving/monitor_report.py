@@ -418,12 +418,32 @@ def outcomes(
             f"no scored lead's horizon ({horizon_days} days) has closed by the snapshot's as-of "
             f"time {snapshot_as_of.isoformat()}: no realised conversion yet"
         )
-    tiers = tier_table(
-        rows["label"].to_numpy(),
-        rows["tier"].to_numpy(dtype=object),
-        expected=rows["probability"].to_numpy(dtype=np.float64),
-    )
+        tiers = no_outcomes_by_tier()
+    else:
+        tiers = tier_table(
+            rows["label"].to_numpy(),
+            rows["tier"].to_numpy(dtype=object),
+            expected=rows["probability"].to_numpy(dtype=np.float64),
+        )
     return Outcomes(rows, tiers, calibration_by_month(rows), notes)
+
+
+def no_outcomes_by_tier() -> pd.DataFrame:
+    """`tier_table`'s columns before any outcome is known: every tier without a lead
+    (`tier_table` refuses an empty set, as training must)."""
+    nan = float("nan")
+    return pd.DataFrame(
+        {
+            "tier": list(TIER_NAMES),
+            "n": 0,
+            "share": nan,
+            "conversions": 0,
+            "conversion_rate": nan,
+            "ci_low": nan,
+            "ci_high": nan,
+            "mean_expected": nan,
+        }
+    )
 
 
 def calibration_alerts(calibration: pd.DataFrame, thresholds: MonitorConfig) -> list[str]:

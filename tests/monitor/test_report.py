@@ -298,3 +298,22 @@ def test_a_snapshot_of_another_crm_is_refused(tmp_path: Path, reference: dict[st
     assert code == 2, output
     assert "none of the 50 scored leads is in the snapshot" in output
     assert not (tmp_path / "report").exists()
+
+
+def test_outcomes_before_any_horizon_closed_say_so_instead_of_failing() -> None:
+    leads = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L2"],
+            "mql_at": [pd.Timestamp("2026-06-01", tz=UTC)] * 2,
+            "sql_at": pd.Series([pd.NaT, pd.NaT], dtype="datetime64[us, UTC]"),
+            "disqualified_at": pd.Series([pd.NaT, pd.NaT], dtype="datetime64[us, UTC]"),
+        }
+    )
+    scores = pd.DataFrame({"lead_id": ["L1", "L2"], "probability": [0.3, 0.1], "tier": ["B", "D"]})
+    scores["as_of"] = pd.Timestamp("2026-06-29", tz=UTC)
+    run = ScoringRun(Path("2026-06-29.parquet"), {"as_of": "2026-06-29"}, scores)
+    result = outcomes([run], leads, pd.Timestamp("2026-06-30", tz=UTC), 90)
+    assert result.rows.empty and result.calibration.empty
+    assert result.tiers["tier"].tolist() == ["A", "B", "C", "D"]
+    assert result.tiers["n"].tolist() == [0, 0, 0, 0]
+    assert "no realised conversion yet" in " ".join(result.notes)
