@@ -156,9 +156,13 @@ class IdPositions:
             or keys.hasnans  # a nullable integer column with gaps
         ):
             return positions(self.index, keys)
-        at = keys.to_numpy().astype(np.int64) - self.low
-        inside = (at >= 0) & (at < len(self.table))
-        return np.where(inside, self.table[np.where(inside, at, 0)], -1)
+        at = keys.to_numpy(dtype=np.int64, copy=True)
+        at -= self.low
+        outside = at.view(np.uint64) >= len(self.table)  # below `low` wraps round: outside
+        at[outside] = 0
+        found = self.table[at]
+        found[outside] = -1
+        return found
 
 
 def id_positions(index: pd.Index) -> IdPositions:
@@ -176,14 +180,24 @@ def id_positions(index: pd.Index) -> IdPositions:
     return IdPositions(index)
 
 
+def utc_ticks(stamps: pd.Series) -> np.ndarray:
+    """The stamps as integer microseconds since the epoch in UTC (NaT: int64's minimum).
+
+    Asked for as a naive datetime64 array, pandas hands over the column's own values: no
+    Timestamp per row (as a zoned column's plain `to_numpy()` makes) and no converted copy
+    (as `dt.tz_localize(None)` makes)."""
+    if not isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        stamps = stamps.astype("datetime64[us, UTC]")
+    return stamps.to_numpy(dtype="datetime64[us]").view(np.int64)
+
+
 def first_time(pos: np.ndarray, stamps: pd.Series, mask: np.ndarray, n: int) -> pd.Series:
     """Per lead 0..n-1, the earliest stamp of the rows selected by `mask` (NaT: none)."""
     at = stamps.astype("datetime64[us, UTC]")
     keep = mask & (pos >= 0) & at.notna().to_numpy()
     latest = np.iinfo(np.int64).max
     first = np.full(n, latest, dtype=np.int64)
-    # on the integer ticks: a zoned column's to_numpy() would make a Timestamp per row
-    ticks = at.dt.tz_localize(None).to_numpy().view(np.int64)
+    ticks = utc_ticks(at)
     np.minimum.at(first, pos[keep], ticks[keep])
     first[first == latest] = np.iinfo(np.int64).min  # NaT
     return pd.Series(first.view("datetime64[us]"), index=range(n)).dt.tz_localize("UTC")
@@ -192,9 +206,7 @@ def first_time(pos: np.ndarray, stamps: pd.Series, mask: np.ndarray, n: int) -> 
 def cutoff_order(cutoff: pd.Series) -> np.ndarray:
     """The rows 0..n-1 in order of `cutoff` (ties in row order; missing ones first), for
     `value_as_of` of several properties against one cutoff: sorted once, not per property."""
-    at = cutoff.astype("datetime64[us, UTC]")
-    # integer ticks: a zoned column's to_numpy() would make a Timestamp per row
-    return np.argsort(at.dt.tz_localize(None).to_numpy().view(np.int64), kind="stable")
+    return np.argsort(utc_ticks(cutoff), kind="stable")
 
 
 def value_as_of(
@@ -202,57 +214,54 @@ def value_as_of(
     cutoff: pd.Series,
     history: pd.DataFrame,
     by_cutoff: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> tuple[pd.Series, int]:
     """A property's value per lead (row 0..n-1) as of `cutoff`, from its change history.
 
     `history` holds `pos` (the lead's row), `at`, `value` (the new value) and optionally `old`
-    (the value before the change, as Salesforce keeps it). A lead with changes at or before
-    its cutoff takes the last such value; a lead whose changes all come later takes `old` of
-    the first one when there is one, else missing (the property was not set yet); a lead
-    without history keeps its current value. Returns the values and how many leads took them
-    from the history. `by_cutoff`: `cutoff_order(cutoff)`, when the caller has it.
+    (the value before the change, as Salesforce keeps it); `rows`, when given, are the rows
+    of `history` that hold this property's changes (a history of several properties is then
+    not copied per property). A lead with changes at or before its cutoff takes the last such
+    value; a lead whose changes all come later takes `old` of the first one when there is
+    one, else missing (the property was not set yet); a lead without history keeps its
+    current value. Returns the values and how many leads took them from the history.
+    `by_cutoff`: `cutoff_order(cutoff)`, when the caller has it.
     """
-    hist = _changes_by_time(history)
-    if hist.empty:
+    order, ticks = _changes_by_time(history, rows)
+    if not len(order):
         return current, 0
+    pos = history["pos"].to_numpy()[order]
     have = np.zeros(len(current), dtype=bool)
-    have[hist["pos"].to_numpy()] = True
+    have[pos] = True
     have &= cutoff.notna().to_numpy()
     if not have.any():
         return current, 0
     if by_cutoff is None:
-        rows = np.flatnonzero(have)
-        left = pd.DataFrame(
-            {"pos": rows, "at": cutoff.iloc[rows].astype("datetime64[us, UTC]").array}
-        ).sort_values("at", kind="stable")
-    else:
-        rows = by_cutoff[have[by_cutoff]]  # the leads with history, by cutoff
-        at = cutoff.astype("datetime64[us, UTC]").array.take(rows)
-        left = pd.DataFrame({"pos": rows, "at": at})
-    # the merges carry the change's row, not its text: the values are taken once, at the end
-    right = pd.DataFrame({"pos": hist["pos"], "at": hist["at"], "change": np.arange(len(hist))})
+        by_cutoff = cutoff_order(cutoff)
+    leads = by_cutoff[have[by_cutoff]]  # the leads with history, by cutoff
+    left = pd.DataFrame({"pos": leads, "at": utc_ticks(cutoff)[leads]})
+    # the merges carry each change's place in `order`, not its text
+    right = pd.DataFrame({"pos": pos, "at": ticks, "change": np.arange(len(order))})
     before = pd.merge_asof(left, right, on="at", by="pos", direction="backward")
-    n, m = len(current), len(hist)
     prior = before["change"].to_numpy(dtype=float)
-    no_prior = np.isnan(prior)
-    missing = n + 2 * m  # the pool's last entry
-    take = np.where(no_prior, missing, n + np.nan_to_num(prior)).astype(np.int64)
-    if "old" in hist:
+    has_prior = ~np.isnan(prior)
+    n, m = len(current), len(history)
+    missing = n + m  # the pool: the current values, every change's value, a missing one, and
+    # every change's old value; its parts are not copied into one, only the values used taken
+    taken = np.full(len(leads), missing, dtype=np.int64)
+    taken[has_prior] = n + order[prior[has_prior].astype(np.int64)]
+    parts = [_text(current), _text(history["value"]), pd.Series([pd.NA], dtype="string")]
+    if "old" in history:
         after = pd.merge_asof(
             left, right, on="at", by="pos", direction="forward", allow_exact_matches=False
         )
-        later = after["change"].to_numpy(dtype=float)[no_prior]
-        take[no_prior] = np.where(np.isnan(later), missing, n + m + np.nan_to_num(later))
-        old = _text(hist["old"])
-    else:
-        old = pd.Series(pd.NA, index=range(m), dtype="string")
+        later = after["change"].to_numpy(dtype=float)
+        has_later = ~has_prior & ~np.isnan(later)
+        taken[has_later] = missing + 1 + order[later[has_later].astype(np.int64)]
+        parts.append(_text(history["old"]))
     source = np.arange(n)
-    source[before["pos"].to_numpy()] = take
-    # the current values, each change's new value, its old value, and a missing one
-    pool = pd.concat(
-        [_text(current), _text(hist["value"]), old, pd.Series([pd.NA], dtype="string")],
-        ignore_index=True,
-    )
+    source[leads] = taken
+    pool = pd.concat(parts, ignore_index=True)
     return pd.Series(pool.array.take(source), index=current.index), int(have.sum())
 
 
@@ -264,32 +273,29 @@ def _text(values: pd.Series) -> pd.Series:
     return pd.Series(values.astype(object).to_numpy(), dtype=object).astype("string")
 
 
-def _changes_by_time(history: pd.DataFrame) -> pd.DataFrame:
-    """The changes of `history` with a lead and a time, in time order (ties in their order),
-    with only the columns `value_as_of` uses: the rows are ordered on integer ticks and each
-    column is taken once (a text column's take is the costly part)."""
-    at = history["at"].astype("datetime64[us, UTC]")
+def _changes_by_time(
+    history: pd.DataFrame, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of `history` (of `rows`, when given) with a lead and a time, in time order
+    (ties in their order), and their times as integer microseconds. Only positions are
+    ordered: no column of the history is copied."""
     pos = history["pos"].to_numpy()
-    rows = np.flatnonzero((pos >= 0) & at.notna().to_numpy())
-    # integer ticks: a zoned column's to_numpy() would make a Timestamp per row
-    ticks = at.dt.tz_localize(None).to_numpy().view(np.int64)[rows]
-    order = rows[np.argsort(ticks, kind="stable")]
-    columns = {
-        "pos": pos[order],
-        "at": at.array.take(order),
-        "value": history["value"].array.take(order),
-    }
-    if "old" in history:
-        columns["old"] = history["old"].array.take(order)
-    return pd.DataFrame(columns)
+    ticks = utc_ticks(history["at"])
+    if rows is None:
+        rows = np.arange(len(history))
+    rows = rows[(pos[rows] >= 0) & (ticks[rows] != np.iinfo(np.int64).min)]
+    order = rows[np.argsort(ticks[rows], kind="stable")]
+    return order, ticks[order]
 
 
 def lead_labels(lead_ids: pd.Series) -> pd.Series | pd.CategoricalDtype:
     """The leads' ids as `event_frame` takes them: a categorical type over them when they are
     unique and complete (an event then holds a code, and the type is checked once however
     many frames share it), else the ids themselves."""
-    if lead_ids.is_unique and lead_ids.notna().all():
-        return pd.CategoricalDtype(pd.Index(lead_ids))
+    index = pd.Index(lead_ids)
+    # the type checks the same Index again: its hash table, built here, is not built twice
+    if index.is_unique and not index.hasnans:
+        return pd.CategoricalDtype(index)
     return lead_ids
 
 
@@ -310,8 +316,7 @@ def coded_events(
     """The events `event_frame` would give (same rows, times and types), coded for the reader:
     positions into `lead_ids`, milliseconds and the types' codes; no context columns."""
     rows, types = _kept(pos, at, kind)
-    # integer ticks: a zoned column's to_numpy() would make a Timestamp per row
-    ticks = at.astype("datetime64[us, UTC]").dt.tz_localize(None).to_numpy().view(np.int64)
+    ticks = utc_ticks(at)
     # held until the reader takes them (read ahead, some batches wait): compact integers
     lead_type = np.int32 if len(lead_ids) < np.iinfo(np.int32).max else np.int64
     return CodedEvents(

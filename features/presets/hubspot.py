@@ -262,10 +262,13 @@ def read_hubspot(
     if has_history:
         dq_name = settings.disqualified_property.casefold()
         wanted = {v.casefold() for v in settings.disqualified_values}
-        rows = history[(history["name"] == dq_name).to_numpy(bool)]
-        folded = per_distinct(rows["value"], lambda u: u.astype("string").str.casefold())
+        dq = np.flatnonzero((history["name"] == dq_name).to_numpy(bool))
+        folded = per_distinct(
+            history["value"].iloc[dq], lambda u: u.astype("string").str.casefold()
+        )
         mask = folded.isin(wanted).to_numpy(bool)
-        leads["disqualified_at"] = first_time(rows["pos"].to_numpy(), rows["at"], mask, n)
+        dq_at = history["at"].iloc[dq]
+        leads["disqualified_at"] = first_time(history["pos"].to_numpy()[dq], dq_at, mask, n)
     else:
         notes.append("HubSpot: no contact_property_history, so no disqualification time")
     leads["account_id"] = _accounts(tables, contact, lead_ids, settings)
@@ -281,8 +284,8 @@ def read_hubspot(
         values = current.astype("string") if column != "company_size" else current
         if settings.fit_as_of == "mql_at" and not history.empty:
             prop = source.removeprefix("property_").casefold()
-            rows = history[(history["name"] == prop).to_numpy(bool)]
-            values, _ = value_as_of(values, cutoff, rows, by_cutoff)
+            changes = np.flatnonzero((history["name"] == prop).to_numpy(bool))
+            values, _ = value_as_of(values, cutoff, history, by_cutoff, changes)
         leads[column] = values
     if settings.fit_as_of == "mql_at" and not history.empty:
         notes.append("HubSpot: fit fields as of each lead's mql_at from contact_property_history")

@@ -28,6 +28,7 @@ from features.presets.common import (
     PresetFrames,
     Rule,
     classify,
+    cutoff_order,
     distinct,
     event_form,
     first_time,
@@ -226,16 +227,17 @@ def read_salesforce(
     else:
         leads["account_id"] = pd.Series(pd.NA, index=lead.index, dtype="string")
         notes.append("Salesforce: no account lookup on the lead (preset.account_field)")
+    by_cutoff = cutoff_order(leads["mql_at"])
     for contract, column in FIT_COLUMNS.items():
         current = lead[column] if column in lead else pd.Series(pd.NA, index=lead.index)
         values = current if contract == "company_size" else current.astype("string")
         tracked = (
-            history[(history["field"] == name_key(column)).to_numpy(bool)]
+            np.flatnonzero((history["field"] == name_key(column)).to_numpy(bool))
             if not history.empty
-            else history
+            else np.array([], dtype=np.int64)
         )
-        if settings.fit_as_of == "mql_at" and not tracked.empty:
-            values, taken = value_as_of(values, leads["mql_at"], tracked)
+        if settings.fit_as_of == "mql_at" and len(tracked):
+            values, taken = value_as_of(values, leads["mql_at"], history, by_cutoff, tracked)
             notes.append(f"Salesforce: {column} as of mql_at from lead_history ({taken:,} leads)")
         leads[contract] = values
     for column in custom:

@@ -52,6 +52,9 @@ def test_map_batches_gives_the_batches_in_order(
     [
         pd.Series([7, 5, 3, 100, 1000, -4], dtype="int64"),
         pd.Series([7, None, 9, 5], dtype="Int64"),
+        pd.Series([3_000, 3_001, 10**15, -(10**15), 4], dtype="int64"),  # past either end
+        pd.Series([9, 5, 2], dtype="int32"),
+        pd.Series([100, 8], dtype="Int64"),  # nullable, no gap: the table
         pd.Series(["7", "9", "x"], dtype="str"),
         pd.Series([], dtype="int64"),
     ],
@@ -83,3 +86,20 @@ def test_fold_addresses_folds_as_python_casefold_does() -> None:
         assert folded.isna().tolist() == expected.isna().tolist()
         assert folded.dropna().tolist() == expected.dropna().tolist()
         assert folded.iloc[1] == "strasse@strasse.de"  # not ascii: Python's casefold
+
+
+def test_utc_ticks_are_the_utc_microseconds_of_any_zone_and_unit() -> None:
+    """The same instants in another zone or unit give the same ticks; NaT gives int64's
+    minimum, as the zone-dropping conversion it replaces did."""
+    from features.presets.common import utc_ticks
+
+    utc = pd.Series(pd.to_datetime(["2025-03-30 00:59:59.123456", None], utc=True))
+    expected = utc.dt.tz_localize(None).astype("datetime64[us]").to_numpy().view(np.int64)
+    for stamps in (
+        utc,
+        utc.astype("datetime64[us, UTC]"),
+        utc.dt.tz_convert("Europe/Berlin"),
+        utc.astype("datetime64[ns, UTC]"),
+    ):
+        assert utc_ticks(stamps).tolist() == expected.tolist()
+    assert expected[1] == np.iinfo(np.int64).min
