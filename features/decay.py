@@ -22,6 +22,12 @@ only multiplies numbers in [0, 1] and adds positive ones, so nothing can overflo
 [1, n] and the relative error stays near machine precision whatever the span (1e-13 at a
 15-minute half-life over years). A weight below ~1e-308 underflows to 0, its value to the last
 bit. Events after a lead's latest cutoff are dropped first: no row counts them.
+
+When each lead has at most one row (a nightly run scores every open lead once, the API one
+lead), no event needs the counts as of the events before it: each event's weight at its row's
+cutoff, `exp(-r (cutoff - t_i))`, is summed straight into the row's column, for every event
+type in one pass over the events. The weights are in [0, 1], so nothing can overflow there
+either.
 """
 
 from __future__ import annotations
@@ -236,6 +242,9 @@ def decayed_of_events(
     """Per row (lead position, cutoff), the decayed count of each event type asked for, on
     plain arrays (`events` sorted by lead and time): `decayed_counts` for a snapshot, and
     the scoring API for its one lead."""
+    row_of_lead = _row_of_lead(events, row_lead)
+    if row_of_lead is not None:
+        return _decayed_at_cutoffs(events, row_of_lead, cutoff_ms, half_life_days)
     columns: dict[str, np.ndarray] = {}
     for event_type, half_life in half_life_days.items():
         of_type = np.flatnonzero(events.kind == _TYPE_INDEX[event_type])
@@ -243,6 +252,55 @@ def decayed_of_events(
             events.lead[of_type], events.at_ms[of_type], row_lead, cutoff_ms, half_life
         )
     return columns
+
+
+def _row_of_lead(events: EventLog, row_lead: np.ndarray) -> np.ndarray | None:
+    """Each lead's row (-1: none), indexed by lead position up to the last lead of the rows
+    and events; None when a lead has several rows."""
+    last = max(int(row_lead.max(initial=-1)), int(events.lead.max(initial=-1)))
+    row_of_lead = np.full(last + 1, -1, dtype=np.int64)
+    rows = np.arange(row_lead.shape[0])
+    row_of_lead[row_lead] = rows  # of a lead with several rows, the last one stays
+    if (row_of_lead[row_lead] != rows).any():
+        return None
+    return row_of_lead
+
+
+def _decayed_at_cutoffs(
+    events: EventLog,
+    row_of_lead: np.ndarray,
+    cutoff_ms: np.ndarray,
+    half_life_days: Mapping[str, float],
+) -> dict[str, np.ndarray]:
+    """`decayed_of_events` where each lead has at most one row (`row_of_lead`): each event
+    of a type asked for, before its row's cutoff, adds its weight at that cutoff."""
+    n_rows, n_types = cutoff_ms.shape[0], len(half_life_days)
+    if n_rows == 0 or events.lead.shape[0] == 0:
+        return {decayed_name(t): np.zeros(n_rows, dtype=np.float64) for t in half_life_days}
+    column = np.full(len(EVENT_TYPES), -1, dtype=np.int64)
+    rate = np.empty(n_types, dtype=np.float64)
+    for j, (event_type, half_life) in enumerate(half_life_days.items()):
+        column[_TYPE_INDEX[event_type]] = j
+        rate[j] = decay_rate(half_life)
+    # whole-array steps, no compaction: an event that does not count weighs 0 in slot 0
+    row = row_of_lead[events.lead]
+    of_type = column[events.kind]
+    age = cutoff_ms[row] - events.at_ms  # row -1 (no row) is masked below
+    counted = (row >= 0) & (of_type >= 0) & (age > 0)  # strictly before the cutoff
+    np.maximum(age, 0, out=age)
+    weight = rate[of_type] * age
+    np.negative(weight, out=weight)
+    np.exp(weight, out=weight)
+    weight[~counted] = 0.0
+    row *= n_types
+    row += of_type
+    row[~counted] = 0
+    sums = np.bincount(row, weights=weight, minlength=n_rows * n_types)
+    sums = sums.reshape(n_rows, n_types)
+    return {
+        decayed_name(event_type): np.ascontiguousarray(sums[:, j])
+        for j, event_type in enumerate(half_life_days)
+    }
 
 
 def decayed_counts(

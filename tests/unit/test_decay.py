@@ -8,7 +8,7 @@ import pytest
 
 from common.config import build_config
 from features.contract import EVENT_TYPES, ContractError
-from features.decay import decay_rate, decayed_counts, decayed_sums
+from features.decay import decay_rate, decayed_counts, decayed_of_events, decayed_sums
 from features.reader import Snapshot, snapshot_from_frames
 from tests.conftest import random_crm
 
@@ -96,6 +96,43 @@ def test_matches_the_naive_sum_on_a_random_snapshot(half_life_days: float) -> No
         )
         assert (expected > 0).sum() > 100  # the check has teeth
         np.testing.assert_allclose(counts[f"decayed_{event_type}"], expected, rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("half_life_days", [0.01, 1.0, 30.0, 365.0])
+def test_one_row_per_lead_matches_the_naive_sum_and_the_scan(half_life_days: float) -> None:
+    """Rows of distinct leads (a nightly run, the API) are summed at their cutoffs directly;
+    the same rows with one lead repeated go through the scan: both give the definition."""
+    leads, events = random_crm(n_leads=300, seed=8, events_per_lead=40)
+    snapshot = snapshot_from_frames(leads, events, build_config({"as_of": "2026-01-01"}))
+    rng = np.random.default_rng(9)
+    row_ids = rng.permutation(leads["lead_id"].to_numpy())[:250]  # 50 leads without a row
+    offsets = pd.to_timedelta(rng.integers(0, 400 * 86_400, 250), unit="s")
+    cutoffs = list(pd.Timestamp("2025-01-01", tz="UTC") + offsets)
+    for i in range(40):  # cutoffs at one of the lead's events: that event does not count
+        own = events.loc[events["lead_id"] == row_ids[i], "occurred_at"]
+        cutoffs[i] = pd.Timestamp(own.iloc[len(own) // 2]).tz_convert("UTC")
+    rows = _rows(list(row_ids), cutoffs)
+    rows.index = pd.RangeIndex(100, 350)
+    types = ("email_open", "pricing_page_view", "demo_request")
+    half_lives = dict.fromkeys(types, half_life_days) | {"email_click": 2 * half_life_days}
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        direct = decayed_counts(snapshot, rows, half_lives)
+    scanned = decayed_counts(snapshot, pd.concat([rows, rows.iloc[:1]]), half_lives)
+    np.testing.assert_allclose(direct, scanned.iloc[:-1], rtol=1e-12, atol=1e-300)
+    assert list(direct.index) == list(rows.index)
+
+    log = snapshot.events
+    row_lead = pd.Index(snapshot.leads["lead_id"]).get_indexer(row_ids)
+    cutoff_ms = rows["cutoff"].array.asi8
+    # all events, none dropped as after every cutoff (as `decayed_counts` drops them first)
+    every = decayed_of_events(log, row_lead, cutoff_ms, half_lives)
+    for event_type, half_life in half_lives.items():
+        of_type = log.kind == EVENT_TYPES.index(event_type)
+        expected = _naive(log.lead[of_type], log.at_ms[of_type], row_lead, cutoff_ms, half_life)
+        assert (expected > 0).sum() > 10  # the check has teeth
+        meaningful = expected > 1e-250
+        for got in (direct[f"decayed_{event_type}"].to_numpy(), every[f"decayed_{event_type}"]):
+            np.testing.assert_allclose(got[meaningful], expected[meaningful], rtol=1e-9, atol=0)
 
 
 def test_a_lead_alone_scores_as_inside_a_big_snapshot() -> None:

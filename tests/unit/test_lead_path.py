@@ -334,9 +334,15 @@ def _batch(
             "cutoff": pd.to_datetime(list(cutoffs), utc=True),
         }
     )
-    decayed = (
-        decayed_counts(snapshot, rows, HALF_LIVES) if not config.source.flat else pd.DataFrame()
-    )
+    decayed = pd.DataFrame()
+    if not config.source.flat:
+        # one row per call, as a nightly run has one row per lead (summed at the cutoff), and
+        # all rows at once, as training's several cutoffs of a lead are (the scan)
+        decayed = pd.concat(
+            [decayed_counts(snapshot, rows.iloc[[i]], HALF_LIVES) for i in range(len(rows))]
+        )
+        scanned = decayed_counts(snapshot, rows, HALF_LIVES)
+        np.testing.assert_allclose(scanned, decayed, rtol=1e-12, atol=1e-300)
     return Batch(build_features(snapshot, rows, config), decayed, snapshot)
 
 
@@ -428,8 +434,10 @@ def test_account_context_matches_the_whole_snapshot(
     expected = build_features(whole, rows, config)
     other_leads = 0
     for k, case in enumerate(cases):
-        # one lead's rows at a time: its events start the decay scan as they do alone
-        decayed = decayed_counts(whole, rows.iloc[3 * k : 3 * k + 3], HALF_LIVES)
+        # one row at a time, as a nightly run has one row per lead (summed at the cutoff)
+        decayed = pd.concat(
+            [decayed_counts(whole, rows.iloc[[3 * k + i]], HALF_LIVES) for i in range(3)]
+        )
         context: AccountContext | None = None
         for i, cutoff in enumerate(case.cutoffs):
             lf = lead_features(case.profile, case.events, _as_of(cutoff, i), config, HALF_LIVES)
