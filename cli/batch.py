@@ -76,8 +76,8 @@ def predict(
         OutputError,
         check_sql_target,
         check_writable,
+        load_and_read,
         predict_job,
-        read_snapshot_for,
     )
     from serving.model_store import ModelUnavailableError, load_model
 
@@ -97,16 +97,20 @@ def predict(
             raise ContractError(f"--previous {previous}: no such scores file")
         settings = load_settings(config, snapshot)
         uri = model_uri or settings.serve.model_uri
-        try:
-            model = load_model(uri, settings.mlflow.tracking_uri)
-        except ModelUnavailableError as error:
-            raise ContractError(str(error)) from None
+
+        def load() -> Any:
+            try:
+                return load_model(uri, settings.mlflow.tracking_uri)
+            except ModelUnavailableError as error:
+                raise ContractError(str(error)) from None
+
         if engine == "spark":  # the same job on Spark: serving/spark_engine.py
             sql = (to_sql, table) if to_sql is not None and table is not None else None
-            _predict_on_spark(settings, model, moment, out, master, sql)
+            _predict_on_spark(settings, load(), moment, out, master, sql)
             return
-        # the snapshot is read as the model was trained (mapping, custom fields)
-        snap = read_snapshot_for(model.config, settings)
+        # the snapshot is read as the model was trained (mapping, custom fields), while the
+        # model loads
+        model, snap = load_and_read(settings, load)
         for line in snap.report.lines():
             console.print(line, highlight=False)
         try:

@@ -17,8 +17,9 @@ import io
 import logging
 import os
 import re
+import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -682,13 +683,62 @@ def publish_scores(
     )
 
 
-def read_snapshot_for(model_config: Config, settings: Config) -> Snapshot:
-    """Read the settings' source with the model's mapping and custom fields (and the
-    settings' `features.workers`: how this machine reads, not how the model was trained)."""
+def reading_config(model_config: Config, settings: Config) -> Config:
+    """The config a snapshot is read with for a model: the model's mapping and custom fields,
+    the settings' source and `features.workers` (how this machine reads, not how the model
+    was trained)."""
     features = model_config.features.model_copy(update={"workers": settings.features.workers})
-    return read_snapshot(
-        model_config.model_copy(update={"source": settings.source, "features": features})
-    )
+    return model_config.model_copy(update={"source": settings.source, "features": features})
+
+
+def read_snapshot_for(model_config: Config, settings: Config) -> Snapshot:
+    """Read the settings' source with the model's mapping and custom fields."""
+    return read_snapshot(reading_config(model_config, settings))
+
+
+#: Sections of a config that no reader uses (where the model is, how it is served).
+NOT_READ = ("mlflow", "serve", "monitor")
+
+
+def same_reading(a: Config, b: Config) -> bool:
+    """Whether two configs read a snapshot alike: equal but for the sections no reader uses."""
+    blank = Config()
+    cleared = {name: getattr(blank, name) for name in NOT_READ}
+    return a.model_copy(update=cleared) == b.model_copy(update=cleared)
+
+
+def load_and_read(
+    settings: Config, load: Callable[[], LoadedModel]
+) -> tuple[LoadedModel, Snapshot]:
+    """The model (`load()`) and the settings' snapshot read as that model was trained.
+
+    A model is usually scored with the config it was trained with, so the snapshot is read
+    with the settings' own reading on another thread while the model loads (MLflow's import
+    and the model's files: seconds before any reading could start otherwise). The read is
+    kept when the model's reading is the same (`same_reading`), and done again with the
+    model's otherwise. A model that cannot be loaded fails at once; the read, on a daemon
+    thread, is then left behind.
+    """
+    guess = reading_config(settings, settings)
+    outcome: dict[str, Any] = {}
+
+    def read() -> None:
+        try:
+            outcome["snapshot"] = read_snapshot(guess)
+        except BaseException as error:  # raised by the caller if this reading is the model's
+            outcome["error"] = error
+
+    reader = threading.Thread(target=read, name="leadscore-read-snapshot", daemon=True)
+    reader.start()
+    model = load()
+    reading = reading_config(model.config, settings)
+    reader.join()
+    if not same_reading(reading, guess):
+        outcome.clear()  # the guessed read is dropped before the model's own
+        return model, read_snapshot(reading)
+    if "error" in outcome:
+        raise outcome["error"]
+    return model, outcome["snapshot"]
 
 
 def predict_job(
