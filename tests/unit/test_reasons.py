@@ -182,3 +182,33 @@ def test_the_api_keeps_the_range_a_lead_posted() -> None:
     meaning = MEANINGS["company_size"]
     posted = posted_values({"company_size": "1,001 - 5,000"})["company_size"]
     assert sentence(meaning, 3000.5, 0.2, posted) == "1,001–5,000 employees raises the chance"
+
+
+def test_rows_are_chosen_alike_in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch chosen block by block gives each row what it gets alone: absences, shared
+    absences, zeros and ties included."""
+    import training.reasons as reasons
+
+    names = (
+        "n_events_all",
+        "days_since_last_event",
+        "active_days_all",
+        "n_events_30d",
+        "account_other_leads",
+        "account_other_sqls",
+        "email_free",
+        "n_email_unsubscribe_all",
+    )
+    plan = ReasonPlan.of(names, MEANINGS)
+    rng = np.random.default_rng(11)
+    values = rng.choice([0.0, 1.0, 3.0, NAN], size=(101, len(names)))
+    contributions = rng.choice([-0.4, -0.1, 0.0, 0.1, 0.4], size=(101, len(names)))
+    contributions += (
+        rng.normal(scale=1e-3, size=contributions.shape) * (rng.random(101) < 0.5)[:, None]
+    )
+    alone = [choose(plan, values[[i]], contributions[[i]], 3) for i in range(101)]
+    monkeypatch.setattr(reasons, "CHOOSE_ROWS", 8)  # 13 blocks, the last one short
+    for order in ("C", "F"):
+        blocked = choose(plan, np.asarray(values, order=order), contributions, 3)
+        assert blocked.raising.tolist() == [c.raising[0].tolist() for c in alone]
+        assert blocked.lowering.tolist() == [c.lowering[0].tolist() for c in alone]
