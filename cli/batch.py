@@ -186,7 +186,7 @@ def monitor(
         typer.Option(
             "--scores",
             help="A scores file of `leadscore predict`, its <stem>.monitor.json beside it; "
-            "repeat for several runs.",
+            "repeat for several runs. A folder stands for every such file in it, in name order.",
         ),
     ],
     snapshot: Annotated[
@@ -218,7 +218,7 @@ def monitor(
     with clear_errors():
         try:
             settings = load_settings(config, snapshot)
-            runs = [monitor_report.read_run(path) for path in scores]
+            runs = [monitor_report.read_run(path) for path in monitor_report.scores_files(scores)]
             monitor_report.check_runs(runs)
             leads, snapshot_as_of = None, None
             if snapshot is not None:

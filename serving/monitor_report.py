@@ -125,6 +125,32 @@ def _read_record(path: Path, scores: Path) -> dict[str, Any]:
     return record
 
 
+def scores_files(paths: Sequence[Path]) -> list[Path]:
+    """The scores files to monitor: each path as given, a folder standing for the scores files
+    in it that have their monitoring record beside them, in name order (the nightly job's
+    dated names sort by night). Raises MonitorError for a folder that holds none."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(
+            child
+            for child in path.iterdir()
+            if child.suffix in (".parquet", ".csv")
+            and not child.name.startswith(".")
+            and child.is_file()
+            and monitor_path(child).is_file()
+        )
+        if not found:
+            raise MonitorError(
+                f"scores {path}: a folder without any scores file of `leadscore predict` "
+                "(a .parquet or .csv file with its <stem>.monitor.json beside it)"
+            )
+        files += found
+    return files
+
+
 def read_run(scores: Path) -> ScoringRun:
     """A scores file and its monitoring record, checked against each other."""
     scores = Path(scores)

@@ -71,6 +71,13 @@ def test_predict_then_monitor(trained: dict) -> None:
     same = ["--scores", str(runs / "2026-02-28.parquet")]
     same += ["--scores", str(runs / "2026-03-31.parquet"), "--snapshot", str(root / "snapshot")]
     code, summary, output = _monitor(trained, root / "report", *same)
+    # the folder of nightly files stands for its runs, in name order
+    code_folder, by_folder, _ = _monitor(
+        trained, root / "report_folder", "--scores", str(runs), "--snapshot", str(root / "snapshot")
+    )
+    assert code_folder == code
+    assert [r["scores"] for r in by_folder["runs"]] == [r["scores"] for r in summary["runs"]]
+    assert by_folder["alerts"] == summary["alerts"]
     # the runs come from the market the model was trained on: the score, the tiers and the
     # calibration hold. Windowed engagement features follow the campaign calendar of the day,
     # which one run sees and the year-long reference averages out (PSI up to about 0.6 here).

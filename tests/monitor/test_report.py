@@ -265,6 +265,11 @@ def test_damaged_record_and_missing_scores(tmp_path: Path, reference: dict[str, 
     assert code == 2 and "not readable JSON" in output
     code, output = _monitor("--scores", str(tmp_path / "absent.parquet"))
     assert code == 2 and "absent.parquet: no such file" in output
+    empty = tmp_path / "no_runs"
+    empty.mkdir()
+    (empty / "training_set.parquet").write_bytes(b"")  # no monitoring record beside it
+    code, output = _monitor("--scores", str(empty))
+    assert code == 2 and "no_runs: a folder without any scores file" in output
 
 
 def test_counts_of_another_run_are_refused(tmp_path: Path, reference: dict[str, object]) -> None:
