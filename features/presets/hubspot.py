@@ -20,12 +20,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.config import Config
 from features.parallel import read_ahead, worker_count
+from features.presets.addresses import AddressKeys, factorize_addresses, fold_addresses
 from features.presets.common import (
     READ_AHEAD_BATCHES,
     EventForm,
@@ -451,30 +450,15 @@ def _most_sharers(settings: HubSpotSettings) -> int:
     return 1 if settings.email_match == "unique" else settings.email_sharers_max
 
 
-def fold_addresses(addresses: pd.Series) -> pd.Series:
-    """Email addresses as they are matched: trimmed and case-folded (missing stays missing).
-
-    Addresses are nearly all ASCII, whose case-folding is Arrow's `ascii_lower`; only the
-    others are folded one by one by Python's `str.casefold`."""
-    text = addresses.astype(pd.StringDtype("pyarrow")).str.strip()
-    values = pa.array(text.array)
-    other = np.flatnonzero(~pc.fill_null(pc.string_is_ascii(values), True).to_numpy(False))
-    folded = pd.Series(pd.array(pc.ascii_lower(values), dtype=text.dtype), index=text.index)
-    if len(other):
-        folded.iloc[other] = text.iloc[other].str.casefold()
-    return folded
-
-
 @dataclass(frozen=True)
 class EmailOwners:
     """The contacts each folded address reaches, built once for every email_event batch.
 
-    `addresses` holds each reaching address once (its hash table built here, so that the
-    threads working on batches only read it); the contacts of address `i` are
-    `pos[starts[i]:starts[i + 1]]`, in row order. A batch then looks up only its own distinct
-    recipients, instead of joining them with every contact's address anew."""
+    The contacts of address `i` of `addresses` are `pos[starts[i]:starts[i + 1]]`, in row
+    order. A batch then looks up only its own distinct recipients, instead of joining them
+    with every contact's address anew."""
 
-    addresses: pd.Index
+    addresses: AddressKeys
     starts: np.ndarray
     pos: np.ndarray
 
@@ -482,7 +466,7 @@ class EmailOwners:
         """For rows with per-row `codes` (-1: none) into the distinct `recipients`: the row of
         each (row, contact) pair that an address reaches, and the contact's position; a row
         appears once per contact, in row order."""
-        found = self.addresses.get_indexer(pd.Index(fold_addresses(recipients)))
+        found = self.addresses.find(fold_addresses(recipients))
         address = np.append(found, -1)[codes]  # code -1 (no recipient) takes the last
         counts = np.append(np.diff(self.starts), 0)  # address -1 (none) reaches no one
         per_row = counts[address]
@@ -494,19 +478,18 @@ class EmailOwners:
 def email_owners(emails: pd.Series, most_sharers: int) -> EmailOwners:
     """`EmailOwners` of each lead's address (`emails`, by row), an address reaching its
     contacts only when at most `most_sharers` of them have it."""
-    folded = fold_addresses(emails)
-    have = np.flatnonzero(folded.notna().to_numpy())
-    codes, addresses = pd.factorize(folded.iloc[have], use_na_sentinel=True)
-    sharers = np.bincount(codes, minlength=len(addresses))
+    codes, addresses = factorize_addresses(fold_addresses(emails))
+    have = np.flatnonzero(codes >= 0)
+    codes = codes[have]
+    sharers = np.bincount(codes, minlength=len(addresses.text))
     reaches = sharers <= most_sharers
     kept = reaches[codes]
     # addresses renumbered to those that reach; contacts grouped by address, in row order
     number = np.cumsum(reaches) - 1
     order = np.argsort(number[codes[kept]], kind="stable")
-    index = pd.Index(addresses[np.flatnonzero(reaches)])
-    index.get_indexer(index[:1])
+    reaching = addresses.restrict(np.flatnonzero(reaches))
     starts = np.concatenate([[0], np.cumsum(sharers[reaches])]).astype(np.int64)
-    return EmailOwners(index, starts, have[kept][order].astype(np.int64))
+    return EmailOwners(reaching, starts, have[kept][order].astype(np.int64))
 
 
 def _email_batch(

@@ -72,7 +72,7 @@ def test_id_positions_find_what_positions_finds(keys: pd.Series) -> None:
 
 
 def test_fold_addresses_folds_as_python_casefold_does() -> None:
-    from features.presets.hubspot import fold_addresses
+    from features.presets.addresses import fold_addresses
 
     raw = [" Jane.Doe@Acme.COM ", "STRASSE@Straße.de", None, "ǅx@y", " İx@Y ", "\tA@B\n", ""]
     for values in (
