@@ -467,12 +467,22 @@ class EmailOwners:
         each (row, contact) pair that an address reaches, and the contact's position; a row
         appears once per contact, in row order."""
         found = self.addresses.find(fold_addresses(recipients))
-        address = np.append(found, -1)[codes]  # code -1 (no recipient) takes the last
-        counts = np.append(np.diff(self.starts), 0)  # address -1 (none) reaches no one
-        per_row = counts[address]
+        known = np.flatnonzero(found >= 0)
+        # per distinct recipient, then the last for code -1 (no recipient): how many contacts
+        # it reaches and where they start in `pos`
+        count = np.zeros(len(found) + 1, dtype=np.int64)
+        count[known] = np.diff(self.starts)[found[known]]
+        first = np.zeros(len(found) + 1, dtype=np.int64)
+        first[known] = self.starts[found[known]]
+        per_row = count[codes]
+        if per_row.max(initial=0) <= 1:  # no shared address among these rows
+            rows = np.flatnonzero(per_row)
+            return rows, self.pos[first[codes[rows]]]
         rows = np.repeat(np.arange(len(codes)), per_row)
-        within = np.arange(len(rows)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
-        return rows, self.pos[self.starts[address[rows]] + within]
+        # the k-th pair of a row takes pos[first + k]: first minus the pairs before the row,
+        # plus the pair's own number
+        shift = np.repeat(first[codes] - (np.cumsum(per_row) - per_row), per_row)
+        return rows, self.pos[shift + np.arange(len(rows))]
 
 
 def email_owners(emails: pd.Series, most_sharers: int) -> EmailOwners:
