@@ -103,3 +103,36 @@ def test_utc_ticks_are_the_utc_microseconds_of_any_zone_and_unit() -> None:
     ):
         assert utc_ticks(stamps).tolist() == expected.tolist()
     assert expected[1] == np.iinfo(np.int64).min
+
+
+@pytest.mark.parametrize("row_group_size", [10_000, 7])
+def test_arrow_frame_gives_what_to_pandas_gives(tmp_path: Path, row_group_size: int) -> None:
+    """Dictionary columns turned into categoricals without pandas' check give the same frame
+    as `to_pandas`: the same categories, codes and missing values, other columns untouched;
+    several row groups (a dictionary per chunk) take `to_pandas` itself."""
+    from features.presets.tables import arrow_frame
+
+    rng = np.random.default_rng(5)
+    words = np.array(["a@x.io", "B@y.io", "c", "", "ß@z.de"], dtype=object)
+    text = [None if i % 11 == 0 else words[k] for i, k in enumerate(rng.integers(0, 5, 40))]
+    table = pa.table(
+        {
+            "recipient": text,
+            "n": np.arange(40),
+            "type": [None] * 39 + ["OPEN"],
+            "at": pa.array(
+                np.datetime64("2025-01-01", "us") + np.arange(40).astype("timedelta64[h]"),
+                pa.timestamp("us", tz="UTC"),
+            ),
+        }
+    )
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=row_group_size)
+    read = pq.read_table(tmp_path / "t.parquet", read_dictionary=["recipient", "type"])
+    got, want = arrow_frame(read), read.to_pandas()
+    pd.testing.assert_frame_equal(got, want)
+    assert isinstance(got["recipient"].dtype, pd.CategoricalDtype)
+    assert got["recipient"].cat.categories.dtype == want["recipient"].cat.categories.dtype
+    for batch in read.to_batches():
+        pd.testing.assert_frame_equal(arrow_frame(batch), batch.to_pandas())
+    only = read.select(["recipient"])
+    pd.testing.assert_frame_equal(arrow_frame(only), only.to_pandas())
