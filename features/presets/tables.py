@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.contract import ContractError
 from features.parallel import ordered_map
+from features.reader.arrow_frame import arrow_frame
 
 Result = TypeVar("Result")
 
@@ -275,42 +275,6 @@ def _read_row_groups(
     parquet = pq.ParquetFile(path, read_dictionary=text)
     table = parquet.read_row_groups(run, columns=columns, use_threads=threads)
     return _as_asked(arrow_frame(table), found)
-
-
-def arrow_frame(table: pa.Table | pa.RecordBatch) -> pd.DataFrame:
-    """`table.to_pandas()`, with each dictionary column of one chunk turned into a categorical
-    straight from its indices and dictionary.
-
-    pandas checks a categorical's categories for duplicates by hashing them, and an email
-    batch's recipients are hundreds of thousands of distinct addresses per batch. A dictionary
-    that Arrow's Parquet reader hands over is built by its dictionary builder, which holds
-    each value once, so the check is skipped for it. Columns of several chunks (row groups
-    whose dictionaries differ) and empty dictionaries are left to `to_pandas`."""
-    fast = [
-        name
-        for name, column in zip(table.column_names, table.columns, strict=True)
-        if pa.types.is_dictionary(column.type)
-        and pa.types.is_string(column.type.value_type)
-        and (isinstance(column, pa.Array) or column.num_chunks == 1)
-        and len(column.dictionary if isinstance(column, pa.Array) else column.chunk(0).dictionary)
-    ]
-    from_fastpath = getattr(pd.CategoricalDtype, "_from_fastpath", None)
-    if not fast or from_fastpath is None:
-        return table.to_pandas()
-    rest = table.drop_columns(fast).to_pandas()
-    parts = {}
-    for name in table.column_names:
-        if name not in fast:
-            parts[name] = rest[name]
-            continue
-        column = table.column(name)
-        array = column if isinstance(column, pa.Array) else column.chunk(0)
-        codes = pc.fill_null(array.indices, -1).to_numpy(zero_copy_only=False)
-        categories = pd.Index(array.dictionary.to_pandas())
-        dtype = from_fastpath(categories, False)
-        parts[name] = pd.Series(pd.Categorical.from_codes(codes, dtype=dtype, validate=False))
-    index = rest.index if len(rest.columns) else pd.RangeIndex(table.num_rows)
-    return pd.DataFrame(parts, index=index)
 
 
 def _text_columns(path: Path, columns: Sequence[str]) -> list[str]:

@@ -22,6 +22,7 @@ from features.contract import ContractError
 from features.dialect import resolve_dialect, with_dialect
 from features.joins import join_tables
 from features.parallel import ordered_map, worker_count
+from features.reader.arrow_frame import arrow_frame
 from features.reader.checks import check_parquet_types, declared_time, one_file, unterminated_quote
 from features.reader.columns import event_source_columns
 from features.reader.events import EventChunk
@@ -164,13 +165,13 @@ def _parquet_chunks(path: Path, wanted: Sequence[str], workers: int = 1) -> Iter
     groups = row_group_runs(file.metadata, EVENT_BATCH_ROWS)
     if groups is None:  # a row group too large to hold at once: streamed in batches
         for batch in file.iter_batches(batch_size=EVENT_BATCH_ROWS, columns=columns):
-            yield batch.to_pandas()
+            yield arrow_frame(batch)
         return
 
     def read(run: list[int]) -> pd.DataFrame:
         # a reader per run: runs are decoded side by side (features.parallel)
         own = pq.ParquetFile(path, read_dictionary=dictionaries)
-        return own.read_row_groups(run, columns=columns, use_threads=workers <= 1).to_pandas()
+        return arrow_frame(own.read_row_groups(run, columns=columns, use_threads=workers <= 1))
 
     yield from ordered_map(read, groups, workers)
 

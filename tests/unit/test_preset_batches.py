@@ -110,7 +110,7 @@ def test_arrow_frame_gives_what_to_pandas_gives(tmp_path: Path, row_group_size: 
     """Dictionary columns turned into categoricals without pandas' check give the same frame
     as `to_pandas`: the same categories, codes and missing values, other columns untouched;
     several row groups (a dictionary per chunk) take `to_pandas` itself."""
-    from features.presets.tables import arrow_frame
+    from features.reader.arrow_frame import arrow_frame
 
     rng = np.random.default_rng(5)
     words = np.array(["a@x.io", "B@y.io", "c", "", "ß@z.de"], dtype=object)
