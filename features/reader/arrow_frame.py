@@ -15,8 +15,8 @@ def arrow_frame(table: pa.Table | pa.RecordBatch) -> pd.DataFrame:
     pandas checks a categorical's categories for duplicates by hashing them, and a batch of
     events holds hundreds of thousands of distinct lead ids (or a CRM's email recipients). A
     dictionary that Arrow's Parquet reader hands over is built by its dictionary builder,
-    which holds each value once, so the check is skipped for it. Columns of several chunks (row groups
-    whose dictionaries differ) and empty dictionaries are left to `to_pandas`."""
+    which holds each value once, so the check is skipped for it. Columns of several chunks
+    (row groups whose dictionaries differ) and empty dictionaries are left to `to_pandas`."""
     fast = [
         name
         for name, column in zip(table.column_names, table.columns, strict=True)

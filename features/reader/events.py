@@ -78,8 +78,20 @@ def lead_rows(lead_ids: pd.Index, lead_index: pd.Index) -> np.ndarray:
     present = ~np.asarray(pd.isna(lead_ids), dtype=bool)
     rows = np.full(len(lead_ids), -1, dtype=np.int32)
     cleaned = pd.Series(lead_ids[present]).astype("str").str.strip()
+    if present.all() and _same_ids(cleaned, lead_index):
+        # an adapter's leads as the reader kept them, in its order: no ids to hash
+        return np.arange(len(lead_ids), dtype=np.int32)
     rows[present] = lead_index.get_indexer(pd.Index(cleaned))
     return rows
+
+
+def _same_ids(ids: pd.Series, lead_index: pd.Index) -> bool:
+    """Whether `ids` are `lead_index`'s values, one for one and in order (the lead index is
+    unique, so each id then finds its own row)."""
+    if len(ids) != len(lead_index):
+        return False
+    index = pd.Series(lead_index.to_numpy(), dtype="str")
+    return bool((ids.reset_index(drop=True) == index).all())
 
 
 def event_type_codes(names: pd.Series, mapping: MappingConfig) -> np.ndarray:

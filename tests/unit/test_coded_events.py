@@ -109,3 +109,24 @@ def test_a_long_type_name_is_refused_as_in_a_frame() -> None:
 )
 def test_configs_that_act_on_event_frames_take_frames(update: dict[str, object]) -> None:
     assert not takes_coded_events(Config(source=SourceConfig(path=None)).model_copy(update=update))
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ["c", "a", "b"],  # the reader's own order: no ids hashed
+        [" c", "a ", "b"],  # the same once trimmed
+        ["a", "b", "c"],  # another order
+        ["c", "a"],  # fewer
+        ["c", None, "b"],  # a missing id
+        ["c", "x", "b"],  # an unknown one
+        ["c", "a", "b", "d"],  # more
+    ],
+)
+def test_lead_rows_find_each_id_s_row_as_a_dictionary_does(ids: list[str | None]) -> None:
+    from features.reader.events import lead_rows
+
+    lead_index = pd.Index(READER_LEADS["lead_id"].to_numpy())
+    where = {lead: row for row, lead in enumerate(lead_index)}
+    want = [where.get(i.strip(), -1) if isinstance(i, str) else -1 for i in ids]
+    assert lead_rows(pd.Index(pd.Series(ids, dtype="str")), lead_index).tolist() == want
