@@ -75,23 +75,30 @@ def lead_rows(lead_ids: pd.Index, lead_index: pd.Index) -> np.ndarray:
     """The row in `lead_index` of each of `lead_ids` (-1: none), matched as trimmed text, a
     missing id matching nothing: a frame's distinct ids (`encode_events`) and an adapter's
     coded events' ids alike."""
+    same = same_lead_rows(lead_ids, lead_index)
+    return same if same is not None else hashed_lead_rows(lead_ids, lead_index)
+
+
+def hashed_lead_rows(lead_ids: pd.Index, lead_index: pd.Index) -> np.ndarray:
+    """`lead_rows` by looking each trimmed id up in `lead_index`'s hash table."""
     present = ~np.asarray(pd.isna(lead_ids), dtype=bool)
     rows = np.full(len(lead_ids), -1, dtype=np.int32)
     cleaned = pd.Series(lead_ids[present]).astype("str").str.strip()
-    if present.all() and _same_ids(cleaned, lead_index):
-        # an adapter's leads as the reader kept them, in its order: no ids to hash
-        return np.arange(len(lead_ids), dtype=np.int32)
     rows[present] = lead_index.get_indexer(pd.Index(cleaned))
     return rows
 
 
-def _same_ids(ids: pd.Series, lead_index: pd.Index) -> bool:
-    """Whether `ids` are `lead_index`'s values, one for one and in order (the lead index is
-    unique, so each id then finds its own row)."""
-    if len(ids) != len(lead_index):
-        return False
+def same_lead_rows(lead_ids: pd.Index, lead_index: pd.Index) -> np.ndarray | None:
+    """`lead_rows` without hashing when `lead_ids`, trimmed, are `lead_index`'s values one for
+    one and in order (an adapter's leads as the reader kept them): rows 0..n-1. None when they
+    are not (the lead index is unique, so each id then finds its own row)."""
+    if len(lead_ids) != len(lead_index) or pd.isna(lead_ids).any():
+        return None
+    cleaned = pd.Series(lead_ids).astype("str").str.strip()
     index = pd.Series(lead_index.to_numpy(), dtype="str")
-    return bool((ids.reset_index(drop=True) == index).all())
+    if not bool((cleaned == index).all()):
+        return None
+    return np.arange(len(lead_ids), dtype=np.int32)
 
 
 def event_type_codes(names: pd.Series, mapping: MappingConfig) -> np.ndarray:
@@ -273,19 +280,30 @@ def collect_events(
 ) -> EventLog:
     """Encode event chunks against the leads, then sort and de-duplicate them into one log."""
     lead_index = pd.Index(leads["lead_id"].to_numpy())
-    # its hash table is built here, once: the workers that encode the chunks only read it
-    lead_index.get_indexer(lead_index[:1])
+    # its hash table is built once, under the lock, before any worker looks an id up in it;
+    # an adapter's coded events of the reader's own leads in order never need it
+    hashed = False
 
     # the reader's row of each lead of an adapter's coded events, by its lead ids (one array
     # for every batch that shares them, computed once: the workers wait for the first)
     rows_of: dict[int, tuple[pd.Index, np.ndarray]] = {}
     rows_lock = threading.Lock()
 
+    def hash_leads() -> None:
+        nonlocal hashed
+        if not hashed:
+            lead_index.get_indexer(lead_index[:1])
+            hashed = True
+
     def rows_for(ids: pd.Index) -> np.ndarray:
         with rows_lock:
             known = rows_of.get(id(ids))
             if known is None or known[0] is not ids:
-                known = (ids, lead_rows(ids, lead_index))
+                rows = same_lead_rows(ids, lead_index)
+                if rows is None:
+                    hash_leads()
+                    rows = hashed_lead_rows(ids, lead_index)
+                known = (ids, rows)
                 rows_of[id(ids)] = known
             return known[1]
 
@@ -293,6 +311,8 @@ def collect_events(
         frame, first_row = item
         if isinstance(frame, CodedEvents):
             return encode_coded_events(frame, rows_for(frame.lead_ids), config.mapping)
+        with rows_lock:
+            hash_leads()
         return encode_events(frame, lead_index, config.mapping, table, first_row)
 
     # chunks are checked here in order and encoded side by side (features.parallel)
