@@ -180,6 +180,9 @@ def id_positions(index: pd.Index) -> IdPositions:
     return IdPositions(index)
 
 
+NAT_TICKS = np.iinfo(np.int64).min  # NaT as integer microseconds
+
+
 def utc_ticks(stamps: pd.Series) -> np.ndarray:
     """The stamps as integer microseconds since the epoch in UTC (NaT: int64's minimum).
 
@@ -199,21 +202,14 @@ def first_time(pos: np.ndarray, stamps: pd.Series, mask: np.ndarray, n: int) -> 
     first = np.full(n, latest, dtype=np.int64)
     ticks = utc_ticks(at)
     np.minimum.at(first, pos[keep], ticks[keep])
-    first[first == latest] = np.iinfo(np.int64).min  # NaT
+    first[first == latest] = NAT_TICKS
     return pd.Series(first.view("datetime64[us]"), index=range(n)).dt.tz_localize("UTC")
-
-
-def cutoff_order(cutoff: pd.Series) -> np.ndarray:
-    """The rows 0..n-1 in order of `cutoff` (ties in row order; missing ones first), for
-    `value_as_of` of several properties against one cutoff: sorted once, not per property."""
-    return np.argsort(utc_ticks(cutoff), kind="stable")
 
 
 def value_as_of(
     current: pd.Series,
     cutoff: pd.Series,
     history: pd.DataFrame,
-    by_cutoff: np.ndarray | None = None,
     rows: np.ndarray | None = None,
 ) -> tuple[pd.Series, int]:
     """A property's value per lead (row 0..n-1) as of `cutoff`, from its change history.
@@ -222,47 +218,78 @@ def value_as_of(
     (the value before the change, as Salesforce keeps it); `rows`, when given, are the rows
     of `history` that hold this property's changes (a history of several properties is then
     not copied per property). A lead with changes at or before its cutoff takes the last such
-    value; a lead whose changes all come later takes `old` of the first one when there is
-    one, else missing (the property was not set yet); a lead without history keeps its
-    current value. Returns the values and how many leads took them from the history.
-    `by_cutoff`: `cutoff_order(cutoff)`, when the caller has it.
+    value (of changes at the same time, the later row); a lead whose changes all come later
+    takes `old` of the first one when there is one, else missing (the property was not set
+    yet); a lead without history keeps its current value. Returns the values and how many
+    leads took them from the history.
+
+    Each lead's change is found by a maximum (or minimum) per lead over the changes, not by
+    sorting them: no row is ordered.
     """
-    order, ticks = _changes_by_time(history, rows)
-    if not len(order):
-        return current, 0
-    pos = history["pos"].to_numpy()[order]
-    have = np.zeros(len(current), dtype=bool)
+    pos, ticks, rows = _changes(history, rows)
+    n = len(current)
+    limit = utc_ticks(cutoff)
+    have = np.zeros(n, dtype=bool)
     have[pos] = True
-    have &= cutoff.notna().to_numpy()
+    have &= limit != NAT_TICKS
     if not have.any():
         return current, 0
-    if by_cutoff is None:
-        by_cutoff = cutoff_order(cutoff)
-    leads = by_cutoff[have[by_cutoff]]  # the leads with history, by cutoff
-    left = pd.DataFrame({"pos": leads, "at": utc_ticks(cutoff)[leads]})
-    # the merges carry each change's place in `order`, not its text
-    right = pd.DataFrame({"pos": pos, "at": ticks, "change": np.arange(len(order))})
-    before = pd.merge_asof(left, right, on="at", by="pos", direction="backward")
-    prior = before["change"].to_numpy(dtype=float)
-    has_prior = ~np.isnan(prior)
-    n, m = len(current), len(history)
-    missing = n + m  # the pool: the current values, every change's value, a missing one, and
-    # every change's old value; its parts are not copied into one, only the values used taken
-    taken = np.full(len(leads), missing, dtype=np.int64)
-    taken[has_prior] = n + order[prior[has_prior].astype(np.int64)]
+    mine = limit[pos]
+    dated = mine != NAT_TICKS
+    before = dated & (ticks <= mine)
+    prior = _last_change(pos[before], ticks[before], rows[before], n)
+    missing = n + len(history)  # the pool: the current values, every change's value, a
+    # missing one, and every change's old value; its parts are not copied into one, only the
+    # values used taken
+    source = np.arange(n)
+    source[have] = missing
+    source[prior >= 0] = n + prior[prior >= 0]
     parts = [_text(current), _text(history["value"]), pd.Series([pd.NA], dtype="string")]
     if "old" in history:
-        after = pd.merge_asof(
-            left, right, on="at", by="pos", direction="forward", allow_exact_matches=False
-        )
-        later = after["change"].to_numpy(dtype=float)
-        has_later = ~has_prior & ~np.isnan(later)
-        taken[has_later] = missing + 1 + order[later[has_later].astype(np.int64)]
+        after = dated & (ticks > mine)
+        later = _first_change(pos[after], ticks[after], rows[after], n)
+        use_old = (prior < 0) & (later >= 0)
+        source[use_old] = missing + 1 + later[use_old]
         parts.append(_text(history["old"]))
-    source = np.arange(n)
-    source[leads] = taken
     pool = pd.concat(parts, ignore_index=True)
     return pd.Series(pool.array.take(source), index=current.index), int(have.sum())
+
+
+def _changes(
+    history: pd.DataFrame, rows: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lead, the time (integer microseconds) and the row of each change in `history`
+    (of `rows`, when given) that has a lead and a time."""
+    pos = history["pos"].to_numpy()
+    ticks = utc_ticks(history["at"])
+    if rows is None:
+        rows = np.arange(len(history))
+    rows = rows[(pos[rows] >= 0) & (ticks[rows] != NAT_TICKS)]
+    return pos[rows], ticks[rows], rows
+
+
+def _last_change(pos: np.ndarray, ticks: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """Per lead 0..n-1, the row of its latest change (of those at the latest time, the
+    highest row); -1 where it has none."""
+    latest = np.full(n, NAT_TICKS, dtype=np.int64)
+    np.maximum.at(latest, pos, ticks)
+    at_latest = ticks == latest[pos]
+    row = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(row, pos[at_latest], rows[at_latest])
+    return row
+
+
+def _first_change(pos: np.ndarray, ticks: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """Per lead 0..n-1, the row of its earliest change (of those at the earliest time, the
+    lowest row); -1 where it has none."""
+    never = np.iinfo(np.int64).max
+    earliest = np.full(n, never, dtype=np.int64)
+    np.minimum.at(earliest, pos, ticks)
+    at_earliest = ticks == earliest[pos]
+    row = np.full(n, never, dtype=np.int64)
+    np.minimum.at(row, pos[at_earliest], rows[at_earliest])
+    row[row == never] = -1
+    return row
 
 
 def _text(values: pd.Series) -> pd.Series:
@@ -271,21 +298,6 @@ def _text(values: pd.Series) -> pd.Series:
     if isinstance(values.dtype, pd.StringDtype):
         return values.astype("string").reset_index(drop=True)
     return pd.Series(values.astype(object).to_numpy(), dtype=object).astype("string")
-
-
-def _changes_by_time(
-    history: pd.DataFrame, rows: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of `history` (of `rows`, when given) with a lead and a time, in time order
-    (ties in their order), and their times as integer microseconds. Only positions are
-    ordered: no column of the history is copied."""
-    pos = history["pos"].to_numpy()
-    ticks = utc_ticks(history["at"])
-    if rows is None:
-        rows = np.arange(len(history))
-    rows = rows[(pos[rows] >= 0) & (ticks[rows] != np.iinfo(np.int64).min)]
-    order = rows[np.argsort(ticks[rows], kind="stable")]
-    return order, ticks[order]
 
 
 def lead_labels(lead_ids: pd.Series) -> pd.Series | pd.CategoricalDtype:

@@ -32,7 +32,6 @@ from features.presets.common import (
     PresetFrames,
     Rule,
     classify,
-    cutoff_order,
     distinct,
     event_form,
     first_time,
@@ -278,14 +277,13 @@ def read_hubspot(
     }
     cutoff = leads["mql_at"]
     as_of_mql = settings.fit_as_of == "mql_at" and not history.empty
-    by_cutoff = cutoff_order(cutoff) if as_of_mql else None
     for column, source in fit.items():
         current = contact[source] if source in contact else pd.Series(pd.NA, index=contact.index)
         values = current.astype("string") if column != "company_size" else current
         if as_of_mql:
             prop = source.removeprefix("property_").casefold()
             changes = np.flatnonzero((history["name"] == prop).to_numpy(bool))
-            values, _ = value_as_of(values, cutoff, history, by_cutoff, changes)
+            values, _ = value_as_of(values, cutoff, history, changes)
         leads[column] = values
     if as_of_mql:
         notes.append("HubSpot: fit fields as of each lead's mql_at from contact_property_history")

@@ -28,7 +28,6 @@ from features.presets.common import (
     PresetFrames,
     Rule,
     classify,
-    cutoff_order,
     distinct,
     event_form,
     first_time,
@@ -228,14 +227,13 @@ def read_salesforce(
         leads["account_id"] = pd.Series(pd.NA, index=lead.index, dtype="string")
         notes.append("Salesforce: no account lookup on the lead (preset.account_field)")
     as_of_mql = settings.fit_as_of == "mql_at" and not history.empty
-    by_cutoff = cutoff_order(leads["mql_at"]) if as_of_mql else None
     for contract, column in FIT_COLUMNS.items():
         current = lead[column] if column in lead else pd.Series(pd.NA, index=lead.index)
         values = current if contract == "company_size" else current.astype("string")
         if as_of_mql:
             tracked = np.flatnonzero((history["field"] == name_key(column)).to_numpy(bool))
             if len(tracked):
-                values, taken = value_as_of(values, leads["mql_at"], history, by_cutoff, tracked)
+                values, taken = value_as_of(values, leads["mql_at"], history, tracked)
                 notes.append(
                     f"Salesforce: {column} as of mql_at from lead_history ({taken:,} leads)"
                 )
