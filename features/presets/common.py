@@ -300,13 +300,21 @@ def _text(values: pd.Series) -> pd.Series:
     return pd.Series(values.astype(object).to_numpy(), dtype=object).astype("string")
 
 
-def lead_labels(lead_ids: pd.Series) -> pd.Series | pd.CategoricalDtype:
+def lead_labels(lead_ids: pd.Series, unique: bool = False) -> pd.Series | pd.CategoricalDtype:
     """The leads' ids as `event_frame` takes them: a categorical type over them when they are
     unique and complete (an event then holds a code, and the type is checked once however
-    many frames share it), else the ids themselves."""
+    many frames share it), else the ids themselves.
+
+    `unique`: the caller knows the ids are distinct (the text of distinct integer ids), so
+    they are not hashed to find out, neither here nor by the categorical type."""
     index = pd.Index(lead_ids)
+    if index.hasnans:
+        return lead_ids
+    from_fastpath = getattr(pd.CategoricalDtype, "_from_fastpath", None)
+    if unique and from_fastpath is not None:
+        return from_fastpath(index, False)
     # the type checks the same Index again: its hash table, built here, is not built twice
-    if index.is_unique and not index.hasnans:
+    if index.is_unique:
         return pd.CategoricalDtype(index)
     return lead_ids
 
@@ -372,9 +380,10 @@ class EventForm:
         return event_frame(self.labels, pos, at, kind, campaign, url)
 
 
-def event_form(lead_ids: pd.Series, coded: bool) -> EventForm:
-    """The form of the events of the leads frame's `lead_ids`: coded or frames."""
-    labels = lead_labels(lead_ids)
+def event_form(lead_ids: pd.Series, coded: bool, unique: bool = False) -> EventForm:
+    """The form of the events of the leads frame's `lead_ids`: coded or frames (`unique`: as
+    `lead_labels` takes it)."""
+    labels = lead_labels(lead_ids, unique)
     index = labels.categories if isinstance(labels, pd.CategoricalDtype) else pd.Index(labels)
     return EventForm(labels, index, coded)
 

@@ -205,7 +205,8 @@ def read_hubspot(
     lead_ids = ids(contact["id"])
     # built here, once: the threads that work on the event batches only read it
     contact_at = id_positions(pd.Index(contact["id"]))
-    form = event_form(lead_ids, coded)
+    # distinct integer ids (the table by id holds each once) are distinct as text
+    form = event_form(lead_ids, coded, unique=contact_at.table is not None)
     workers = worker_count(config.features.workers)
     # the tables that reach contacts by id start now, on the other core, while the lifecycle
     # times and the as-of values are worked out; the email events need those (the address as

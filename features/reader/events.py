@@ -88,17 +88,28 @@ def hashed_lead_rows(lead_ids: pd.Index, lead_index: pd.Index) -> np.ndarray:
     return rows
 
 
-def same_lead_rows(lead_ids: pd.Index, lead_index: pd.Index) -> np.ndarray | None:
+def same_lead_rows(
+    lead_ids: pd.Index, lead_index: pd.Index, placed: np.ndarray | None = None
+) -> np.ndarray | None:
     """`lead_rows` without hashing when `lead_ids`, trimmed, are `lead_index`'s values one for
-    one and in order (an adapter's leads as the reader kept them): rows 0..n-1. None when they
-    are not (the lead index is unique, so each id then finds its own row)."""
+    one: the reader's lead at row r is `lead_ids[placed[r]]` (an adapter's leads as the
+    reader prepared them; `placed` from `prepare_leads_placed`, or in order when None). None
+    when they are not (the lead index is unique, so each id then finds its own row)."""
     if len(lead_ids) != len(lead_index) or pd.isna(lead_ids).any():
         return None
-    cleaned = pd.Series(lead_ids).astype("str").str.strip()
-    index = pd.Series(lead_index.to_numpy(), dtype="str")
-    if not bool((cleaned == index).all()):
+    if placed is None:
+        placed = np.arange(len(lead_index))
+    if len(placed) != len(lead_index) or (len(placed) and placed.min() < 0):
         return None
-    return np.arange(len(lead_ids), dtype=np.int32)
+    cleaned = pd.Series(lead_ids).astype("str").str.strip().to_numpy()
+    index = pd.Series(lead_index.to_numpy(), dtype="str").to_numpy()
+    if not bool((cleaned[placed] == index).all()):
+        return None
+    rows = np.full(len(lead_ids), -1, dtype=np.int32)
+    rows[placed] = np.arange(len(placed), dtype=np.int32)
+    if (rows < 0).any():  # `placed` repeats a row: not one for one
+        return None
+    return rows
 
 
 def event_type_codes(names: pd.Series, mapping: MappingConfig) -> np.ndarray:
@@ -277,8 +288,12 @@ def collect_events(
     config: Config,
     table: str,
     report: ReadReport,
+    placed: np.ndarray | None = None,
 ) -> EventLog:
-    """Encode event chunks against the leads, then sort and de-duplicate them into one log."""
+    """Encode event chunks against the leads, then sort and de-duplicate them into one log.
+
+    `placed`: the row of the adapter's leads frame each of `leads` came from
+    (`prepare_leads_placed`), by which an adapter's coded events find their leads."""
     lead_index = pd.Index(leads["lead_id"].to_numpy())
     # its hash table is built once, under the lock, before any worker looks an id up in it;
     # an adapter's coded events of the reader's own leads in order never need it
@@ -299,7 +314,7 @@ def collect_events(
         with rows_lock:
             known = rows_of.get(id(ids))
             if known is None or known[0] is not ids:
-                rows = same_lead_rows(ids, lead_index)
+                rows = same_lead_rows(ids, lead_index, placed)
                 if rows is None:
                     hash_leads()
                     rows = hashed_lead_rows(ids, lead_index)

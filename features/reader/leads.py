@@ -249,6 +249,16 @@ def prepare_leads(
     The result holds the contract columns (email replaced by `email_free`), `converted` for a
     flat export, and one `custom_*` column per custom field, ordered by (account_id, lead_id).
     """
+    out, report, _ = prepare_leads_placed(raw, config, table)
+    return out, report
+
+
+def prepare_leads_placed(
+    raw: pd.DataFrame, config: Config, table: str = "leads"
+) -> tuple[pd.DataFrame, ReadReport, np.ndarray | None]:
+    """`prepare_leads`, and the row of `raw` that each prepared lead came from (None when
+    `raw`'s index does not say: labels that repeat), so that events that name leads by
+    their place in `raw` (an adapter's coded events) find them without hashing their ids."""
     report = ReadReport()
     mapping = config.mapping
     frame = contract_named_leads(raw, config, table, report)
@@ -274,4 +284,5 @@ def prepare_leads(
 
     out = out.sort_values(["account_id", "lead_id"], na_position="last", kind="stable")
     report.leads = len(out)
-    return out.reset_index(drop=True), report
+    placed = raw.index.get_indexer(out.index) if raw.index.is_unique else None
+    return out.reset_index(drop=True), report, placed

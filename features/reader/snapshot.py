@@ -28,7 +28,7 @@ from features.reader.checks import (
 from features.reader.columns import event_source_columns
 from features.reader.eventlog import EventLog
 from features.reader.events import collect_events, takes_coded_events
-from features.reader.leads import prepare_leads
+from features.reader.leads import prepare_leads, prepare_leads_placed
 from features.reader.problems import raise_problems
 from features.reader.report import ReadReport
 from features.reader.sources import read_tables, with_declared_as_of
@@ -109,7 +109,7 @@ def read_snapshot(config: Config) -> Snapshot:
     _check_raw_leads(raw_leads, config, leads_name)
     custom_fields, typed = typed_custom_fields(raw_leads, config)
     config = config.model_copy(update={"custom_fields": custom_fields})
-    clean, report = prepare_leads(raw_leads, config, leads_name)
+    clean, report, placed = prepare_leads_placed(raw_leads, config, leads_name)
     report.notes = notes + typed + report.notes
     del raw_leads
     check_lead_timeline(clean, config, leads_name)
@@ -119,7 +119,7 @@ def read_snapshot(config: Config) -> Snapshot:
         check_as_of_after_data(as_of, clean["created_at"], leads_name, origin)
     if chunks is not None:
         chunks = checked_event_chunks(chunks, events_name, event_source_columns(config))
-    log = collect_events(chunks or [], clean, config, events_name, report)
+    log = collect_events(chunks or [], clean, config, events_name, report, placed)
     check_event_log(log, clean, report, config, (leads_name, events_name))
     as_of = snapshot_as_of(config, clean, log)
     return Snapshot(clean, log, as_of, config.source.flat, config.custom_fields, report)

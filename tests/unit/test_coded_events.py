@@ -130,3 +130,42 @@ def test_lead_rows_find_each_id_s_row_as_a_dictionary_does(ids: list[str | None]
     where = {lead: row for row, lead in enumerate(lead_index)}
     want = [where.get(i.strip(), -1) if isinstance(i, str) else -1 for i in ids]
     assert lead_rows(pd.Index(pd.Series(ids, dtype="str")), lead_index).tolist() == want
+
+
+@pytest.mark.parametrize(
+    "placed",
+    [
+        None,  # in order
+        [2, 0, 1],  # the reader's lead r came from row placed[r]: right for ["a", "b", "c"]
+        [1, 2, 0],  # a wrong order
+        [2, 2, 1],  # a row twice
+        [2, 0],  # too few
+        [-1, 0, 1],  # a lead from nowhere
+    ],
+)
+@pytest.mark.parametrize("ids", [["c", "a", "b"], ["a", "b", "c"], [" a", "b ", "c"], ["a", "b"]])
+def test_leads_placed_by_the_reader_find_their_rows_or_none(
+    ids: list[str], placed: list[int] | None
+) -> None:
+    """Rows found from where the reader took each lead are the dictionary's rows, or None
+    (then hashed) when the places do not hold; the right places for reordered ids are used."""
+    from features.reader.events import same_lead_rows
+
+    lead_index = pd.Index(READER_LEADS["lead_id"].to_numpy())
+    where = {lead: row for row, lead in enumerate(lead_index)}
+    want = [where.get(i.strip(), -1) for i in ids]
+    rows = same_lead_rows(
+        pd.Index(pd.Series(ids, dtype="str")),
+        lead_index,
+        None if placed is None else np.array(placed),
+    )
+    assert rows is None or rows.tolist() == want
+    if placed == [2, 0, 1] and [i.strip() for i in ids] == ["a", "b", "c"]:
+        assert rows is not None
+
+
+def test_ids_known_to_be_unique_label_events_as_checked_ones() -> None:
+    ids = pd.Series(["3", "1", "12"], dtype="string")
+    assert event_form(ids, True, unique=True).labels == event_form(ids, True).labels
+    with_gap = pd.Series(["3", None], dtype="string")
+    assert event_form(with_gap, True, unique=True).labels is with_gap
