@@ -5,6 +5,7 @@ codes) for `read_snapshot`, contract frames for any other reader of the tables (
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -86,22 +87,23 @@ def classify(values: dict[str, pd.Series], rules: Sequence[Rule], default: str) 
         raise ValueError("classify needs at least one field")
     index = next(iter(values.values())).index
     names = sorted({rule.field for rule in rules} & set(values)) or [next(iter(values))]
+    # each row's combination of the fields' values, as one number: a digit per field (its
+    # code + 1, 0 for missing) in a base of that field's distinct values + 1
     combined = np.zeros(len(index), dtype=np.int64)
-    parts = {}
+    sizes, texts = {}, {}
     for name in names:
         codes, uniques = distinct(values[name])
-        parts[name] = (codes, uniques)
-        combined = combined * (len(uniques) + 1) + (codes + 1)
-    row_codes, distinct_keys = pd.factorize(combined)
-    # codes come in order of first appearance: a row is its code's first when its code is
-    # above every code before it
-    seen = np.maximum.accumulate(row_codes)
-    first_row = np.flatnonzero(row_codes > np.concatenate([[-1], seen[:-1]]))
-    # each combination's value of each field, as a position in that field's texts
-    combos = {name: codes[first_row] + 1 for name, (codes, _) in parts.items()}
-    texts = {name: _texts(uniques) for name, (_, uniques) in parts.items()}
-    kind = np.full(len(distinct_keys), default, dtype=object)
-    done = np.zeros(len(distinct_keys), dtype=bool)
+        sizes[name], texts[name] = len(uniques) + 1, _texts(uniques)
+        combined *= sizes[name]
+        combined += codes
+        combined += 1
+    row_codes, keys = _combination_codes(combined, math.prod(sizes.values()))
+    kind = np.full(len(keys), default, dtype=object)
+    done = np.zeros(len(keys), dtype=bool)
+    # each combination's value of each field, as a position in that field's texts: its digit
+    combos = {}
+    for name in reversed(names):
+        keys, combos[name] = np.divmod(keys, sizes[name])
     for rule in rules:
         if rule.field not in combos:
             continue
@@ -118,6 +120,21 @@ def classify(values: dict[str, pd.Series], rules: Sequence[Rule], default: str) 
     out = spread(np.asarray(row_codes, dtype=np.int64), kind)
     out.index = index
     return out
+
+
+def _combination_codes(combined: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the code of its combination, and the distinct combinations (`space`: how
+    many there can be). A space not much larger than the rows (a web-analytics batch: a few
+    event types, titles and urls) is marked in a table, in the combinations' order, instead
+    of hashing every row."""
+    if space > max(4 * len(combined), 1 << 16):
+        codes, keys = pd.factorize(combined)
+        return np.asarray(codes, dtype=np.int64), np.asarray(keys, dtype=np.int64)
+    present = np.zeros(space, dtype=bool)
+    present[combined] = True
+    code_of = np.cumsum(present, dtype=np.int64)
+    code_of -= 1
+    return code_of[combined], np.flatnonzero(present).astype(np.int64)
 
 
 def _texts(uniques: pd.Series) -> np.ndarray:

@@ -55,3 +55,21 @@ def test_classify_types_each_row_by_its_first_matching_rule() -> None:
         assert classify(only_type, RULES, "other").astype(object).tolist() == by_row(
             only_type, RULES, "other"
         )
+
+
+def test_many_distinct_combinations_are_typed_as_few_are() -> None:
+    """Combinations too many to mark in a table (thousands of subjects) are hashed instead: the
+    same types."""
+    rng = np.random.default_rng(5)
+    n = 20_000
+    picks = ["Email: x", "demo", None, "note"]
+    subject = [
+        f"{rng.choice(np.array(picks, dtype=object))} {i}" for i in rng.integers(0, 15_000, n)
+    ]
+    values = {
+        "subject": pd.Series(subject, dtype="str"),
+        "type": pd.Series(rng.choice(np.array(["Call", None, "x"], dtype=object), n)),
+        "url": pd.Series(rng.choice(np.array(["/pricing", None, "/"], dtype=object), n)),
+    }
+    got = classify(values, RULES, "other")
+    assert got.astype(object).tolist() == by_row(values, RULES, "other")
