@@ -296,7 +296,7 @@ def collect_events(
     (`prepare_leads_placed`), by which an adapter's coded events find their leads."""
     lead_index = pd.Index(leads["lead_id"].to_numpy())
     # its hash table is built once, under the lock, before any worker looks an id up in it;
-    # an adapter's coded events of the reader's own leads in order never need it
+    # an adapter's coded events of the reader's own leads, one for one, never need it
     hashed = False
 
     # the reader's row of each lead of an adapter's coded events, by its lead ids (one array
