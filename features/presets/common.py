@@ -16,6 +16,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.presets.tables import ids
+from features.reader.arrow_frame import unchecked_categories
 from features.reader.events import CodedEvents, EventChunk
 
 #: Event batches an adapter may read ahead while it works out its leads (each at most
@@ -327,9 +328,9 @@ def lead_labels(lead_ids: pd.Series, unique: bool = False) -> pd.Series | pd.Cat
     index = pd.Index(lead_ids)
     if index.hasnans:
         return lead_ids
-    from_fastpath = getattr(pd.CategoricalDtype, "_from_fastpath", None)
-    if unique and from_fastpath is not None:
-        return from_fastpath(index, False)
+    known = unchecked_categories(index) if unique else None
+    if known is not None:
+        return known
     # the type checks the same Index again: its hash table, built here, is not built twice
     if index.is_unique:
         return pd.CategoricalDtype(index)

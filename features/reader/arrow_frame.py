@@ -7,6 +7,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+_FROM_FASTPATH = getattr(pd.CategoricalDtype, "_from_fastpath", None)
+
+
+def unchecked_categories(categories: pd.Index) -> pd.CategoricalDtype | None:
+    """A categorical type over `categories` without pandas' check that they are distinct (a
+    hash of every value), for categories known to be distinct; None where this pandas has no
+    such path (the caller then builds the type the checked way)."""
+    if _FROM_FASTPATH is None:
+        return None
+    dtype: pd.CategoricalDtype = _FROM_FASTPATH(categories, False)
+    return dtype
+
 
 def arrow_frame(table: pa.Table | pa.RecordBatch) -> pd.DataFrame:
     """`table.to_pandas()`, with each dictionary column of one chunk turned into a categorical
@@ -25,8 +37,7 @@ def arrow_frame(table: pa.Table | pa.RecordBatch) -> pd.DataFrame:
         and (isinstance(column, pa.Array) or column.num_chunks == 1)
         and len(column.dictionary if isinstance(column, pa.Array) else column.chunk(0).dictionary)
     ]
-    from_fastpath = getattr(pd.CategoricalDtype, "_from_fastpath", None)
-    if not fast or from_fastpath is None:
+    if not fast or _FROM_FASTPATH is None:
         return table.to_pandas()
     rest = table.drop_columns(fast).to_pandas()
     parts = {}
@@ -37,8 +48,7 @@ def arrow_frame(table: pa.Table | pa.RecordBatch) -> pd.DataFrame:
         column = table.column(name)
         array = column if isinstance(column, pa.Array) else column.chunk(0)
         codes = pc.fill_null(array.indices, -1).to_numpy(zero_copy_only=False)
-        categories = pd.Index(array.dictionary.to_pandas())
-        dtype = from_fastpath(categories, False)
+        dtype = unchecked_categories(pd.Index(array.dictionary.to_pandas()))
         parts[name] = pd.Series(pd.Categorical.from_codes(codes, dtype=dtype, validate=False))
     index = rest.index if len(rest.columns) else pd.RangeIndex(table.num_rows)
     return pd.DataFrame(parts, index=index)

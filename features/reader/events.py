@@ -71,11 +71,13 @@ def takes_coded_events(config: Config) -> bool:
     return not config.mapping.events and not excluded and config.source.on_bad_rows != "drop"
 
 
-def lead_rows(lead_ids: pd.Index, lead_index: pd.Index) -> np.ndarray:
+def lead_rows(
+    lead_ids: pd.Index, lead_index: pd.Index, placed: np.ndarray | None = None
+) -> np.ndarray:
     """The row in `lead_index` of each of `lead_ids` (-1: none), matched as trimmed text, a
     missing id matching nothing: a frame's distinct ids (`encode_events`) and an adapter's
-    coded events' ids alike."""
-    same = same_lead_rows(lead_ids, lead_index)
+    coded events' ids alike (`placed`: as `same_lead_rows` takes it)."""
+    same = same_lead_rows(lead_ids, lead_index, placed)
     return same if same is not None else hashed_lead_rows(lead_ids, lead_index)
 
 
@@ -99,16 +101,17 @@ def same_lead_rows(
         return None
     if placed is None:
         placed = np.arange(len(lead_index))
-    if len(placed) != len(lead_index) or (len(placed) and placed.min() < 0):
+    if len(placed) != len(lead_index):
+        return None
+    if len(placed) and (placed.min() < 0 or placed.max() >= len(lead_ids)):
         return None
     cleaned = pd.Series(lead_ids).astype("str").str.strip().to_numpy()
     index = pd.Series(lead_index.to_numpy(), dtype="str").to_numpy()
+    # the index's ids are distinct, so matching text also means no place is taken twice
     if not bool((cleaned[placed] == index).all()):
         return None
-    rows = np.full(len(lead_ids), -1, dtype=np.int32)
+    rows = np.empty(len(lead_ids), dtype=np.int32)
     rows[placed] = np.arange(len(placed), dtype=np.int32)
-    if (rows < 0).any():  # `placed` repeats a row: not one for one
-        return None
     return rows
 
 
@@ -314,11 +317,7 @@ def collect_events(
         with rows_lock:
             known = rows_of.get(id(ids))
             if known is None or known[0] is not ids:
-                rows = same_lead_rows(ids, lead_index, placed)
-                if rows is None:
-                    hash_leads()
-                    rows = hashed_lead_rows(ids, lead_index)
-                known = (ids, rows)
+                known = (ids, lead_rows(ids, lead_index, placed))
                 rows_of[id(ids)] = known
             return known[1]
 
