@@ -57,7 +57,10 @@ SUSPICIOUS_AUC = 0.95
 #: Most training rows the leak guard's drop-column probe fits on.
 PROBE_ROWS = 50_000
 #: Most rows the drift reference profiles (a seeded uniform sample of a larger training set).
-REFERENCE_ROWS = 200_000
+#: Its own noise, (bins - 1) / REFERENCE_ROWS in PSI (`training.drift.psi_floor`), is then
+#: below 1e-4, a fraction of a nightly run's; each row it adds outside the calibration and
+#: test slices costs a full `Booster.predict`.
+REFERENCE_ROWS = 100_000
 #: Rows per `Booster.predict` call when scoring a selection of rows (bounds the copy).
 PREDICT_CHUNK_ROWS = 100_000
 Progress = Callable[[int, int], None]
