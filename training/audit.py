@@ -89,11 +89,6 @@ def excluded_still_present(columns: Sequence[str], exclude: Sequence[str]) -> li
     return present
 
 
-def constant_features(features: pd.DataFrame) -> list[str]:
-    """Features with one value (missing counts as a value) on these rows: they carry nothing."""
-    return [str(name) for name in features.columns if features[name].nunique(dropna=False) <= 1]
-
-
 def drop_column_costs(
     train: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray],

@@ -66,15 +66,21 @@ class ModelSpec:
         )
 
 
-def learn_spec(features: pd.DataFrame, categorical: set[str]) -> ModelSpec:
-    """The spec of a training slice: categories are the values seen there, sorted."""
+def learn_spec(
+    features: pd.DataFrame, categorical: set[str], rows: np.ndarray | None = None
+) -> ModelSpec:
+    """The spec of a training slice: categories are the values seen there, sorted.
+
+    `rows` (a mask or positions) picks the slice out of `features`; None: every row. Only
+    the categorical columns are read on it, so no copy of the whole slice is made.
+    """
     names = tuple(str(c) for c in features.columns)
     kinds = tuple("categorical" if n in categorical else "numeric" for n in names)
-    categories = {
-        n: tuple(sorted(str(v) for v in features[n].dropna().unique()))
-        for n, k in zip(names, kinds, strict=True)
-        if k == "categorical"
-    }
+    categories = {}
+    for n, k in zip(names, kinds, strict=True):
+        if k == "categorical":
+            column = features[n] if rows is None else features[n].iloc[rows]
+            categories[n] = tuple(sorted(str(v) for v in column.dropna().unique()))
     return ModelSpec(names, kinds, categories)
 
 

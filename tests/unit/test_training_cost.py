@@ -18,6 +18,7 @@ from features.synthetic import generate, write_snapshot
 from training.audit import rank_auc, single_feature_auc
 from training.baseline import rule_inputs_for, rules_baseline
 from training.rules import score_points
+from training.scorer import learn_spec
 from training.split import SLICES, time_split
 from training.tracking import training_reference
 from training.train import categorical_columns, feature_frame, train_model
@@ -125,6 +126,46 @@ def test_training_scores_only_the_rows_it_uses_and_the_model_is_unchanged(
     assert "sample" in reference["rows_from"]
     full = training_reference(every, config, rows)
     assert full["rows"] == int(after_mql.sum()) and "sample" not in full["rows_from"]
+
+
+def test_the_audit_measures_a_sample_of_the_training_slice_past_audit_rows(
+    rows: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past `AUDIT_ROWS` the single-feature AUCs are those of a seeded sample of the training
+    slice, the constant features still those of the whole slice, and the model unchanged."""
+    config = build_config({"training": {"num_threads": 1}, "snapshot_policy": {"weekly_weeks": 3}})
+    labels = rows["label"].to_numpy()
+    every = train_model(rows, config)
+    train = every.split.mask("train")
+    monkeypatch.setattr(training.train, "AUDIT_ROWS", int(train.sum()) // 3)
+    sampled = train_model(rows, config)
+    audited = training.train.audit_rows(train, config.training.seed)
+    assert audited.size == int(train.sum()) // 3 and train[audited].all()
+    assert np.array_equal(audited, np.sort(audited))
+    features = feature_frame(rows).iloc[audited].drop(columns=sampled.constant)
+    expected = single_feature_auc(
+        features, labels[audited], sorted(categorical_columns(features)), config.training.seed
+    )
+    pd.testing.assert_frame_equal(sampled.audit[["feature", "auc"]], expected)
+    assert not sampled.audit[["feature", "auc"]].equals(every.audit[["feature", "auc"]])
+    assert sampled.constant == every.constant
+    whole = feature_frame(rows)[train]
+    assert every.constant == [c for c in whole.columns if whole[c].nunique(dropna=False) <= 1]
+    assert sampled.metrics == every.metrics
+
+
+def test_a_spec_learned_on_chosen_rows_is_that_of_the_slice(rows: pd.DataFrame) -> None:
+    features = feature_frame(rows)
+    categorical = categorical_columns(features)
+    train = time_split(rows, SplitConfig()).mask("train")
+    chosen = train & (features["lead_source"] != "webinar").to_numpy()
+    expected = learn_spec(features[chosen], categorical)
+    assert "webinar" not in expected.categories["lead_source"]
+    assert "webinar" in learn_spec(features, categorical).categories["lead_source"]
+    assert learn_spec(features, categorical, chosen) == expected
+    assert learn_spec(features, categorical, np.flatnonzero(chosen)) == expected
+    shifted = features.set_axis(np.arange(len(features)) + 7)  # positions, not labels
+    assert learn_spec(shifted, categorical, np.flatnonzero(chosen)) == expected
 
 
 def test_fitted_points_on_a_sample_are_those_of_every_row_where_they_are_read(

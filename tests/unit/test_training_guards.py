@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from common.config import CustomField, build_config
-from training.audit import constant_features, leak_flags
+from training.audit import leak_flags
 from training.guards import (
     base_rate_shift,
     data_shortfall,
@@ -17,6 +17,8 @@ from training.guards import (
     monthly_table,
     window_mask,
 )
+from training.scorer import feature_matrix, learn_spec
+from training.train import constant_columns
 
 
 def test_too_little_data_says_how_much_more_is_needed() -> None:
@@ -124,6 +126,45 @@ def test_leak_flags_alone_dominant_and_acknowledged() -> None:
     assert "0.950 with it, 0.800 without" in dominant.reason and dominant.acknowledged
 
 
-def test_constant_features() -> None:
-    frame = pd.DataFrame({"a": [1, 1, 1], "b": [np.nan] * 3, "c": [1, 2, 1], "d": ["x", None, "x"]})
-    assert constant_features(frame) == ["a", "b"]
+def _constant_on(frame: pd.DataFrame, rows: np.ndarray) -> list[str]:
+    """`constant_columns` as training calls it: the spec learned on the rows, the matrix of all."""
+    categorical = {str(c) for c in frame.columns if frame[c].dtype == "str"}
+    spec = learn_spec(frame[rows], categorical)
+    return constant_columns(feature_matrix(frame, spec), rows, spec.names)
+
+
+def test_constant_columns() -> None:
+    frame = pd.DataFrame(
+        {
+            "a": [1, 1, 1, 5],
+            "b": [np.nan] * 3 + [2.0],
+            "c": [1, 2, 1, 1],
+            "d": pd.array(["x", None, "x", "x"], dtype="str"),
+            "e": pd.array(["x", "x", "x", "y"], dtype="str"),
+            "f": pd.array([None, None, None, "y"], dtype="str"),
+            "g": [0.0, -0.0, 0.0, 1.0],
+            "h": [np.inf, np.inf, np.inf, 1.0],
+            "i": [np.nan, 1.0, 1.0, 1.0],
+        }
+    )
+    first_three = np.array([True, True, True, False])
+    assert _constant_on(frame, first_three) == ["a", "b", "e", "f", "g", "h"]
+    assert _constant_on(frame, np.ones(4, dtype=bool)) == []
+
+
+def test_constant_columns_match_pandas_on_random_slices() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        rows = 40
+        frame = pd.DataFrame(
+            {
+                "few": rng.choice([0.0, 1.0, np.nan], rows, p=[0.9, 0.05, 0.05]),
+                "count": rng.poisson(0.05, rows).astype(np.int32),
+                "kind": pd.Series(rng.choice(["a", "b", "-"], rows, p=[0.9, 0.05, 0.05]))
+                .replace("-", None)
+                .astype("str"),
+            }
+        )
+        chosen = rng.random(rows) < 0.3
+        expected = [c for c in frame.columns if frame[c][chosen].nunique(dropna=False) <= 1]
+        assert _constant_on(frame, chosen) == expected
