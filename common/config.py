@@ -537,13 +537,15 @@ class MonitorConfig(_Strict):
         0.25,
         gt=0,
         description="Alert when a feature's PSI against the reference exceeds what chance gives "
-        "at the run's size by more than this.",
+        "at the run's size and what one week of the reference's last year shows (the calendar) "
+        "by more than this.",
     )
     psi_score_alert: float = Field(
         0.2,
         gt=0,
         description="Alert when the probability's PSI against the reference exceeds what chance "
-        "gives at the run's size by more than this.",
+        "gives at the run's size and what one week of the reference's last year shows (the "
+        "calendar) by more than this.",
     )
     tier_share_alert: float = Field(
         0.1,

@@ -114,12 +114,19 @@ def categorical_bin_index(values: npt.ArrayLike, categories: Sequence[str]) -> n
 
 #: Fewest rows of a period for it to count in `calendar_psi` (fewer: mostly chance).
 CALENDAR_MIN_ROWS = 50
+#: The calendar allowance is the largest of the reference's last this many periods (weeks: a
+#: year, one turn of the seasons). Nightly runs come after them; the earlier weeks hold the
+#: start of the CRM's history, when no lead was old yet and no engagement history long (on
+#: the demo, PSI up to 4 against the whole), which would excuse almost any drift.
+CALENDAR_PERIODS = 52
 
 
-def calendar_share_difference(tier: np.ndarray, period_codes: np.ndarray) -> list[float]:
+def calendar_share_difference(
+    tier: np.ndarray, period_codes: np.ndarray, judged: np.ndarray | None = None
+) -> list[float]:
     """Per tier: the largest difference beyond chance (two standard errors) between one
     period's share of the tier and all rows' share (0 if none exceeds); the calendar's part of
-    a run's tier shares, as `calendar_psi` is for PSI."""
+    a run's tier shares, as `calendar_psi` is for PSI. `judged`: as for `calendar_psi`."""
     found, _ = _positions(pd.Series(np.asarray(tier, dtype=object), dtype=object), TIER_NAMES)
     n_tiers = len(TIER_NAMES)
     n_periods = int(period_codes.max()) + 1 if period_codes.size else 0
@@ -128,29 +135,41 @@ def calendar_share_difference(tier: np.ndarray, period_codes: np.ndarray) -> lis
     ).reshape(n_periods, n_tiers)
     overall = table.sum(axis=0) / max(int(table.sum()), 1)
     largest = np.zeros(n_tiers)
-    for row in table:
+    for code, row in enumerate(table):
         rows = int(row.sum())
-        if rows < CALENDAR_MIN_ROWS:
+        if rows < CALENDAR_MIN_ROWS or (judged is not None and not judged[code]):
             continue
         chance = 2.0 * np.sqrt(overall * (1.0 - overall) / rows)
         largest = np.maximum(largest, np.abs(row / rows - overall) - chance)
     return [float(v) for v in largest]
 
 
-def calendar_psi(bin_index: np.ndarray, n_bins: int, period_codes: np.ndarray) -> float:
+def recent_periods(labels: npt.ArrayLike, count: int = CALENDAR_PERIODS) -> np.ndarray:
+    """A flag per period label: True for the last `count` of them in sorted order (labels
+    such as '2026-03-30/2026-04-05' sort as time does)."""
+    labels = np.asarray(labels)
+    judged = np.zeros(labels.size, dtype=bool)
+    judged[np.argsort(labels, kind="stable")[max(labels.size - count, 0) :]] = True
+    return judged
+
+
+def calendar_psi(
+    bin_index: np.ndarray, n_bins: int, period_codes: np.ndarray, judged: np.ndarray | None = None
+) -> float:
     """The largest PSI beyond chance of one period's rows against all rows (0 if none exceeds).
 
     `bin_index` and `period_codes` are per row; periods with fewer than `CALENDAR_MIN_ROWS`
-    rows are skipped.
+    rows are skipped, and so are those `judged` (a flag per period code) leaves out; every
+    period's rows still make up the whole they are compared with.
     """
     n_periods = int(period_codes.max()) + 1 if period_codes.size else 0
     table = np.bincount(period_codes * n_bins + bin_index, minlength=n_periods * n_bins)
     table = table.reshape(n_periods, n_bins).astype(np.float64)
     overall = table.sum(axis=0) / max(table.sum(), 1.0)
     largest = 0.0
-    for row in table:
+    for code, row in enumerate(table):
         rows = int(row.sum())
-        if rows < CALENDAR_MIN_ROWS:
+        if rows < CALENDAR_MIN_ROWS or (judged is not None and not judged[code]):
             continue
         share = row / rows
         used = int(((overall > 0) | (share > 0)).sum())
@@ -261,18 +280,21 @@ def reference_profile(
         horizon_days: the model's horizon, kept so that realised conversion is judged on it.
         weekly_weeks: the snapshot policy of the training rows (0: at mql_at only).
         rows_from: which rows these are, for the report.
-        periods: a label per row (e.g. the week of its cutoff). Each feature and the
-            probability then also keep `calendar_psi`: the largest PSI beyond chance that one
-            period's rows show against all of them. That much a scoring run shows without any
-            change of market (campaigns, seasons, the slow drift of the mix), so alerts count
-            only PSI beyond it.
+        periods: a label per row that sorts as time does (e.g. the week of its cutoff).
+            Each feature and the probability then also keep `calendar_psi`: the largest PSI
+            beyond chance that the rows of one of the last `CALENDAR_PERIODS` periods show
+            against all of them. That much a scoring run shows without any change of market
+            (campaigns, seasons, the slow drift of the mix), so alerts count only PSI beyond it.
     """
     probability = np.asarray(probability, dtype=np.float64)
     tier = np.asarray(tier, dtype=object)
     _check_inputs(features, probability, tier, spec.names)
     if len(features) == 0:
         raise MonitorError("the reference needs at least one row")
-    period_codes = None if periods is None else pd.factorize(np.asarray(periods))[0]
+    period_codes, judged = None, None
+    if periods is not None:
+        period_codes, labels = pd.factorize(np.asarray(periods))
+        judged = recent_periods(labels)
     profile: dict[str, dict[str, Any]] = {}
     for name, kind in zip(spec.names, spec.kinds, strict=True):
         column = features[name]
@@ -297,7 +319,7 @@ def reference_profile(
                 "shares": _shares(counts),
             }
         if period_codes is not None:
-            profile[name]["calendar_psi"] = calendar_psi(index, counts.size, period_codes)
+            profile[name]["calendar_psi"] = calendar_psi(index, counts.size, period_codes, judged)
     score_edges = quantile_edges(probability)
     score_index = numeric_bin_index(probability, score_edges)
     score_counts = np.bincount(score_index, minlength=len(score_edges) + 2)
@@ -317,7 +339,11 @@ def reference_profile(
             **(
                 {}
                 if period_codes is None
-                else {"calendar_psi": calendar_psi(score_index, score_counts.size, period_codes)}
+                else {
+                    "calendar_psi": calendar_psi(
+                        score_index, score_counts.size, period_codes, judged
+                    )
+                }
             ),
         },
         "tiers": {
@@ -326,7 +352,7 @@ def reference_profile(
             **(
                 {}
                 if period_codes is None
-                else {"calendar_difference": calendar_share_difference(tier, period_codes)}
+                else {"calendar_difference": calendar_share_difference(tier, period_codes, judged)}
             ),
         },
     }

@@ -1,11 +1,12 @@
 """The monitor alerts on a change of market, not on the calendar: both directions, end to end.
 
-A model is trained (default config: sampled ages) on one synthetic CRM; its drift reference is
-built as `leadscore train` builds it. Nights of another CRM from the same generator (other
-leads, the same market with its seasons, campaigns and slow drift) are scored and written as
-`leadscore predict` writes them, and `leadscore monitor` must exit 0. The same CRM with a
-shift planted after a date (the lead-source mix, one feature's distribution, the conversion
-rate) must make it exit 3 and name what moved.
+A model is trained (default config: sampled ages) on two years of one synthetic CRM; its drift
+reference is built as `leadscore train` builds it, its calendar allowance from the last year.
+Nights of another CRM from the same generator (other leads, the same market with its seasons,
+campaigns and slow drift) are scored and written as `leadscore predict` writes them, and
+`leadscore monitor` must exit 0. The same CRM with a shift planted after a date (the lead-source
+mix, one feature's distribution, the conversion rate), or scored days after its export, must
+make it exit 3 and name what moved.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from training.train import TrainResult, train_model
 
 pytestmark = [pytest.mark.slow]
 runner = CliRunner()
-LEADS, MONTHS, AS_OF = 8_000, 12, "2026-06-30"
+LEADS, MONTHS, AS_OF = 16_000, 24, "2026-06-30"
 SHIFT_AT = pd.Timestamp("2026-03-01", tz="UTC")
 
 
@@ -106,6 +107,21 @@ def test_runs_of_the_same_market_exit_0(trained: dict) -> None:
     assert code == 0, report["alerts"]
     assert report["verdict"].startswith("No drift")
     assert report["outcomes"]["rows"] > 0  # the early nights' horizons have closed
+
+
+def test_scoring_past_the_exports_time_alerts_on_recency(trained: dict) -> None:
+    """Scored two days after the export's as-of time, every lead reads as silent for those
+    days: the recency features move beyond any week of the reference's last year. (Over every
+    week since the CRM's history began, the calendar allowance excused it.)"""
+    same = _market(trained, "same", None)
+    runs = [
+        _score_night(trained, same, n, trained["root"] / "stale_runs" / f"{n}.parquet")
+        for n in ("2026-06-29", "2026-07-02")
+    ]
+    code, report = _monitor(trained["root"] / "stale_report", runs)
+    assert code == ALERT_EXIT
+    assert all("run 2026-07-02" in alert for alert in report["alerts"])
+    assert "days_since_last_event" in report["verdict"], report["alerts"]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import pytest
 
 from serving.monitor import monitor_path, monitor_record
 from training.drift import (
+    CALENDAR_PERIODS,
     MonitorError,
     categorical_bin_counts,
     empty_counts,
@@ -20,6 +21,7 @@ from training.drift import (
     profile_counts,
     psi,
     quantile_edges,
+    recent_periods,
     reference_profile,
 )
 from training.scorer import ModelSpec
@@ -111,6 +113,49 @@ def test_reference_is_json_and_shares_sum_to_one() -> None:
         assert sum(item["shares"]) == pytest.approx(1.0)
     assert reference["horizon_days"] == 90
     assert reference["score"]["mean"] == pytest.approx(probability.mean())
+
+
+def _weekly(weeks: int, warm_up: int, recent_shift: float = 0.0) -> dict:
+    """A reference over `weeks` weeks of 400 rows, the first `warm_up` of them unlike the rest
+    (the start of a CRM's history), the last one shifted by `recent_shift`; weeks out of order."""
+    parts = []
+    for week in range(weeks):
+        shift = 3.0 if week < warm_up else (recent_shift if week == weeks - 1 else 0.0)
+        frame, probability, tier = scored_frame(400, seed=100 + week, shift=shift)
+        label = str(pd.Timestamp("2024-01-01") + pd.Timedelta(weeks=week))
+        parts.append((frame.assign(week=label), probability, tier))
+    order = np.random.default_rng(0).permutation(weeks)
+    frame = pd.concat([parts[i][0] for i in order], ignore_index=True)
+    probability = np.concatenate([parts[i][1] for i in order])
+    tier = np.concatenate([parts[i][2] for i in order])
+    return reference_profile(
+        frame, probability, tier, SPEC, horizon_days=90, periods=frame["week"].to_numpy()
+    )
+
+
+def test_the_calendar_allowance_is_the_last_year_not_the_start_of_history() -> None:
+    calm = _weekly(80, warm_up=0)["features"]["engagement"]["calendar_psi"]
+    assert calm < 0.05  # weeks of one market: within chance
+    # a start of history unlike any later week, more than a year (CALENDAR_PERIODS) back: only
+    # its share of the whole moves the later weeks (about 0.17), not its own PSI (over 1.5)
+    old_start = _weekly(80, warm_up=10)
+    recent_start = _weekly(CALENDAR_PERIODS, warm_up=10)
+    for part in ("features", "score"):
+        old = old_start[part]["engagement"] if part == "features" else old_start[part]
+        recent = recent_start[part]["engagement"] if part == "features" else recent_start[part]
+        assert old["calendar_psi"] < 0.3 and recent["calendar_psi"] > 1.0
+    assert max(old_start["tiers"]["calendar_difference"]) < 0.1
+    assert max(recent_start["tiers"]["calendar_difference"]) > 0.2
+    # a recent week that moved still counts
+    moved = _weekly(80, warm_up=10, recent_shift=2.0)["features"]["engagement"]["calendar_psi"]
+    assert moved > old_start["features"]["engagement"]["calendar_psi"] + 0.2
+
+
+def test_recent_periods_flags_the_last_ones_in_sorted_order() -> None:
+    labels = np.array(["2024-03", "2024-01", "2024-04", "2024-02"])
+    assert recent_periods(labels, 2).tolist() == [True, False, True, False]
+    assert recent_periods(labels, 9).all()
+    assert not recent_periods(labels, 0).any()
 
 
 def test_counts_in_reference_bins_reproduce_reference_shares() -> None:
