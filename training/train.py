@@ -176,8 +176,8 @@ def constant_columns(matrix: np.ndarray, rows: np.ndarray, names: Sequence[str])
     they carry nothing, and are left out of the leak audit.
 
     Read from the feature matrix a column at a time: a category's code stands for it one for
-    one on the slice its categories were learned on, so this is `constant_features` on those
-    rows without copying them out of the frame.
+    one on the slice its categories were learned on, so this is pandas' `nunique(dropna=False)
+    <= 1` on those rows without copying them out of the frame.
     """
     constant = []
     for j, name in enumerate(names):
