@@ -44,6 +44,7 @@ from training.rules import (
     score_points,
     suggest_points,
 )
+from training.split import sample_rows
 
 #: Each event's weight halves after this many days in fitted rules.
 HALF_LIFE_DAYS = 30.0
@@ -421,10 +422,7 @@ def fit_sample(rows: np.ndarray, seed: int) -> np.ndarray:
     """The training-slice rows the points are fitted on: all up to `FIT_ROWS`, else a seeded
     uniform sample of that many (in order). A points model of a few dozen columns is settled
     long before that; its events' decayed counts and the regression grow with every row."""
-    if rows.size <= FIT_ROWS:
-        return rows
-    chosen = np.random.default_rng(seed).choice(rows.size, size=FIT_ROWS, replace=False)
-    return rows[np.sort(chosen)]
+    return sample_rows(rows, FIT_ROWS, seed)
 
 
 def rows_to_score(n_rows: int, held_out: np.ndarray, fitted: np.ndarray) -> np.ndarray:

@@ -17,6 +17,16 @@ from common.config import SplitConfig
 SLICES = ("train", "validation", "calibration", "test")
 
 
+def sample_rows(rows: np.ndarray, most: int, seed: int) -> np.ndarray:
+    """`rows` when there are at most `most` of them, else a seeded uniform sample of `most`,
+    in their order: what the samples of a large training set (the rule points' fit, the leak
+    audit, its dominance probe, the drift reference) are drawn with."""
+    if rows.size <= most:
+        return rows
+    chosen = np.random.default_rng(seed).choice(rows.size, size=most, replace=False)
+    return rows[np.sort(chosen)]
+
+
 @dataclass(frozen=True)
 class Split:
     """Slice name per row, and how the split was made."""

@@ -47,7 +47,7 @@ from training.model import booster_params, fit_booster
 from training.reasons import ReasonPlan
 from training.scorer import ModelSpec, Scorer, feature_matrix, learn_spec
 from training.scoring import score_matrix
-from training.split import Split, stratified_split, time_split
+from training.split import Split, sample_rows, stratified_split, time_split
 from training.tiers import choose_tiers
 
 ROW_KEYS = ("lead_id", "cutoff", "label")  # and a hazard model's `period` (split off first)
@@ -155,20 +155,15 @@ def reference_sample(rows: int, seed: int) -> np.ndarray:
     floor counts the reference's rows, so a sample's own noise is allowed for. Scoring every
     training row only to profile it would cost a large share of the fit on a big training set.
     """
-    if rows <= REFERENCE_ROWS:
-        return np.ones(rows, dtype=bool)
     mask = np.zeros(rows, dtype=bool)
-    mask[np.random.default_rng(seed).choice(rows, size=REFERENCE_ROWS, replace=False)] = True
+    mask[sample_rows(np.arange(rows), REFERENCE_ROWS, seed)] = True
     return mask
 
 
 def audit_rows(train: np.ndarray, seed: int) -> np.ndarray:
     """The training-slice rows the leak audit measures single-feature AUCs on: every one up
     to `AUDIT_ROWS`, else a seeded uniform sample of that many (in order)."""
-    rows = np.flatnonzero(train)
-    if rows.size <= AUDIT_ROWS:
-        return rows
-    return np.sort(np.random.default_rng(seed).choice(rows, size=AUDIT_ROWS, replace=False))
+    return sample_rows(np.flatnonzero(train), AUDIT_ROWS, seed)
 
 
 def constant_columns(matrix: np.ndarray, rows: np.ndarray, names: Sequence[str]) -> list[str]:
@@ -260,10 +255,8 @@ def probe_dominance(
     if not candidates:
         return table
     train, valid = masks
-    rows = np.flatnonzero(train)
-    if rows.size > PROBE_ROWS:  # a probe, not a model: a sample of the training slice will do
-        rng = np.random.default_rng(training.seed)
-        rows = np.sort(rng.choice(rows, size=PROBE_ROWS, replace=False))
+    # a probe, not a model: a sample of the training slice will do
+    rows = sample_rows(np.flatnonzero(train), PROBE_ROWS, training.seed)
     # one thread: on a busy machine OpenMP threads waiting for cores slow small fits many-fold
     params = booster_params(training.params, training.seed, 1)
     full, without = drop_column_costs(
