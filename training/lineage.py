@@ -31,11 +31,12 @@ DIGEST_LENGTH = 20
 SCHEMA_SAMPLE_ROWS = 1_000
 
 
-def frame_digest(frame: pd.DataFrame) -> str:
+def frame_digest(frame: pd.DataFrame, workers: int | None = None) -> str:
     """A digest of a frame's every value and column name (order included).
 
-    Each column is digested on its own (`column_digest`), on every core: a 1M-row training
-    set is over a gigabyte of numbers, and SHA-256 over their bytes releases the GIL.
+    Each column is digested on its own (`column_digest`), on up to `workers` threads
+    (`features.workers`; None or 0: every core): a 1M-row training set is over a gigabyte of
+    numbers, and SHA-256 over their bytes releases the GIL.
     """
     from features.parallel import ordered_map, worker_count
 
@@ -43,7 +44,7 @@ def frame_digest(frame: pd.DataFrame) -> str:
     digest.update("|".join(map(str, frame.columns)).encode())
     if len(frame):
         columns = [frame.iloc[:, j] for j in range(frame.shape[1])]
-        for part in ordered_map(column_digest, columns, worker_count(None, len(columns))):
+        for part in ordered_map(column_digest, columns, worker_count(workers, len(columns))):
             digest.update(part)
     return digest.hexdigest()
 
@@ -61,15 +62,16 @@ def column_digest(column: pd.Series) -> bytes:
     return _array_digest(hashed, str(column.dtype))
 
 
-def snapshot_digest(snapshot: Snapshot) -> str:
-    """A digest of a snapshot's leads and events as read (after cleaning)."""
+def snapshot_digest(snapshot: Snapshot, workers: int | None = None) -> str:
+    """A digest of a snapshot's leads and events as read (after cleaning), on up to
+    `workers` threads as `frame_digest`."""
     from features.parallel import ordered_map, worker_count
 
     digest = hashlib.blake2b(digest_size=DIGEST_LENGTH // 2)
-    digest.update(frame_digest(snapshot.leads).encode())
+    digest.update(frame_digest(snapshot.leads, workers).encode())
     events = snapshot.events
     arrays = [events.lead, events.at_ms, events.kind]
-    for part in ordered_map(_array_digest, arrays, worker_count(None, len(arrays))):
+    for part in ordered_map(_array_digest, arrays, worker_count(workers, len(arrays))):
         digest.update(part)
     return digest.hexdigest()
 
@@ -168,9 +170,10 @@ def log_inputs(
     training_set_location: str | Path | None,
     snapshot: Snapshot | None,
     snapshot_location: str | Path | None,
+    workers: int | None = None,
 ) -> None:
     """`mlflow.log_input` the snapshot (when there is one) and the training set, each with its
-    source and digest, in the active run."""
+    source and digest (on up to `workers` threads, `features.workers`), in the active run."""
     import mlflow
     from mlflow.data.pandas_dataset import from_pandas
 
@@ -179,7 +182,13 @@ def log_inputs(
         # cannot hold missing values: true, and irrelevant to a record of what was read
         warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer column")
         _log_inputs(
-            mlflow, from_pandas, training_set, training_set_location, snapshot, snapshot_location
+            mlflow,
+            from_pandas,
+            training_set,
+            training_set_location,
+            snapshot,
+            snapshot_location,
+            workers,
         )
 
 
@@ -190,6 +199,7 @@ def _log_inputs(
     training_set_location: str | Path | None,
     snapshot: Snapshot | None,
     snapshot_location: str | Path | None,
+    workers: int | None,
 ) -> None:
     if snapshot is not None and snapshot_location is not None:
         as_of = snapshot.as_of
@@ -200,7 +210,7 @@ def _log_inputs(
                 from_pandas,
                 source=_source(snapshot_location),
                 name=name,
-                digest=snapshot_digest(snapshot),
+                digest=snapshot_digest(snapshot, workers),
             ),
             context="source",
             tags={"events": f"{len(snapshot.events.lead):,}"},
@@ -213,7 +223,7 @@ def _log_inputs(
             from_pandas,
             targets="label",
             name="training set",
-            digest=frame_digest(training_set),
+            digest=frame_digest(training_set, workers),
             **source,
         ),
         context="training",

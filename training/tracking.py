@@ -277,7 +277,13 @@ def log_training(
         mlflow.start_run(run_id=created.info.run_id) as run,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        lineage.log_inputs(training_set, training_set_location, snapshot, snapshot_location)
+        lineage.log_inputs(
+            training_set,
+            training_set_location,
+            snapshot,
+            snapshot_location,
+            workers=config.features.workers,
+        )
         mlflow.log_params(_flat_params(config, result))
         mlflow.log_dict(config.model_dump(mode="json"), "config.json")
         mlflow.set_tags(

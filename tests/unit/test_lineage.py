@@ -63,6 +63,7 @@ def test_equal_frames_share_a_digest_and_any_change_moves_it() -> None:
     frame = _mixed()
     digest = frame_digest(frame)
     assert frame_digest(frame.copy()) == digest
+    assert frame_digest(frame, workers=1) == digest  # serially: the same digest
     assert frame_digest(frame.iloc[::-1].iloc[::-1]) == digest  # a view, not a copy
     changed = {}
     for column, value in [
