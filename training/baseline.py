@@ -11,8 +11,8 @@ L2-regularised logistic regression, `POINTS_PER_DOUBLING` points per doubling of
 `rules_baseline` is what training compares the model with: the configured rules file, or,
 without one, points fitted on the training slice only (the same split the model uses; a seeded
 sample of `FIT_ROWS` on a large one), so the comparison on the test slice stays out of sample.
-Fitted points are computed only where they are read: the rows the split holds out and the
-fitted ones.
+Fitted points are computed only where they are read: the test slice's rows and the fitted
+ones.
 """
 
 from __future__ import annotations
@@ -396,7 +396,7 @@ def rules_baseline(
     if PERIOD in training_set:  # its split differs from the model's: points on every row
         scored = np.arange(len(training_set))
     else:
-        scored = rows_to_score(len(training_set), in_window[~split.mask("train")], rows)
+        scored = rows_to_score(len(training_set), in_window[split.mask("test")], rows)
     inputs = baseline_inputs(
         training_set.iloc[scored].reset_index(drop=True),
         snapshot,
@@ -425,12 +425,12 @@ def fit_sample(rows: np.ndarray, seed: int) -> np.ndarray:
     return sample_rows(rows, FIT_ROWS, seed)
 
 
-def rows_to_score(n_rows: int, held_out: np.ndarray, fitted: np.ndarray) -> np.ndarray:
-    """Rows that get points (sorted): the fitted rows and every row the split holds out of
-    training, where the model is compared with the rules. The other training rows' points
-    are never read; they stay NaN."""
+def rows_to_score(n_rows: int, tested: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """Rows that get points (sorted): the fitted rows and the test slice's, where the model
+    is compared with the rules (the gate, the report). The other rows' points are never
+    read; they stay NaN."""
     wanted = np.zeros(n_rows, dtype=bool)
-    wanted[held_out] = True
+    wanted[tested] = True
     wanted[fitted] = True
     return np.flatnonzero(wanted)
 

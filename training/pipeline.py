@@ -7,7 +7,8 @@ and bench/train.py all need, in this order:
    a training-set file built by `leadscore features`; keep the rows inside the training
    window; join the generator's truth onto them (synthetic snapshots only).
 2. **Baseline.** The rules the model is compared with: the configured rules file, or points
-   fitted on the training slice (`training.baseline.rules_baseline`).
+   fitted on the training slice (`training.baseline.rules_baseline`), computed on a second
+   thread while step 3 builds its feature matrix (`baseline_and_fit`).
 3. **Fit.** `fit`: LightGBM, calibration, tiers, evaluation and the leakage audit
    (`training.train.train_model`). It is the one place a model option plugs in.
 4. **Report.** The HTML report and the rows reading set aside.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -208,19 +210,45 @@ def training_data(
 
 
 def fit(
-    data: TrainingData, baseline: Baseline, progress: ProgressFactory = no_progress
+    data: TrainingData,
+    baseline: Baseline | Future[Baseline],
+    progress: ProgressFactory = no_progress,
 ) -> TrainResult:
-    """Fit, calibrate, tier and evaluate the model beside the baseline's points and the truth."""
+    """Fit, calibrate, tier and evaluate the model beside the baseline's points and the truth.
+
+    A pending baseline (one being computed on another thread) is waited for once the feature
+    matrix is built, just before the fit takes every core.
+    """
     from training.train import train_model
 
+    points = (
+        baseline.points if isinstance(baseline, Baseline) else (lambda: baseline.result().points)
+    )
     with progress("boosting rounds") as update:
         return train_model(
             data.training_set,
             data.settings,
-            points=baseline.points,
+            points=points,
             truth=data.truth,
             progress=update,
         )
+
+
+def baseline_and_fit(
+    data: TrainingData, progress: ProgressFactory = no_progress
+) -> tuple[Baseline, TrainResult]:
+    """The rules baseline and the fitted model.
+
+    Both start with single-threaded work (the baseline's event points and regression; the
+    model's split and feature matrix) that needs nothing from the other, so the baseline runs
+    on a second thread while the matrix is built; the fit waits for it, then has every core.
+    """
+    from training.baseline import rules_baseline
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rules-baseline") as beside:
+        pending = beside.submit(rules_baseline, data.training_set, data.settings, data.snapshot)
+        result = fit(data, pending, progress)
+        return pending.result(), result
 
 
 # --------------------------------------------------------------------------- the run
@@ -254,7 +282,6 @@ def run_training(
     Contract, config and training errors propagate (bad input); a failed registry or storage
     step raises `StepError` naming it.
     """
-    from training.baseline import rules_baseline
     from training.reporting import summary_lines, tier_lines
     from training.retrain import RetrainBusyError, registry_lock
     from training.train import cross_validated_auc
@@ -278,8 +305,8 @@ def run_training(
     if cv_folds is not None:
         outcome.cv_aucs = cross_validated_auc(data.training_set, data.settings, cv_folds)
         return _timed(outcome, clock)
-    outcome.baseline = rules_baseline(data.training_set, data.settings, data.snapshot)
-    outcome.result = result = fit(data, outcome.baseline, progress)
+    outcome.baseline, outcome.result = baseline_and_fit(data, progress)
+    result = outcome.result
     _annotate(result, data, outcome.baseline)
     for text in result.notes:
         note(text)

@@ -66,6 +66,9 @@ AUDIT_ROWS = 200_000
 #: Rows per `Booster.predict` call when scoring a selection of rows (bounds the copy).
 PREDICT_CHUNK_ROWS = 100_000
 Progress = Callable[[int, int], None]
+#: The rules' points per row, or a function that gives them: it is called once the feature
+#: matrix is built, just before the fit, so a caller can compute them on another thread meanwhile.
+RulePoints = np.ndarray | Callable[[], np.ndarray | None] | None
 
 
 class TrainingError(ValueError):
@@ -203,6 +206,12 @@ def raw_scores(
     return raw
 
 
+def _settled(points: RulePoints, kept: np.ndarray, horizon: np.ndarray) -> np.ndarray | None:
+    """The rules' points of the rows trained on (inside the window, horizon rows), once known."""
+    given = points() if callable(points) else points
+    return None if given is None else np.asarray(given)[kept][horizon]
+
+
 def split_rows(training_set: pd.DataFrame, config: Config, notes: list[str]) -> Split:
     """Time split when rows have cutoffs; a flat export falls back to a stratified split."""
     shares = config.training.split
@@ -315,7 +324,7 @@ def train_model(
     training_set: pd.DataFrame,
     config: Config,
     *,
-    points: np.ndarray | None = None,
+    points: RulePoints = None,
     truth: np.ndarray | None = None,
     progress: Progress | None = None,
 ) -> TrainResult:
@@ -348,7 +357,7 @@ def _train_model(
     training_set: pd.DataFrame,
     config: Config,
     *,
-    points: np.ndarray | None = None,
+    points: RulePoints = None,
     truth: np.ndarray | None = None,
     progress: Progress | None = None,
 ) -> TrainResult:
@@ -357,7 +366,8 @@ def _train_model(
     Args:
         training_set: lead_id, cutoff, label and the feature columns.
         config: the run's config (training, split and tier settings).
-        points: the rules' points per row, to compare with on the test slice.
+        points: the rules' points per row, to compare with on the test slice; or a function
+            giving them, called just before the fit (see `RulePoints`).
         truth: on synthetic data, the true probability per row (NaN where unknown).
         progress: called with (boosting round, maximum rounds).
     """
@@ -384,7 +394,6 @@ def _train_model(
             "training.model is hazard but the training set has no period rows: build it with "
             "this config (`leadscore features` or `leadscore train` on the snapshot)"
         )
-    points = None if points is None else np.asarray(points)[kept][horizon]
     truth = None if truth is None else np.asarray(truth)[kept][horizon]
     labels = training_set["label"].to_numpy().astype(np.int64)
     shortfall = data_shortfall(labels, config.training)
@@ -408,17 +417,20 @@ def _train_model(
     )
     hazard = None
     if hazard_model and periods is not None:  # lead x period rows (training.hazard_fit)
+        rule_points = _settled(points, kept, horizon)
         booster, hazard = fit_hazard(periods, training_set, split, spec, params, config, progress)
     else:
+        fit_rows = (matrix[train], labels[train]), (matrix[valid], labels[valid])
+        rule_points = _settled(points, kept, horizon)  # the fit has every core from here on
         booster = fit_booster(
-            (matrix[train], labels[train]),
-            (matrix[valid], labels[valid]),
+            *fit_rows,
             spec,
             params,
             config.training.num_boost_round,
             config.training.early_stopping_rounds,
             progress,
         )
+        del fit_rows
     booster.free_dataset()
     clock["fit"] = time.perf_counter()
     # keep only the trees up to the best round: the saved model is the one that was validated
@@ -447,9 +459,9 @@ def _train_model(
     scored["tier"] = tier
     scores: dict[str, np.ndarray] = {"model": probability[test]}
     probabilistic = ["model"]
-    if points is not None:
-        scored["points"] = points
-        scores["rules"] = np.asarray(points, dtype=np.float64)[test]
+    if rule_points is not None:
+        scored["points"] = rule_points
+        scores["rules"] = np.asarray(rule_points, dtype=np.float64)[test]
     truth_known = truth is not None and not np.isnan(np.asarray(truth)[test]).any()
     if truth is not None:
         scored["p_true"] = truth

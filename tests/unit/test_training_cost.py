@@ -172,27 +172,26 @@ def test_fitted_points_on_a_sample_are_those_of_every_row_where_they_are_read(
     built: tuple[pd.DataFrame, Snapshot, Config], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The rules baseline fits its points on a sample of the training slice past `FIT_ROWS`
-    and scores only the held-out and fitted rows: each of those gets the points that scoring
-    every row gives, the rest stay NaN, and the sample's points rank the test slice as the
-    whole slice's do."""
+    and scores only the test slice's and the fitted rows: each of those gets the points that
+    scoring every row gives, the rest stay NaN, and the sample's points rank the test slice as
+    the whole slice's do."""
     training_set, snapshot, config = built
     split = training.train.split_rows(training_set, config, [])
-    held_out = ~split.mask("train")
+    test = split.mask("test")
     whole = rules_baseline(training_set, config, snapshot)
-    assert whole.points is not None and np.isfinite(whole.points[held_out]).all()
+    assert whole.points is not None and np.isfinite(whole.points[test]).all()
     train_rows = int(split.mask("train").sum())
     monkeypatch.setattr(training.baseline, "FIT_ROWS", train_rows // 3)
     sampled = rules_baseline(training_set, config, snapshot)
     again = rules_baseline(training_set, config, snapshot)
     assert sampled.points is not None and sampled.rules == again.rules
-    assert np.isfinite(sampled.points[held_out]).all()
+    assert np.isfinite(sampled.points[test]).all()
     scored = np.isfinite(sampled.points)
-    assert scored.sum() == held_out.sum() + train_rows // 3
+    assert scored.sum() == test.sum() + train_rows // 3
     every_row = rule_inputs_for(training_set, snapshot, sampled.rules)
     assert every_row is not None
     expected = score_points(every_row, sampled.rules).total
     np.testing.assert_array_equal(sampled.points[scored], expected[scored])
-    test = split.mask("test")
     labels = training_set["label"].to_numpy()[test]
     gap = roc_auc_score(labels, whole.points[test]) - roc_auc_score(labels, sampled.points[test])
     assert abs(gap) < 0.03

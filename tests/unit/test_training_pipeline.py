@@ -10,12 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.config import Config, build_config
+import training.baseline
+import training.train
+from common.config import Config, ConfigError, build_config
 from features.pipeline import build_training_set
 from features.reader import read_snapshot
 from features.synthetic import generate, write_snapshot
 from features.truth import truth_of_rows
-from training.pipeline import TrainOutcome, run_training, training_data
+from training.baseline import FITTED_LABEL, rules_baseline
+from training.pipeline import TrainOutcome, baseline_and_fit, run_training, training_data
 from training.rules import default_rules_path, load_rules, rule_inputs, score_points
 from training.train import train_model
 
@@ -106,3 +109,43 @@ def test_a_training_set_alone_is_refused_before_any_registry(
     assert [r.exit_code for r in outcome.refusals] == [2]
     assert "no rules comparison" in outcome.refusals[0].message
     assert outcome.run_id is None and not (tmp_path / "mlflow.db").exists()
+
+
+def test_points_fitted_beside_the_feature_matrix_are_those_fitted_first(
+    snapshot: Path, tmp_path: Path
+) -> None:
+    """Without a rules file the baseline's points are fitted on a second thread while the
+    model's feature matrix is built: the rules, the points and the model's metrics are those
+    of fitting the points first and handing them to `train_model`."""
+    config = _config(snapshot, tmp_path)
+    config = config.model_copy(
+        update={"training": config.training.model_copy(update={"rules": None})}
+    )
+    data = training_data(config)
+    baseline, result = baseline_and_fit(data)
+    first = rules_baseline(data.training_set, data.settings, data.snapshot)
+    assert baseline.label == FITTED_LABEL and baseline.rules == first.rules
+    assert baseline.points is not None and first.points is not None
+    np.testing.assert_array_equal(baseline.points, first.points)
+    direct = train_model(data.training_set, data.settings, points=first.points, truth=data.truth)
+    assert result.metrics["test"] == direct.metrics["test"]
+    np.testing.assert_array_equal(
+        result.scored["points"].to_numpy(), direct.scored["points"].to_numpy()
+    )
+
+
+def test_a_baseline_that_fails_beside_the_matrix_stops_the_run_before_the_fit(
+    snapshot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The baseline's own error (here a rules file reading a field the export lacks) reaches
+    the caller as it is, and no boosting round is run."""
+    fits: list[object] = []
+
+    def failing(*args: object) -> None:
+        raise ConfigError("the rules read fields the training set lacks: ['budget']")
+
+    monkeypatch.setattr(training.baseline, "rules_baseline", failing)
+    monkeypatch.setattr(training.train, "fit_booster", lambda *a, **k: fits.append(a))
+    with pytest.raises(ConfigError, match="budget"):
+        run_training(_config(snapshot, tmp_path), report_dir=None, register=False)
+    assert fits == []
