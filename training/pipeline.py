@@ -14,9 +14,8 @@ and bench/train.py all need, in this order:
 4. **Report.** The HTML report and the rows reading set aside.
 5. **Guards.** A model a guard refuses (docs/training-guards.md) is neither logged nor
    registered: the outcome lists why.
-6. **Register.** Log one MLflow run (on a second thread while step 4 draws the report),
-   register the model as challenger and gate it against the champion, holding the registry's
-   retrain lock (unless the caller already holds it).
+6. **Register.** Log one MLflow run, register the model as challenger and gate it against the
+   champion, holding the registry's retrain lock (unless the caller already holds it).
 
 The pipeline prints nothing: it tells its caller what happens through `say` (a line of the
 run's story), `note` (a caveat on the model) and `progress` (a bar per long step), and returns
@@ -28,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext, suppress
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -313,11 +312,12 @@ def run_training(
         note(text)
     for line in summary_lines(result) + tier_lines(result):
         say(line)
-    if register and report_dir is not None:
-        outcome.refusals = refusals(result, outcome.baseline)
-    if not register or report_dir is None or outcome.refusals:
-        if report_dir is not None:
-            write_report(outcome, report_dir, say)
+    if report_dir is not None:
+        write_report(outcome, report_dir, say)
+    if not register or report_dir is None:
+        return _timed(outcome, clock)
+    outcome.refusals = refusals(result, outcome.baseline)
+    if outcome.refusals:
         return _timed(outcome, clock)
     lock = registry_lock(data.settings.mlflow) if hold_lock else nullcontext()
     try:
@@ -325,8 +325,6 @@ def run_training(
             register_model(outcome, report_dir, trigger, started_at, say)
     except RetrainBusyError as error:
         outcome.busy = str(error)
-        if outcome.report is None:  # the lock was held: the report is written all the same
-            write_report(outcome, report_dir, say)
     return _timed(outcome, clock)
 
 
@@ -400,14 +398,7 @@ def write_report(outcome: TrainOutcome, report_dir: Path, say: Say) -> None:
 def register_model(
     outcome: TrainOutcome, report_dir: Path, trigger: Trigger, started_at: datetime, say: Say
 ) -> None:
-    """Write the report and log the run, then register the model as challenger, gate it and
-    record the verdict.
-
-    The report's drawing and the run's logging (the model, the drift reference, the data's
-    digests) are each mostly single-threaded and need nothing from each other, so the run is
-    logged on a second thread while the report is drawn; the report is then logged to it. A
-    report that fails marks the run FAILED, and nothing is registered.
-    """
+    """Log the run, register the model as challenger, gate it and record the verdict."""
     import training.rules as rules_module
     from training import tracking
     from training.lineage import run_name, shown_location
@@ -418,13 +409,13 @@ def register_model(
     tags = {"rules_baseline": baseline.label}
     if trigger == "retrain" and source is not None:
         tags = {"trigger": "retrain", "snapshot": shown_location(source), **tags}
-
-    def log() -> tuple[str, str]:
-        return tracking.log_training(
+    run_id, model_uri = step(
+        "logging the run to MLflow",
+        lambda: tracking.log_training(
             result,
             settings,
             data.training_set,
-            report_dir=None,  # logged below, once drawn
+            report_dir=report_dir,
             rules_yaml=rules_module.rules_to_yaml(baseline.rules),
             run_name=run_name(
                 trigger,
@@ -437,21 +428,7 @@ def register_model(
             training_set_location=data.training_set_path,
             read_counts=data.read_counts,
             tags=tags,
-        )
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log") as beside:
-        logging = beside.submit(step, "logging the run to MLflow", log)
-        try:
-            write_report(outcome, report_dir, say)
-        except BaseException:
-            if logging.exception() is None:  # logged: not a finished training without it
-                with suppress(Exception):  # the report's error is the one to show
-                    tracking.mark_failed(settings.mlflow, logging.result()[0])
-            raise
-        run_id, model_uri = logging.result()
-    step(
-        "logging the report to MLflow",
-        lambda: tracking.log_report(settings.mlflow, run_id, report_dir),
+        ),
     )
     outcome.run_id = run_id
     version = str(

@@ -436,12 +436,6 @@ def record_verdict(
     return True
 
 
-def mark_failed(settings: MlflowConfig, run_id: str) -> None:
-    """End a logged run as FAILED: a step after logging it (its report) failed, so it is
-    not a finished training (nothing was registered from it)."""
-    _client(settings).set_terminated(run_id, status="FAILED")
-
-
 def log_report(settings: MlflowConfig, run_id: str, report_dir: Path) -> None:
     """Log (again) the report folder to a run, e.g. once the page names its version."""
     _client(settings).log_artifacts(run_id, str(report_dir), "report")

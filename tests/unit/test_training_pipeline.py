@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import training.baseline
-import training.reporting
 import training.train
 from common.config import Config, ConfigError, build_config
 from features.pipeline import build_training_set
@@ -19,13 +18,7 @@ from features.reader import read_snapshot
 from features.synthetic import generate, write_snapshot
 from features.truth import truth_of_rows
 from training.baseline import FITTED_LABEL, rules_baseline
-from training.pipeline import (
-    StepError,
-    TrainOutcome,
-    baseline_and_fit,
-    run_training,
-    training_data,
-)
+from training.pipeline import TrainOutcome, baseline_and_fit, run_training, training_data
 from training.rules import default_rules_path, load_rules, rule_inputs, score_points
 from training.train import train_model
 
@@ -156,25 +149,3 @@ def test_a_baseline_that_fails_beside_the_matrix_stops_the_run_before_the_fit(
     with pytest.raises(ConfigError, match="budget"):
         run_training(_config(snapshot, tmp_path), report_dir=None, register=False)
     assert fits == []
-
-
-def test_a_report_that_fails_while_the_run_is_logged_leaves_a_failed_run_and_no_version(
-    snapshot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The run is logged on a second thread while the report is drawn: when the drawing
-    fails, the error names that step, the logged run ends FAILED and nothing is registered."""
-    from mlflow import MlflowClient
-
-    def broken(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("no fonts")
-
-    monkeypatch.setattr(training.reporting.TrainingReport, "build", broken)
-    config = _config(snapshot, tmp_path)
-    with pytest.raises(StepError, match="drawing the report failed: RuntimeError: no fonts"):
-        run_training(config, report_dir=tmp_path / "report")
-    client = MlflowClient(config.mlflow.tracking_uri)
-    experiment = client.get_experiment_by_name(config.mlflow.experiment)
-    assert experiment is not None
-    runs = client.search_runs([experiment.experiment_id])
-    assert [run.info.status for run in runs] == ["FAILED"]
-    assert client.search_model_versions() == []
