@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +42,7 @@ from features.reader import Snapshot
 from features.rows import RowCounts
 from training.baseline import Baseline
 from training.guards import Refusal
-from training.train import TrainResult
+from training.train import RulePoints, TrainResult
 
 Progress = Callable[[int, int], None]
 ProgressFactory = Callable[[str], AbstractContextManager[Progress]]
@@ -210,20 +210,15 @@ def training_data(
 
 
 def fit(
-    data: TrainingData,
-    baseline: Baseline | Future[Baseline],
-    progress: ProgressFactory = no_progress,
+    data: TrainingData, points: RulePoints, progress: ProgressFactory = no_progress
 ) -> TrainResult:
-    """Fit, calibrate, tier and evaluate the model beside the baseline's points and the truth.
+    """Fit, calibrate, tier and evaluate the model beside the rules' points and the truth.
 
-    A pending baseline (one being computed on another thread) is waited for once the feature
-    matrix is built, just before the fit takes every core.
+    `points` may be a function (a baseline still being computed on another thread): it is
+    called once the feature matrix is built, just before the fit takes every core.
     """
     from training.train import train_model
 
-    points = (
-        baseline.points if isinstance(baseline, Baseline) else (lambda: baseline.result().points)
-    )
     with progress("boosting rounds") as update:
         return train_model(
             data.training_set,
@@ -247,7 +242,7 @@ def baseline_and_fit(
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rules-baseline") as beside:
         pending = beside.submit(rules_baseline, data.training_set, data.settings, data.snapshot)
-        result = fit(data, pending, progress)
+        result = fit(data, lambda: pending.result().points, progress)
         return pending.result(), result
 
 
