@@ -7,17 +7,17 @@ reader's own functions (`prepare_leads`, `encode_events`, `sort_events`) and sco
 
 How the data reach the groups:
 
-1. Spark reads the leads: a Parquet file natively; CSV files and SQL tables (leads and events)
-   through the project's own reader on the driver (`read_tables`), so their parsing
-   (delimiter, encoding, empty cells) is exactly the pandas engine's.
-2. The driver reads the lead id and account columns (a Parquet file's with pandas, as the
-   reader reads them) and cleans them by the reader's own `clean_text`: the lead count, the
-   duplicate ids across the whole table (as the reader finds them) and the `LeadMap` (a
-   lead's number is its position there; its bucket, a stable hash of its account, or of the
-   lead without one, modulo the buckets, a multiple of the cores), which it broadcasts. Each
-   lead row gets its bucket's shuffle key without going through Python: a Parquet file Spark
-   reads by a broadcast join on the raw lead id with a table the driver makes; leads the
-   driver read as a column before they go to Spark.
+1. The driver reads the lead id and account columns (a Parquet file's with pandas, as the
+   reader reads them; CSV files, SQL tables and declared joins through the project's own
+   reader, `read_tables`, so that their parsing is exactly the pandas engine's) and cleans
+   them by the reader's own `clean_text`: the lead count, the duplicate ids across the whole
+   table (as the reader finds them) and the `LeadMap` (a lead's number is its position there;
+   its bucket, a stable hash of its account, or of the lead without one, modulo the buckets,
+   a multiple of the cores), which it broadcasts with each lead row's shuffle key.
+2. The leads are cut into buckets where they are read (`lead_cells`): a Parquet file by Python
+   tasks, one row group each, read with pyarrow as the reader reads it, each bucket's rows of
+   a batch in one Arrow IPC cell (their types travel with them); leads the driver read, on the
+   driver, pickled. No lead row reaches the JVM as a row.
 3. The events are encoded where they are read, by the reader's own checks and `encode_events`:
    a Parquet file by Python tasks, one row group each, read with pyarrow as the reader reads
    it; CSV and SQL events on the driver. Each event becomes three numbers (lead number, time
@@ -27,9 +27,9 @@ How the data reach the groups:
    reaches the JVM, no join, and the JVM shuffles a few large cells, not a row per event.
    (Spark reading the events, joining them on the lead id and moving a row per event took
    more than half of the job.)
-4. Leads and events go into one frame (each table's columns null in the other's rows), shuffled
-   once by bucket (`shuffle_keys`, found on the driver: bucket b to partition b), not sorted: a
-   `mapInPandas` over each bucket splits it back into raw leads and encoded events
+4. Lead cells, event cells and reports are rows of one frame (`_shuffle_schema`), shuffled
+   once by bucket (`shuffle_keys`, found on the driver: bucket b to partition b), not sorted:
+   a `mapInPandas` over each bucket splits it back into raw leads and encoded events
    (`split_partition`) and hands them to `score_bucket`, which builds the snapshot of those
    whole accounts (`bucket_snapshot`: the reader's `prepare_leads` and `sort_events`) and
    scores its open MQLs. Buckets hold tens of thousands of leads: few Python calls.
@@ -53,6 +53,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import sys
 import tempfile
 import threading
@@ -79,6 +80,7 @@ from features.reader import (
     check_as_of_after_data,
     check_event_log,
     check_lead_timeline,
+    check_parquet_types,
     clean_text,
     drop_excluded,
     encode_events,
@@ -95,6 +97,7 @@ from features.reader import (
     swallowed_line_problems,
     with_declared_as_of,
 )
+from features.reader.eventlog import small_int_order
 from features.rows import covered_weeks
 from serving.batch import (
     COLUMNS,
@@ -118,9 +121,9 @@ DEFAULT_MASTER = "local[2]"
 #: Leads per bucket (one pandas call each); each bucket's leads and events sit in memory.
 LEADS_PER_BUCKET = 50_000
 
-_BUCKET, _RAW_ID, _REPORT, _KIND, _MAP_REPORT = (
+_BUCKET, _LEAD_CELL, _REPORT, _KIND, _MAP_REPORT = (
     "_ls_bucket",
-    "_ls_raw_lead_id",
+    "_ls_lead_cell",
     "_ls_report",
     "_ls_kind",
     "_ls_map_report",
@@ -129,7 +132,11 @@ _BUCKET, _RAW_ID, _REPORT, _KIND, _MAP_REPORT = (
 #: each): lead numbers, times (ms), type codes.
 _EVENT_FIELDS = ("_ls_event_lead", "_ls_event_at", "_ls_event_type")
 _EVENT_DTYPES: tuple[np.dtype[Any], ...] = (np.dtype("int32"), np.dtype("int64"), np.dtype("int8"))
-_LEADS, _EVENTS, _READ = 0, 1, 2  # `_KIND` of a lead row, a packet of events, a read report
+#: `_KIND` of a shuffle row: leads read by a task (an Arrow IPC stream), a packet of events,
+#: a read report, leads the driver read (a pickled frame: its values as the reader read them)
+_LEADS, _EVENTS, _READ, _LEAD_FRAME = 0, 1, 2, 3
+#: Lead rows per batch a task reads from a Parquet leads file (one cell per bucket each).
+LEAD_BATCH_ROWS = 100_000
 _PANDAS_WARNING = "PySpark does not yet fully support pandas"
 _LOG4J = """status = error
 rootLogger.level = error
@@ -153,8 +160,10 @@ def _quiet_log4j() -> Path:
 
 
 #: Local mode's JVM compiles with C1 only: a job of minutes spends more CPU on C2's
-#: compilation than C2's faster code saves it (see bench/README.md, features_spark.py).
-LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
+#: compilation than C2's faster code saves it; and it collects garbage with the throughput
+#: (parallel) collector, which costs less CPU than G1's concurrent work on a machine whose
+#: cores the Python workers need (see bench/README.md, features_spark.py).
+LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC"
 
 
 def _driver_java_options(local: bool) -> str:
@@ -209,10 +218,14 @@ def spark_session(
     )
     if local:
         # the driver collects every score to write them (1M rows with reasons: about 0.7 GB)
+        # the shuffle stays on this machine's disk (its page cache): compressing it would
+        # spend CPU that the Python workers need
         builder = (
             builder.config("spark.driver.memory", memory)
             .config("spark.driver.maxResultSize", "0")
             .config("spark.driver.host", "127.0.0.1")
+            .config("spark.shuffle.compress", "false")
+            .config("spark.shuffle.spill.compress", "false")
         )
     previous = os.environ.get("PYTHONWARNINGS")
     os.environ["PYTHONWARNINGS"] = quiet  # the local workers inherit the JVM's environment
@@ -407,7 +420,7 @@ def pack_events(parts: Sequence[EncodedEvents], leads: LeadMap) -> pd.DataFrame:
     at_ms = np.concatenate([p.at_ms for p in parts]) if parts else np.empty(0, np.int64)
     kind = np.concatenate([p.kind for p in parts]) if parts else np.empty(0, np.int8)
     bucket = leads.bucket[lead]
-    order = np.argsort(bucket, kind="stable")
+    order = small_int_order(bucket)
     present, starts = np.unique(bucket[order], return_index=True)
     bounds = [*starts.tolist(), len(order)]
     cells: list[list[bytes]] = [[], [], []]
@@ -415,14 +428,78 @@ def pack_events(parts: Sequence[EncodedEvents], leads: LeadMap) -> pd.DataFrame:
         rows = order[bounds[i] : bounds[i + 1]]
         for cell, values, dtype in zip(cells, (lead, at_ms, kind), _EVENT_DTYPES, strict=True):
             cell.append(values[rows].astype(dtype, copy=False).tobytes())
+    keys = [leads.shuffle_keys[b] for b in present.tolist()]
+    return _shuffle_rows(keys, _EVENTS, dict(zip(_EVENT_FIELDS, cells, strict=True)))
+
+
+def _shuffle_rows(
+    keys: Sequence[int], kind: int, cells: Mapping[str, Sequence[Any]]
+) -> pd.DataFrame:
+    """Rows of the shuffle (`_shuffle_schema`) to the buckets of shuffle keys `keys`, all of
+    one `_KIND`, with the given cells; the other columns null."""
+    n = len(keys)
     return pd.DataFrame(
-        {
-            _BUCKET: np.array([leads.shuffle_keys[b] for b in present.tolist()], np.int32),
-            _KIND: np.full(len(present), _EVENTS, np.int8),
+        {_BUCKET: np.asarray(keys, np.int32), _KIND: np.full(n, kind, np.int8)}
+        | {
+            name: pd.Series(list(cells.get(name, [None] * n)), dtype=object)
+            for name in (*_EVENT_FIELDS, _MAP_REPORT, _LEAD_CELL)
         }
-        | {f: pd.Series(c, dtype=object) for f, c in zip(_EVENT_FIELDS, cells, strict=True)}
-        | {_MAP_REPORT: pd.Series([None] * len(present), dtype=object)}
     )
+
+
+def table_cell(table: Any) -> bytes:
+    """An Arrow table as one IPC stream: its types (and pandas metadata) travel with it."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def table_of_cell(cell: bytes) -> Any:
+    """The Arrow table `table_cell` wrote."""
+    import pyarrow as pa
+
+    with pa.ipc.open_stream(pa.py_buffer(cell)) as reader:
+        return reader.read_all()
+
+
+def lead_cells(part: Any, shuffle: np.ndarray) -> pd.DataFrame:
+    """Lead rows as rows of the shuffle, one per bucket they go to (`shuffle`: each row's
+    shuffle key), each holding that bucket's rows in their order: an Arrow table's as an IPC
+    stream (`_LEADS`), a frame's the driver read pickled (`_LEAD_FRAME`: whatever Python
+    values its columns hold, as the reader read them)."""
+    import pyarrow as pa
+
+    order = small_int_order(shuffle)
+    present, starts = np.unique(shuffle[order], return_index=True)
+    bounds = [*starts.tolist(), len(order)]
+    cells = []
+    for i in range(len(present)):
+        rows = order[bounds[i] : bounds[i + 1]]
+        if isinstance(part, pd.DataFrame):
+            cells.append(pickle.dumps(part.take(rows), protocol=pickle.HIGHEST_PROTOCOL))
+        else:
+            cells.append(table_cell(part.take(pa.array(rows))))
+    kind = _LEAD_FRAME if isinstance(part, pd.DataFrame) else _LEADS
+    return _shuffle_rows(present.tolist(), kind, {_LEAD_CELL: cells})
+
+
+def leads_of_cells(cells: Sequence[bytes], kinds: np.ndarray, header: pd.DataFrame) -> pd.DataFrame:
+    """A bucket's raw leads from its lead cells (`lead_cells`): a Parquet file's rows as
+    `pd.read_parquet` gives them (one Arrow table, then pandas), the driver's frames as they
+    were; `header` (no rows) when the bucket got none."""
+    import pyarrow as pa
+
+    frames = [pickle.loads(c) for c, k in zip(cells, kinds, strict=True) if k == _LEAD_FRAME]
+    arrow = [table_of_cell(c) for c, k in zip(cells, kinds, strict=True) if k == _LEADS]
+    if arrow:
+        frames.append(pa.concat_tables(arrow).to_pandas())
+    if not frames:
+        return header
+    whole = pd.concat(frames) if len(frames) > 1 else frames[0]
+    return whole.reset_index(drop=True)
 
 
 def merge_read_reports(reports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -437,12 +514,8 @@ def merge_read_reports(reports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def read_report_row(report: Mapping[str, Any], group: int) -> pd.DataFrame:
-    """A task's read report as one row of the events frame (`_KIND` 2, no events)."""
-    return pd.DataFrame(
-        {_BUCKET: np.array([group], np.int32), _KIND: np.array([_READ], np.int8)}
-        | {f: pd.Series([None], dtype=object) for f in _EVENT_FIELDS}
-        | {_MAP_REPORT: pd.Series([json.dumps(report)], dtype=object)}
-    )
+    """A task's read report as one row of the shuffle (`_KIND` 2, no events)."""
+    return _shuffle_rows([group], _READ, {_MAP_REPORT: [json.dumps(report)]})
 
 
 def bucket_snapshot(
@@ -582,13 +655,11 @@ class EventSource:
 
 @dataclass(frozen=True)
 class LeadSource:
-    """Where the raw leads are: a Parquet file Spark reads (`spark`), or the leads the driver
-    read with the project's reader (`frame`: CSV, SQL, declared joins, a Parquet file whose
-    lead ids Spark cannot match to the driver's, see `_matchable`). `header` has the columns
-    the reader reads, no rows."""
+    """Where the raw leads are: a Parquet file the tasks read (`parquet`, as the reader reads
+    it), or the leads the driver read with the project's reader (`frame`: CSV, SQL, declared
+    joins). `header` has the columns the reader reads, no rows."""
 
     header: pd.DataFrame
-    spark: DataFrame | None = None
     parquet: Path | None = None
     frame: pd.DataFrame | None = None
 
@@ -598,9 +669,9 @@ def spark_tables(
 ) -> tuple[LeadSource, EventSource, tuple[str, str]]:
     """Where the raw leads and events are, and their names for messages.
 
-    Parquet leads are read by Spark itself, Parquet events by the tasks (`parquet_events`);
-    CSV files and SQL tables are read on the driver by the project's reader, so that they
-    parse exactly as in the pandas engine.
+    Parquet files are read by the tasks with pyarrow, as the reader reads them
+    (`parquet_leads`, `parquet_events`); CSV files and SQL tables are read on the driver by the
+    project's reader, so that they parse exactly as in the pandas engine.
     """
     source = config.source
     if source.flat or source.events is None:
@@ -613,13 +684,11 @@ def spark_tables(
         events_path = find_table_file(folder, source.events)
         # declared joins are applied by the reader on the driver (below)
         if _is_parquet(leads_path) and _is_parquet(events_path) and not source.joins:
-            leads = _read_parquet(spark, leads_path)
-            if _matchable(leads, config):
-                events = _parquet_source(events_path, event_source_columns(config))
-                check_parquet_sizes(leads_path, leads.columns, config)
-                header = _parquet_header(leads_path)
-                source_leads = LeadSource(header, spark=leads, parquet=leads_path)
-                return source_leads, events, (str(leads_path), str(events_path))
+            header = _parquet_header(leads_path)
+            events = _parquet_source(events_path, event_source_columns(config))
+            check_parquet_sizes(leads_path, list(header.columns), config)
+            source_leads = LeadSource(header, parquet=leads_path)
+            return source_leads, events, (str(leads_path), str(events_path))
     raw_leads, chunks, names = read_tables(config)
     raise_problems(raw_lead_problems(raw_leads, config, names[0]))
     assert chunks is not None
@@ -628,24 +697,17 @@ def spark_tables(
     return LeadSource(raw_leads.iloc[:0], frame=raw_leads), EventSource(header, chunks=parts), names
 
 
-def _matchable(leads: DataFrame, config: Config) -> bool:
-    """Whether Spark's values of the lead id column equal the driver's (text or whole
-    numbers), so that a join on them gives each lead row its bucket (`_joined_buckets`); a
-    missing column counts (the column check raises)."""
-    from pyspark.sql import types as T  # noqa: N812
-
-    column = _source_column(leads.columns, config.mapping.leads, "lead_id")
-    if column is None:
-        return True
-    kind = leads.schema[column].dataType
-    return isinstance(kind, (T.StringType, T.ByteType, T.ShortType, T.IntegerType, T.LongType))
-
-
 def _parquet_header(path: Path) -> pd.DataFrame:
-    """The columns of a Parquet file as the reader reads it (`pd.read_parquet`), no rows."""
+    """The columns of a Parquet file as the reader reads it (`pd.read_parquet`), no rows;
+    nested columns refused as the reader refuses them."""
     import pyarrow.parquet as pq
 
-    return pq.read_schema(path).empty_table().to_pandas()
+    try:
+        schema = pq.read_schema(path)
+    except Exception as error:  # pyarrow raises several unrelated types
+        raise ContractError(f"{path}: not a readable Parquet file: {error}") from None
+    check_parquet_types(schema, path)
+    return schema.empty_table().to_pandas()
 
 
 def raw_lead_problems(raw_leads: pd.DataFrame, config: Config, table: str) -> list[Problem]:
@@ -702,48 +764,21 @@ def row_group_chunks(path: Path, group: int, wanted: Sequence[str]) -> Iterator[
         yield batch.to_pandas()
 
 
-def _read_parquet(spark: SparkSession, path: Path) -> DataFrame:
-    """A Parquet file as Spark reads it, nanosecond timestamps included (pandas writes those;
-    Spark reads them as integers, turned here into its microsecond timestamps, truncated as
-    the reader truncates them to milliseconds)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from pyspark.sql import functions as F  # noqa: N812
-
-    try:
-        schema = pq.read_schema(path)
-    except Exception as error:  # pyarrow raises several unrelated types
-        raise ContractError(f"{path}: not a readable Parquet file: {error}") from None
-    nanos = [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
-    if nanos:
-        spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
-    frame = spark.read.parquet(str(path))
-    for name in nanos:
-        quoted = "`" + name.replace("`", "``") + "`"
-        frame = frame.withColumn(name, F.expr(f"timestamp_micros({quoted} div 1000)"))
-    return frame
-
-
-def _from_pandas(spark: SparkSession, frame: pd.DataFrame) -> DataFrame:
-    # categorical columns (dictionary-read Parquet) go over as their values
-    plain = frame.apply(
-        lambda c: c.astype("str").mask(c.isna()) if isinstance(c.dtype, pd.CategoricalDtype) else c
-    )
-    return spark.createDataFrame(plain)
-
-
-def _column(name: str) -> Any:
-    from pyspark.sql import functions as F  # noqa: N812
-
-    return F.col(f"`{name.replace('`', '``')}`")
-
-
 def _check_columns(
     leads: LeadSource, events: EventSource, config: Config, names: tuple[str, str]
 ) -> None:
     """The contract's column checks, on the driver, before any work: the reader run on the
     tables' headers (zero rows) raises exactly what the pandas engine raises for them."""
     snapshot_from_frames(leads.header, events.header, config, names)
+
+
+def lead_columns_read(leads: LeadSource, columns: Sequence[str]) -> pd.DataFrame:
+    """Some of the leads' columns, whole, on the driver, as the reader reads them (a Parquet
+    file's with pandas)."""
+    if leads.frame is not None:
+        return leads.frame.loc[:, list(columns)]
+    assert leads.parquet is not None
+    return pd.read_parquet(leads.parquet, columns=list(columns))
 
 
 def lead_keys(leads: LeadSource, config: Config) -> tuple[pd.Series, pd.Series]:
@@ -755,12 +790,7 @@ def lead_keys(leads: LeadSource, config: Config) -> tuple[pd.Series, pd.Series]:
     lead_column = _source_column(columns, mapping.leads, "lead_id")
     account_column = _source_column(columns, mapping.leads, "account_id")
     assert lead_column is not None  # _check_columns raised otherwise
-    wanted = [c for c in (lead_column, account_column) if c is not None]
-    if leads.frame is not None:
-        raw = leads.frame.loc[:, wanted]
-    else:
-        assert leads.parquet is not None
-        raw = pd.read_parquet(leads.parquet, columns=wanted)
+    raw = lead_columns_read(leads, [c for c in (lead_column, account_column) if c is not None])
     key = clean_text(raw[lead_column], mapping, "lead_id").reset_index(drop=True)
     account = (
         clean_text(raw[account_column], mapping, "account_id").reset_index(drop=True)
@@ -802,17 +832,55 @@ def check_duplicates(keys: pd.Series, table: str) -> None:
         )
 
 
-def _lead_field(i: int) -> str:
-    return f"_ls_l{i}"
-
-
-def _event_schema() -> Any:
-    """The encoded events (see `encode_chunk`) and the tasks' read reports."""
+def _shuffle_schema() -> Any:
+    """The rows of the shuffle: lead cells, encoded events (see `encode_chunk`) and the
+    tasks' read reports, each with its bucket's shuffle key."""
     from pyspark.sql import types as T  # noqa: N812
 
     fields = [T.StructField(_BUCKET, T.IntegerType()), T.StructField(_KIND, T.ByteType())]
     fields += [T.StructField(f, T.BinaryType()) for f in _EVENT_FIELDS]
-    return T.StructType([*fields, T.StructField(_MAP_REPORT, T.StringType())])
+    fields += [T.StructField(_MAP_REPORT, T.StringType())]
+    return T.StructType([*fields, T.StructField(_LEAD_CELL, T.BinaryType())])
+
+
+def parquet_leads(spark: SparkSession, source: LeadSource, shared: Any) -> DataFrame:
+    """A Parquet leads file cut into buckets by the tasks, one row group each, read with
+    pyarrow as the reader reads it (`shared`: the broadcast shuffle key of each row, in the
+    file's order). The JVM moves a few cells per bucket, not a row per lead."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = source.parquet
+    assert path is not None
+    meta = pq.ParquetFile(path).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    columns = list(source.header.columns)
+
+    def cut(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        shuffle: np.ndarray = shared.value
+        for batch in batches:
+            for group in batch["id"].tolist():
+                offset = offsets[group]
+                file = pq.ParquetFile(path)
+                for record in file.iter_batches(
+                    batch_size=LEAD_BATCH_ROWS, row_groups=[group], columns=columns
+                ):
+                    table = pa.Table.from_batches([record])
+                    yield lead_cells(table, shuffle[offset : offset + table.num_rows])
+                    offset += table.num_rows
+
+    tasks = spark.range(0, len(sizes), 1, numPartitions=max(len(sizes), 1))
+    return tasks.mapInPandas(cut, _shuffle_schema())
+
+
+def driver_leads(spark: SparkSession, frame: pd.DataFrame, shuffle: np.ndarray) -> DataFrame:
+    """Leads the driver read (CSV, SQL, declared joins) cut into buckets on the driver."""
+    parts = [
+        lead_cells(frame.iloc[i : i + LEAD_BATCH_ROWS], shuffle[i : i + LEAD_BATCH_ROWS])
+        for i in range(0, len(frame), LEAD_BATCH_ROWS)
+    ]
+    return spark.createDataFrame(pd.concat(parts, ignore_index=True), _shuffle_schema())
 
 
 def parquet_events(
@@ -839,7 +907,7 @@ def parquet_events(
                 yield read_report_row(merge_read_reports(reports), leads.report_group())
 
     tasks = spark.range(0, len(sizes), 1, numPartitions=max(len(sizes), 1))
-    return tasks.mapInPandas(encode, _event_schema())
+    return tasks.mapInPandas(encode, _shuffle_schema())
 
 
 def driver_events(
@@ -853,59 +921,7 @@ def driver_events(
         parts.append(pack_events([encoded], leads))
         reports.append(report)
     parts.append(read_report_row(merge_read_reports(reports), leads.report_group()))
-    return spark.createDataFrame(pd.concat(parts, ignore_index=True), _event_schema())
-
-
-def _one_table(leads: DataFrame, events: DataFrame, lead_columns: tuple[str, ...]) -> DataFrame:
-    """Leads and packed events in one frame (`_KIND` 0, 1 and 2 for read reports; each
-    table's columns null in the other's rows), with the shuffle key `_BUCKET`: one shuffle
-    moves both, none sorts them."""
-    from pyspark.sql import functions as F  # noqa: N812
-
-    left = leads.select(
-        F.col(_BUCKET),
-        F.lit(_LEADS).cast("tinyint").alias(_KIND),
-        *[F.lit(None).cast("binary").alias(f) for f in _EVENT_FIELDS],
-        F.lit(None).cast("string").alias(_MAP_REPORT),
-        *[_column(c).alias(_lead_field(i)) for i, c in enumerate(lead_columns)],
-    )
-    return left.unionByName(events, allowMissingColumns=True)
-
-
-def exact_types(frame: DataFrame) -> dict[str, str]:
-    """The numpy type Spark gives each whole-number or true/false column in pandas (when the
-    column has no missing value: with one, Spark gives float or object, as `_side` does)."""
-    from pyspark.sql import types as T  # noqa: N812
-
-    kinds = {
-        T.ByteType: "int8",
-        T.ShortType: "int16",
-        T.IntegerType: "int32",
-        T.LongType: "int64",
-        T.BooleanType: "bool",
-    }
-    found = {}
-    for f in frame.schema.fields:
-        for kind, dtype in kinds.items():
-            if isinstance(f.dataType, kind):
-                found[f.name] = dtype
-    return found
-
-
-def _side(
-    frame: pd.DataFrame, rows: Any, names: tuple[str, ...], field: Callable[[int], str],
-    exact: Mapping[str, str],
-) -> pd.DataFrame:  # fmt: skip
-    """One table's rows of a partition, as Spark hands that table alone to pandas: the other
-    table's rows (null in its columns) made a whole-number column float, a true/false one
-    object; each gets its own type back when its own rows have no missing value."""
-    part = frame.loc[rows, [field(i) for i in range(len(names))]]
-    part = part.set_axis(list(names), axis=1).reset_index(drop=True)
-    for name in names:
-        dtype = exact.get(name)
-        if dtype is not None and part[name].dtype != dtype and part[name].notna().all():
-            part[name] = part[name].astype(dtype)
-    return part
+    return spark.createDataFrame(pd.concat(parts, ignore_index=True), _shuffle_schema())
 
 
 def _unpack(cells: pd.Series, dtype: np.dtype[Any]) -> np.ndarray:
@@ -914,15 +930,15 @@ def _unpack(cells: pd.Series, dtype: np.dtype[Any]) -> np.ndarray:
 
 
 def split_partition(
-    batches: list[pd.DataFrame],
-    lead_columns: tuple[str, ...],
-    exact: Mapping[str, str] | None = None,
+    batches: list[pd.DataFrame], header: pd.DataFrame
 ) -> tuple[pd.DataFrame, EncodedEvents, list[dict[str, Any]]]:
-    """A partition's Arrow batches (see `_one_table`) as its raw leads, its encoded events and
-    the read reports that reached it."""
+    """A partition's Arrow batches (rows of `_shuffle_schema`) as its raw leads (`header`'s
+    columns), its encoded events and the read reports that reached it."""
     frame = pd.concat(batches, ignore_index=True) if len(batches) > 1 else batches[0]
     kind = frame[_KIND].to_numpy()
-    leads = _side(frame, kind == _LEADS, lead_columns, _lead_field, exact or {})
+    lead_rows = (kind == _LEADS) | (kind == _LEAD_FRAME)
+    cells = frame.loc[lead_rows, _LEAD_CELL].tolist()
+    leads = leads_of_cells(cells, kind[lead_rows], header)
     rows = kind == _EVENTS
     lead, at_ms, code = (
         _unpack(frame.loc[rows, f], dtype)
@@ -1102,24 +1118,27 @@ class SnapshotBuckets:
     back into them, and `bucket_snapshot` makes them a snapshot)."""
 
     frame: DataFrame
-    raw_leads: DataFrame  # the leads as read (export names), for driver-side questions
+    source: LeadSource  # where the leads are, for driver-side questions (`lead_columns_read`)
     lead_map: Any  # the broadcast `LeadMap`: `.value.keys` numbers the events' leads
-    lead_columns: tuple[str, ...]
-    exact: dict[str, str]  # see `exact_types`
+    header: pd.DataFrame  # the leads' columns as the reader reads them, no rows
     names: tuple[str, str]
     leads: int
     buckets: int
+
+    @property
+    def lead_columns(self) -> tuple[str, ...]:
+        return tuple(self.header.columns)
 
 
 @contextmanager
 def snapshot_buckets(
     spark: SparkSession, config: Config, buckets: int | None = None
 ) -> Iterator[SnapshotBuckets]:
-    """The snapshot `config` names, read, checked and keyed as the batch job reads it, with its
-    events encoded where they are read, shuffled once into buckets of whole accounts.
+    """The snapshot `config` names, read, checked and keyed as the batch job reads it, cut
+    into buckets of whole accounts where it is read (leads and events alike), shuffled once.
 
     `buckets` defaults to one per `LEADS_PER_BUCKET` leads (at least two per core). Shared by
-    batch scoring and training sets on Spark; the lead map is released on leaving.
+    batch scoring and training sets on Spark; the broadcasts are released on leaving.
     """
     from pyspark.sql import functions as F  # noqa: N812
 
@@ -1136,30 +1155,28 @@ def snapshot_buckets(
     keys = shuffle_keys(n_buckets)
     bucket = group_buckets(key, account, n_buckets)
     leads_map = lead_map(key, bucket, keys)
-    bucketed = _bucketed(spark, leads, config, key, bucket, keys)
-    raw_leads = leads.spark if leads.spark is not None else bucketed.drop(_BUCKET)
+    # each lead row's shuffle key, in the table's order (rows without an id included)
+    shuffle = np.asarray(keys, dtype=np.int32)[bucket]
     shared = spark.sparkContext.broadcast(leads_map)
+    rows = spark.sparkContext.broadcast(shuffle) if leads.frame is None else None
     try:
+        if rows is not None:
+            cut = parquet_leads(spark, leads, rows)
+        else:
+            assert leads.frame is not None
+            cut = driver_leads(spark, leads.frame, shuffle)
         if events.parquet is not None:
             encoded = parquet_events(spark, events, config, names[1], shared)
         else:
             encoded = driver_events(spark, events, config, names[1], leads_map)
-        lead_columns = tuple(raw_leads.columns)
-        both = _one_table(bucketed, encoded, lead_columns)
         # one shuffle, no sort: each partition is a bucket of whole accounts
+        both = cut.union(encoded)
         partitioned = both.repartition(n_buckets, F.col(_BUCKET)).drop(_BUCKET)
-        yield SnapshotBuckets(
-            partitioned,
-            raw_leads,
-            shared,
-            lead_columns,
-            exact_types(bucketed),
-            names,
-            n_leads,
-            n_buckets,
-        )
+        yield SnapshotBuckets(partitioned, leads, shared, leads.header, names, n_leads, n_buckets)
     finally:
         shared.unpersist()
+        if rows is not None:
+            rows.unpersist()
 
 
 def spark_hash_int(value: int) -> int:
@@ -1190,71 +1207,6 @@ def shuffle_keys(n_buckets: int) -> tuple[int, ...]:
         if len(found) == n_buckets:
             break
     return tuple(found.get(b, b) for b in range(n_buckets))
-
-
-def _bucketed(
-    spark: SparkSession,
-    leads: LeadSource,
-    config: Config,
-    key: pd.Series,
-    bucket: np.ndarray,
-    keys: tuple[int, ...],
-) -> DataFrame:
-    """The raw leads as a Spark frame with their bucket's shuffle key (`_BUCKET`), found on
-    the driver (`group_buckets`): leads the driver read get it as a column; a Parquet file
-    Spark reads gets it by a broadcast join on the raw lead id (`_joined_buckets`). No lead
-    row goes through Python."""
-    shuffle = np.asarray(keys, dtype=np.int32)[bucket]
-    if leads.frame is not None:
-        return _from_pandas(spark, leads.frame.assign(**{_BUCKET: shuffle}))
-    assert leads.spark is not None and leads.parquet is not None
-    column = _source_column(leads.spark.columns, config.mapping.leads, "lead_id")
-    assert column is not None  # _check_columns raised otherwise
-    return _joined_buckets(spark, leads.spark, leads.parquet, column, key, shuffle, keys[0])
-
-
-def _joined_buckets(
-    spark: SparkSession,
-    leads: DataFrame,
-    path: Path,
-    column: str,
-    key: pd.Series,
-    shuffle: np.ndarray,
-    default: int,
-) -> DataFrame:
-    """Spark's read of a Parquet leads file with each row's shuffle key, joined (broadcast)
-    on the raw lead id from a driver-made table of each lead's raw id and shuffle key. Raw ids
-    are unique there (two that clean to one id raised as duplicates); rows without an id go
-    to `default`'s bucket (their bucket raises the reader's error)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from pyspark.sql import functions as F  # noqa: N812
-    from pyspark.sql import types as T  # noqa: N812
-
-    raw = pq.read_table(path, columns=[column]).column(0)
-    if pa.types.is_dictionary(raw.type):
-        raw = raw.cast(raw.type.value_type)
-    arrow_of = {
-        T.StringType: pa.string(),
-        T.ByteType: pa.int8(),
-        T.ShortType: pa.int16(),
-        T.IntegerType: pa.int32(),
-        T.LongType: pa.int64(),
-    }
-    kind = arrow_of[type(leads.schema[column].dataType)]
-    known = key.notna().to_numpy()
-    lookup = pa.table(
-        {
-            _RAW_ID: raw.filter(pa.array(known)).cast(kind),
-            _BUCKET: pa.array(shuffle[known], pa.int32()),
-        }
-    )
-    joined = leads.join(
-        F.broadcast(spark.createDataFrame(lookup)), _column(column) == F.col(_RAW_ID), "left"
-    )
-    return joined.drop(_RAW_ID).withColumn(
-        _BUCKET, F.coalesce(F.col(_BUCKET), F.lit(default).cast("int"))
-    )
 
 
 def lead_map(key: pd.Series, bucket: np.ndarray, keys: tuple[int, ...]) -> LeadMap:
@@ -1292,13 +1244,13 @@ def _score_buckets(
     progress: Progress | None,
 ) -> pd.DataFrame:
     """Each bucket of whole accounts scored by `score_bucket`; collected."""
-    shared_leads, exact, lead_columns = buckets.lead_map, buckets.exact, buckets.lead_columns
+    shared_leads, header = buckets.lead_map, buckets.header
     shared_texts = spark.sparkContext.broadcast(texts)
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         found = list(batches)
         if found:
-            left, right, reports = split_partition(found, lead_columns, exact)
+            left, right, reports = split_partition(found, header)
             keys = shared_leads.value.keys
             yield score_bucket(job, shared_texts.value, keys, left, right, reports)
 

@@ -48,12 +48,15 @@ from serving.spark_engine import (
     check_declared_as_of,
     checked_bucket_snapshot,
     declared_as_of_origin,
+    lead_columns_read,
     merge_read_reports,
     read_config_of,
     session_running,
     snapshot_buckets,
     spark_session,
     split_partition,
+    table_cell,
+    table_of_cell,
     watch_tasks,
     worker_errors,
 )
@@ -95,19 +98,7 @@ def frame_cell(frame: pd.DataFrame) -> bytes:
     """A frame as one Arrow IPC stream: its column types travel with it (pandas metadata)."""
     import pyarrow as pa
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return bytes(sink.getvalue().to_pybytes())
-
-
-def frame_of_cell(cell: bytes) -> pd.DataFrame:
-    """The frame `frame_cell` wrote."""
-    import pyarrow as pa
-
-    with pa.ipc.open_stream(pa.py_buffer(cell)) as reader:
-        return reader.read_all().to_pandas()
+    return table_cell(pa.Table.from_pandas(frame, preserve_index=False))
 
 
 def bucket_training_set(
@@ -190,10 +181,9 @@ def typed_config(buckets: SnapshotBuckets, config: Config) -> tuple[Config, list
     untyped = [f for f in config.custom_fields if f.type is None]
     if not untyped:
         return config, []
-    header = pd.DataFrame(columns=buckets.raw_leads.columns)
+    header = buckets.header
     wanted = {c for f in untyped if (c := export_column(header, f, config.mapping)) is not None}
-    quoted = [f"`{c.replace('`', '``')}`" for c in sorted(wanted)]
-    raw = buckets.raw_leads.selectExpr(*quoted).toPandas() if quoted else header.iloc[:, :0]
+    raw = lead_columns_read(buckets.source, sorted(wanted)) if wanted else header.iloc[:, :0]
     typed, notes = typed_custom_fields(raw, config)
     return config.model_copy(update={"custom_fields": typed}), notes
 
@@ -219,20 +209,32 @@ def _read_report(reports: Sequence[Mapping[str, Any]], notes: list[str]) -> Read
     )
 
 
+def in_lead_order(tables: Sequence[Any]) -> pd.DataFrame:
+    """The buckets' training sets (Arrow tables of one schema) as one frame in the pandas
+    engine's row order, by lead, then cutoff: concatenated and sorted (stably) by Arrow,
+    converted to pandas once, on every core."""
+    import pyarrow as pa
+
+    metadata = tables[0].schema.metadata  # pandas' notes: the first bucket's stand for all
+    whole = pa.concat_tables([t.replace_schema_metadata(metadata) for t in tables])
+    ordered = whole.sort_by([("lead_id", "ascending"), ("cutoff", "ascending")])
+    frame: pd.DataFrame = ordered.to_pandas()
+    return frame
+
+
 def assemble(
     collected: pd.DataFrame, config: Config, label_here: bool
 ) -> tuple[pd.DataFrame, RowCounts, pd.Timestamp | None, list[dict[str, Any]]]:
     """The buckets' training sets as one, in the pandas engine's row order (by lead, then
     cutoff), labelled here when the buckets could not be; its counts, as-of and reports."""
     reports = [json.loads(text) for text in collected[_REPORT]]
-    frames = [frame_of_cell(c) for c in collected[_FRAME] if c is not None]
+    tables = [table_of_cell(c) for c in collected[_FRAME] if c is not None]
     stamps = [pd.Timestamp(r["as_of"]) for r in reports if r.get("as_of")]
     as_of = max(stamps) if stamps else None
-    present = [f for f in frames if len(f)] or frames[:1]
+    present = [t for t in tables if t.num_rows] or tables[:1]
     if not present:
         raise ContractError("the snapshot has no leads with an id to build rows of")
-    whole = pd.concat(present, ignore_index=True) if len(present) > 1 else present[0]
-    whole = whole.sort_values(["lead_id", "cutoff"], kind="stable", ignore_index=True)
+    whole = in_lead_order(present)
     if label_here:
         parts = [r["counts"] for r in reports if r.get("counts")]
         totals = {f.name: sum(p[f.name] for p in parts) for f in fields(RowCounts)}
@@ -285,12 +287,12 @@ def build_on_spark(
             names=found.names,
             label_here=label_here,
         )
-        shared_leads, exact, lead_columns = found.lead_map, found.exact, found.lead_columns
+        shared_leads, header = found.lead_map, found.header
 
         def build(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             parts = list(batches)
             if parts:
-                left, right, reports = split_partition(parts, lead_columns, exact)
+                left, right, reports = split_partition(parts, header)
                 keys = shared_leads.value.keys
                 yield _bucket_row(*bucket_training_set(job, keys, left, right, reports))
 

@@ -178,6 +178,13 @@ def sort_events(
     return sort_event_parts([(lead, at_ms, kind)], bucket_leads, workers)
 
 
+def small_int_order(values: np.ndarray) -> np.ndarray:
+    """The positions that sort non-negative ints stably, as int16 where they fit: numpy sorts
+    16-bit ints stably by radix, in linear time (buckets, a few per core or chunk)."""
+    fits = len(values) == 0 or int(values.max()) < 2**15
+    return np.argsort(values.astype(np.int16) if fits else values, kind="stable")
+
+
 def sort_event_parts(
     parts: list[EventArrays], bucket_leads: int = 100_000, workers: int = 1
 ) -> tuple[EventLog, int]:
@@ -218,7 +225,7 @@ def sort_event_parts(
     lead, at_ms, kind = (np.concatenate([p[i] for p in parts]) for i in range(3))
     bucket = (lead // bucket_leads).astype(np.int32)
     n_buckets = int(bucket.max()) + 1
-    order = np.argsort(bucket.astype(np.int16) if n_buckets < 2**15 else bucket, kind="stable")
+    order = small_int_order(bucket)
     lead, at_ms, kind, bucket = lead[order], at_ms[order], kind[order], bucket[order]
     del order
     edges = np.arange(n_buckets + 1, dtype=bucket.dtype)  # no int64 copy of `bucket`

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -219,3 +220,37 @@ def test_an_as_of_before_every_lead_fails_as_on_the_pandas_engine(spark: Any, fo
     early = build_config({"source": {"path": str(folder)}, "as_of": "2000-01-01T00:00:00Z"})
     said = _both_refuse(early, spark)
     assert "the config's as_of: as_of 2000-01-01T00:00:00+00:00 is before every lead" in said
+
+
+def test_leads_in_many_row_groups_keep_the_readers_types(
+    spark: Any, folder: Path, tmp_path: Path
+) -> None:
+    """A Parquet leads file in several row groups (one task each, each with its rows'
+    buckets), with a categorical column and a whole-number column with gaps: the tasks read
+    it as the reader does, so the training set equals the pandas engine's, types included."""
+
+    def retype(leads: pd.DataFrame) -> pd.DataFrame:
+        employees = leads["company_size"].astype("Int64").mask(leads.index % 7 == 0)
+        return leads.assign(crm_stage=leads["crm_stage"].astype("category"), employees=employees)
+
+    out = tmp_path / "row-groups"
+    shutil.copytree(folder, out)
+    leads = retype(pd.read_parquet(out / "leads.parquet"))
+    leads.to_parquet(out / "leads.parquet", index=False, row_group_size=400)
+    assert pq.ParquetFile(out / "leads.parquet").metadata.num_row_groups == 7
+    assert isinstance(
+        pd.read_parquet(out / "leads.parquet")["crm_stage"].dtype, pd.CategoricalDtype
+    )
+    custom = [*CUSTOM, {"column": "employees", "kind": "fit"}]
+    settings = build_config(
+        {"source": {"path": str(out)}, "custom_fields": custom, "features": {"workers": 1}}
+        | {"mapping": {"true_values": ["yes"], "false_values": ["no"]}}
+    )
+    snapshot = read_snapshot(settings)
+    expected, counts = build_training_set(
+        snapshot, with_custom_fields(settings, snapshot.custom_fields)
+    )
+    got = spark_features.build_on_spark(spark, settings, buckets=4)
+    assert got.counts == counts
+    pd.testing.assert_frame_equal(got.training_set, expected, check_exact=True)
+    assert got.snapshot.report.lines() == snapshot.report.lines()
