@@ -218,14 +218,17 @@ def spark_session(
     )
     if local:
         # the driver collects every score to write them (1M rows with reasons: about 0.7 GB)
-        # the shuffle stays on this machine's disk (its page cache): compressing it would
-        # spend CPU that the Python workers need
+        # the shuffle stays on this machine's disk (its page cache): compressing it, or
+        # hashing every row to compare a retried task's output (the tasks read files and are
+        # deterministic; local mode does not retry them), would spend CPU that the Python
+        # workers need
         builder = (
             builder.config("spark.driver.memory", memory)
             .config("spark.driver.maxResultSize", "0")
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.shuffle.compress", "false")
             .config("spark.shuffle.spill.compress", "false")
+            .config("spark.sql.shuffle.orderIndependentChecksum.enabled", "false")
         )
     previous = os.environ.get("PYTHONWARNINGS")
     os.environ["PYTHONWARNINGS"] = quiet  # the local workers inherit the JVM's environment
@@ -462,6 +465,26 @@ def table_of_cell(cell: bytes) -> Any:
     import pyarrow as pa
 
     with pa.ipc.open_stream(pa.py_buffer(cell)) as reader:
+        return reader.read_all()
+
+
+def table_file(table: Any, folder: str) -> str:
+    """An Arrow table written to a new IPC file in `folder` (a name no other task takes)."""
+    import uuid
+
+    import pyarrow as pa
+
+    path = str(Path(folder) / f"{uuid.uuid4().hex}.arrow")
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return path
+
+
+def table_of_file(path: str) -> Any:
+    """The Arrow table `table_file` wrote, memory-mapped: read without a copy."""
+    import pyarrow as pa
+
+    with pa.ipc.open_file(pa.memory_map(path)) as reader:
         return reader.read_all()
 
 

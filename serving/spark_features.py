@@ -28,6 +28,8 @@ set-aside rows file); they are built by the pandas engine.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -56,7 +58,9 @@ from serving.spark_engine import (
     spark_session,
     split_partition,
     table_cell,
+    table_file,
     table_of_cell,
+    table_of_file,
     watch_tasks,
     worker_errors,
 )
@@ -66,7 +70,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 
-_FRAME, _REPORT = "_ls_training_set", "_ls_training_report"
+_FRAME, _FILE, _REPORT = "_ls_training_set", "_ls_training_file", "_ls_training_report"
 #: The outcome times a bucket ships beside its candidate rows when the driver labels them.
 _SQL_AT, _DISQUALIFIED_AT = "_ls_sql_at", "_ls_disqualified_at"
 
@@ -92,13 +96,6 @@ class SparkTrainingSet:
 
 
 # --------------------------------------------------------------------------- one bucket
-
-
-def frame_cell(frame: pd.DataFrame) -> bytes:
-    """A frame as one Arrow IPC stream: its column types travel with it (pandas metadata)."""
-    import pyarrow as pa
-
-    return table_cell(pa.Table.from_pandas(frame, preserve_index=False))
 
 
 def bucket_training_set(
@@ -155,11 +152,26 @@ def bucket_training_set(
     }
 
 
-def _bucket_row(frame: pd.DataFrame | None, report: Mapping[str, Any]) -> pd.DataFrame:
-    cell = None if frame is None else frame_cell(frame)
+def _bucket_row(
+    frame: pd.DataFrame | None, report: Mapping[str, Any], folder: str | None
+) -> pd.DataFrame:
+    """A bucket's one row of output: its training set as an Arrow table (its column types
+    travel with it, in pandas' metadata), in one cell, or in a file in `folder` when there is
+    one (local mode: the driver reads it from the same disk, and the JVM moves no rows of
+    it); and its report."""
+    import pyarrow as pa
+
+    cell = path = None
+    if frame is not None:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if folder is None:
+            cell = table_cell(table)
+        else:
+            path = table_file(table, folder)
     return pd.DataFrame(
         {
             _FRAME: pd.Series([cell], dtype=object),
+            _FILE: pd.Series([path], dtype=object),
             _REPORT: pd.Series([json.dumps(report)], dtype=object),
         }
     )
@@ -168,7 +180,13 @@ def _bucket_row(frame: pd.DataFrame | None, report: Mapping[str, Any]) -> pd.Dat
 def _output_schema() -> Any:
     from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
-    return StructType([StructField(_FRAME, BinaryType()), StructField(_REPORT, StringType())])
+    return StructType(
+        [
+            StructField(_FRAME, BinaryType()),
+            StructField(_FILE, StringType()),
+            StructField(_REPORT, StringType()),
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- on the driver
@@ -229,6 +247,7 @@ def assemble(
     cutoff), labelled here when the buckets could not be; its counts, as-of and reports."""
     reports = [json.loads(text) for text in collected[_REPORT]]
     tables = [table_of_cell(c) for c in collected[_FRAME] if c is not None]
+    tables += [table_of_file(path) for path in collected[_FILE] if path is not None]
     stamps = [pd.Timestamp(r["as_of"]) for r in reports if r.get("as_of")]
     as_of = max(stamps) if stamps else None
     present = [t for t in tables if t.num_rows] or tables[:1]
@@ -288,18 +307,25 @@ def build_on_spark(
             label_here=label_here,
         )
         shared_leads, header = found.lead_map, found.header
+        local = str(spark.sparkContext.master).startswith("local")
+        folder = tempfile.mkdtemp(prefix="leadscore-training-set-") if local else None
 
         def build(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             parts = list(batches)
             if parts:
                 left, right, reports = split_partition(parts, header)
                 keys = shared_leads.value.keys
-                yield _bucket_row(*bucket_training_set(job, keys, left, right, reports))
+                built = bucket_training_set(job, keys, left, right, reports)
+                yield _bucket_row(*built, folder)
 
-        with watch_tasks(spark, progress):
-            collected = found.frame.mapInPandas(build, _output_schema()).toPandas()
-        n_buckets = found.buckets
-    training_set, counts, as_of, reports = assemble(collected, config, label_here)
+        try:
+            with watch_tasks(spark, progress):
+                collected = found.frame.mapInPandas(build, _output_schema()).toPandas()
+            n_buckets = found.buckets
+            training_set, counts, as_of, reports = assemble(collected, config, label_here)
+        finally:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
     check_declared_as_of(as_of_declared, reports, found.names[0], origin)
     report = _read_report(reports, notes)
     if report.events_read and report.events_unknown_lead == report.events_read:
