@@ -1,14 +1,16 @@
 """Training sets on Spark: `leadscore features --engine spark [--master URL]`.
 
 The snapshot is read, checked and shipped exactly as the batch engine ships it
-(`serving.spark_engine.snapshot_buckets`: leads keyed and bucketed by account, events encoded
-where they are read, one shuffle into buckets of whole accounts). Each bucket then runs the
-pandas engine's own functions: the reader's cleaning and checks
+(`serving.spark_engine.snapshot_buckets`: leads keyed and bucketed by account, cut into
+buckets and events encoded where they are read, one shuffle into buckets of whole accounts).
+Each bucket then runs the pandas engine's own functions: the reader's cleaning and checks
 (`spark_engine.checked_bucket_snapshot`), the training rows of `features.rows` (snapshot
 policy, sampled ages, censoring) and `features.pipeline.build_features`. A bucket's training
-set goes back to the driver as one Arrow cell, so its column types arrive as they left; the
-driver puts the rows in the pandas engine's order (by lead, then cutoff) and the command writes
-them with the same writer: the same file, the same summary. The reader's checks that need the
+set goes back to the driver as an Arrow table, so its column types arrive as they left: in
+local mode as a file in a temporary folder on the disk the driver shares (the JVM moves none
+of its rows), on a cluster as one cell collected through Spark. The driver puts the rows in
+the pandas engine's order (by lead, then cutoff: `in_lead_order`) and the command writes them
+with the same writer: the same file, the same summary. The reader's checks that need the
 whole export run on the driver: the shared reading's (duplicate ids, true/false company sizes,
 swallowed lines), and a declared as-of time against the earliest of the buckets' first
 created_at (`check_declared_as_of`).
