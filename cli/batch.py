@@ -148,32 +148,32 @@ def _predict_on_spark(
     from serving.batch_io import OutputError
     from serving.spark_engine import (
         DEFAULT_MASTER,
+        keys_beside_session,
         predict_spark_job,
-        session_running,
-        spark_session,
+        scoring_config,
     )
 
-    ours = not session_running()  # a session already running (a notebook's) is left running
-    spark = spark_session(master or DEFAULT_MASTER)
-    try:
-        with progress("Spark tasks") as update:
-            summary, result = predict_spark_job(
-                spark,
-                settings,
-                model,
-                as_of,
-                out,
-                reasons=settings.serve.reasons,
-                chunk_leads=settings.features.chunk_leads,
-                to_sql=to_sql,
-                progress=update,
-            )
-    except OutputError as error:
-        console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
-        raise typer.Exit(code=1) from None
-    finally:
-        if ours:
-            spark.stop()
+    # the snapshot's keys are read while the JVM starts; a session already running (a
+    # notebook's) is left running
+    config, master = scoring_config(settings, model), master or DEFAULT_MASTER
+    with keys_beside_session(config, master, "leadscore predict") as (spark, keys):
+        try:
+            with progress("Spark tasks") as update:
+                summary, result = predict_spark_job(
+                    spark,
+                    settings,
+                    model,
+                    as_of,
+                    out,
+                    reasons=settings.serve.reasons,
+                    chunk_leads=settings.features.chunk_leads,
+                    to_sql=to_sql,
+                    progress=update,
+                    keys=keys,
+                )
+        except OutputError as error:
+            console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+            raise typer.Exit(code=1) from None
     for line in result.lines() + summary.lines():
         console.print(line, highlight=False)
 

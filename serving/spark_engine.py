@@ -182,6 +182,12 @@ def session_running() -> bool:
     return SparkSession.getActiveSession() is not None
 
 
+def quiet_pyspark() -> None:
+    """Silence PySpark's warning that it does not fully support pandas 3 (it works here, and
+    the tests compare every value with the pandas engine's)."""
+    warnings.filterwarnings("ignore", message=_PANDAS_WARNING, category=FutureWarning)
+
+
 def spark_session(
     master: str = DEFAULT_MASTER, *, app_name: str = "leadscore predict", memory: str = "4g"
 ) -> SparkSession:
@@ -198,7 +204,7 @@ def spark_session(
         raise ContractError(
             "--engine spark needs pyspark: pip install 'leadscore[spark]' (and Java 17+)"
         ) from None
-    warnings.filterwarnings("ignore", message=_PANDAS_WARNING, category=FutureWarning)
+    quiet_pyspark()
     local = master.startswith("local")
     if local:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -687,9 +693,7 @@ class LeadSource:
     frame: pd.DataFrame | None = None
 
 
-def spark_tables(
-    spark: SparkSession, config: Config
-) -> tuple[LeadSource, EventSource, tuple[str, str]]:
+def snapshot_tables(config: Config) -> tuple[LeadSource, EventSource, tuple[str, str]]:
     """Where the raw leads and events are, and their names for messages.
 
     Parquet files are read by the tasks with pyarrow, as the reader reads them
@@ -791,8 +795,14 @@ def _check_columns(
     leads: LeadSource, events: EventSource, config: Config, names: tuple[str, str]
 ) -> None:
     """The contract's column checks, on the driver, before any work: the reader run on the
-    tables' headers (zero rows) raises exactly what the pandas engine raises for them."""
-    snapshot_from_frames(leads.header, events.header, config, names)
+    tables' headers (zero rows) raises what the pandas engine raises for them. When it raises,
+    the leads' checks run again on the leads as read (an error's path only), so that a
+    problem counts the table's rows as the pandas engine counts them."""
+    try:
+        snapshot_from_frames(leads.header, events.header, config, names)
+    except ContractError:
+        prepare_leads(lead_columns_read(leads, list(leads.header.columns)), config, names[0])
+        raise
 
 
 def lead_columns_read(leads: LeadSource, columns: Sequence[str]) -> pd.DataFrame:
@@ -1079,6 +1089,16 @@ def _restore(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _model_read(settings: Config, model: LoadedModel) -> Config:
+    return model.config.model_copy(update={"source": settings.source})
+
+
+def scoring_config(settings: Config, model: LoadedModel) -> Config:
+    """How a snapshot is read for scoring, as the pandas engine reads it: the model's mapping
+    and custom fields, the settings' source, its declared as-of time."""
+    return read_config_of(_model_read(settings, model))
+
+
 def score_on_spark(
     spark: SparkSession,
     settings: Config,
@@ -1090,21 +1110,21 @@ def score_on_spark(
     scored_at: pd.Timestamp | None = None,
     buckets: int | None = None,
     progress: Progress | None = None,
+    keys: SnapshotKeys | None = None,
 ) -> SparkScores:
     """Score every MQL open at `as_of` on Spark: the pandas engine's rows and values.
 
     The snapshot is `settings.source` read with the model's mapping and custom fields, as the
-    pandas engine reads it; `buckets` defaults to one per `LEADS_PER_BUCKET` leads (at least
-    two per core).
+    pandas engine reads it (`scoring_config`); `buckets` defaults to one per
+    `LEADS_PER_BUCKET` leads (at least two per core); `keys`: the snapshot's keys when the
+    caller read them (`keys_beside_session`).
     """
-    # read as the pandas engine reads: the model's mapping, the settings' source, its as-of
-    model_read = model.config.model_copy(update={"source": settings.source})
-    read_config = read_config_of(model_read)
+    read_config = scoring_config(settings, model)
     declared = snapshot_as_of(read_config, pd.DataFrame(), EventLog.empty())
     stamp = as_utc(scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC"), "scored_at")
     texts = model_texts(model)
     reference = getattr(model, "reference", None)
-    with worker_errors(), snapshot_buckets(spark, read_config, buckets) as found:
+    with worker_errors(), snapshot_buckets(spark, read_config, buckets, keys) as found:
         job = BucketJob(
             read_config=read_config.model_dump_json(),
             model_digest=texts_digest(texts),
@@ -1124,7 +1144,7 @@ def score_on_spark(
         found.buckets,
         found.names,
         monitor=reference is not None,
-        declared_as_of=(declared, declared_as_of_origin(model_read)),
+        declared_as_of=(declared, declared_as_of_origin(_model_read(settings, model))),
     )
 
 
@@ -1132,6 +1152,52 @@ def read_config_of(config: Config) -> Config:
     """The config with the as-of time its snapshot folder declares (`snapshot.json`), as the
     reader reads it; the config's own `as_of` wins."""
     return with_declared_as_of(config)
+
+
+@dataclass(frozen=True)
+class SnapshotKeys:
+    """What the driver reads of a snapshot before any Spark work: where its tables are and
+    their names, and every lead's cleaned id and account (`lead_keys`), ids checked unique."""
+
+    leads: LeadSource
+    events: EventSource
+    names: tuple[str, str]
+    key: pd.Series
+    account: pd.Series
+
+
+def snapshot_keys(config: Config) -> SnapshotKeys:
+    """The snapshot's tables found and their columns checked, and its lead keys read, on the
+    driver: no Spark needed."""
+    leads, events, names = snapshot_tables(config)
+    _check_columns(leads, events, config, names)
+    key, account = lead_keys(leads, config)
+    if len(key) == 0:
+        raise ContractError(f"{names[0]}: the table has no rows")
+    check_duplicates(key, names[0])
+    return SnapshotKeys(leads, events, names, key, account)
+
+
+@contextmanager
+def keys_beside_session(
+    config: Config, master: str, app_name: str
+) -> Iterator[tuple[SparkSession, Callable[[], SnapshotKeys]]]:
+    """A Spark session (`spark_session`) and the snapshot's keys (`snapshot_keys`), read on a
+    second thread while the JVM starts: the driver's reading and the JVM's start-up overlap.
+    Yields the session and a function that waits for the keys (raising the reader's error).
+    The session is stopped on leaving unless this process already ran one (a notebook's)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    quiet_pyspark()  # set before the thread: a `catch_warnings` there keeps it
+    ours = not session_running()
+    with ThreadPoolExecutor(1, thread_name_prefix="leadscore-keys") as pool:
+        keys = pool.submit(snapshot_keys, config)
+        spark = spark_session(master, app_name=app_name)
+        try:
+            yield spark, keys.result
+        finally:
+            if ours:
+                spark.stop()
 
 
 @dataclass(frozen=True)
@@ -1155,31 +1221,31 @@ class SnapshotBuckets:
 
 @contextmanager
 def snapshot_buckets(
-    spark: SparkSession, config: Config, buckets: int | None = None
+    spark: SparkSession,
+    config: Config,
+    buckets: int | None = None,
+    keys: SnapshotKeys | None = None,
 ) -> Iterator[SnapshotBuckets]:
     """The snapshot `config` names, read, checked and keyed as the batch job reads it, cut
     into buckets of whole accounts where it is read (leads and events alike), shuffled once.
 
-    `buckets` defaults to one per `LEADS_PER_BUCKET` leads (at least two per core). Shared by
-    batch scoring and training sets on Spark; the broadcasts are released on leaving.
+    `buckets` defaults to one per `LEADS_PER_BUCKET` leads (at least two per core); `keys`
+    are `snapshot_keys(config)` when the caller read them already (`keys_beside_session`).
+    Shared by batch scoring and training sets on Spark; the broadcasts are released on leaving.
     """
     from pyspark.sql import functions as F  # noqa: N812
 
-    leads, events, names = spark_tables(spark, config)
-    _check_columns(leads, events, config, names)
-    key, account = lead_keys(leads, config)
-    n_leads = len(key)
-    if n_leads == 0:
-        raise ContractError(f"{names[0]}: the table has no rows")
-    check_duplicates(key, names[0])
+    read = keys if keys is not None else snapshot_keys(config)
+    leads, events, names = read.leads, read.events, read.names
+    n_leads = len(read.key)
     cores = spark.sparkContext.defaultParallelism
     # a multiple of the cores, so that the last round of groups keeps every core busy
     n_buckets = buckets or cores * max(2, math.ceil(n_leads / LEADS_PER_BUCKET / cores))
-    keys = shuffle_keys(n_buckets)
-    bucket = group_buckets(key, account, n_buckets)
-    leads_map = lead_map(key, bucket, keys)
+    to_partition = shuffle_keys(n_buckets)
+    bucket = group_buckets(read.key, read.account, n_buckets)
+    leads_map = lead_map(read.key, bucket, to_partition)
     # each lead row's shuffle key, in the table's order (rows without an id included)
-    shuffle = np.asarray(keys, dtype=np.int32)[bucket]
+    shuffle = np.asarray(to_partition, dtype=np.int32)[bucket]
     shared = spark.sparkContext.broadcast(leads_map)
     rows = spark.sparkContext.broadcast(shuffle) if leads.frame is None else None
     try:
@@ -1339,14 +1405,17 @@ def predict_spark_job(
     to_sql: tuple[str, str] | None = None,
     progress: Progress | None = None,
     buckets: int | None = None,
+    keys: Callable[[], SnapshotKeys] | None = None,
 ) -> tuple[PredictSummary, SparkScores]:
     """`serving.batch_io.predict_job` with the scores computed on Spark, published by the same
     `serving.batch_io.publish_scores`: the same file (written atomically by the same writer),
-    monitoring record, SQL upsert and tier changes."""
+    monitoring record, SQL upsert and tier changes. `keys` waits for the snapshot's keys when
+    the caller reads them beside the session (`keys_beside_session`)."""
     from serving.batch_io import check_writable, publish_scores
 
     check_writable(out)
     scored_at = pd.Timestamp.now(tz="UTC").floor("ms")
+    found = keys() if keys is not None else None
     result = score_on_spark(
         spark,
         settings,
@@ -1357,6 +1426,7 @@ def predict_spark_job(
         scored_at=scored_at,
         buckets=buckets,
         progress=progress,
+        keys=found,
     )
     weeks = covered_weeks(model.config.snapshot_policy, model.config.horizon_days)
     stale = staleness_note(

@@ -48,16 +48,16 @@ from serving.spark_engine import (
     DEFAULT_MASTER,
     EncodedEvents,
     SnapshotBuckets,
+    SnapshotKeys,
     cached_config,
     check_declared_as_of,
     checked_bucket_snapshot,
     declared_as_of_origin,
+    keys_beside_session,
     lead_columns_read,
     merge_read_reports,
     read_config_of,
-    session_running,
     snapshot_buckets,
-    spark_session,
     split_partition,
     table_cell,
     table_file,
@@ -248,8 +248,9 @@ def assemble(
     """The buckets' training sets as one, in the pandas engine's row order (by lead, then
     cutoff), labelled here when the buckets could not be; its counts, as-of and reports."""
     reports = [json.loads(text) for text in collected[_REPORT]]
-    tables = [table_of_cell(c) for c in collected[_FRAME] if c is not None]
-    tables += [table_of_file(path) for path in collected[_FILE] if path is not None]
+    # a column of no value arrives as missing values of any type (None, NaN)
+    tables = [table_of_cell(c) for c in collected[_FRAME] if isinstance(c, (bytes, bytearray))]
+    tables += [table_of_file(path) for path in collected[_FILE] if isinstance(path, str)]
     stamps = [pd.Timestamp(r["as_of"]) for r in reports if r.get("as_of")]
     as_of = max(stamps) if stamps else None
     present = [t for t in tables if t.num_rows] or tables[:1]
@@ -274,16 +275,8 @@ def assemble(
     return pd.concat([labelled, kept], axis=1), counts, as_of, reports
 
 
-def build_on_spark(
-    spark: SparkSession,
-    settings: Config,
-    *,
-    buckets: int | None = None,
-    progress: Progress | None = None,
-) -> SparkTrainingSet:
-    """The training set of `settings.source` built on Spark: the pandas engine's rows, values
-    and column types (`build_training_set`), and its snapshot's as-of, custom fields and read
-    report."""
+def check_on_spark(settings: Config) -> None:
+    """Refuse what Spark does not build: flat exports and set-aside rows."""
     source = settings.source
     if source.flat or source.events is None:
         raise ContractError(
@@ -295,11 +288,25 @@ def build_on_spark(
             "--engine spark does not set bad rows aside (on_bad_rows: drop); fix them, or "
             "build this training set with the pandas engine"
         )
+
+
+def build_on_spark(
+    spark: SparkSession,
+    settings: Config,
+    *,
+    buckets: int | None = None,
+    progress: Progress | None = None,
+    keys: SnapshotKeys | None = None,
+) -> SparkTrainingSet:
+    """The training set of `settings.source` built on Spark: the pandas engine's rows, values
+    and column types (`build_training_set`), and its snapshot's as-of, custom fields and read
+    report. `keys`: the snapshot's keys when the caller read them (`keys_beside_session`)."""
+    check_on_spark(settings)
     read_config = read_config_of(settings)
     label_here = read_config.as_of is not None
     origin = declared_as_of_origin(settings)
     as_of_declared = snapshot_as_of(read_config, pd.DataFrame(), EventLog.empty())
-    with worker_errors(), snapshot_buckets(spark, read_config, buckets) as found:
+    with worker_errors(), snapshot_buckets(spark, read_config, buckets, keys) as found:
         config, notes = typed_config(found, read_config)
         inside = config.features.model_copy(update={"workers": 1})  # Spark runs a task per core
         job = TrainingJob(
@@ -344,11 +351,9 @@ def spark_training_set(
     settings: Config, master: str | None, progress: Progress | None = None
 ) -> SparkTrainingSet:
     """`build_on_spark` in a session of its own (local[2] unless `master`), stopped at the
-    end; a session this process already runs (a notebook's) is used and left running."""
-    ours = not session_running()
-    spark = spark_session(master or DEFAULT_MASTER, app_name="leadscore features")
-    try:
-        return build_on_spark(spark, settings, progress=progress)
-    finally:
-        if ours:
-            spark.stop()
+    end, the snapshot's keys read while the JVM starts; a session this process already runs
+    (a notebook's) is used and left running."""
+    check_on_spark(settings)
+    config, master = read_config_of(settings), master or DEFAULT_MASTER
+    with keys_beside_session(config, master, "leadscore features") as (spark, keys):
+        return build_on_spark(spark, settings, progress=progress, keys=keys())

@@ -254,3 +254,21 @@ def test_leads_in_many_row_groups_keep_the_readers_types(
     assert got.counts == counts
     pd.testing.assert_frame_equal(got.training_set, expected, check_exact=True)
     assert got.snapshot.report.lines() == snapshot.report.lines()
+
+
+def test_a_bad_snapshot_fails_on_spark_as_on_pandas_through_the_cli(
+    folder: Path, tmp_path: Path
+) -> None:
+    """The driver reads the snapshot's keys while the JVM starts: a leads table without its
+    lead id column fails with the pandas engine's message and exit code, and writes nothing."""
+    broken = _copy_leads(folder, tmp_path / "no-ids", lambda f: f.drop(columns=["lead_id"]))
+    config = _config_file(tmp_path / "config.yaml")
+    said, codes = {}, {}
+    for engine in ("pandas", "spark"):
+        out = tmp_path / engine / "ts.parquet"
+        args = ["features", "-s", str(broken), "-c", str(config), "-o", str(out)]
+        result = CliRunner().invoke(cli, [*args, "--engine", engine])
+        assert not out.parent.exists() or not any(out.parent.iterdir())
+        said[engine], codes[engine] = result.output, result.exit_code
+    assert codes["pandas"] == 2 and "column 'lead_id'" in said["pandas"]
+    assert (codes["spark"], said["spark"]) == (codes["pandas"], said["pandas"])
