@@ -249,7 +249,9 @@ def assemble(
     cutoff), labelled here when the buckets could not be; its counts, as-of and reports."""
     reports = [json.loads(text) for text in collected[_REPORT]]
     # a column of no value arrives as missing values of any type (None, NaN)
-    tables = [table_of_cell(c) for c in collected[_FRAME] if isinstance(c, (bytes, bytearray))]
+    tables = [
+        table_of_cell(bytes(c)) for c in collected[_FRAME] if isinstance(c, (bytes, bytearray))
+    ]
     tables += [table_of_file(path) for path in collected[_FILE] if isinstance(path, str)]
     stamps = [pd.Timestamp(r["as_of"]) for r in reports if r.get("as_of")]
     as_of = max(stamps) if stamps else None
