@@ -97,6 +97,7 @@ from features.reader import (
     swallowed_line_problems,
     with_declared_as_of,
 )
+from features.reader.arrow_frame import arrow_frame
 from features.reader.eventlog import small_int_order
 from features.rows import covered_weeks
 from serving.batch import (
@@ -780,7 +781,8 @@ def _parquet_source(path: Path, wanted: Sequence[str]) -> EventSource:
 
 def row_group_chunks(path: Path, group: int, wanted: Sequence[str]) -> Iterator[pd.DataFrame]:
     """One row group of a Parquet events file, read as the reader reads the whole file
-    (`features.reader.sources`: its columns, ids and types as dictionaries)."""
+    (`features.reader.sources`: its columns, ids and types as dictionaries, made categoricals
+    by `arrow_frame`)."""
     import pyarrow.parquet as pq
 
     names = pq.read_schema(path).names
@@ -788,7 +790,7 @@ def row_group_chunks(path: Path, group: int, wanted: Sequence[str]) -> Iterator[
     columns = [c for c in file.schema_arrow.names if c in wanted] or None
     batches = file.iter_batches(batch_size=EVENT_BATCH_ROWS, row_groups=[group], columns=columns)
     for batch in batches:
-        yield batch.to_pandas()
+        yield arrow_frame(batch)
 
 
 def _check_columns(
