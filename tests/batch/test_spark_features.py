@@ -108,6 +108,26 @@ def test_features_on_spark_write_the_pandas_engines_bytes(
     assert [s.split(" in ")[0] for s in said["spark"].splitlines() if "wrote" not in s] == lines
 
 
+def _on_both_engines(
+    spark: Any, folder: Path, custom: list[dict[str, str]], buckets: int
+) -> tuple[Any, pd.DataFrame, Any, Any]:
+    """The pandas engine's snapshot, training set and counts, and Spark's build of the same."""
+    settings = build_config(
+        {"source": {"path": str(folder)}, "custom_fields": custom, "features": {"workers": 1}}
+        | {"mapping": {"true_values": ["yes"], "false_values": ["no"]}}
+    )
+    snapshot = read_snapshot(settings)
+    expected, counts = build_training_set(
+        snapshot, with_custom_fields(settings, snapshot.custom_fields)
+    )
+    return (
+        snapshot,
+        expected,
+        counts,
+        spark_features.build_on_spark(spark, settings, buckets=buckets),
+    )
+
+
 def test_an_undeclared_as_of_is_the_whole_snapshots_latest_time(
     spark: Any, folder: Path, tmp_path: Path
 ) -> None:
@@ -117,15 +137,7 @@ def test_an_undeclared_as_of_is_the_whole_snapshots_latest_time(
     bare = tmp_path / "bare"
     shutil.copytree(folder, bare)
     (bare / "snapshot.json").unlink()
-    settings = build_config(
-        {"source": {"path": str(bare)}, "custom_fields": CUSTOM, "features": {"workers": 1}}
-        | {"mapping": {"true_values": ["yes"], "false_values": ["no"]}}
-    )
-    snapshot = read_snapshot(settings)
-    expected, counts = build_training_set(
-        snapshot, with_custom_fields(settings, snapshot.custom_fields)
-    )
-    got = spark_features.build_on_spark(spark, settings, buckets=5)
+    snapshot, expected, counts, got = _on_both_engines(spark, bare, CUSTOM, buckets=5)
     assert got.buckets == 5
     assert got.snapshot.as_of == snapshot.as_of
     assert got.counts == counts and counts.censored > 0
@@ -242,15 +254,7 @@ def test_leads_in_many_row_groups_keep_the_readers_types(
         pd.read_parquet(out / "leads.parquet")["crm_stage"].dtype, pd.CategoricalDtype
     )
     custom = [*CUSTOM, {"column": "employees", "kind": "fit"}]
-    settings = build_config(
-        {"source": {"path": str(out)}, "custom_fields": custom, "features": {"workers": 1}}
-        | {"mapping": {"true_values": ["yes"], "false_values": ["no"]}}
-    )
-    snapshot = read_snapshot(settings)
-    expected, counts = build_training_set(
-        snapshot, with_custom_fields(settings, snapshot.custom_fields)
-    )
-    got = spark_features.build_on_spark(spark, settings, buckets=4)
+    snapshot, expected, counts, got = _on_both_engines(spark, out, custom, buckets=4)
     assert got.counts == counts
     pd.testing.assert_frame_equal(got.training_set, expected, check_exact=True)
     assert got.snapshot.report.lines() == snapshot.report.lines()
