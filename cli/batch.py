@@ -13,6 +13,7 @@ from cli.common import (
     SnapshotOption,
     clear_errors,
     console,
+    flagged,
     load_settings,
     progress,
 )
@@ -129,7 +130,7 @@ def predict(
                     previous=previous,
                 )
         except OutputError as error:
-            console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+            console.print(flagged("[bold red]error:[/]", error), markup=True, highlight=False)
             raise typer.Exit(code=1) from None
     for line in summary.lines():
         console.print(line, highlight=False)
@@ -172,7 +173,7 @@ def _predict_on_spark(
                     keys=keys,
                 )
         except OutputError as error:
-            console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+            console.print(flagged("[bold red]error:[/]", error), markup=True, highlight=False)
             raise typer.Exit(code=1) from None
     for line in result.lines() + summary.lines():
         console.print(line, highlight=False)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from common.config import Config, ConfigError, load_config
@@ -19,7 +20,8 @@ from features.contract import ContractError
 if TYPE_CHECKING:
     from serving.spark_features import SparkTrainingSet
 
-console = Console(stderr=True, soft_wrap=True)
+# plain text unless a line asks for markup (`flagged`): messages quote export columns and values
+console = Console(stderr=True, soft_wrap=True, markup=False)
 
 ConfigOption = Annotated[
     Path | None,
@@ -48,13 +50,21 @@ def say(line: str) -> None:
     console.print(line, highlight=False)
 
 
+def flagged(label: str, text: object) -> str:
+    """A line for `console.print(..., markup=True)`: `label` in its style (rich markup, e.g.
+    "[bold red]error:[/]"), then `text` as it is. A message's own brackets (a column named
+    'Revenue [USD]', the extra in leadscore[spark]) would otherwise be read as markup and
+    vanish from the line."""
+    return f"{label} {escape(str(text))}"
+
+
 @contextmanager
 def clear_errors() -> Iterator[None]:
     """Turn contract and config errors into one message and exit status 2."""
     try:
         yield
     except (ContractError, ConfigError) as error:
-        console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        console.print(flagged("[bold red]error:[/]", error), markup=True, highlight=False)
         raise typer.Exit(code=2) from None
 
 

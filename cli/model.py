@@ -19,6 +19,7 @@ from cli.common import (
     clear_errors,
     console,
     existing_store,
+    flagged,
     load_settings,
     progress,
     say,
@@ -95,12 +96,12 @@ def train(
                 cv_folds=cv,
                 say=say,
                 note=lambda text: console.print(
-                    f"[yellow]note:[/] {text}", markup=True, highlight=False
+                    flagged("[yellow]note:[/]", text), markup=True, highlight=False
                 ),
                 progress=progress,
             )
         except TrainingError as error:
-            console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+            console.print(flagged("[bold red]error:[/]", error), markup=True, highlight=False)
             raise typer.Exit(code=error.exit_code) from None
     if cv is not None:
         shown = ", ".join(f"{a:.4f}" for a in outcome.cv_aucs)
@@ -110,7 +111,7 @@ def train(
         return
     for refusal in outcome.refusals:
         console.print(
-            f"[bold red]refused:[/] {refusal.message}; not logged or registered",
+            flagged("[bold red]refused:[/]", f"{refusal.message}; not logged or registered"),
             markup=True,
             highlight=False,
         )
@@ -118,8 +119,11 @@ def train(
         raise typer.Exit(code=outcome.refusals[0].exit_code)
     if outcome.busy is not None:
         console.print(
-            f"[bold yellow]busy:[/] {outcome.busy}; this model was not logged or registered (its "
-            f"report is {outcome.report}): run again when that run ends",
+            flagged(
+                "[bold yellow]busy:[/]",
+                f"{outcome.busy}; this model was not logged or registered (its report is "
+                f"{outcome.report}): run again when that run ends",
+            ),
             markup=True,
             highlight=False,
         )
@@ -127,8 +131,11 @@ def train(
     verdict, version = outcome.verdict, outcome.version
     if verdict.problem is not None:
         console.print(
-            f"[yellow]gate:[/] {verdict.problem}; promote by hand (`leadscore promote VERSION`) "
-            "if it should serve",
+            flagged(
+                "[yellow]gate:[/]",
+                f"{verdict.problem}; promote by hand (`leadscore promote VERSION`) "
+                "if it should serve",
+            ),
             markup=True,
             highlight=False,
         )
@@ -139,8 +146,11 @@ def train(
         )
     else:
         console.print(
-            f"[yellow]gate failed:[/] {'; '.join(verdict.decision.reasons)}; champion stays "
-            f"version {verdict.champion_version}",
+            flagged(
+                "[yellow]gate failed:[/]",
+                f"{'; '.join(verdict.decision.reasons)}; champion stays "
+                f"version {verdict.champion_version}",
+            ),
             markup=True,
             highlight=False,
         )
@@ -197,15 +207,17 @@ def retrain(
     except typer.Exit:
         raise
     except loop.RetrainBusyError as error:
-        console.print(f"[bold yellow]busy:[/] {error}", markup=True, highlight=False)
+        console.print(flagged("[bold yellow]busy:[/]", error), markup=True, highlight=False)
         raise typer.Exit(code=loop.EXIT_BUSY) from None
     except TrainingError as error:
-        console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        console.print(flagged("[bold red]error:[/]", error), markup=True, highlight=False)
         raise typer.Exit(code=error.exit_code) from None
     except Exception as error:  # a failure midway: say where, and that the champion stands
         console.print(
-            f"[bold red]retrain failed:[/] {type(error).__name__}: {error}; the champion is "
-            "unchanged",
+            flagged(
+                "[bold red]retrain failed:[/]",
+                f"{type(error).__name__}: {error}; the champion is unchanged",
+            ),
             markup=True,
             highlight=False,
         )
@@ -231,7 +243,7 @@ def promote(
     try:
         previous = tracking.promote(settings.mlflow, version)
     except tracking.RegistryError as error:
-        console.print(f"[bold red]error:[/] {error}", markup=True)
+        console.print(flagged("[bold red]error:[/]", error), markup=True)
         raise typer.Exit(code=2) from None
     console.print(f"{settings.mlflow.model_name}@champion: version {previous} -> {version}")
 
@@ -246,7 +258,7 @@ def rollback(config: ConfigOption = None) -> None:
     try:
         before, after = tracking.rollback(settings.mlflow)
     except tracking.RegistryError as error:
-        console.print(f"[bold red]error:[/] {error}", markup=True)
+        console.print(flagged("[bold red]error:[/]", error), markup=True)
         raise typer.Exit(code=2) from None
     console.print(f"{settings.mlflow.model_name}@champion: version {before} -> {after}")
 
