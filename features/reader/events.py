@@ -71,22 +71,72 @@ def takes_coded_events(config: Config) -> bool:
     return not config.mapping.events and not excluded and config.source.on_bad_rows != "drop"
 
 
+class LeadLookup:
+    """The reader's lead ids, for finding the rows of many chunks' ids in them.
+
+    Each id's 64-bit hash (pandas' `hash_array`) is kept sorted beside its row, so a chunk's
+    ids are found by a binary search of their hashes and then checked as text: exactly the
+    rows pandas' hash table gives. That table, of a million or more Python strings, answers a
+    chunk's scattered ids several times slower, a few cache misses per id, and more as the
+    leads grow; an export's event rows come in time order, so each chunk's ids are scattered.
+    Lead ids that are not text, or whose hashes collide, are looked up in the hash table.
+    """
+
+    def __init__(self, index: pd.Index) -> None:
+        self.index = index
+        self._values = np.asarray(index, dtype=object)
+        self._order: np.ndarray | None = None
+        self._sorted = np.empty(0, dtype=np.uint64)
+        if len(index) and pd.api.types.is_string_dtype(index.dtype):
+            try:
+                hashes = pd.util.hash_array(self._values, categorize=False)
+            except TypeError:  # an id that is neither text nor missing
+                hashes = None
+            if hashes is not None:
+                order = np.argsort(hashes, kind="stable")
+                ordered = hashes[order]
+                if not bool((ordered[1:] == ordered[:-1]).any()):
+                    self._order, self._sorted = order, ordered
+        if self._order is None:
+            index.get_indexer(index[:1])  # the hash table, built now rather than by a worker
+
+    def rows(self, ids: pd.Series) -> np.ndarray:
+        """The row of each of `ids` (trimmed text, none missing) among the leads, or -1."""
+        if self._order is None:
+            return np.asarray(self.index.get_indexer(pd.Index(ids)))
+        wanted = np.asarray(ids, dtype=object)
+        hashes = pd.util.hash_array(wanted, categorize=False)
+        at = np.searchsorted(self._sorted, hashes).clip(max=len(self._sorted) - 1)
+        rows = np.where(self._sorted[at] == hashes, self._order[at], -1)
+        found = np.flatnonzero(rows >= 0)
+        rows[found[self._values[rows[found]] != wanted[found]]] = -1
+        return rows
+
+
+def _index_of(leads: pd.Index | LeadLookup) -> pd.Index:
+    return leads.index if isinstance(leads, LeadLookup) else leads
+
+
 def lead_rows(
-    lead_ids: pd.Index, lead_index: pd.Index, placed: np.ndarray | None = None
+    lead_ids: pd.Index, lead_index: pd.Index | LeadLookup, placed: np.ndarray | None = None
 ) -> np.ndarray:
     """The row in `lead_index` of each of `lead_ids` (-1: none), matched as trimmed text, a
     missing id matching nothing: a frame's distinct ids (`encode_events`) and an adapter's
     coded events' ids alike (`placed`: as `same_lead_rows` takes it)."""
-    same = same_lead_rows(lead_ids, lead_index, placed)
+    same = same_lead_rows(lead_ids, _index_of(lead_index), placed)
     return same if same is not None else hashed_lead_rows(lead_ids, lead_index)
 
 
-def hashed_lead_rows(lead_ids: pd.Index, lead_index: pd.Index) -> np.ndarray:
-    """`lead_rows` by looking each trimmed id up in `lead_index`'s hash table."""
+def hashed_lead_rows(lead_ids: pd.Index, lead_index: pd.Index | LeadLookup) -> np.ndarray:
+    """`lead_rows` by looking each trimmed id up among the leads (`LeadLookup`, or the index's
+    hash table)."""
     present = ~np.asarray(pd.isna(lead_ids), dtype=bool)
     rows = np.full(len(lead_ids), -1, dtype=np.int32)
     cleaned = pd.Series(lead_ids[present]).astype("str").str.strip()
-    rows[present] = lead_index.get_indexer(pd.Index(cleaned))
+    if isinstance(lead_index, LeadLookup):
+        rows[present] = lead_index.rows(cleaned)
+    else:
+        rows[present] = lead_index.get_indexer(pd.Index(cleaned))
     return rows
 
 
@@ -182,7 +232,11 @@ def _unknown_types(
 
 
 def encode_events(
-    chunk: pd.DataFrame, lead_index: pd.Index, mapping: MappingConfig, table: str, row_offset: int
+    chunk: pd.DataFrame,
+    lead_index: pd.Index | LeadLookup,
+    mapping: MappingConfig,
+    table: str,
+    row_offset: int,
 ) -> EncodedChunk:
     """Turn one chunk of contract-named event rows into arrays; checks timestamps.
 
@@ -298,20 +352,20 @@ def collect_events(
     `placed`: the row of the adapter's leads frame each of `leads` came from
     (`prepare_leads_placed`), by which an adapter's coded events find their leads."""
     lead_index = pd.Index(leads["lead_id"].to_numpy())
-    # its hash table is built once, under the lock, before any worker looks an id up in it;
-    # an adapter's coded events of the reader's own leads, one for one, never need it
-    hashed = False
+    # the lookup is built once, under the lock, before any worker looks an id up in it; an
+    # adapter's coded events of the reader's own leads, one for one, never need it
+    lookup: LeadLookup | None = None
 
     # the reader's row of each lead of an adapter's coded events, by its lead ids (one array
     # for every batch that shares them, computed once: the workers wait for the first)
     rows_of: dict[int, tuple[pd.Index, np.ndarray]] = {}
     rows_lock = threading.Lock()
 
-    def hash_leads() -> None:
-        nonlocal hashed
-        if not hashed:
-            lead_index.get_indexer(lead_index[:1])
-            hashed = True
+    def lead_lookup() -> LeadLookup:
+        nonlocal lookup
+        if lookup is None:
+            lookup = LeadLookup(lead_index)
+        return lookup
 
     def rows_for(ids: pd.Index) -> np.ndarray:
         with rows_lock:
@@ -326,8 +380,8 @@ def collect_events(
         if isinstance(frame, CodedEvents):
             return encode_coded_events(frame, rows_for(frame.lead_ids), config.mapping)
         with rows_lock:
-            hash_leads()
-        return encode_events(frame, lead_index, config.mapping, table, first_row)
+            found = lead_lookup()
+        return encode_events(frame, found, config.mapping, table, first_row)
 
     # chunks are checked here in order and encoded side by side (features.parallel)
     parts: list[EncodedChunk] = []

@@ -133,6 +133,67 @@ def test_lead_rows_find_each_id_s_row_as_a_dictionary_does(ids: list[str | None]
 
 
 @pytest.mark.parametrize(
+    "ids",
+    [
+        ["c", "a", "b"],
+        [" c", "a ", "b"],
+        ["c", None, "b"],
+        ["c", "x", "b", "d", ""],
+        ["B", "A ", "é", "a\u0301"],  # case and Unicode forms are other ids
+    ],
+)
+@pytest.mark.parametrize(
+    "leads",
+    [
+        ["c", "a", "b"],
+        ["c", "a", "b", "é"],  # non-ASCII text
+        [3, 1, 2],  # ids that are not text: the hash table
+    ],
+)
+def test_a_lead_lookup_finds_the_rows_the_hash_table_finds(
+    ids: list[str | None], leads: list[object]
+) -> None:
+    """`LeadLookup` (hashes searched, then checked as text) gives `get_indexer`'s rows."""
+    from features.reader.events import LeadLookup, lead_rows
+
+    lead_index = pd.Index(leads)
+    wanted = pd.Index(pd.Series(ids, dtype="str"))
+    assert lead_rows(wanted, LeadLookup(lead_index)).tolist() == (
+        lead_rows(wanted, lead_index).tolist()
+    )
+
+
+def test_a_lead_lookup_agrees_with_the_hash_table_on_many_scattered_ids() -> None:
+    from features.reader.events import LeadLookup, hashed_lead_rows
+
+    rng = np.random.default_rng(7)
+    lead_index = pd.Index(pd.array([f"L{i:07d}" for i in rng.permutation(50_000)], dtype="str"))
+    asked = [f"L{i:07d}" for i in rng.integers(0, 60_000, 5_000)] + [" L0000001 ", "l0000001"]
+    wanted = pd.Index(pd.array(asked, dtype="str"))
+    rows = hashed_lead_rows(wanted, LeadLookup(lead_index))
+    assert rows.tolist() == hashed_lead_rows(wanted, lead_index).tolist()
+    assert (rows == -1).any() and (rows >= 0).any()
+
+
+@pytest.mark.parametrize("leads", [["a", "bb", "ccc"], ["a", "b", "cc"]])
+def test_a_lead_lookup_checks_hashed_matches_as_text(
+    leads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a hash that collides (the text's length): an id whose hash is a lead's but whose
+    text is not finds no row, and leads whose hashes collide are looked up in the hash table."""
+    from features.reader.events import LeadLookup, lead_rows
+
+    def by_length(values: np.ndarray, categorize: bool = True) -> np.ndarray:
+        return np.array([len(v) for v in values], dtype=np.uint64)
+
+    monkeypatch.setattr(pd.util, "hash_array", by_length)
+    wanted = pd.Index(pd.Series(["x", "bb", "yy", "ccc", "a"], dtype="str"))
+    rows = lead_rows(wanted, LeadLookup(pd.Index(leads)))
+    where = {lead: row for row, lead in enumerate(leads)}
+    assert rows.tolist() == [where.get(i, -1) for i in wanted]
+
+
+@pytest.mark.parametrize(
     "placed",
     [
         None,  # in order
