@@ -23,7 +23,8 @@
    4x the anchor's raw LightGBM predict, peak at most 4 GiB. With --with-reasons, the same run
    with the top-3 reasons of every row is measured too (TreeSHAP costs about 1 ms per row per
    core with the default model: long at 1M rows). With --scaling, all of it at 0.25M, 0.5M, 1M
-   and 2M leads, with time and peak per lead against the smallest size (goal: within 15%).
+   and 2M leads, each size's time and peak judged against the straight line fitted through all
+   sizes (goal: within 15% of it).
 5. Anchor (--anchor-job, another fresh child, the same run): reads the same snapshot, builds the
    same rows and the ready matrix (timed as stages, not part of the anchor), then times the
    booster's own `predict` (raw scores) on the whole matrix, and on its first --reason-rows rows
@@ -422,8 +423,8 @@ def main() -> None:
     parser.add_argument(
         "--scaling",
         action="store_true",
-        help="Measure at each of --scaling-leads (default 0.25M, 0.5M, 1M, 2M leads) and print "
-        "time and peak per lead against the smallest size.",
+        help="Measure at each of --scaling-leads (default 0.25M, 0.5M, 1M, 2M leads) and judge "
+        "time and peak against the straight line fitted through the sizes.",
     )
     parser.add_argument("--scaling-leads", help="Comma-separated sizes for --scaling.")
     parser.add_argument("--reason-rows-job", type=int, default=100_000, help=argparse.SUPPRESS)
