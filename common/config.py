@@ -240,8 +240,9 @@ class FeatureConfig(_Strict):
     )
     at_mql: bool = Field(
         True,
-        description="Also the windowed counts as they stood at the lead's mql_at, so that a "
-        "row weeks after the MQL still sees the MQL moment.",
+        description="Also the engagement and account counts (windowed and all-time) and the "
+        "lead's age as they stood at its mql_at, so that a row weeks after the MQL still sees "
+        "the MQL moment.",
     )
 
     @field_validator("windows_days")

@@ -61,12 +61,15 @@ AT_MQL = "_at_mql"
 
 
 def at_mql_names(config: Config) -> list[str]:
-    """The windowed engagement and account counts again, as they stood at the lead's mql_at.
+    """The engagement and account counts again, as they stood at the lead's mql_at, and the
+    lead's age then (`days_since_created_at_mql`: how long it took to become an MQL).
 
     A row weeks after the MQL still knows what the lead did before it, but its own windows
-    have moved on and lost it (the 7 days before the MQL leave a 7-day window after a week).
-    Kept as features, a model at any age sees the MQL moment as a model at mql_at does. NaN
-    for a lead with no mql_at before the cutoff. None with `features.at_mql` off.
+    have moved on and lost it (the 7 days before the MQL leave a 7-day window after a week),
+    and its all-time and account counts mix in what happened since. Kept as features, a
+    model at any age sees the MQL moment as a model at mql_at does, and what changed since
+    is the difference. NaN for a lead with no mql_at before the cutoff. None with
+    `features.at_mql` off.
     """
     if not config.features.at_mql:
         return []
@@ -78,13 +81,19 @@ def _kernel_names(windows: tuple[int, ...]) -> tuple[str, ...]:
     return (*engagement_names(windows), *account_names(windows))
 
 
+#: Kernel features that stay at the scoring time only: the trend, and recency (the days since
+#: each event type and since the MQL), which a row at mql_at already sees as it stood then.
+#: `days_since_created` is kept: as it stood at mql_at, it is how long the lead took to
+#: become an MQL.
+_NOT_AT_MQL_PREFIXES = ("trend", "days_since_")
+
+
 @lru_cache(maxsize=64)
 def _at_mql_names(windows: tuple[int, ...]) -> tuple[str, ...]:
-    suffixes = tuple(f"_{w}d" for w in windows)
     return tuple(
         f"{n}{AT_MQL}"
         for n in _kernel_names(windows)
-        if n.endswith(suffixes) and not n.startswith("trend")
+        if n == "days_since_created" or not n.startswith(_NOT_AT_MQL_PREFIXES)
     )
 
 

@@ -279,12 +279,19 @@ def account_meanings(windows: Sequence[int]) -> list[FeatureMeaning]:
 def at_mql_meanings(
     at_mql_names: Sequence[str], meanings: Mapping[str, FeatureMeaning]
 ) -> list[FeatureMeaning]:
-    """The windowed counts again as they stood at the lead's mql_at: the same meaning, worded
-    'in the 30 days before becoming an MQL'."""
-    return [
-        replace(meanings[name.removesuffix(AT_MQL)], name=name, at_mql=True)
-        for name in at_mql_names
-    ]
+    """The counts again as they stood at the lead's mql_at: the same meaning, worded 'in the
+    30 days before becoming an MQL' or 'before becoming an MQL'. A zero all-time count says
+    no more than that ('no demo requests yet' would deny what came since), and the lead's
+    age then reads as the days it took to become an MQL."""
+    frozen = []
+    for name in at_mql_names:
+        meaning = replace(meanings[name.removesuffix(AT_MQL)], name=name, at_mql=True)
+        if meaning.absence_on_zero:
+            meaning = replace(meaning, absence=None, absence_on_zero=False)
+        if meaning.unit == "days":
+            meaning = replace(meaning, label="became an MQL", absence="not an MQL yet")
+        frozen.append(meaning)
+    return frozen
 
 
 def feature_meanings(config: Config, flat: bool = False) -> dict[str, FeatureMeaning]:

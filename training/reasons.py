@@ -112,8 +112,24 @@ def ago(days: float) -> str:
     return f"{round(days / 365.25)} years ago"
 
 
+def after_created(days: float) -> str:
+    """How long after its creation a lead became an MQL, in `ago`'s units."""
+    if days < 1:
+        return "the day it was created"
+    if days < 2:
+        return "a day after it was created"
+    if days < 60:
+        return f"{math.floor(days)} days after it was created"
+    if days < 730:
+        return f"{round(days / 30.44)} months after it was created"
+    return f"{round(days / 365.25)} years after it was created"
+
+
 def _window(meaning: FeatureMeaning) -> str:
-    if meaning.at_mql and meaning.window_days is not None:
+    if meaning.at_mql:
+        if meaning.window_days is None:
+            account = meaning.family == "account"
+            return " before this lead became an MQL" if account else " before becoming an MQL"
         return f" in the {meaning.window_days} days before becoming an MQL"
     if meaning.window_days is not None:
         return f" in the last {meaning.window_days} days"
@@ -171,6 +187,8 @@ def describe(meaning: FeatureMeaning, value: Any, posted: Any = None) -> str:
     number = float(value)
     if unit == "count":
         return _count_words(meaning, number)
+    if unit == "days" and meaning.at_mql:
+        return f"{meaning.label} {after_created(number)}"
     if unit == "days":
         return f"{meaning.label} {ago(number)}"
     if unit == "active_days":

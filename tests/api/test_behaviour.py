@@ -35,15 +35,15 @@ HAND_RAISERS = (
 #: Measured on the API tests' 12k-lead model (8,309 rows at sampled ages): rows whose score
 #: one more such event lowers, and by how much at most. The age model (rows at sampled ages,
 #: counts at mql_at) is not monotone in them; LightGBM's monotone constraints on these counts
-#: are the likely fix. Strict: a fix makes these pass, and then the marks must go.
+#: are the likely fix. Strict: a fix makes these pass, and then the marks must go. Trial
+#: signups (2 rows, 0.0001) and form submissions (776 rows, 0.004) were here until the
+#: all-time and account counts at mql_at joined the features.
 KNOWN_VIOLATIONS = {
-    "demo_request": "689 of 8,309 rows lower, by up to 0.030",
-    "trial_signup": "2 of 8,309 rows lower, by up to 0.0001",
-    "form_submission": "776 of 8,309 rows lower, by up to 0.004",
-    "email_reply": "533 of 8,309 rows lower, by up to 0.006",
-    "webinar_attendance": "3,627 of 8,309 rows lower, by up to 0.026",
-    "pricing_page_view": "a fresh view is pulled down by the stalled-deal penalty the model "
-    "learns on 30- and 90-day pricing counts",
+    "demo_request": "406 of 8,309 rows lower, by up to 0.0057",
+    "email_reply": "530 of 8,309 rows lower, by up to 0.0005",
+    "webinar_attendance": "1,181 of 8,309 rows lower, by up to 0.0089",
+    "pricing_page_view": "21 of 8,309 rows lower, by up to 0.0043: a fresh view is pulled down "
+    "by the stalled-deal penalty the model learns on 30- and 90-day pricing counts",
 }
 
 
@@ -81,7 +81,9 @@ def one_more(matrix: np.ndarray, names: tuple[str, ...], event_type: str) -> np.
     "event_type",
     [
         pytest.param(t, marks=pytest.mark.xfail(strict=True, reason=f"known: {why}"))
-        for t, why in KNOWN_VIOLATIONS.items()
+        if (why := KNOWN_VIOLATIONS.get(t))
+        else t
+        for t in (*HAND_RAISERS, "pricing_page_view")
     ],
 )
 def test_more_intent_engagement_never_lowers_the_score(

@@ -192,24 +192,27 @@ def test_salesforce_export_loses_the_time_of_conversion_only(
     assert set(map(tuple, left_only)) == lost_rows
     assert set(merged.loc[merged["_merge"] == "right_only", "lead_id"]) <= disqualified
     both = merged[merged["_merge"] == "both"]
-    # rows whose account has another lead converting on the cutoff's day, after the cutoff
-    pairs = both[KEY].merge(leads[["lead_id", "account_id"]], on="lead_id")
+    # rows whose account has another lead converting on the day of the moment counted (the
+    # cutoff, or the lead's mql_at for the count as it stood then), after that moment
+    pairs = both[KEY].merge(leads[["lead_id", "account_id", "mql_at"]], on="lead_id")
     pairs = pairs.merge(
         leads[["lead_id", "account_id", "sql_at"]], on="account_id", suffixes=("", "_other")
     )
     pairs = pairs[pairs["lead_id"] != pairs["lead_id_other"]]
-    near = set(
-        pairs.loc[
-            (pairs["sql_at"].dt.floor("D") <= pairs["cutoff"])
-            & (pairs["cutoff"] < pairs["sql_at"]),
-            "lead_id",
-        ]
-    )
+
+    def near(moment: pd.Series) -> set[str]:
+        on_day = (pairs["sql_at"].dt.floor("D") <= moment) & (moment < pairs["sql_at"])
+        return set(pairs.loc[on_day, "lead_id"])
+
+    near_by_column = {
+        "account_other_sqls": near(pairs["cutoff"]),
+        "account_other_sqls_at_mql": near(pairs["mql_at"]),
+    }
     for column in contract_rows.columns.drop(KEY):
         a, b = both[column], both[column + "_x"]
         differs = ~((a == b) | (a.isna() & b.isna())).fillna(False)
-        if column == "account_other_sqls":
-            assert set(both.loc[differs, "lead_id"]) <= near, column
+        if column in near_by_column:
+            assert set(both.loc[differs, "lead_id"]) <= near_by_column[column], column
         else:
             assert not differs.any(), column
 

@@ -25,7 +25,11 @@ from training.ages import weekly_age_rows
 from training.train import train_model
 
 pytestmark = pytest.mark.slow
-LEADS = 12_000
+#: At 12k leads the check sat within its own noise: with the default learning rate, the code
+#: before the counts at mql_at grew (all-time and account counts) missed the quintile bound on
+#: 2 of 3 training seeds (weeks 9-12: 0.067, 0.082, 0.026), and with them 0.089, 0.101, 0.044.
+#: At 24k both meet it on every seed (0.014-0.046) and the model at mql_at only still fails.
+LEADS = 24_000
 #: Age groups (weeks since mql_at) whose mean probability is held against the truth's.
 GROUPS = {"0": (0, 0), "1-4": (1, 4), "5-8": (5, 8), "9-12": (9, 12)}
 
@@ -131,6 +135,6 @@ def test_the_default_model_is_calibrated_within_each_age(
     age. The model trained at mql_at only fails it at the older groups."""
     worst = _worst_quintile_gap(default_scored)
     # bench/quality.py holds each week's ECE to 0.015 on 100k+ leads; on this snapshot's few
-    # thousand rows per group the top quintile of weeks 9-12 is 0.05-0.06 off the truth
+    # thousand rows per group a quintile is up to 0.05 off the truth (3 training seeds)
     assert max(worst.values()) < 0.07, worst
     assert _worst_quintile_gap(at_mql_scored)["9-12"] > 0.07

@@ -57,3 +57,13 @@ def test_rows_at_after_and_before_mql_at_get_the_counts_as_they_stood_at_mql_at(
     assert not np.array_equal(later_row[plain].to_numpy(float), at_row[plain].to_numpy(float))
     # not yet an MQL at the cutoff, or never one: nothing to freeze
     assert before_row[frozen].isna().all() and not_mql[frozen].isna().all()
+
+
+def test_the_lead_age_at_mql_at_is_the_days_it_took_to_become_an_mql() -> None:
+    frame = _features([MQL + pd.Timedelta(days=30), MQL])
+    took = (MQL - pd.Timestamp("2026-01-05T09:00:00Z")) / pd.Timedelta(days=1)
+    assert frame.loc[10, "days_since_created_at_mql"] == frame.loc[11, "days_since_created"]
+    assert frame.loc[10, "days_since_created_at_mql"] == took
+    assert frame.loc[10, "days_since_created"] == took + 30
+    # recency stays at the scoring time only: a row at mql_at already sees it as it stood
+    assert "days_since_demo_request_at_mql" not in frame.columns
