@@ -21,6 +21,7 @@ import typer
 
 from cli import batch, data, model, serve
 from cli.help import Typer
+from common.config import quiet_mlflow
 
 app = Typer(
     name="leadscore",
@@ -72,8 +73,6 @@ app.add_typer(rules_app, name="rules")
 
 
 def main() -> None:  # pragma: no cover - the console script
-    from serving.model_store import quiet_mlflow
-
     quiet_mlflow()  # no "Downloading artifacts" bars (train's gate loads the champion too)
     # The modules imported so far live until the process ends: frozen, the garbage
     # collector's full passes stop walking them again; and frozen once more at exit, the

@@ -26,7 +26,6 @@ from cli.common import (
     spark_training_set,
 )
 from common.config import Config, ConfigError
-from training.retrain import EXIT_BUSY
 
 
 def train(
@@ -73,6 +72,7 @@ def train(
     points fitted on the training slice.
     """
     from training.pipeline import run_training
+    from training.retrain import EXIT_BUSY
     from training.train import TrainingError
 
     with clear_errors():

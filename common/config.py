@@ -419,6 +419,13 @@ class GateConfig(_Strict):
     )
 
 
+def quiet_mlflow() -> None:
+    """Turn off MLflow's "Downloading artifacts" bars (one per load: a model is ~30 files)
+    through its documented switch, unless the environment already sets it. Here, not beside
+    the model store, so that a command sets it without importing LightGBM and scikit-learn."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 class MlflowConfig(_Strict):
     tracking_uri: str = Field(
         default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from common.config import Config, SourceConfig
+from common.config import Config, SourceConfig, quiet_mlflow
 from features.contract import ContractError
 from features.spec import feature_meanings
 from serving.accounts import (
@@ -103,14 +103,6 @@ def bound_mlflow_http() -> None:
     for variable, value in MLFLOW_HTTP_BOUNDS.items():
         os.environ.setdefault(variable, value)
     quiet_mlflow()
-
-
-def quiet_mlflow() -> None:
-    """Turn off MLflow's "Downloading artifacts" bars (one per load: a model is ~30 files)
-    through its documented switch, unless the environment already sets it."""
-    import os
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def local_store(tracking_uri: str) -> Path | None:
