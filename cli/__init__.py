@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import gc
-import os
 import sys
 from typing import Annotated
 
@@ -50,7 +49,8 @@ def _every_job(
     ] = False,
 ) -> None:
     # one progress style: the rich bars, not MLflow's own tqdm bars for artifact copies
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # (train's gate loads the champion too)
+    quiet_mlflow()
 
 
 # the commands, in the order `leadscore --help` lists them
@@ -79,7 +79,6 @@ DATA_JOBS = frozenset({"generate", "validate", "features"})
 
 
 def main() -> None:  # pragma: no cover - the console script
-    quiet_mlflow()  # no "Downloading artifacts" bars (train's gate loads the champion too)
     if not DATA_JOBS.intersection(sys.argv[1:2]):
         # a model job imports the store anyway: imported here, it is frozen with the rest
         import serving.model_store  # noqa: F401

@@ -99,30 +99,31 @@ def size_words(value: Any, posted: Any = None) -> str:
     return f"{SIZE_BANDS[-1][1] + 1:,}+ employees"
 
 
+def _days_words(days: float, first_day: str, second_day: str, suffix: str) -> str:
+    """Days in words: `first_day` under one day, `second_day` under two, else whole days,
+    months or years and `suffix` ('3 days ago', '7 months after it was created'), bucketed
+    as `wording_keys` buckets them."""
+    if days < 1:
+        return first_day
+    if days < 2:
+        return second_day
+    if days < 60:
+        return f"{math.floor(days)} days {suffix}"
+    if days < 730:
+        return f"{round(days / 30.44)} months {suffix}"
+    return f"{round(days / 365.25)} years {suffix}"
+
+
 def ago(days: float) -> str:
     """Whole days (or months, years) before the scoring time: 'today', '3 days ago'."""
-    if days < 1:
-        return "today"
-    if days < 2:
-        return "yesterday"
-    if days < 60:
-        return f"{math.floor(days)} days ago"
-    if days < 730:
-        return f"{round(days / 30.44)} months ago"
-    return f"{round(days / 365.25)} years ago"
+    return _days_words(days, "today", "yesterday", "ago")
 
 
 def after_created(days: float) -> str:
     """How long after its creation a lead became an MQL, in `ago`'s units."""
-    if days < 1:
-        return "the day it was created"
-    if days < 2:
-        return "a day after it was created"
-    if days < 60:
-        return f"{math.floor(days)} days after it was created"
-    if days < 730:
-        return f"{round(days / 30.44)} months after it was created"
-    return f"{round(days / 365.25)} years after it was created"
+    return _days_words(
+        days, "the day it was created", "a day after it was created", "after it was created"
+    )
 
 
 def _window(meaning: FeatureMeaning) -> str:
