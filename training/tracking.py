@@ -202,6 +202,10 @@ def training_reference(
     each lead's open life, the mix a nightly run of open MQLs shows, while the extra rows at
     `mql_at` would overweight new MQLs. Rows are grouped by the week of their cutoff, so the
     reference also knows how far one week drifts from the whole by the calendar alone.
+
+    A flat export's batch run scores the leads not converted (`serving.batch.open_flat_rows`),
+    whose scores sit far below those of all leads: its reference holds the rows labelled 0
+    only, else every run of it would read as drift in the probability and the tiers.
     """
     training_set = split_periods(training_set)[0]  # the rows `result.scored` holds
     features = feature_frame(training_set)
@@ -212,10 +216,13 @@ def training_reference(
     if result.reference is not None and not result.reference.all():
         chosen = result.reference.copy()
         rows_from += f", a seeded uniform sample of {int(chosen.sum()):,} of their rows"
-    if config.snapshot_policy.sampled_ages > 0 and "days_since_mql" in features:
+    cutoff = training_set["cutoff"]
+    if cutoff.isna().all():
+        chosen &= training_set["label"].to_numpy() == 0
+        rows_from += ", rows not converted (the leads a flat export's batch run scores)"
+    elif config.snapshot_policy.sampled_ages > 0 and "days_since_mql" in features:
         chosen &= features["days_since_mql"].to_numpy(dtype=np.float64, na_value=np.nan) > 0
         rows_from += ", rows after mql_at (ages as a nightly run meets them)"
-    cutoff = training_set["cutoff"]
     periods = None
     if cutoff.notna().all():
         periods = cutoff.dt.tz_convert("UTC").dt.tz_localize(None).dt.to_period("W").astype(str)

@@ -8,7 +8,9 @@ both kinds (fit, engagement) and every type (categorical, numeric, boolean) that
 For each: the API's probability for a lead equals the batch job's at the same as-of time, with
 the lead posted under the export's column names or the contract's, and with its custom fields
 left out when the export's cells are empty. Every command runs quietly (no library warnings,
-no progress bars) and writes only where it was told.
+no progress bars) and writes only where it was told. `leadscore monitor` reads the batch run of
+the export the model was trained on as no drift in the score or tiers, and the same export with
+its lead-source mix shifted as drift.
 """
 
 from __future__ import annotations
@@ -379,3 +381,55 @@ def test_the_schema_shows_the_models_custom_fields(served: Served) -> None:
     names = set(properties["properties"])
     assert {cf["column"] for cf in served.config["custom_fields"]} <= names
     assert set(_custom_columns(served.config)) | {_id_column(served)} <= names
+
+
+def _monitor(served: Served, scores: Path, report: Path) -> tuple[int, dict[str, Any], str]:
+    """`leadscore monitor` on one run's scores, in the export's folder; exit code, monitor.json
+    and what it printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEADSCORE", "MLFLOW_"))}
+    command = ["monitor", "-c", "config.yaml", "--scores", str(scores), "-r", str(report)]
+    result = subprocess.run(
+        [str(BIN / "leadscore"), *command],
+        cwd=served.folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    summary = json.loads((report / "monitor.json").read_text(encoding="utf-8"))
+    return result.returncode, summary, result.stdout + result.stderr
+
+
+def test_the_monitor_reads_the_export_as_its_own_market_and_a_shifted_one_as_drift(
+    served: Served, tmp_path: Path
+) -> None:
+    """The batch run of the export the model was trained on passes the monitor: a flat export's
+    run scores only the leads not converted, and its reference holds those. The same export
+    with the lead source of 60% of its leads set to one value alerts, naming the feature."""
+    code, summary, output = _monitor(served, served.folder / "scores", tmp_path / "same")
+    assert not [a for a in summary["alerts"] if "feature" not in a], output
+    if served.config["source"].get("flat"):
+        assert code == 0 and summary["status"] == "ok", output
+
+    exports = {contract: export for export, contract in served.config["mapping"]["leads"].items()}
+    source = exports.get("lead_source", "lead_source")
+    shifted = served.export.copy()
+    rarest = shifted[source][shifted[source] != ""].value_counts().index[-3]
+    moved = np.random.default_rng(3).random(len(shifted)) < 0.6
+    shifted.loc[moved, source] = rarest
+    folder = tmp_path / "shifted"
+    (folder / "export").mkdir(parents=True)
+    shifted.to_csv(folder / "export" / served.config["source"]["leads"], index=False)
+    for name in ("events.csv", "snapshot.json"):
+        if (served.folder / "export" / name).is_file():
+            shutil.copy(served.folder / "export" / name, folder / "export" / name)
+    shutil.copy(served.folder / "config.yaml", folder / "config.yaml")
+    name = served.config.get("mlflow", {}).get("model_name", "leadscore")
+    model = ["--model-uri", f"models:/{name}/1"]
+    _run(
+        ["predict", "-c", "config.yaml", "--as-of", served.as_of, "--out", "run.parquet", *model],
+        folder,
+    )
+    code, summary, output = _monitor(served, folder / "run.parquet", tmp_path / "shift")
+    assert code == 3 and summary["status"] != "ok", output
+    assert any("lead_source" in alert for alert in summary["alerts"]), output
