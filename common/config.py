@@ -365,6 +365,13 @@ class TrainingConfig(_Strict):
     leak_candidates: int = Field(
         5, ge=0, le=50, description="Leak guard: most features probed (strongest alone first)."
     )
+    increasing_events: tuple[str, ...] = Field(
+        ("demo_request", "trial_signup", "form_submission", "email_reply", "webinar_attendance"),
+        description="Event types that never lower a score: the model is constrained to be "
+        "non-decreasing in their counts (every window, now and at mql_at), so one more demo "
+        "request never reads as a reason against the lead. Hand-raisers only: more email opens "
+        "or pricing views can mark a tire-kicker or a stalled deal. Empty: no constraint.",
+    )
     acknowledge_leaks: tuple[str, ...] = Field(
         (),
         description="Columns (export or feature names) the leak guard flags but you have "
@@ -400,6 +407,19 @@ class TrainingConfig(_Strict):
     @classmethod
     def _merge_defaults(cls, params: dict[str, Any]) -> dict[str, Any]:
         return {**_lightgbm_defaults(), **params}
+
+    @field_validator("increasing_events")
+    @classmethod
+    def _known_events(cls, events: tuple[str, ...]) -> tuple[str, ...]:
+        from features.contract import EVENT_TYPES  # the contract's vocabulary, kept there
+
+        unknown = [e for e in events if e not in EVENT_TYPES]
+        if unknown:
+            raise ValueError(
+                f"not event types of the contract: {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(EVENT_TYPES)})"
+            )
+        return tuple(dict.fromkeys(events))
 
 
 class GateConfig(_Strict):

@@ -19,7 +19,7 @@ import pandas as pd
 from common.config import Config
 from features.periods import CLOSED, PERIOD
 from training.hazard import HazardSpec, hazard_spec
-from training.model import fit_booster
+from training.model import fit_booster, monotone_directions
 from training.scorer import ModelSpec, feature_matrix
 from training.split import Split
 
@@ -68,7 +68,9 @@ def fit_hazard(
             )
     matrix = feature_matrix(periods, spec)
 
-    def fit(column: str, report: Callable[[int, int], None] | None) -> lgb.Booster:
+    def fit(
+        column: str, report: Callable[[int, int], None] | None, monotone: dict[str, int]
+    ) -> lgb.Booster:
         labels = periods[column].to_numpy().astype(np.int64)
         booster = fit_booster(
             (matrix[train], labels[train]),
@@ -78,11 +80,16 @@ def fit_hazard(
             config.training.num_boost_round,
             config.training.early_stopping_rounds,
             report,
+            monotone,
         )
         booster.free_dataset()
         return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
 
-    booster = fit("label", progress)
-    exit = fit(CLOSED, None) if CLOSED in periods else None
+    # an SQL's hazard never falls with one more hand-raiser; the exit's (SQL or
+    # disqualification) is left free
+    booster = fit(
+        "label", progress, monotone_directions(spec.names, config.training.increasing_events)
+    )
+    exit = fit(CLOSED, None, {}) if CLOSED in periods else None
     law = hazard_spec(spec.names, config.training.hazard.period_days, config.horizon_days, exit)
     return booster, law

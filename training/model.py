@@ -5,7 +5,8 @@ Deterministic for a seed: the same rows, parameters and seed give the same model
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import lightgbm as lgb
@@ -27,6 +28,20 @@ def booster_params(params: Mapping[str, Any], seed: int, num_threads: int) -> di
     }
 
 
+def monotone_directions(names: Collection[str], events: Collection[str]) -> dict[str, int]:
+    """How the score may move with each feature of `events` among `names`: up with their
+    counts (`n_<event>_<window>`, now or `_at_mql`: +1), down with the days since the last
+    one (`days_since_<event>`: -1). A hand-raiser never counts against a lead, however many
+    there were and however recent the last."""
+    if not events:
+        return {}
+    either = "|".join(map(re.escape, events))
+    count = re.compile(rf"n_({either})_(\d+d|all)(_at_mql)?")
+    since = re.compile(rf"days_since_({either})")
+    out = {n: 1 for n in names if count.fullmatch(n)}
+    return out | {n: -1 for n in names if since.fullmatch(n)}
+
+
 def fit_booster(
     train: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray],
@@ -35,8 +50,14 @@ def fit_booster(
     num_boost_round: int,
     early_stopping_rounds: int,
     progress: Callable[[int, int], None] | None = None,
+    monotone: Mapping[str, int] | None = None,
 ) -> lgb.Booster:
-    """Train on `train`, stop when log loss on `validation` stops improving."""
+    """Train on `train`, stop when log loss on `validation` stops improving; the score only
+    rises (+1) or falls (-1) with the features named in `monotone` (LightGBM's monotone
+    constraints)."""
+    if monotone and any(name in monotone for name in spec.names):
+        constraints = [monotone.get(name, 0) for name in spec.names]
+        params = {**params, "monotone_constraints": constraints}
     kwargs: dict[str, Any] = {
         "feature_name": list(spec.names),
         "categorical_feature": spec.categorical_index,

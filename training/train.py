@@ -43,7 +43,7 @@ from training.guards import (
 )
 from training.hazard import horizon_raw
 from training.hazard_fit import fit_hazard, split_periods
-from training.model import booster_params, fit_booster
+from training.model import booster_params, fit_booster, monotone_directions
 from training.reasons import ReasonPlan
 from training.scorer import ModelSpec, Scorer, feature_matrix, learn_spec
 from training.scoring import score_matrix
@@ -314,6 +314,7 @@ def cross_validated_auc(training_set: pd.DataFrame, config: Config, folds: int =
             params,
             config.training.num_boost_round,
             config.training.early_stopping_rounds,
+            monotone=monotone_directions(spec.names, config.training.increasing_events),
         )
         raw = booster.predict(matrix[held_out], num_iteration=booster.best_iteration)
         aucs.append(float(roc_auc_score(labels[held_out], raw)))
@@ -429,6 +430,7 @@ def _train_model(
             config.training.num_boost_round,
             config.training.early_stopping_rounds,
             progress,
+            monotone_directions(spec.names, config.training.increasing_events),
         )
         del fit_rows
     booster.free_dataset()
