@@ -23,7 +23,7 @@ from features.fit import CATEGORICAL, fit_names, lead_fit
 from features.parallel import ordered_map, worker_count
 from features.periods import period_rows
 from features.reader import EventLog, Snapshot
-from features.rows import RowCounts, training_rows
+from features.rows import RowCounts, lead_positions, training_rows
 
 Progress = Callable[[int, int], None]
 FeatureKind = Literal["categorical", "numeric"]
@@ -125,8 +125,7 @@ def account_chunks(account: np.ndarray, chunk_leads: int) -> list[tuple[int, int
 
 
 def row_leads(snapshot: Snapshot, rows: pd.DataFrame) -> np.ndarray:
-    index = pd.Index(snapshot.leads["lead_id"].to_numpy())
-    position = index.get_indexer(rows["lead_id"].to_numpy())
+    position = lead_positions(rows["lead_id"], snapshot.leads["lead_id"])
     unknown = position < 0
     if unknown.any():
         examples = rows["lead_id"].to_numpy()[unknown][:3].tolist()
