@@ -165,6 +165,7 @@ def _flat_params(config: Config, result: TrainResult) -> dict[str, Any]:
             "sampled_ages": config.snapshot_policy.sampled_ages,
             "at_mql": config.features.at_mql,
             "windows_days": ",".join(map(str, config.features.windows_days)),
+            "increasing_events": ",".join(config.training.increasing_events) or "none",
             "split": result.split.kind,
             "calibration": result.scorer.calibrator.method,
             "tier_policy": config.training.tiers.kind,

@@ -88,6 +88,9 @@ def test_train_register_gate_promote_rollback(snapshot: Path, tmp_path: Path) ->
     assert run.data.tags["data_fingerprint"] and run.data.tags["git_commit"]
     assert run.data.metrics["test_model_roc_auc"] > 0.7
     assert "lgb.num_leaves" in run.data.params
+    assert run.data.params["increasing_events"] == (
+        "demo_request,trial_signup,form_submission,email_reply,webinar_attendance"
+    )
     _check_lineage(client, run, snapshot)
     first = client.get_model_version("leadscore", "1")
     assert first.description.startswith("Ready: ranks better than your points (AUC 0.")
