@@ -168,10 +168,12 @@ def row_outcomes(
 
 
 def _naive_at(times: pd.Series, position: np.ndarray) -> np.ndarray:
-    """`times` (UTC) as naive datetime64[ms] at each position; NaT where it is -1."""
+    """`times` (UTC) as naive datetime64, in their own unit, at each position; NaT where the
+    position is -1."""
     naive = times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
-    out = naive[position]
-    out[position < 0] = np.datetime64("NaT")
+    out = np.full(len(position), np.datetime64("NaT"), dtype=naive.dtype)
+    found = position >= 0
+    out[found] = naive[position[found]]
     return out
 
 
