@@ -21,6 +21,12 @@ the model never saw) and holds them against what happened next. Goals:
   snapshot, both through run_training in this process; reading and building the training set
   are timed apart from the fit (baseline, LightGBM, calibration, evaluation).
 
+Beside each week's AUC gap, two references: `carried_gap`, the gap of ranking each week by the
+lead's own score at mql_at (what the model knew at age 0, carried forward), and `implied_gap`,
+the gap of a model whose only error is noise that puts it exactly at the age-0 goal (0.005).
+The truth at any age is a rising function of the truth at mql_at, so a weekly gap well above
+both is ranking lost at that age, not at age 0.
+
 Writes bench/results/quality.json. Not a test: the goals need the default snapshot's size
 (tests/model/test_quality.py and test_ages.py check the same behaviour, with wider bounds).
 """
@@ -77,6 +83,74 @@ def backtest_goals(table: pd.DataFrame, overall_ece: float) -> dict[str, dict[st
         "nightly_ece": goal(overall_ece, "<= 0.02", overall_ece <= 0.02),
         "nightly_worst_bucket_gap": goal(worst, "<= 0.02", worst <= 0.02),
     }
+
+
+def carried_gaps(
+    rows: pd.DataFrame, probability: np.ndarray, truth: np.ndarray
+) -> dict[int, float]:
+    """Per week: the truth's AUC minus the AUC of each row's lead's score at mql_at.
+
+    The truth at any age is a rising function of the truth at mql_at (the generator draws the
+    outcome from mql_at's observables alone), so ranking each week by the age-0 score is what a
+    model knows at age 0 carried forward; a weekly gap near this one is inherited from age 0.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    weeks = rows["age_weeks"].to_numpy()
+    lead = pd.Index(rows["lead_id"].to_numpy())
+    zero = weeks == 0
+    at_zero = pd.Series(probability[zero], index=lead[zero])
+    carried = at_zero.reindex(lead).to_numpy(dtype=np.float64)
+    labels = rows["label"].to_numpy()
+    gaps = {}
+    for week in np.unique(weeks):
+        index = np.flatnonzero(weeks == week)
+        y = labels[index]
+        if y.min() == y.max():
+            continue
+        gaps[int(week)] = float(roc_auc_score(y, truth[index]) - roc_auc_score(y, carried[index]))
+    return gaps
+
+
+def noise_at_gap(
+    rows: pd.DataFrame, truth: np.ndarray, age_zero_gap: float, draws: int = 8, seed: int = 0
+) -> tuple[float, dict[int, float]]:
+    """What an age-0 AUC gap of `age_zero_gap` implies at later weeks, for a model whose only
+    error is noise: the truth's logit at mql_at plus N(0, sigma), sigma chosen by bisection so
+    that the mean age-0 gap over `draws` draws is the given one; returns sigma and the mean gap
+    per week of ranking by that noisy age-0 score (the truth's own transform to an age keeps
+    the order within a week, so no model that knows only this much ranks better)."""
+    from sklearn.metrics import roc_auc_score
+
+    weeks = rows["age_weeks"].to_numpy()
+    lead = pd.Index(rows["lead_id"].to_numpy())
+    zero = weeks == 0
+    p0 = np.clip(truth[zero], 1e-9, 1 - 1e-9)
+    logit0 = np.log(p0 / (1 - p0))
+    position = pd.Index(lead[zero]).get_indexer(lead)
+    labels = rows["label"].to_numpy()
+    noise = np.random.default_rng(seed).standard_normal((draws, len(logit0)))
+    by_week = {int(w): np.flatnonzero(weeks == w) for w in np.unique(weeks)}
+    truth_auc = {w: roc_auc_score(labels[i], truth[i]) for w, i in by_week.items()}
+
+    def gaps(sigma: float, only_zero: bool) -> dict[int, float]:
+        out = {}
+        for week, index in by_week.items():
+            if only_zero and week != 0:
+                continue
+            aucs = [
+                roc_auc_score(labels[index], (logit0 + sigma * draw)[position[index]])
+                for draw in noise
+            ]
+            out[week] = float(truth_auc[week] - np.mean(aucs))
+        return out
+
+    low, high = 0.0, 2.0
+    for _ in range(14):
+        middle = (low + high) / 2
+        low, high = (middle, high) if gaps(middle, True)[0] < age_zero_gap else (low, middle)
+    sigma = (low + high) / 2
+    return sigma, gaps(sigma, False)
 
 
 def timed(action: Callable[[], T]) -> tuple[T, float]:
@@ -149,6 +223,10 @@ def main() -> None:
     truth_rows = truth_of_rows(folder, rows, horizon)
     assert truth_rows is not None
     per_age = per_age_metrics(rows, probability, truth_rows)
+    carried = carried_gaps(rows, probability, truth_rows)
+    sigma, implied = noise_at_gap(rows, truth_rows, 0.005)
+    per_age["carried_gap"] = per_age["age_weeks"].map(carried)
+    per_age["implied_gap"] = per_age["age_weeks"].map(implied)
     at_zero = (rows["age_weeks"] == 0).to_numpy()
     rule_set = rules_module.load_rules(config.training.rules)
     zero_rows = rows.loc[at_zero, ["lead_id", "cutoff"]]
@@ -186,6 +264,11 @@ def main() -> None:
         print(f"{key:>22} " + " ".join(f"{v:8.4f}" for v in row))
     print("\nper week since mql_at, test leads while open:")
     print(per_age.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(
+        "carried_gap: the truth's AUC minus that of each lead's own score at mql_at; "
+        f"implied_gap: the same for the truth's logit plus noise (sd {sigma:.3f}) that is "
+        "0.005 under the truth at age 0, the age-0 goal"
+    )
     print(f"\nnightly backtest (seed {backtest_seed}, nights {[str(n.date()) for n in nights]}):")
     print(backtest.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"overall ECE {night_ece:.4f} on {len(night_rows):,} open MQLs", flush=True)
@@ -205,6 +288,7 @@ def main() -> None:
         "overrides": args.config,
         "age0": {"model": model, "truth": truth_m, "rules": rules},
         "per_age": per_age.to_dict(orient="records"),
+        "implied_noise_sd": sigma,
         "backtest": {
             "seed": backtest_seed,
             "nights": [n.isoformat() for n in nights],
