@@ -85,6 +85,27 @@ def backtest_goals(table: pd.DataFrame, overall_ece: float) -> dict[str, dict[st
     }
 
 
+def week_aucs(rows: pd.DataFrame, score: np.ndarray, only: int | None = None) -> dict[int, float]:
+    """ROC AUC of `score` per `age_weeks` (only week `only` when given), weeks with both
+    outcomes."""
+    from sklearn.metrics import roc_auc_score
+
+    weeks, labels = rows["age_weeks"].to_numpy(), rows["label"].to_numpy()
+    out = {}
+    for week in np.unique(weeks) if only is None else [only]:
+        index = np.flatnonzero(weeks == week)
+        if labels[index].min() != labels[index].max():
+            out[int(week)] = float(roc_auc_score(labels[index], score[index]))
+    return out
+
+
+def carried(rows: pd.DataFrame, at_zero: np.ndarray) -> np.ndarray:
+    """Each row's lead's value in `at_zero` (one per row of week 0, in their order)."""
+    lead = pd.Index(rows["lead_id"].to_numpy())
+    zero = (rows["age_weeks"] == 0).to_numpy()
+    return np.asarray(at_zero, dtype=np.float64)[pd.Index(lead[zero]).get_indexer(lead)]
+
+
 def carried_gaps(
     rows: pd.DataFrame, probability: np.ndarray, truth: np.ndarray
 ) -> dict[int, float]:
@@ -94,22 +115,9 @@ def carried_gaps(
     outcome from mql_at's observables alone), so ranking each week by the age-0 score is what a
     model knows at age 0 carried forward; a weekly gap near this one is inherited from age 0.
     """
-    from sklearn.metrics import roc_auc_score
-
-    weeks = rows["age_weeks"].to_numpy()
-    lead = pd.Index(rows["lead_id"].to_numpy())
-    zero = weeks == 0
-    at_zero = pd.Series(probability[zero], index=lead[zero])
-    carried = at_zero.reindex(lead).to_numpy(dtype=np.float64)
-    labels = rows["label"].to_numpy()
-    gaps = {}
-    for week in np.unique(weeks):
-        index = np.flatnonzero(weeks == week)
-        y = labels[index]
-        if y.min() == y.max():
-            continue
-        gaps[int(week)] = float(roc_auc_score(y, truth[index]) - roc_auc_score(y, carried[index]))
-    return gaps
+    zero = (rows["age_weeks"] == 0).to_numpy()
+    model = week_aucs(rows, carried(rows, probability[zero]))
+    return {week: auc - model[week] for week, auc in week_aucs(rows, truth).items()}
 
 
 def noise_at_gap(
@@ -120,37 +128,22 @@ def noise_at_gap(
     that the mean age-0 gap over `draws` draws is the given one; returns sigma and the mean gap
     per week of ranking by that noisy age-0 score (the truth's own transform to an age keeps
     the order within a week, so no model that knows only this much ranks better)."""
-    from sklearn.metrics import roc_auc_score
-
-    weeks = rows["age_weeks"].to_numpy()
-    lead = pd.Index(rows["lead_id"].to_numpy())
-    zero = weeks == 0
+    zero = (rows["age_weeks"] == 0).to_numpy()
     p0 = np.clip(truth[zero], 1e-9, 1 - 1e-9)
     logit0 = np.log(p0 / (1 - p0))
-    position = pd.Index(lead[zero]).get_indexer(lead)
-    labels = rows["label"].to_numpy()
     noise = np.random.default_rng(seed).standard_normal((draws, len(logit0)))
-    by_week = {int(w): np.flatnonzero(weeks == w) for w in np.unique(weeks)}
-    truth_auc = {w: roc_auc_score(labels[i], truth[i]) for w, i in by_week.items()}
+    truth_auc = week_aucs(rows, truth)
 
-    def gaps(sigma: float, only_zero: bool) -> dict[int, float]:
-        out = {}
-        for week, index in by_week.items():
-            if only_zero and week != 0:
-                continue
-            aucs = [
-                roc_auc_score(labels[index], (logit0 + sigma * draw)[position[index]])
-                for draw in noise
-            ]
-            out[week] = float(truth_auc[week] - np.mean(aucs))
-        return out
+    def gaps(sigma: float, only: int | None = None) -> dict[int, float]:
+        aucs = [week_aucs(rows, carried(rows, logit0 + sigma * draw), only) for draw in noise]
+        return {week: truth_auc[week] - np.mean([a[week] for a in aucs]) for week in aucs[0]}
 
     low, high = 0.0, 2.0
     for _ in range(14):
         middle = (low + high) / 2
-        low, high = (middle, high) if gaps(middle, True)[0] < age_zero_gap else (low, middle)
+        low, high = (middle, high) if gaps(middle, only=0)[0] < age_zero_gap else (low, middle)
     sigma = (low + high) / 2
-    return sigma, gaps(sigma, False)
+    return sigma, gaps(sigma)
 
 
 def timed(action: Callable[[], T]) -> tuple[T, float]:
