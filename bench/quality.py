@@ -205,7 +205,12 @@ def main() -> None:
     assert result is not None
     config = data.settings  # with the custom fields' inferred types, as the pipeline used
     load = os.getloadavg()
-    print(f"trained in {train_seconds:.0f} s (load {load[0]:.1f}, 2 cores)", flush=True)
+    calibrator = result.scorer.calibrator
+    print(
+        f"trained in {train_seconds:.0f} s (load {load[0]:.1f}, 2 cores); calibrator "
+        f"{calibrator.method} (cross-validated log loss {calibrator.cv_log_loss})",
+        flush=True,
+    )
 
     # every test lead at mql_at and each week after it while open
     test_leads = result.scored.loc[result.split.mask("test"), "lead_id"].unique()
@@ -278,6 +283,7 @@ def main() -> None:
         "rows": len(training_set),
         "model": config.training.model,
         "sampled_ages": config.snapshot_policy.sampled_ages,
+        "calibrator": {"method": calibrator.method, "cv_log_loss": calibrator.cv_log_loss},
         "overrides": args.config,
         "age0": {"model": model, "truth": truth_m, "rules": rules},
         "per_age": per_age.to_dict(orient="records"),

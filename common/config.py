@@ -335,6 +335,14 @@ class TrainingConfig(_Strict):
         "periods of the horizon (docs/nightly-scores.md).",
     )
     hazard: HazardConfig = Field(default_factory=HazardConfig)
+    mql_first: bool = Field(
+        False,
+        description="ages model: first boost on the rows at mql_at with the features of the "
+        "MQL moment alone (fit attributes and the counts as they stood at mql_at), then go on "
+        "boosting that same booster on every row, later ages and today's counts included. "
+        "The later trees start from the ranking of the MQL moment instead of learning it anew "
+        "among fewer, older rows (docs/nightly-scores.md).",
+    )
     seed: int = Field(42, description="One seed for LightGBM, bagging and every split.")
     params: dict[str, Any] = Field(
         default_factory=_lightgbm_defaults, description="LightGBM parameters (merged on defaults)."
@@ -343,7 +351,13 @@ class TrainingConfig(_Strict):
     early_stopping_rounds: int = Field(100, ge=1)
     num_threads: int = Field(0, ge=0, description="0: all cores.")
     split: SplitConfig = Field(default_factory=SplitConfig)
-    calibration: tuple[Literal["isotonic", "sigmoid"], ...] = ("isotonic", "sigmoid")
+    calibration: tuple[Literal["isotonic", "sigmoid", "by_age"], ...] = Field(
+        ("isotonic", "sigmoid"),
+        description="Calibrators to fit on the calibration slice; the one with the lower "
+        "cross-validated log loss is kept. by_age (opt-in) maps the raw score and the days "
+        "since mql_at; a candidate only on rows of more than one age (not a flat export) and "
+        "a slice of at least 20,000 rows (docs/nightly-scores.md).",
+    )
     tiers: TierPolicy = Field(default_factory=TierPolicy)
     audit_auc: float = Field(
         0.9, gt=0.5, le=1.0, description="Flag features whose single-feature AUC exceeds this."

@@ -6,7 +6,7 @@ Deterministic for a seed: the same rows, parameters and seed give the same model
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import lightgbm as lgb
@@ -51,10 +51,12 @@ def fit_booster(
     early_stopping_rounds: int,
     progress: Callable[[int, int], None] | None = None,
     monotone: Mapping[str, int] | None = None,
+    init_model: lgb.Booster | None = None,
 ) -> lgb.Booster:
     """Train on `train`, stop when log loss on `validation` stops improving; the score only
     rises (+1) or falls (-1) with the features named in `monotone` (LightGBM's monotone
-    constraints)."""
+    constraints). With `init_model`, boosting goes on from its trees (their scores are both
+    sets' starting point), and the booster returned holds them all."""
     if monotone and any(name in monotone for name in spec.names):
         constraints = [monotone.get(name, 0) for name in spec.names]
         params = {**params, "monotone_constraints": constraints}
@@ -71,7 +73,7 @@ def fit_booster(
     if progress is not None:
 
         def report(env: lgb.callback.CallbackEnv) -> None:
-            progress(env.iteration + 1, num_boost_round)
+            progress(env.iteration - env.begin_iteration + 1, num_boost_round)
 
         callbacks.append(report)
     return lgb.train(
@@ -81,4 +83,19 @@ def fit_booster(
         valid_sets=[valid_set],
         valid_names=["validation"],
         callbacks=callbacks,
+        init_model=init_model,
     )
+
+
+def moment_columns(names: Sequence[str], moment: Collection[str]) -> np.ndarray:
+    """Which of the booster's features `names` belong to the MQL moment (`moment`: the fit
+    attributes and the `_at_mql` counts): a boolean mask in `names` order."""
+    return np.fromiter((name in moment for name in names), dtype=bool, count=len(names))
+
+
+def moment_only(matrix: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """A copy of `matrix` with every column outside `columns` missing: a booster fitted on it
+    never splits on those features, so it scores any row as of the lead's MQL moment."""
+    out = np.array(matrix, dtype=np.float64, order="F", copy=True)
+    out[:, ~columns] = np.nan
+    return out

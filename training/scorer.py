@@ -20,7 +20,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from training.calibrate import Calibrator
+from training.calibrate import AGE_FEATURE, Calibrator
 from training.hazard import HazardSpec, horizon_raw
 from training.tiers import Tiers
 
@@ -181,8 +181,16 @@ class Scorer:
             return np.asarray(contributions.sum(axis=1), dtype=np.float64)
         return self.raw_score(matrix, num_threads=1 if matrix.shape[0] == 1 else 0)
 
+    def calibrate(self, raw: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """Probabilities of the raw scores of `matrix`'s rows: an age-aware calibrator also
+        reads each row's days since mql_at from it."""
+        age = None
+        if self.calibrator.needs_age:
+            age = matrix[:, self.spec.names.index(AGE_FEATURE)]
+        return self.calibrator.apply(raw, age)
+
     def probability(self, matrix: np.ndarray) -> np.ndarray:
-        return self.calibrator.apply(self.raw_score(matrix))
+        return self.calibrate(self.raw_score(matrix), matrix)
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """SHAP values in log-odds, one column per feature plus the expected value last.
@@ -193,8 +201,9 @@ class Scorer:
 
     def score(self, features: pd.DataFrame) -> pd.DataFrame:
         """Probability, tier and raw score of each feature row."""
-        raw = self.raw_score(feature_matrix(features, self.spec))
-        probability = self.calibrator.apply(raw)
+        matrix = feature_matrix(features, self.spec)
+        raw = self.raw_score(matrix)
+        probability = self.calibrate(raw, matrix)
         return pd.DataFrame(
             {"probability": probability, "tier": self.tiers.assign(probability), "raw_score": raw},
             index=features.index,

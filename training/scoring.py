@@ -62,14 +62,14 @@ def score_matrix(
     """
     threads: dict[str, Any] = {} if num_threads is None else {"num_threads": num_threads}
     if plan is None:
-        probability = scorer.calibrator.apply(scorer.raw_score(matrix, num_threads or 0))
+        probability = scorer.calibrate(scorer.raw_score(matrix, num_threads or 0), matrix)
         return Scores(probability, scorer.tiers.assign(probability), matrix)
     contributions = np.asarray(
         scorer.booster.predict(matrix, pred_contrib=True, **threads), dtype=np.float64
     )
     # the raw score as the sum of the contributions, so the reasons add up to the probability
     # (a hazard model's is computed: its contributions are its first period's)
-    probability = scorer.calibrator.apply(scorer.raw_with(matrix, contributions))
+    probability = scorer.calibrate(scorer.raw_with(matrix, contributions), matrix)
     chosen = choose(plan, matrix, contributions[:, :-1], top)
     return Scores(probability, scorer.tiers.assign(probability), matrix, contributions, chosen)
 

@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from common.config import Config
+from features.fit import fit_names
+from features.pipeline import AT_MQL, at_mql_names
 from features.spec import feature_meanings
 from training.audit import (
     LeakFlag,
@@ -28,7 +31,7 @@ from training.audit import (
     leak_flags,
     single_feature_auc,
 )
-from training.calibrate import fit_calibrator
+from training.calibrate import AGE_FEATURE, fit_calibrator
 from training.evaluate import classification_metrics, evaluate_scores, tier_table
 from training.guards import (
     EXIT_LEAK,
@@ -43,7 +46,13 @@ from training.guards import (
 )
 from training.hazard import horizon_raw
 from training.hazard_fit import fit_hazard, split_periods
-from training.model import booster_params, fit_booster, monotone_directions
+from training.model import (
+    booster_params,
+    fit_booster,
+    moment_columns,
+    moment_only,
+    monotone_directions,
+)
 from training.reasons import ReasonPlan
 from training.scorer import ModelSpec, Scorer, feature_matrix, learn_spec
 from training.scoring import score_matrix
@@ -284,6 +293,64 @@ def probe_dominance(
     return table
 
 
+def fit_configured(
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    spec: ModelSpec,
+    params: dict[str, Any],
+    config: Config,
+    progress: Progress | None = None,
+    init_model: lgb.Booster | None = None,
+) -> lgb.Booster:
+    """`fit_booster` with the run's rounds, early stopping and monotone directions."""
+    return fit_booster(
+        train,
+        validation,
+        spec,
+        params,
+        config.training.num_boost_round,
+        config.training.early_stopping_rounds,
+        progress,
+        monotone_directions(spec.names, config.training.increasing_events),
+        init_model=init_model,
+    )
+
+
+def fit_mql_moment(
+    matrix: np.ndarray,
+    labels: np.ndarray,
+    features: pd.DataFrame,
+    train: np.ndarray,
+    valid: np.ndarray,
+    spec: ModelSpec,
+    params: dict[str, Any],
+    config: Config,
+    progress: Progress | None = None,
+) -> lgb.Booster | None:
+    """`training.mql_first`'s first stage: a booster on the rows at mql_at (age 0) alone, with
+    only the features of the MQL moment, so its trees rank every lead as it stood when it
+    became an MQL, at whatever age it is scored. None when there is nothing to fit it on."""
+    if AGE_FEATURE not in features:
+        return None
+    at_mql = features[AGE_FEATURE].to_numpy(dtype=np.float64, na_value=np.nan) == 0
+    moment = set(fit_names(config.custom_fields)) | set(at_mql_names(config))
+    columns = moment_columns(spec.names, moment)
+    frozen = any(name.endswith(AT_MQL) for name in spec.names)
+    if not frozen or not at_mql[train].any() or not at_mql[valid].any():
+        return None
+    rows_train, rows_valid = train & at_mql, valid & at_mql
+    first = fit_configured(
+        (moment_only(matrix[rows_train], columns), labels[rows_train]),
+        (moment_only(matrix[rows_valid], columns), labels[rows_valid]),
+        spec,
+        params,
+        config,
+        progress,
+    )
+    first.free_dataset()
+    return lgb.Booster(model_str=first.model_to_string(num_iteration=first.best_iteration))
+
+
 def cross_validated_auc(training_set: pd.DataFrame, config: Config, folds: int = 5) -> list[float]:
     """Stratified k-fold test AUCs of the booster (calibration does not change a ranking).
 
@@ -421,17 +488,19 @@ def _train_model(
         rule_points = _settled(points, kept, horizon)
         booster, hazard = fit_hazard(periods, training_set, split, spec, params, config, progress)
     else:
-        fit_rows = (matrix[train], labels[train]), (matrix[valid], labels[valid])
         rule_points = _settled(points, kept, horizon)  # the fit has every core from here on
-        booster = fit_booster(
-            *fit_rows,
-            spec,
-            params,
-            config.training.num_boost_round,
-            config.training.early_stopping_rounds,
-            progress,
-            monotone_directions(spec.names, config.training.increasing_events),
-        )
+        first = None
+        if config.training.mql_first:
+            first = fit_mql_moment(
+                matrix, labels, features, train, valid, spec, params, config, progress
+            )
+            if first is None:
+                notes.append(
+                    "training.mql_first: no rows at mql_at or no features of the MQL moment "
+                    "(a flat export, or features.at_mql off); one booster on every row instead."
+                )
+        fit_rows = (matrix[train], labels[train]), (matrix[valid], labels[valid])
+        booster = fit_configured(*fit_rows, spec, params, config, progress, first)
         del fit_rows
     booster.free_dataset()
     clock["fit"] = time.perf_counter()
@@ -445,10 +514,18 @@ def _train_model(
         raw = raw_scores(lambda rows: booster.predict(rows, raw_score=True), matrix, scored_rows)
     else:
         raw = raw_scores(lambda rows: horizon_raw(booster, rows, hazard), matrix, scored_rows)
+    age = matrix[:, spec.names.index(AGE_FEATURE)] if AGE_FEATURE in spec.names else None
     calibrator = fit_calibrator(
-        raw[calib], labels[calib], config.training.calibration, config.training.seed
+        raw[calib],
+        labels[calib],
+        config.training.calibration,
+        config.training.seed,
+        age=None if age is None else age[calib],
     )
-    probability = calibrator.apply(raw)
+    probability = np.full(len(training_set), np.nan)
+    probability[scored_rows] = calibrator.apply(
+        raw[scored_rows], None if age is None else age[scored_rows]
+    )
     tiers = choose_tiers(probability[calib], labels[calib], config.training.tiers)
     scorer = Scorer(booster, calibrator, spec, tiers, hazard)
     tier = np.full(len(training_set), None, dtype=object)

@@ -69,6 +69,58 @@ def test_calibration_picks_isotonic_for_a_step_truth() -> None:
     assert calibrator.cv_log_loss["isotonic"] < calibrator.cv_log_loss["sigmoid"]
 
 
+def _aged(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw scores whose meaning changes with age, as a lead's does: the older the lead, the
+    closer every weak lead's chance sits to a floor, while strong leads keep most of theirs."""
+    rng = np.random.default_rng(seed)
+    raw = rng.normal(-1.5, 1.5, n)
+    age = rng.uniform(0, 90, n)
+    young = 1 / (1 + np.exp(-raw))
+    share = age / 90
+    p = (1 - share) * young + share * (0.03 + 0.6 * young**2)
+    return raw, age, (rng.random(n) < p).astype(int)
+
+
+def test_an_age_aware_calibrator_is_kept_where_the_score_means_less_with_age() -> None:
+    raw, age, y = _aged(40_000, 5)
+    calibrator = fit_calibrator(raw, y, ("isotonic", "sigmoid", "by_age"), seed=0, age=age)
+    assert calibrator.method == "by_age" and calibrator.needs_age
+    assert calibrator.cv_log_loss["by_age"] < min(
+        calibrator.cv_log_loss["isotonic"], calibrator.cv_log_loss["sigmoid"]
+    )
+    # calibrated at each age on new rows, where the best one-map calibrator is not
+    raw2, age2, y2 = _aged(40_000, 6)
+    one_map = fit_calibrator(raw, y, ("isotonic", "sigmoid"), seed=0)
+    old = age2 > 70
+    assert abs(calibrator.apply(raw2, age2)[old].mean() - y2[old].mean()) < 0.01
+    assert abs(one_map.apply(raw2)[old].mean() - y2[old].mean()) > 0.03
+    # higher for a higher raw score at one age, never tied (the booster's order is kept); and
+    # it round-trips through JSON
+    grid = np.linspace(-6, 4, 400)
+    for days in (0.0, 45.0, 89.0):
+        assert (np.diff(calibrator.apply(grid, np.full(grid.size, days))) > 0).all()
+    again = Calibrator.from_json(calibrator.to_json())
+    np.testing.assert_array_equal(
+        again.apply(raw2[:50], age2[:50]), calibrator.apply(raw2[:50], age2[:50])
+    )
+    with pytest.raises(ValueError, match="days_since_mql"):
+        calibrator.apply(raw2[:5])
+
+
+def test_without_ages_the_age_aware_calibrator_is_no_candidate() -> None:
+    raw, _, y = _aged(5_000, 7)
+    calibrator = fit_calibrator(raw, y, ("isotonic", "sigmoid", "by_age"), seed=0)
+    assert set(calibrator.cv_log_loss) == {"isotonic", "sigmoid"}
+    flat = fit_calibrator(raw, y, ("sigmoid", "by_age"), seed=0, age=np.zeros(raw.size))
+    assert flat.method == "sigmoid"
+    # nor on a slice too small to learn each age's curve from
+    raw, age, y = _aged(5_000, 8)
+    small = fit_calibrator(raw, y, ("isotonic", "sigmoid", "by_age"), seed=0, age=age)
+    assert "by_age" not in small.cv_log_loss
+    with pytest.raises(ValueError, match="at least 20,000 of them"):
+        fit_calibrator(raw, y, ("by_age",), seed=0, age=age)
+
+
 def test_capacity_tiers_take_their_shares() -> None:
     p = np.random.default_rng(4).random(10_000)
     tiers = choose_tiers(p, np.zeros(p.size), TierPolicy(kind="capacity"))
