@@ -197,8 +197,8 @@ def fit_calibrator(
     candidates: tuple[Method, ...] = tuple(m for m in methods if m != "by_age" or aged)
     if not candidates:
         raise ValueError(
-            f"calibration: by_age alone needs rows of more than one age, at least "
-            f"{min_rows_by_age:,} of them (has {raw.shape[0]:,})"
+            f"by_age alone needs rows of more than one age, at least {min_rows_by_age:,} of "
+            f"them (the calibration slice has {raw.shape[0]:,}): add isotonic or sigmoid"
         )
     losses: dict[str, float] = {}
     fitted: dict[str, Calibrator] = {}

@@ -515,13 +515,16 @@ def _train_model(
     else:
         raw = raw_scores(lambda rows: horizon_raw(booster, rows, hazard), matrix, scored_rows)
     age = matrix[:, spec.names.index(AGE_FEATURE)] if AGE_FEATURE in spec.names else None
-    calibrator = fit_calibrator(
-        raw[calib],
-        labels[calib],
-        config.training.calibration,
-        config.training.seed,
-        age=None if age is None else age[calib],
-    )
+    try:
+        calibrator = fit_calibrator(
+            raw[calib],
+            labels[calib],
+            config.training.calibration,
+            config.training.seed,
+            age=None if age is None else age[calib],
+        )
+    except ValueError as error:
+        raise TrainingError(f"training.calibration: {error}") from None
     probability = np.full(len(training_set), np.nan)
     probability[scored_rows] = calibrator.apply(
         raw[scored_rows], None if age is None else age[scored_rows]

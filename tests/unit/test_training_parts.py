@@ -117,7 +117,7 @@ def test_without_ages_the_age_aware_calibrator_is_no_candidate() -> None:
     raw, age, y = _aged(5_000, 8)
     small = fit_calibrator(raw, y, ("isotonic", "sigmoid", "by_age"), seed=0, age=age)
     assert "by_age" not in small.cv_log_loss
-    with pytest.raises(ValueError, match="at least 20,000 of them"):
+    with pytest.raises(ValueError, match=r"at least 20,000 of them .* has 5,000"):
         fit_calibrator(raw, y, ("by_age",), seed=0, age=age)
 
 
