@@ -524,6 +524,8 @@ def _train_model(
             age=None if age is None else age[calib],
         )
     except ValueError as error:
+        if shortfall is not None:
+            raise  # too few rows: `train_model` says how many more are needed
         raise TrainingError(f"training.calibration: {error}") from None
     probability = np.full(len(training_set), np.nan)
     probability[scored_rows] = calibrator.apply(
