@@ -93,9 +93,10 @@ def moment_columns(names: Sequence[str], moment: Collection[str]) -> np.ndarray:
     return np.fromiter((name in moment for name in names), dtype=bool, count=len(names))
 
 
-def moment_only(matrix: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """A copy of `matrix` with every column outside `columns` missing: a booster fitted on it
-    never splits on those features, so it scores any row as of the lead's MQL moment."""
-    out = np.array(matrix, dtype=np.float64, order="F", copy=True)
+def moment_only(matrix: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """`matrix`'s `rows` (a mask), copied once, with every column outside `columns` missing: a
+    booster fitted on them never splits on those features, so it scores any row as of the
+    lead's MQL moment."""
+    out = matrix[rows]  # a boolean index copies
     out[:, ~columns] = np.nan
     return out

@@ -340,8 +340,8 @@ def fit_mql_moment(
         return None
     rows_train, rows_valid = train & at_mql, valid & at_mql
     first = fit_configured(
-        (moment_only(matrix[rows_train], columns), labels[rows_train]),
-        (moment_only(matrix[rows_valid], columns), labels[rows_valid]),
+        (moment_only(matrix, rows_train, columns), labels[rows_train]),
+        (moment_only(matrix, rows_valid, columns), labels[rows_valid]),
         spec,
         params,
         config,

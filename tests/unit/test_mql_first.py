@@ -39,7 +39,7 @@ def test_the_moment_is_the_fit_attributes_and_the_counts_at_mql() -> None:
 
 def test_moment_only_blanks_every_other_column_of_a_copy() -> None:
     matrix = np.arange(8.0).reshape(2, 4)
-    blanked = moment_only(matrix, np.array([True, False, False, True]))
+    blanked = moment_only(matrix, np.ones(2, dtype=bool), np.array([True, False, False, True]))
     assert np.isnan(blanked[:, [1, 2]]).all()
     np.testing.assert_array_equal(blanked[:, [0, 3]], matrix[:, [0, 3]])
     assert not np.isnan(matrix).any()  # the input is untouched
