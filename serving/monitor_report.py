@@ -342,15 +342,25 @@ def drift_alerts(drift: RunDrift, thresholds: MonitorConfig) -> list[str]:
             f"{row['run_share']:.1%} now)"
         )
     calendar = drift.run.reference["tiers"].get("calendar_difference", [0.0] * len(TIER_NAMES))
-    for tier, allowed in zip(drift.tiers.to_dict(orient="records"), calendar, strict=True):
-        if abs(float(tier["difference"])) - float(allowed) > thresholds.tier_share_alert:
+    rows = int(drift.run.counts["rows"])
+    for tier, moved in zip(drift.tiers.to_dict(orient="records"), calendar, strict=True):
+        allowed = tier_chance(float(tier["reference_share"]), rows) + float(moved)
+        if abs(float(tier["difference"])) - allowed > thresholds.tier_share_alert:
             alerts.append(
                 f"run {label}: tier {tier['tier']} holds {tier['share']:.1%} of leads against "
                 f"{tier['reference_share']:.1%} in the reference (more than "
-                f"{thresholds.tier_share_alert:.0%} beyond the {float(allowed):.1%} the calendar "
-                "moves one week)"
+                f"{thresholds.tier_share_alert:.0%} beyond the {allowed:.1%} of chance and "
+                "calendar)"
             )
     return alerts
+
+
+def tier_chance(share: float, rows: int) -> float:
+    """How far a tier's share of a run of `rows` leads strays from the reference's `share` by
+    chance alone: `TIER_CHANCE_SD` standard errors of a binomial share. As the PSI alerts
+    allow for chance at the run's size, so do the tiers: on a run of a few hundred leads a
+    tier's share moves by several points without any change of market."""
+    return TIER_CHANCE_SD * math.sqrt(max(share * (1.0 - share), 0.0) / max(rows, 1))
 
 
 # --------------------------------------------------------------------------- outcomes
@@ -628,6 +638,8 @@ def monitor(
 ALERT_GROUPS = ("probability", "features", "tiers", "calibration")
 #: Alerts shown per group in the report and the terminal; monitor.json keeps them all.
 SHOWN_PER_GROUP = 5
+#: Standard errors of a tier's share that chance is allowed (about 95% of runs stay within).
+TIER_CHANCE_SD = 2.0
 
 
 def _alert_group(alert: str) -> str:

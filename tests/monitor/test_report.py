@@ -322,3 +322,13 @@ def test_outcomes_before_any_horizon_closed_say_so_instead_of_failing() -> None:
     assert result.tiers["tier"].tolist() == ["A", "B", "C", "D"]
     assert result.tiers["n"].tolist() == [0, 0, 0, 0]
     assert "no realised conversion yet" in " ".join(result.notes)
+
+
+def test_a_tier_share_allows_for_chance_at_the_run_size() -> None:
+    """A tier's share strays by chance on a small run, and hardly on a large one: a run of 265
+    leads may hold a 15% tier at 19% by chance alone, one of 10,000 at 15.7%."""
+    from serving.monitor_report import tier_chance
+
+    assert tier_chance(0.15, 265) == pytest.approx(0.0439, abs=1e-4)
+    assert tier_chance(0.15, 10_000) == pytest.approx(0.00714, abs=1e-5)
+    assert tier_chance(0.0, 265) == 0.0
