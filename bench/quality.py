@@ -208,7 +208,8 @@ def main() -> None:
     calibrator = result.scorer.calibrator
     print(
         f"trained in {train_seconds:.0f} s (load {load[0]:.1f}, 2 cores); calibrator "
-        f"{calibrator.method} (cross-validated log loss {calibrator.cv_log_loss})",
+        f"{calibrator.method} (cross-validated log loss {calibrator.cv_log_loss}); "
+        + ", ".join(f"{k} {v}" for k, v in result.scorer.describe().items() if k != "features"),
         flush=True,
     )
 
@@ -247,6 +248,11 @@ def main() -> None:
     night_features = build_features(other_snapshot, night_rows, other_config)
     night_p = result.scorer.score(night_features)["probability"].to_numpy(dtype=np.float64)
     backtest, night_ece = backtest_table(night_rows, night_p)
+    night_truth = truth_of_rows(other, night_rows, horizon)
+    if night_truth is not None:  # the truth's own gap: what sampling alone leaves per bucket
+        truth_table, truth_ece = backtest_table(night_rows, night_truth)
+        backtest["truth_p"] = truth_table["mean_p"].to_numpy()
+        backtest["truth_gap"] = truth_table["gap"].to_numpy()
 
     cost: dict[str, Any] = {
         "data_seconds": data_seconds,
@@ -270,6 +276,8 @@ def main() -> None:
     print(f"\nnightly backtest (seed {backtest_seed}, nights {[str(n.date()) for n in nights]}):")
     print(backtest.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"overall ECE {night_ece:.4f} on {len(night_rows):,} open MQLs", flush=True)
+    if night_truth is not None:
+        print(f"the truth's own ECE on them {truth_ece:.4f}", flush=True)
     checked = {
         **age_zero_goals(model, truth_m, rules),
         **weekly_goals(per_age),

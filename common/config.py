@@ -328,20 +328,21 @@ class HazardConfig(_Strict):
 class TrainingConfig(_Strict):
     """The model, its calibration and tiers, and the leakage audit."""
 
-    model: Literal["ages", "hazard"] = Field(
-        "ages",
-        description="ages: one booster on rows at sampled ages, age a feature; hazard: a "
-        "discrete-time hazard booster on lead x period rows, P = 1 - prod(1 - h) over the "
-        "periods of the horizon (docs/nightly-scores.md).",
+    model: Literal["moment", "ages", "hazard"] = Field(
+        "moment",
+        description="moment: a booster on the rows at mql_at with the MQL moment's features, "
+        "its score bent by the lead's age, then boosting on today's features for what came "
+        "after (a flat export, which has no ages: ages); ages: one booster on rows at sampled "
+        "ages, age a feature; hazard: a discrete-time hazard booster on lead x period rows, "
+        "P = 1 - prod(1 - h) over the periods of the horizon (docs/nightly-scores.md).",
     )
     hazard: HazardConfig = Field(default_factory=HazardConfig)
     mql_first: bool = Field(
         False,
-        description="ages model: first boost on the rows at mql_at with the features of the "
-        "MQL moment alone (fit attributes and the counts as they stood at mql_at), then go on "
-        "boosting that same booster on every row, later ages and today's counts included. "
-        "The later trees start from the ranking of the MQL moment instead of learning it anew "
-        "among fewer, older rows (docs/nightly-scores.md).",
+        description="ages model (training.model: ages): first boost on the rows at mql_at "
+        "with the MQL moment's features alone (fit attributes, counts as they stood at "
+        "mql_at), then go on boosting that booster on every row, later ages and today's "
+        "counts included, from the MQL moment's ranking (docs/nightly-scores.md).",
     )
     seed: int = Field(42, description="One seed for LightGBM, bagging and every split.")
     params: dict[str, Any] = Field(
@@ -593,7 +594,9 @@ class MonitorConfig(_Strict):
         0.1,
         gt=0,
         le=1,
-        description="Alert when a tier's share of leads differs from the reference by more.",
+        description="Alert when a tier's share of leads differs from the reference by more than "
+        "this beyond what chance gives at the run's size (two standard errors) and what one "
+        "week of the reference shows (the calendar).",
     )
     calibration_gap_alert: float = Field(
         0.05,

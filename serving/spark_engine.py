@@ -280,6 +280,8 @@ def model_texts(model: LoadedModel) -> dict[str, str]:
         texts["reference"] = json.dumps(reference)
     if scorer.hazard is not None:
         texts["hazard"] = scorer.hazard.to_json()
+    if scorer.bend is not None:
+        texts["bend"] = scorer.bend.to_json()
     return texts
 
 
@@ -294,6 +296,7 @@ def model_from_texts(texts: Mapping[str, str]) -> LoadedModel:
     """The model `model_texts` describes."""
     import lightgbm as lgb
 
+    from training.bend import Bend
     from training.calibrate import Calibrator
     from training.hazard import HazardSpec
     from training.rules import rules_from_yaml
@@ -311,6 +314,7 @@ def model_from_texts(texts: Mapping[str, str]) -> LoadedModel:
             spec=ModelSpec.from_json(texts["spec"]),
             tiers=Tiers.from_json(texts["tiers"]),
             hazard=HazardSpec.from_json(texts["hazard"]) if "hazard" in texts else None,
+            bend=Bend.from_json(texts["bend"]) if "bend" in texts else None,
         ),
         rules=rules_from_yaml(texts["rules"], f"{facts['uri']} rules"),
         config=Config.model_validate_json(texts["config"]),

@@ -52,11 +52,13 @@ def fit_booster(
     progress: Callable[[int, int], None] | None = None,
     monotone: Mapping[str, int] | None = None,
     init_model: lgb.Booster | None = None,
+    init_score: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> lgb.Booster:
     """Train on `train`, stop when log loss on `validation` stops improving; the score only
     rises (+1) or falls (-1) with the features named in `monotone` (LightGBM's monotone
     constraints). With `init_model`, boosting goes on from its trees (their scores are both
-    sets' starting point), and the booster returned holds them all."""
+    sets' starting point), and the booster returned holds them all. With `init_score` (train,
+    validation), boosting starts from those raw scores, which the booster does not hold."""
     if monotone and any(name in monotone for name in spec.names):
         constraints = [monotone.get(name, 0) for name in spec.names]
         params = {**params, "monotone_constraints": constraints}
@@ -65,8 +67,13 @@ def fit_booster(
         "categorical_feature": spec.categorical_index,
         "free_raw_data": False,
     }
-    train_set = lgb.Dataset(train[0], label=train[1], params=dict(params), **kwargs)
-    valid_set = lgb.Dataset(validation[0], label=validation[1], reference=train_set, **kwargs)
+    start = (None, None) if init_score is None else init_score
+    train_set = lgb.Dataset(
+        train[0], label=train[1], init_score=start[0], params=dict(params), **kwargs
+    )
+    valid_set = lgb.Dataset(
+        validation[0], label=validation[1], init_score=start[1], reference=train_set, **kwargs
+    )
     callbacks: list[Callable[..., None]] = [
         lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False)
     ]

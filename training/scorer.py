@@ -20,6 +20,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from training.bend import BEND_FILE, Bend
 from training.calibrate import AGE_FEATURE, Calibrator
 from training.hazard import HazardSpec, horizon_raw
 from training.tiers import Tiers
@@ -109,12 +110,34 @@ def feature_matrix(features: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
     return matrix
 
 
+def model_raw(
+    booster: lgb.Booster,
+    spec: ModelSpec,
+    matrix: np.ndarray,
+    hazard: HazardSpec | None = None,
+    bend: Bend | None = None,
+    num_threads: int = 0,
+) -> np.ndarray:
+    """The score a calibrator maps: the booster's raw score, a hazard model's logit of its
+    horizon probability, or a moment model's bent score."""
+    if hazard is not None:
+        return horizon_raw(booster, matrix, hazard, num_threads)
+    kwargs: dict[str, Any] = {"num_threads": num_threads} if num_threads else {}
+    raw = np.asarray(booster.predict(matrix, raw_score=True, **kwargs), dtype=np.float64)
+    if bend is None:
+        return raw
+    age = matrix[:, spec.names.index(AGE_FEATURE)]
+    return bend.raw(raw, age, matrix, num_threads)
+
+
 @dataclass(frozen=True)
 class Scorer:
     """A trained model ready to score feature rows.
 
     With `hazard` set, the booster gives per-period hazards and the raw score is the logit of
-    the horizon probability they make (`training.hazard`); else the booster's raw score.
+    the horizon probability they make (`training.hazard`); with `bend` set, the booster is a
+    moment model's and the raw score is its score bent by the lead's age (`training.bend`);
+    else the booster's raw score.
     """
 
     booster: lgb.Booster
@@ -122,14 +145,15 @@ class Scorer:
     spec: ModelSpec
     tiers: Tiers
     hazard: HazardSpec | None = None
+    bend: Bend | None = None
 
     @staticmethod
     def from_files(paths: Mapping[str, str | Path]) -> Scorer:
         """Load from the four files (keys as in FILES), e.g. MLflow's context.artifacts, and
-        a hazard model's `hazard` file when given."""
+        a hazard model's `hazard` or a moment model's `bend` file when given."""
         text = {key: Path(paths[key]).read_text(encoding="utf-8") for key in FILES}
-        key = HAZARD_FILE[0]
-        hazard = paths.get(key)
+        hazard = paths.get(HAZARD_FILE[0])
+        bend = paths.get(BEND_FILE[0])
         return Scorer(
             booster=lgb.Booster(model_str=text["booster"]),
             calibrator=Calibrator.from_json(text["calibrator"]),
@@ -138,13 +162,15 @@ class Scorer:
             hazard=None
             if hazard is None
             else HazardSpec.from_json(Path(hazard).read_text(encoding="utf-8")),
+            bend=None if bend is None else Bend.from_json(Path(bend).read_text(encoding="utf-8")),
         )
 
     @staticmethod
     def from_dir(folder: Path) -> Scorer:
         paths = {key: folder / name for key, name in FILES.items()}
-        if (folder / HAZARD_FILE[1]).is_file():
-            paths[HAZARD_FILE[0]] = folder / HAZARD_FILE[1]
+        for key, name in (HAZARD_FILE, BEND_FILE):
+            if (folder / name).is_file():
+                paths[key] = folder / name
         return Scorer.from_files(paths)
 
     def save(self, folder: Path) -> dict[str, Path]:
@@ -160,22 +186,21 @@ class Scorer:
         if self.hazard is not None:
             contents[HAZARD_FILE[0]] = self.hazard.to_json()
             names[HAZARD_FILE[0]] = HAZARD_FILE[1]
+        if self.bend is not None:
+            contents[BEND_FILE[0]] = self.bend.to_json()
+            names[BEND_FILE[0]] = BEND_FILE[1]
         paths = {key: folder / names[key] for key in names}
         for key, path in paths.items():
             path.write_text(contents[key], encoding="utf-8")
         return paths
 
     def raw_score(self, matrix: np.ndarray, num_threads: int = 0) -> np.ndarray:
-        """The score the calibrator maps: the booster's raw score, or a hazard model's logit
-        of its horizon probability."""
-        if self.hazard is not None:
-            return horizon_raw(self.booster, matrix, self.hazard, num_threads)
-        kwargs: dict[str, Any] = {"num_threads": num_threads} if num_threads else {}
-        return np.asarray(self.booster.predict(matrix, raw_score=True, **kwargs), dtype=np.float64)
+        """The score the calibrator maps (`model_raw`)."""
+        return model_raw(self.booster, self.spec, matrix, self.hazard, self.bend, num_threads)
 
     def raw_with(self, matrix: np.ndarray, contributions: np.ndarray) -> np.ndarray:
         """The raw score of rows whose contributions are already computed: their sum (exactly
-        the booster's raw score) for an ages model; a hazard model's contributions are its
+        the raw score) for an ages or a moment model; a hazard model's contributions are its
         first period's, so its raw score is computed."""
         if self.hazard is None:
             return np.asarray(contributions.sum(axis=1), dtype=np.float64)
@@ -184,20 +209,27 @@ class Scorer:
     def calibrate(self, raw: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         """Probabilities of the raw scores of `matrix`'s rows: an age-aware calibrator also
         reads each row's days since mql_at from it."""
-        age = None
-        if self.calibrator.needs_age:
-            age = matrix[:, self.spec.names.index(AGE_FEATURE)]
+        age = matrix[:, self.spec.names.index(AGE_FEATURE)] if self.calibrator.needs_age else None
         return self.calibrator.apply(raw, age)
 
     def probability(self, matrix: np.ndarray) -> np.ndarray:
         return self.calibrate(self.raw_score(matrix), matrix)
 
-    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+    def contributions(self, matrix: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """SHAP values in log-odds, one column per feature plus the expected value last.
 
         Of a hazard model: its first period's hazard (the period starting at the scoring time).
+        Of a moment model: its bent score's (`Bend.contributions`). `num_threads`: LightGBM's
+        threads for this call (None: its default).
         """
-        return np.asarray(self.booster.predict(matrix, pred_contrib=True), dtype=np.float64)
+        threads: dict[str, Any] = {} if num_threads is None else {"num_threads": num_threads}
+        out = np.asarray(
+            self.booster.predict(matrix, pred_contrib=True, **threads), dtype=np.float64
+        )
+        if self.bend is not None:
+            age = self.spec.names.index(AGE_FEATURE)
+            return self.bend.contributions(out, age, matrix, num_threads or 0)
+        return out
 
     def score(self, features: pd.DataFrame) -> pd.DataFrame:
         """Probability, tier and raw score of each feature row."""
@@ -209,11 +241,19 @@ class Scorer:
             index=features.index,
         )
 
+    @property
+    def kind(self) -> str:
+        """`training.model`: ages, hazard or moment."""
+        if self.hazard is not None:
+            return "hazard"
+        return "ages" if self.bend is None else "moment"
+
     def describe(self) -> dict[str, Any]:
         return {
             "features": list(self.spec.names),
             "calibration": self.calibrator.method,
-            "kind": "ages" if self.hazard is None else "hazard",
+            "kind": self.kind,
             "tiers": self.tiers.as_dict(),
             "trees": self.booster.num_trees(),
+            **({} if self.bend is None else self.bend.describe()),
         }

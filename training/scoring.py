@@ -60,13 +60,10 @@ def score_matrix(
     `num_threads`: LightGBM's threads for this call (one row is fastest on one thread: the
     threads only add start-up cost); None leaves LightGBM's default.
     """
-    threads: dict[str, Any] = {} if num_threads is None else {"num_threads": num_threads}
     if plan is None:
         probability = scorer.calibrate(scorer.raw_score(matrix, num_threads or 0), matrix)
         return Scores(probability, scorer.tiers.assign(probability), matrix)
-    contributions = np.asarray(
-        scorer.booster.predict(matrix, pred_contrib=True, **threads), dtype=np.float64
-    )
+    contributions = scorer.contributions(matrix, num_threads)
     # the raw score as the sum of the contributions, so the reasons add up to the probability
     # (a hazard model's is computed: its contributions are its first period's)
     probability = scorer.calibrate(scorer.raw_with(matrix, contributions), matrix)

@@ -10,14 +10,16 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
+from scipy.special import expit
+from sklearn.metrics import log_loss, roc_auc_score
 
 from common.config import Config
 from features.fit import fit_names
@@ -31,6 +33,7 @@ from training.audit import (
     leak_flags,
     single_feature_auc,
 )
+from training.bend import MOMENT_FOLDS, Bend, bend_params, fit_bend
 from training.calibrate import AGE_FEATURE, fit_calibrator
 from training.evaluate import classification_metrics, evaluate_scores, tier_table
 from training.guards import (
@@ -44,7 +47,6 @@ from training.guards import (
     month_notes,
     monthly_table,
 )
-from training.hazard import horizon_raw
 from training.hazard_fit import fit_hazard, split_periods
 from training.model import (
     booster_params,
@@ -54,7 +56,7 @@ from training.model import (
     monotone_directions,
 )
 from training.reasons import ReasonPlan
-from training.scorer import ModelSpec, Scorer, feature_matrix, learn_spec
+from training.scorer import ModelSpec, Scorer, feature_matrix, learn_spec, model_raw
 from training.scoring import score_matrix
 from training.split import Split, sample_rows, stratified_split, time_split
 from training.tiers import choose_tiers
@@ -301,6 +303,7 @@ def fit_configured(
     config: Config,
     progress: Progress | None = None,
     init_model: lgb.Booster | None = None,
+    init_score: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> lgb.Booster:
     """`fit_booster` with the run's rounds, early stopping and monotone directions."""
     return fit_booster(
@@ -313,6 +316,7 @@ def fit_configured(
         progress,
         monotone_directions(spec.names, config.training.increasing_events),
         init_model=init_model,
+        init_score=init_score,
     )
 
 
@@ -349,6 +353,117 @@ def fit_mql_moment(
     )
     first.free_dataset()
     return lgb.Booster(model_str=first.model_to_string(num_iteration=first.best_iteration))
+
+
+def fit_ages_model(
+    matrix: np.ndarray,
+    labels: np.ndarray,
+    features: pd.DataFrame,
+    slices: tuple[np.ndarray, np.ndarray],
+    spec: ModelSpec,
+    params: dict[str, Any],
+    config: Config,
+    notes: list[str],
+    progress: Progress | None = None,
+) -> lgb.Booster:
+    """The ages model: one booster on every row (train, validation: `slices`), after
+    `training.mql_first`'s first stage when it is asked for and there is an MQL moment."""
+    train, valid = slices
+    first = None
+    if config.training.mql_first:
+        first = fit_mql_moment(
+            matrix, labels, features, train, valid, spec, params, config, progress
+        )
+        if first is None:
+            notes.append(
+                "training.mql_first: no rows at mql_at or no features of the MQL moment "
+                "(a flat export, or features.at_mql off); one booster on every row instead."
+            )
+    fit_rows = (matrix[train], labels[train]), (matrix[valid], labels[valid])
+    return fit_configured(*fit_rows, spec, params, config, progress, first)
+
+
+def lead_folds(leads: np.ndarray, seed: int) -> np.ndarray:
+    """Each row's fold (0 to `MOMENT_FOLDS` - 1), the same for every row of a lead."""
+    codes, unique = pd.factorize(pd.Series(leads))
+    order = np.random.default_rng(seed).permutation(len(unique)) % MOMENT_FOLDS
+    return np.asarray(order[codes], dtype=np.int64)
+
+
+def fit_moment_model(
+    matrix: np.ndarray,
+    labels: np.ndarray,
+    features: pd.DataFrame,
+    train: np.ndarray,
+    valid: np.ndarray,
+    spec: ModelSpec,
+    params: dict[str, Any],
+    config: Config,
+    progress: Progress | None = None,
+    leads: np.ndarray | None = None,
+) -> tuple[lgb.Booster, Bend] | None:
+    """`training.model: moment` (`training.bend`): the moment booster, then the bend of its
+    score by the lead's age, then boosting from the bent score on every feature but the age and
+    the days since a hand-raiser, kept when it lowers the validation slice's log loss. None
+    when there is no MQL moment to fit, or only one age to bend it by.
+
+    The bend learns from the training slice's moment scores cross-fitted over `MOMENT_FOLDS`
+    folds of its leads (`leads`: each row's lead id), so that it sees scores as strong as on
+    leads the booster never saw, not the stronger ones of the leads it was fitted on.
+    """
+    age = matrix[:, spec.names.index(AGE_FEATURE)] if AGE_FEATURE in spec.names else None
+    if age is None or np.unique(age[train & ~np.isnan(age)]).size < 2:
+        return None  # one age (rows at mql_at only): nothing to bend, the ages model has it all
+    first = fit_mql_moment(matrix, labels, features, train, valid, spec, params, config, progress)
+    if first is None:
+        return None
+    fitted = train | valid
+    moment = raw_scores(lambda rows: first.predict(rows, raw_score=True), matrix, valid)
+    fold = lead_folds(leads if leads is not None else np.arange(len(labels)), config.training.seed)
+    for k in range(MOMENT_FOLDS):
+        held = train & (fold == k)
+        part = fit_mql_moment(
+            matrix, labels, features, train & ~held, valid, spec, params, config, progress
+        )
+        if part is None:  # too few leads at mql_at: in-sample scores for these
+            part = first
+        scores = raw_scores(partial(part.predict, raw_score=True), matrix, held)
+        moment[held] = scores[held]
+    moment_mean = float(np.asarray(first.predict(matrix[:1], pred_contrib=True))[0, -1])
+    bend = fit_bend(
+        (moment[train], age[train], labels[train]),
+        (moment[valid], age[valid], labels[valid]),
+        moment_mean,
+        bend_params(int(train.sum()), params),
+        config.training.num_boost_round,
+        config.training.early_stopping_rounds,
+        progress,
+    )
+    start = bend.bent(moment[fitted], age[fitted])
+    bent = np.full(matrix.shape[0], np.nan)
+    bent[fitted] = start
+    # the age stays out, the bend's alone: these trees add what came after the MQL, they do not
+    # bend the score again. So do the days since a hand-raiser: where there was none (NaN) the
+    # trees may put the lead on the recent side, so a first one could lower the score (its
+    # counts stay in, constrained to raise it)
+    directions = monotone_directions(spec.names, config.training.increasing_events)
+    kept = np.array([directions.get(name, 0) >= 0 and name != AGE_FEATURE for name in spec.names])
+    after = fit_configured(
+        (moment_only(matrix, train, kept), labels[train]),
+        (moment_only(matrix, valid, kept), labels[valid]),
+        spec,
+        params,
+        config,
+        progress,
+        init_score=(bent[train], bent[valid]),
+    )
+    after.free_dataset()
+    rounds = after.best_iteration
+    added = np.asarray(after.predict(matrix[valid], raw_score=True, num_iteration=rounds))
+    before = log_loss(labels[valid], expit(bent[valid]), labels=[0, 1])
+    if log_loss(labels[valid], expit(bent[valid] + added), labels=[0, 1]) < before:
+        bend = replace(bend, after=after.model_to_string(num_iteration=rounds))
+    return first, bend
 
 
 def cross_validated_auc(training_set: pd.DataFrame, config: Config, folds: int = 5) -> list[float]:
@@ -483,25 +598,37 @@ def _train_model(
     params = booster_params(
         config.training.params, config.training.seed, config.training.num_threads
     )
-    hazard = None
+    hazard, bend = None, None
+    rule_points = _settled(points, kept, horizon)  # the fit has every core from here on
     if hazard_model and periods is not None:  # lead x period rows (training.hazard_fit)
-        rule_points = _settled(points, kept, horizon)
         booster, hazard = fit_hazard(periods, training_set, split, spec, params, config, progress)
     else:
-        rule_points = _settled(points, kept, horizon)  # the fit has every core from here on
-        first = None
-        if config.training.mql_first:
-            first = fit_mql_moment(
-                matrix, labels, features, train, valid, spec, params, config, progress
+        moment_model = None
+        if config.training.model == "moment":
+            moment_model = fit_moment_model(
+                matrix,
+                labels,
+                features,
+                train,
+                valid,
+                spec,
+                params,
+                config,
+                progress,
+                training_set["lead_id"].to_numpy(),
             )
-            if first is None:
+            if moment_model is None and AGE_FEATURE in features:  # a flat export: no ages
                 notes.append(
-                    "training.mql_first: no rows at mql_at or no features of the MQL moment "
-                    "(a flat export, or features.at_mql off); one booster on every row instead."
+                    "training.model moment: the rows are of one age (snapshot_policy."
+                    "sampled_ages 0), or there are no counts as they stood at mql_at (features."
+                    "at_mql off); the ages model instead."
                 )
-        fit_rows = (matrix[train], labels[train]), (matrix[valid], labels[valid])
-        booster = fit_configured(*fit_rows, spec, params, config, progress, first)
-        del fit_rows
+        if moment_model is not None:
+            booster, bend = moment_model
+        else:
+            booster = fit_ages_model(
+                matrix, labels, features, (train, valid), spec, params, config, notes, progress
+            )
     booster.free_dataset()
     clock["fit"] = time.perf_counter()
     # keep only the trees up to the best round: the saved model is the one that was validated
@@ -510,10 +637,7 @@ def _train_model(
     # drift reference profiles; the other rows' probability stays NaN and their tier None
     reference = reference_sample(len(training_set), config.training.seed)
     scored_rows = calib | test | reference
-    if hazard is None:
-        raw = raw_scores(lambda rows: booster.predict(rows, raw_score=True), matrix, scored_rows)
-    else:
-        raw = raw_scores(lambda rows: horizon_raw(booster, rows, hazard), matrix, scored_rows)
+    raw = raw_scores(lambda rows: model_raw(booster, spec, rows, hazard, bend), matrix, scored_rows)
     age = matrix[:, spec.names.index(AGE_FEATURE)] if AGE_FEATURE in spec.names else None
     try:
         calibrator = fit_calibrator(
@@ -532,7 +656,7 @@ def _train_model(
         raw[scored_rows], None if age is None else age[scored_rows]
     )
     tiers = choose_tiers(probability[calib], labels[calib], config.training.tiers)
-    scorer = Scorer(booster, calibrator, spec, tiers, hazard)
+    scorer = Scorer(booster, calibrator, spec, tiers, hazard, bend)
     tier = np.full(len(training_set), None, dtype=object)
     tier[scored_rows] = tiers.assign(probability[scored_rows])
     clock["calibrate"] = time.perf_counter()

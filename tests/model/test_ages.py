@@ -2,7 +2,8 @@
 
 A nightly run scores open MQLs of every age, so a score must mean P(SQL within the horizon
 after the scoring time | open then) at any age. On a CI-sized snapshot the default model
-(sampled ages, counts frozen at mql_at) is trained once, and held-out leads are scored at
+(`training.model: moment`: the lead as it stood at mql_at, its score bent by its age; rows at
+sampled ages) is trained once, and held-out leads are scored at
 mql_at and every week after it while open; each age group's mean probability must sit near
 the truth's at that age. A model trained at mql_at only fails the same check at later ages,
 which shows the check can fail.

@@ -56,7 +56,12 @@ def _config(folder: Path, **training: object) -> Config:
     return build_config(
         {
             "source": {"path": str(folder)},
-            "training": {"num_threads": 1, "params": {"learning_rate": 0.1}, **training},
+            "training": {
+                "model": "ages",  # mql_first is the ages model's option
+                "num_threads": 1,
+                "params": {"learning_rate": 0.1},
+                **training,
+            },
         }
     )
 

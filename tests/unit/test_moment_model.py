@@ -1,0 +1,164 @@
+"""`training.model: moment`: a lead ranked as it stood at mql_at, its score bent by its age.
+
+Checked on a small synthetic snapshot: the moment booster never reads today's counts or the
+age; within one age the bend keeps the moment booster's order; the generator's leads fade with
+age, and the bend learns it; the reasons add up to the score on every path (plain, with
+reasons, after a round trip through the files and through the Spark engine's texts); and where
+there is no MQL moment the run says so and fits the ages model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+
+from common.config import Config, build_config
+from features.fit import fit_names
+from features.pipeline import at_mql_names, build_training_set
+from features.reader import read_snapshot
+from features.spec import feature_meanings
+from features.synthetic import generate, write_snapshot
+from training.bend import Bend, fit_bend
+from training.reasons import ReasonPlan
+from training.scorer import Scorer, feature_matrix
+from training.scoring import score_frame
+from training.train import TrainResult, feature_frame, lead_folds, train_model
+
+AGE = "days_since_mql"
+
+
+def test_folds_keep_a_lead_whole_and_are_about_even() -> None:
+    leads = np.repeat(np.arange(400), 3)
+    fold = lead_folds(leads, seed=1)
+    assert (fold.reshape(400, 3) == fold.reshape(400, 3)[:, :1]).all()
+    counts = np.bincount(fold[::3])
+    assert counts.tolist() == [100, 100, 100, 100]
+
+
+def _fading(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Leads whose chance fades with age, the weak ones faster: logit p = s at age 0, less
+    one log-odds at 90 days for the strong, and more for the weaker."""
+    rng = np.random.default_rng(seed)
+    score = rng.normal(-1.0, 1.5, rows)
+    age = rng.integers(0, 90, rows).astype(np.float64)
+    fade = age / 90.0
+    logit = score - fade * (1.0 + np.maximum(0.0, -score))
+    return score, age, (rng.random(rows) < expit(logit)).astype(np.int64)
+
+
+def test_the_bend_keeps_the_order_within_an_age_and_learns_the_fade() -> None:
+    from training.bend import bend_params
+
+    train, valid = _fading(40_000, 1), _fading(10_000, 2)
+    bend = fit_bend(train, valid, -1.0, bend_params(40_000, {"seed": 3, "num_threads": 1}), 500, 30)
+    grid = np.linspace(-5, 4, 200)
+    for age in (0.0, 30.0, 85.0):
+        bent = bend.bent(grid, np.full_like(grid, age))
+        assert (np.diff(bent) > 0).all(), age  # strictly: no ties among leads of one age
+    weak, strong = np.array([-3.0]), np.array([3.0])
+    old, young = np.array([85.0]), np.array([0.0])
+    # the weak lead loses more log-odds with age than the strong one
+    weak_drop = bend.bent(weak, young) - bend.bent(weak, old)
+    strong_drop = bend.bent(strong, young) - bend.bent(strong, old)
+    assert weak_drop[0] > strong_drop[0] + 1.0, (weak_drop, strong_drop)
+    again = Bend.from_json(bend.to_json())
+    np.testing.assert_array_equal(again.bent(grid, np.zeros_like(grid)), bend.bent(grid, 0 * grid))
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("moment") / "snapshot"
+    write_snapshot(generate(8000, seed=5), folder)
+    return folder
+
+
+def _config(folder: Path, **overrides: object) -> Config:
+    return build_config(
+        {
+            "source": {"path": str(folder)},
+            "training": {"num_threads": 1, "params": {"learning_rate": 0.1}, "model": "moment"},
+            **overrides,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted(snapshot: Path) -> tuple[Config, pd.DataFrame, TrainResult]:
+    config = _config(snapshot)
+    training_set, _ = build_training_set(read_snapshot(config), config)
+    return config, training_set, train_model(training_set, config)
+
+
+@pytest.mark.slow
+def test_the_moment_booster_reads_the_mql_moment_alone_and_the_bend_fades_with_age(
+    fitted: tuple[Config, pd.DataFrame, TrainResult],
+) -> None:
+    config, _, result = fitted
+    scorer = result.scorer
+    assert scorer.kind == "moment" and scorer.bend is not None
+    assert not any("training.model moment" in note for note in result.notes)
+    used = scorer.booster.trees_to_dataframe().dropna(subset=["split_feature"])
+    moment = set(fit_names(config.custom_fields)) | set(at_mql_names(config))
+    assert set(used["split_feature"]) <= moment
+    # on the generator, a lead of average strength is less likely to convert the older it is
+    average = np.array([scorer.bend.moment_mean])
+    by_age = [scorer.bend.bent(average, np.array([float(a)]))[0] for a in (0, 28, 56, 84)]
+    assert by_age[0] > by_age[2] > by_age[3], by_age
+
+
+@pytest.mark.slow
+def test_a_moment_model_scores_and_explains_alike_on_every_path(
+    fitted: tuple[Config, pd.DataFrame, TrainResult], tmp_path: Path
+) -> None:
+    from serving.model_store import LoadedModel
+    from serving.spark_engine import model_from_texts, model_texts
+    from training.rules import load_rules
+
+    config, training_set, result = fitted
+    scorer = result.scorer
+    features = feature_frame(training_set).iloc[:3000]
+    plain = scorer.score(features)["probability"].to_numpy()
+    plan = ReasonPlan.of(scorer.spec.names, feature_meanings(config))
+    explained = score_frame(scorer, features, plan, top=3)
+    np.testing.assert_allclose(explained.probability, plain, rtol=1e-10)
+    # the contributions sum to the raw score: the reasons add up to the probability
+    matrix = feature_matrix(features, scorer.spec)
+    contributions = scorer.contributions(matrix)
+    np.testing.assert_allclose(contributions.sum(axis=1), scorer.raw_score(matrix), atol=1e-9)
+    # the days since mql_at carry the age's own effect: negative for old leads on average
+    age = scorer.spec.names.index(AGE)
+    old = matrix[:, age] > 56
+    assert old.any() and contributions[old, age].mean() < 0
+    scorer.save(tmp_path / "model")
+    again = Scorer.from_dir(tmp_path / "model")
+    assert again.kind == "moment"
+    np.testing.assert_array_equal(again.score(features)["probability"].to_numpy(), plain)
+    # the Spark engine's executors rebuild the model from plain texts
+    rules = load_rules(config.training.rules)
+    loaded = LoadedModel(scorer, rules, config, "m", "1", None, "models:/m/1", None, {})
+    rebuilt = model_from_texts(model_texts(loaded)).scorer
+    assert rebuilt.kind == "moment"
+    np.testing.assert_array_equal(rebuilt.score(features)["probability"].to_numpy(), plain)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "overrides",
+    [{"features": {"at_mql": False}}, {"snapshot_policy": {"sampled_ages": 0}}],
+    ids=["no counts at mql_at", "rows at mql_at only"],
+)
+def test_without_a_moment_or_ages_the_run_says_so_and_fits_the_ages_model(
+    snapshot: Path, overrides: dict[str, object]
+) -> None:
+    """Without counts at mql_at there is no MQL moment to rank on; with rows at mql_at only
+    there is no age to bend by, and the moment booster would drop the recency at mql_at that
+    one booster on every feature keeps."""
+    config = _config(snapshot, **overrides)
+    training_set, _ = build_training_set(read_snapshot(config), config)
+    result = train_model(training_set, config)
+    assert any("training.model moment" in note for note in result.notes)
+    assert result.scorer.kind == "ages" and result.scorer.bend is None

@@ -1,0 +1,222 @@
+"""`training.model: moment`: each lead ranked as it stood at mql_at, its score bent by its age.
+
+A lead's chance of an SQL within the horizon falls with its age, and not by one shift of the
+log-odds: the weaker leads fall towards a floor of late SQLs while the strongest keep most of
+their chance. A booster with the age among its features has to rebuild each lead's score in
+every range of ages, from fewer and older rows, to bend it by an amount that depends on the
+score; that is where the ranking at later ages is lost (docs/nightly-scores.md). This model
+splits the work in three:
+
+1. **The moment booster** (`Scorer.booster`): the rows at mql_at alone, the MQL moment's
+   features alone (fit attributes, counts as they stood at mql_at). Its raw score `s` ranks a
+   lead the same at any age.
+2. **The bend** (`Bend.trees`): a small LightGBM of (s, days since mql_at), monotone up in s,
+   on the training slice's rows of every age, stopped early on the validation slice. Within
+   one age it keeps the moment's order; across ages it learns how each strength of lead fades.
+   A slope of `TIE_SLOPE` under its trees keeps leads of one age in one leaf from tying.
+3. **After** (`Bend.after`, when it earns its rounds): boosting from the bent score on today's
+   features but the age (the bend's alone) and the days since a hand-raiser (a first one must
+   never lower a score, and LightGBM cannot constrain where a missing value goes), for what
+   happened after the MQL moment.
+
+The raw score is `bend(s, age) + after(x)`, and the usual one-dimensional calibrator maps it.
+Reasons: the moment booster's SHAP values, each scaled by how much the bend passed on of the
+whole move of `s` from its expected value (the bend is monotone, so no sign flips), the age's
+own effect at an average lead in the days column, and the after booster's SHAP values added:
+they sum to the raw score exactly, as LightGBM's own contributions do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+#: Written beside the model files by a moment model only.
+BEND_FILE = ("bend", "bend.json")
+#: The bend's own slope on the moment score, under its trees (see `training.calibrate`).
+TIE_SLOPE = 1e-3
+#: The bend's LightGBM: small trees of many leads each, the moment score's direction upward.
+_BEND_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 8,
+    "lambda_l2": 1.0,
+    "monotone_constraints": [1, 0],
+    "deterministic": True,
+    "force_row_wise": True,
+    "verbosity": -1,
+}
+#: Folds of the training slice's leads over which the bend's moment scores are cross-fitted.
+MOMENT_FOLDS = 4
+#: Fewest rows in a leaf of the bend: each age's curve is learned from many leads.
+BEND_MIN_LEAF = 2000
+
+
+@dataclass(frozen=True)
+class Bend:
+    """The age bend of a moment model and its after booster; see the module's docstring."""
+
+    trees: str  # LightGBM of (moment score, days since mql_at), as text
+    moment_mean: float  # the moment booster's expected raw score (its SHAP base value)
+    base: float  # the bent score of an average lead, averaged over the training rows' ages
+    after: str = ""  # LightGBM on every feature from the bent score, as text; "" when none
+    slope: float = TIE_SLOPE
+    _trees: Any = field(default=None, init=False, repr=False, compare=False)
+    _after: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_trees", lgb.Booster(model_str=self.trees))
+        if self.after:
+            object.__setattr__(self, "_after", lgb.Booster(model_str=self.after))
+
+    def bent(self, moment: np.ndarray, age: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """The bend of moment scores at these ages (days since mql_at), in log-odds."""
+        moment = np.asarray(moment, dtype=np.float64)
+        rows = np.column_stack([moment, np.asarray(age, dtype=np.float64)])
+        kwargs: dict[str, Any] = {"num_threads": num_threads} if num_threads else {}
+        trees = np.asarray(self._trees.predict(rows, raw_score=True, **kwargs), dtype=np.float64)
+        return trees + self.slope * moment
+
+    def raw(
+        self, moment: np.ndarray, age: np.ndarray, matrix: np.ndarray, num_threads: int = 0
+    ) -> np.ndarray:
+        """The model's raw score: the bent moment score plus the after booster's."""
+        raw = self.bent(moment, age, num_threads)
+        if self._after is not None:
+            kwargs: dict[str, Any] = {"num_threads": num_threads} if num_threads else {}
+            raw = raw + np.asarray(
+                self._after.predict(matrix, raw_score=True, **kwargs), dtype=np.float64
+            )
+        return raw
+
+    def contributions(
+        self, moment: np.ndarray, age_column: int, matrix: np.ndarray, num_threads: int = 0
+    ) -> np.ndarray:
+        """Per-feature log-odds that sum, with the base value last, to `raw` exactly.
+
+        Args:
+            moment: the moment booster's contributions of `matrix`, (rows, features + 1).
+            age_column: the days since mql_at's column in `matrix`.
+            matrix: the feature rows.
+            num_threads: LightGBM's threads (0: its default).
+        """
+        moment = np.asarray(moment, dtype=np.float64)
+        age = matrix[:, age_column]
+        score = moment.sum(axis=1)
+        average = np.full_like(score, self.moment_mean)
+        bent = self.bent(score, age, num_threads)
+        at_average = self.bent(average, age, num_threads)
+        move = score - self.moment_mean
+        passed = np.full_like(score, self.slope)  # at the average itself: the slope alone
+        moved = np.abs(move) > 1e-12
+        passed[moved] = (bent[moved] - at_average[moved]) / move[moved]
+        out = moment * passed[:, None]
+        out[:, age_column] += at_average - self.base
+        out[:, -1] = self.base
+        if self._after is not None:
+            kwargs: dict[str, Any] = {"num_threads": num_threads} if num_threads else {}
+            out += np.asarray(
+                self._after.predict(matrix, pred_contrib=True, **kwargs), dtype=np.float64
+            )
+        return out
+
+    def describe(self) -> dict[str, int]:
+        """How many trees the bend and the after booster hold."""
+        after = 0 if self._after is None else int(self._after.num_trees())
+        return {"bend_trees": int(self._trees.num_trees()), "after_trees": after}
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "trees": self.trees,
+                "moment_mean": self.moment_mean,
+                "base": self.base,
+                "after": self.after,
+                "slope": self.slope,
+            }
+        )
+
+    @staticmethod
+    def from_json(text: str) -> Bend:
+        data: dict[str, Any] = json.loads(text)
+        missing = [k for k in ("trees", "moment_mean", "base") if k not in data]
+        if missing:
+            raise ValueError(f"bend: missing {missing}")
+        return Bend(
+            trees=str(data["trees"]),
+            moment_mean=float(data["moment_mean"]),
+            base=float(data["base"]),
+            after=str(data.get("after", "")),
+            slope=float(data.get("slope", TIE_SLOPE)),
+        )
+
+
+def bend_params(rows: int, booster: Mapping[str, Any]) -> dict[str, Any]:
+    """The bend's LightGBM parameters for a training slice of `rows` rows, beside the
+    booster's parameters `booster` (`training.model.booster_params`): its seed and threads, and
+    leaves never smaller than the booster's."""
+    leaf = max(50, min(BEND_MIN_LEAF, rows // 100), int(booster.get("min_data_in_leaf", 0)))
+    return {
+        **_BEND_PARAMS,
+        "min_data_in_leaf": leaf,
+        "seed": booster["seed"],
+        "num_threads": booster["num_threads"],
+    }
+
+
+def fit_bend(
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray, np.ndarray],
+    moment_mean: float,
+    params: Mapping[str, Any],
+    num_boost_round: int,
+    early_stopping_rounds: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> Bend:
+    """The bend of (moment score, age) -> label, stopped early on `validation`.
+
+    Args:
+        train, validation: (moment score, days since mql_at, label) of each slice's rows.
+        moment_mean: the moment booster's expected raw score.
+        params: `bend_params`.
+    """
+
+    def dataset(part: tuple[np.ndarray, np.ndarray, np.ndarray], **extra: Any) -> lgb.Dataset:
+        score, age, label = part
+        return lgb.Dataset(
+            np.column_stack([score, age]),
+            label=label,
+            init_score=TIE_SLOPE * score,
+            free_raw_data=False,
+            **extra,
+        )
+
+    train_set = dataset(train, params=dict(params))
+    valid_set = dataset(validation, reference=train_set)
+    callbacks: list[Callable[..., None]] = [
+        lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False)
+    ]
+    if progress is not None:
+
+        def report(env: lgb.callback.CallbackEnv) -> None:
+            progress(env.iteration + 1, num_boost_round)
+
+        callbacks.append(report)
+    booster = lgb.train(
+        {**params, "metric": ["binary_logloss"]},
+        train_set,
+        num_boost_round=num_boost_round,
+        valid_sets=[valid_set],
+        valid_names=["validation"],
+        callbacks=callbacks,
+    )
+    trees = booster.model_to_string(num_iteration=booster.best_iteration)
+    score, age, _ = train
+    partial = Bend(trees=trees, moment_mean=moment_mean, base=0.0)
+    base = float(partial.bent(np.full_like(score, moment_mean), age).mean())
+    return Bend(trees=trees, moment_mean=moment_mean, base=base)
