@@ -36,21 +36,10 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from training.calibrate import SCORE_AGE_TREES, TIE_SLOPE
+
 #: Written beside the model files by a moment model only.
 BEND_FILE = ("bend", "bend.json")
-#: The bend's own slope on the moment score, under its trees (see `training.calibrate`).
-TIE_SLOPE = 1e-3
-#: The bend's LightGBM: small trees of many leads each, the moment score's direction upward.
-_BEND_PARAMS: dict[str, Any] = {
-    "objective": "binary",
-    "learning_rate": 0.05,
-    "num_leaves": 8,
-    "lambda_l2": 1.0,
-    "monotone_constraints": [1, 0],
-    "deterministic": True,
-    "force_row_wise": True,
-    "verbosity": -1,
-}
 #: Folds of the training slice's leads over which the bend's moment scores are cross-fitted.
 MOMENT_FOLDS = 4
 #: Fewest rows in a leaf of the bend: each age's curve is learned from many leads.
@@ -162,7 +151,7 @@ def bend_params(rows: int, booster: Mapping[str, Any]) -> dict[str, Any]:
     leaves never smaller than the booster's."""
     leaf = max(50, min(BEND_MIN_LEAF, rows // 100), int(booster.get("min_data_in_leaf", 0)))
     return {
-        **_BEND_PARAMS,
+        **SCORE_AGE_TREES,
         "min_data_in_leaf": leaf,
         "seed": booster["seed"],
         "num_threads": booster["num_threads"],

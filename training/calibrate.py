@@ -32,8 +32,9 @@ BY_AGE_MIN_ROWS = 20_000
 #: function of the raw score, and leads of one age in one step would tie, losing the booster's
 #: order among them; this slope keeps that order and moves a probability by well under 1%.
 TIE_SLOPE = 1e-3
-#: The age-aware calibrator's LightGBM: a few small trees, the raw score's direction upward.
-_BY_AGE_PARAMS: dict[str, Any] = {
+#: A small LightGBM of (score, age in days), the score's direction upward: the age-aware
+#: calibrator's, and a moment model's bend (`training.bend`).
+SCORE_AGE_TREES: dict[str, Any] = {
     "objective": "binary",
     "learning_rate": 0.05,
     "num_leaves": 8,
@@ -41,9 +42,9 @@ _BY_AGE_PARAMS: dict[str, Any] = {
     "monotone_constraints": [1, 0],
     "deterministic": True,
     "force_row_wise": True,
-    "num_threads": 1,
     "verbosity": -1,
 }
+_BY_AGE_PARAMS: dict[str, Any] = {**SCORE_AGE_TREES, "num_threads": 1}
 
 
 @dataclass(frozen=True)
