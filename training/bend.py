@@ -67,8 +67,8 @@ class Bend:
         """The bend of moment scores at these ages (days since mql_at), in log-odds."""
         moment = np.asarray(moment, dtype=np.float64)
         rows = np.column_stack([moment, np.asarray(age, dtype=np.float64)])
-        kwargs: dict[str, Any] = {"num_threads": num_threads} if num_threads else {}
-        trees = np.asarray(self._trees.predict(rows, raw_score=True, **kwargs), dtype=np.float64)
+        trees = self._trees.predict(rows, raw_score=True, **_threads(num_threads))
+        trees = np.asarray(trees, dtype=np.float64)
         return trees + self.slope * moment
 
     def raw(
@@ -77,10 +77,8 @@ class Bend:
         """The model's raw score: the bent moment score plus the after booster's."""
         raw = self.bent(moment, age, num_threads)
         if self._after is not None:
-            kwargs: dict[str, Any] = {"num_threads": num_threads} if num_threads else {}
-            raw = raw + np.asarray(
-                self._after.predict(matrix, raw_score=True, **kwargs), dtype=np.float64
-            )
+            after = self._after.predict(matrix, raw_score=True, **_threads(num_threads))
+            raw = raw + np.asarray(after, dtype=np.float64)
         return raw
 
     def contributions(
@@ -108,10 +106,8 @@ class Bend:
         out[:, age_column] += at_average - self.base
         out[:, -1] = self.base
         if self._after is not None:
-            kwargs: dict[str, Any] = {"num_threads": num_threads} if num_threads else {}
-            out += np.asarray(
-                self._after.predict(matrix, pred_contrib=True, **kwargs), dtype=np.float64
-            )
+            after = self._after.predict(matrix, pred_contrib=True, **_threads(num_threads))
+            out += np.asarray(after, dtype=np.float64)
         return out
 
     def describe(self) -> dict[str, int]:
@@ -143,6 +139,11 @@ class Bend:
             after=str(data.get("after", "")),
             slope=float(data.get("slope", TIE_SLOPE)),
         )
+
+
+def _threads(num_threads: int) -> dict[str, Any]:
+    """LightGBM's predict keyword for `num_threads` (0: its default, no keyword)."""
+    return {"num_threads": num_threads} if num_threads else {}
 
 
 def bend_params(rows: int, booster: Mapping[str, Any]) -> dict[str, Any]:

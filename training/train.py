@@ -359,16 +359,16 @@ def fit_ages_model(
     matrix: np.ndarray,
     labels: np.ndarray,
     features: pd.DataFrame,
-    slices: tuple[np.ndarray, np.ndarray],
+    train: np.ndarray,
+    valid: np.ndarray,
     spec: ModelSpec,
     params: dict[str, Any],
     config: Config,
     notes: list[str],
     progress: Progress | None = None,
 ) -> lgb.Booster:
-    """The ages model: one booster on every row (train, validation: `slices`), after
-    `training.mql_first`'s first stage when it is asked for and there is an MQL moment."""
-    train, valid = slices
+    """The ages model: one booster on every row, after `training.mql_first`'s first stage when
+    it is asked for and there is an MQL moment."""
     first = None
     if config.training.mql_first:
         first = fit_mql_moment(
@@ -403,9 +403,8 @@ def fit_moment_model(
     leads: np.ndarray | None = None,
 ) -> tuple[lgb.Booster, Bend] | None:
     """`training.model: moment` (`training.bend`): the moment booster, then the bend of its
-    score by the lead's age, then boosting from the bent score on every feature but the age and
-    the days since a hand-raiser, kept when it lowers the validation slice's log loss. None
-    when there is no MQL moment to fit, or only one age to bend it by.
+    score by the lead's age, then the after booster (`fit_after`). None when there is no MQL
+    moment to fit, or only one age to bend it by.
 
     The bend learns from the training slice's moment scores cross-fitted over `MOMENT_FOLDS`
     folds of its leads (`leads`: each row's lead id), so that it sees scores as strong as on
@@ -417,8 +416,7 @@ def fit_moment_model(
     first = fit_mql_moment(matrix, labels, features, train, valid, spec, params, config, progress)
     if first is None:
         return None
-    fitted = train | valid
-    moment = raw_scores(lambda rows: first.predict(rows, raw_score=True), matrix, valid)
+    moment = raw_scores(partial(first.predict, raw_score=True), matrix, valid)
     fold = lead_folds(leads if leads is not None else np.arange(len(labels)), config.training.seed)
     for k in range(MOMENT_FOLDS):
         held = train & (fold == k)
@@ -427,8 +425,7 @@ def fit_moment_model(
         )
         if part is None:  # too few leads at mql_at: in-sample scores for these
             part = first
-        scores = raw_scores(partial(part.predict, raw_score=True), matrix, held)
-        moment[held] = scores[held]
+        moment[held] = raw_scores(partial(part.predict, raw_score=True), matrix, held)[held]
     moment_mean = float(np.asarray(first.predict(matrix[:1], pred_contrib=True))[0, -1])
     bend = fit_bend(
         (moment[train], age[train], labels[train]),
@@ -439,18 +436,39 @@ def fit_moment_model(
         config.training.early_stopping_rounds,
         progress,
     )
-    start = bend.bent(moment[fitted], age[fitted])
     bent = np.full(matrix.shape[0], np.nan)
-    bent[fitted] = start
-    # the age stays out, the bend's alone: these trees add what came after the MQL, they do not
-    # bend the score again. So do the days since a hand-raiser: where there was none (NaN) the
-    # trees may put the lead on the recent side, so a first one could lower the score (its
-    # counts stay in, constrained to raise it)
+    fitted = train | valid
+    bent[fitted] = bend.bent(moment[fitted], age[fitted])
+    after = fit_after(matrix, labels, bent, train, valid, spec, params, config, progress)
+    return first, replace(bend, after=after)
+
+
+def fit_after(
+    matrix: np.ndarray,
+    labels: np.ndarray,
+    bent: np.ndarray,
+    train: np.ndarray,
+    valid: np.ndarray,
+    spec: ModelSpec,
+    params: dict[str, Any],
+    config: Config,
+    progress: Progress | None = None,
+) -> str:
+    """A moment model's after booster: boosting from each row's bent score (`bent`) on every
+    feature but the age and the days since a hand-raiser. Its text, or "" when it does not
+    lower the validation slice's log loss.
+
+    The age stays out, the bend's alone: these trees add what came after the MQL, they do not
+    bend the score again. So do the days since a hand-raiser: where there was none (NaN) the
+    trees may put the lead on the recent side, so a first one could lower the score (its
+    counts stay in, constrained to raise it).
+    """
     directions = monotone_directions(spec.names, config.training.increasing_events)
     kept = np.array([directions.get(name, 0) >= 0 and name != AGE_FEATURE for name in spec.names])
+    validation = moment_only(matrix, valid, kept), labels[valid]
     after = fit_configured(
         (moment_only(matrix, train, kept), labels[train]),
-        (moment_only(matrix, valid, kept), labels[valid]),
+        validation,
         spec,
         params,
         config,
@@ -459,11 +477,12 @@ def fit_moment_model(
     )
     after.free_dataset()
     rounds = after.best_iteration
-    added = np.asarray(after.predict(matrix[valid], raw_score=True, num_iteration=rounds))
-    before = log_loss(labels[valid], expit(bent[valid]), labels=[0, 1])
-    if log_loss(labels[valid], expit(bent[valid] + added), labels=[0, 1]) < before:
-        bend = replace(bend, after=after.model_to_string(num_iteration=rounds))
-    return first, bend
+    added = np.asarray(after.predict(validation[0], raw_score=True, num_iteration=rounds))
+    start = bent[valid]
+    before = log_loss(validation[1], expit(start), labels=[0, 1])
+    if log_loss(validation[1], expit(start + added), labels=[0, 1]) < before:
+        return str(after.model_to_string(num_iteration=rounds))
+    return ""
 
 
 def cross_validated_auc(training_set: pd.DataFrame, config: Config, folds: int = 5) -> list[float]:
@@ -627,7 +646,7 @@ def _train_model(
             booster, bend = moment_model
         else:
             booster = fit_ages_model(
-                matrix, labels, features, (train, valid), spec, params, config, notes, progress
+                matrix, labels, features, train, valid, spec, params, config, notes, progress
             )
     booster.free_dataset()
     clock["fit"] = time.perf_counter()
