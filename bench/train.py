@@ -97,7 +97,7 @@ def anchor_job(training_set_path: Path, out: Path) -> None:
     import pandas as pd
 
     from common.config import load_config
-    from training.model import booster_params
+    from training.model import VALIDATION_METRIC, booster_params
     from training.scorer import feature_matrix, learn_spec
     from training.split import time_split
     from training.train import categorical_columns, feature_frame
@@ -146,7 +146,7 @@ def anchor_job(training_set_path: Path, out: Path) -> None:
         rounds[0] = env.iteration + 1
 
     booster = lgb.train(
-        {**params, "metric": ["binary_logloss", "auc"]},
+        {**params, "metric": VALIDATION_METRIC},
         train_set,
         num_boost_round=training.num_boost_round,
         valid_sets=[valid_set],
@@ -179,7 +179,7 @@ def anchor_job(training_set_path: Path, out: Path) -> None:
         "early_stopping_rounds": training.early_stopping_rounds,
         "validation_best": {k: float(v) for k, v in scores.items()},
         "trees_digest": digest,
-        "params": {**params, "metric": ["binary_logloss", "auc"]},
+        "params": {**params, "metric": VALIDATION_METRIC},
         "lightgbm": lgb.__version__,
         "peak_gib_in_child": _rss_gib(),
     }

@@ -14,6 +14,11 @@ import numpy as np
 
 from training.scorer import ModelSpec
 
+#: What early stopping watches on the validation slice. Only the first metric stops the
+#: rounds, and nothing reads another, so no other is computed (an AUC each round cost about
+#: a tenth of the moment model's fit).
+VALIDATION_METRIC = "binary_logloss"
+
 
 def booster_params(params: Mapping[str, Any], seed: int, num_threads: int) -> dict[str, Any]:
     """The configured parameters plus what makes a run reproducible."""
@@ -84,7 +89,7 @@ def fit_booster(
 
         callbacks.append(report)
     return lgb.train(
-        {**params, "metric": ["binary_logloss", "auc"]},
+        {**params, "metric": VALIDATION_METRIC},
         train_set,
         num_boost_round=num_boost_round,
         valid_sets=[valid_set],
