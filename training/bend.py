@@ -42,6 +42,9 @@ from training.calibrate import SCORE_AGE_TREES, TIE_SLOPE
 BEND_FILE = ("bend", "bend.json")
 #: Folds of the training slice's leads over which the bend's moment scores are cross-fitted.
 MOMENT_FOLDS = 4
+#: How many times the moment booster's learning rate the folds' boosters learn at, for as
+#: many times fewer rounds.
+FOLD_PACE = 2
 #: Fewest rows in a leaf of the bend: each age's curve is learned from many leads.
 BEND_MIN_LEAF = 2000
 
@@ -71,6 +74,13 @@ class Bend:
         trees = np.asarray(trees, dtype=np.float64)
         return trees + self.slope * moment
 
+    def at_average(self, age: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """The bent score of an average lead (moment score `moment_mean`) at these ages: the
+        bend of each distinct age once, as ages repeat across many rows."""
+        ages, where = np.unique(np.asarray(age, dtype=np.float64), return_inverse=True)
+        curve = self.bent(np.full(ages.shape, self.moment_mean), ages, num_threads)
+        return np.asarray(curve[where.reshape(-1)], dtype=np.float64)
+
     def raw(
         self, moment: np.ndarray, age: np.ndarray, matrix: np.ndarray, num_threads: int = 0
     ) -> np.ndarray:
@@ -95,9 +105,8 @@ class Bend:
         moment = np.asarray(moment, dtype=np.float64)
         age = matrix[:, age_column]
         score = moment.sum(axis=1)
-        average = np.full_like(score, self.moment_mean)
         bent = self.bent(score, age, num_threads)
-        at_average = self.bent(average, age, num_threads)
+        at_average = self.at_average(age, num_threads)
         move = score - self.moment_mean
         passed = np.full_like(score, self.slope)  # at the average itself: the slope alone
         moved = np.abs(move) > 1e-12
@@ -206,7 +215,7 @@ def fit_bend(
         callbacks=callbacks,
     )
     trees = booster.model_to_string(num_iteration=booster.best_iteration)
-    score, age, _ = train
+    _, age, _ = train
     partial = Bend(trees=trees, moment_mean=moment_mean, base=0.0)
-    base = float(partial.bent(np.full_like(score, moment_mean), age).mean())
+    base = float(partial.at_average(age).mean())
     return Bend(trees=trees, moment_mean=moment_mean, base=base)

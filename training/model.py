@@ -47,6 +47,36 @@ def monotone_directions(names: Collection[str], events: Collection[str]) -> dict
     return out | {n: -1 for n in names if since.fullmatch(n)}
 
 
+#: LightGBM's names for the learning rate, and its own default.
+LEARNING_RATE_NAMES = ("learning_rate", "shrinkage_rate", "eta")
+DEFAULT_LEARNING_RATE = 0.1
+
+
+def paced(params: Mapping[str, Any], pace: float) -> dict[str, Any]:
+    """`params` learning `pace` times as fast (under whichever of its names the rate was set)."""
+    rate = next((float(params[k]) for k in LEARNING_RATE_NAMES if k in params), None)
+    kept = {k: v for k, v in params.items() if k not in LEARNING_RATE_NAMES}
+    return {**kept, "learning_rate": (DEFAULT_LEARNING_RATE if rate is None else rate) * pace}
+
+
+def constrained(
+    params: Mapping[str, Any], spec: ModelSpec, monotone: Mapping[str, int] | None
+) -> dict[str, Any]:
+    """`params` with LightGBM's monotone constraints for the features named in `monotone`."""
+    if monotone and any(name in monotone for name in spec.names):
+        return {**params, "monotone_constraints": [monotone.get(n, 0) for n in spec.names]}
+    return dict(params)
+
+
+def dataset_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    """`lgb.Dataset`'s keywords for a matrix laid out as `spec` says."""
+    return {
+        "feature_name": list(spec.names),
+        "categorical_feature": spec.categorical_index,
+        "free_raw_data": False,
+    }
+
+
 def fit_booster(
     train: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray],
@@ -64,14 +94,8 @@ def fit_booster(
     constraints). With `init_model`, boosting goes on from its trees (their scores are both
     sets' starting point), and the booster returned holds them all. With `init_score` (train,
     validation), boosting starts from those raw scores, which the booster does not hold."""
-    if monotone and any(name in monotone for name in spec.names):
-        constraints = [monotone.get(name, 0) for name in spec.names]
-        params = {**params, "monotone_constraints": constraints}
-    kwargs: dict[str, Any] = {
-        "feature_name": list(spec.names),
-        "categorical_feature": spec.categorical_index,
-        "free_raw_data": False,
-    }
+    params = constrained(params, spec, monotone)
+    kwargs = dataset_kwargs(spec)
     start = (None, None) if init_score is None else init_score
     train_set = lgb.Dataset(
         train[0], label=train[1], init_score=start[0], params=dict(params), **kwargs
@@ -112,3 +136,40 @@ def moment_only(matrix: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np
     out = matrix[rows]  # a boolean index copies
     out[:, ~columns] = np.nan
     return out
+
+
+def fit_folds(
+    train: tuple[np.ndarray, np.ndarray],
+    fold: np.ndarray,
+    folds: int,
+    spec: ModelSpec,
+    params: Mapping[str, Any],
+    rounds: int,
+    progress: Callable[[int, int], None] | None = None,
+    monotone: Mapping[str, int] | None = None,
+) -> list[lgb.Booster]:
+    """One booster per fold k of `folds` (`fold`: each row's, 0 to `folds` - 1), fitted on the
+    rows of every other fold for `rounds` rounds, with no validation slice.
+
+    The rows are binned once and each fold's booster trains on a subset of that Dataset, so
+    every fold shares one binning (that of all `train`'s rows) and nothing is binned k times.
+    The rounds are given (a booster on all the rows stopped early there), not stopped early
+    per fold: cross-fitted scores need boosters like that one, not a validation slice each.
+    """
+    params = constrained(params, spec, monotone)
+    whole = lgb.Dataset(train[0], label=train[1], params=dict(params), **dataset_kwargs(spec))
+    whole.construct()
+    boosters = []
+    for k in range(folds):
+        callbacks: list[Callable[..., None]] = []
+        if progress is not None:
+
+            def report(env: lgb.callback.CallbackEnv) -> None:
+                progress(env.iteration + 1, rounds)
+
+            callbacks.append(report)
+        part = whole.subset(np.flatnonzero(fold != k).tolist())
+        booster = lgb.train(dict(params), part, num_boost_round=rounds, callbacks=callbacks)
+        booster.free_dataset()
+        boosters.append(booster)
+    return boosters

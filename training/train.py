@@ -33,7 +33,7 @@ from training.audit import (
     leak_flags,
     single_feature_auc,
 )
-from training.bend import MOMENT_FOLDS, Bend, bend_params, fit_bend
+from training.bend import FOLD_PACE, MOMENT_FOLDS, Bend, bend_params, fit_bend
 from training.calibrate import AGE_FEATURE, fit_calibrator
 from training.evaluate import classification_metrics, evaluate_scores, tier_table
 from training.guards import (
@@ -51,9 +51,11 @@ from training.hazard_fit import fit_hazard, split_periods
 from training.model import (
     booster_params,
     fit_booster,
+    fit_folds,
     moment_columns,
     moment_only,
     monotone_directions,
+    paced,
 )
 from training.reasons import ReasonPlan
 from training.scorer import ModelSpec, Scorer, feature_matrix, learn_spec, model_raw
@@ -320,6 +322,19 @@ def fit_configured(
     )
 
 
+def moment_layout(
+    features: pd.DataFrame, spec: ModelSpec, config: Config
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rows at mql_at (age 0) and the columns of the MQL moment (the fit attributes and the
+    counts as they stood at mql_at), as masks; None when the rows have no age or there are no
+    such counts (a flat export, or `features.at_mql` off)."""
+    if AGE_FEATURE not in features or not any(name.endswith(AT_MQL) for name in spec.names):
+        return None
+    at_mql = features[AGE_FEATURE].to_numpy(dtype=np.float64, na_value=np.nan) == 0
+    moment = set(fit_names(config.custom_fields)) | set(at_mql_names(config))
+    return at_mql, moment_columns(spec.names, moment)
+
+
 def fit_mql_moment(
     matrix: np.ndarray,
     labels: np.ndarray,
@@ -334,13 +349,11 @@ def fit_mql_moment(
     """`training.mql_first`'s first stage: a booster on the rows at mql_at (age 0) alone, with
     only the features of the MQL moment, so its trees rank every lead as it stood when it
     became an MQL, at whatever age it is scored. None when there is nothing to fit it on."""
-    if AGE_FEATURE not in features:
+    layout = moment_layout(features, spec, config)
+    if layout is None:
         return None
-    at_mql = features[AGE_FEATURE].to_numpy(dtype=np.float64, na_value=np.nan) == 0
-    moment = set(fit_names(config.custom_fields)) | set(at_mql_names(config))
-    columns = moment_columns(spec.names, moment)
-    frozen = any(name.endswith(AT_MQL) for name in spec.names)
-    if not frozen or not at_mql[train].any() or not at_mql[valid].any():
+    at_mql, columns = layout
+    if not at_mql[train].any() or not at_mql[valid].any():
         return None
     rows_train, rows_valid = train & at_mql, valid & at_mql
     first = fit_configured(
@@ -353,6 +366,45 @@ def fit_mql_moment(
     )
     first.free_dataset()
     return lgb.Booster(model_str=first.model_to_string(num_iteration=first.best_iteration))
+
+
+def cross_fitted_moment(
+    first: lgb.Booster,
+    matrix: np.ndarray,
+    labels: np.ndarray,
+    features: pd.DataFrame,
+    train: np.ndarray,
+    spec: ModelSpec,
+    params: dict[str, Any],
+    config: Config,
+    leads: np.ndarray,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Each training row's moment score from a booster that never saw its lead (NaN off the
+    training slice): `MOMENT_FOLDS` folds of leads, each scored by a booster fitted on the
+    others' rows at mql_at. Each learns `FOLD_PACE` times as fast as `first` (the moment
+    booster on them all) for as many times fewer rounds: they stand in for `first` on leads it
+    never saw, and need not be as fine-grained to do so."""
+    layout = moment_layout(features, spec, config)
+    assert layout is not None  # `first` was fitted on it
+    at_mql, columns = layout
+    fold = lead_folds(leads, config.training.seed)
+    rows = train & at_mql
+    boosters = fit_folds(
+        (moment_only(matrix, rows, columns), labels[rows]),
+        fold[rows],
+        MOMENT_FOLDS,
+        spec,
+        paced(params, FOLD_PACE),
+        max(1, round(first.num_trees() / FOLD_PACE)),
+        progress,
+        monotone_directions(spec.names, config.training.increasing_events),
+    )
+    moment = np.full(matrix.shape[0], np.nan)
+    for k, part in enumerate(boosters):
+        held = train & (fold == k)
+        moment[held] = raw_scores(partial(part.predict, raw_score=True), matrix, held)[held]
+    return moment
 
 
 def fit_ages_model(
@@ -416,16 +468,19 @@ def fit_moment_model(
     first = fit_mql_moment(matrix, labels, features, train, valid, spec, params, config, progress)
     if first is None:
         return None
-    moment = raw_scores(partial(first.predict, raw_score=True), matrix, valid)
-    fold = lead_folds(leads if leads is not None else np.arange(len(labels)), config.training.seed)
-    for k in range(MOMENT_FOLDS):
-        held = train & (fold == k)
-        part = fit_mql_moment(
-            matrix, labels, features, train & ~held, valid, spec, params, config, progress
-        )
-        if part is None:  # too few leads at mql_at: in-sample scores for these
-            part = first
-        moment[held] = raw_scores(partial(part.predict, raw_score=True), matrix, held)[held]
+    moment = cross_fitted_moment(
+        first,
+        matrix,
+        labels,
+        features,
+        train,
+        spec,
+        params,
+        config,
+        leads if leads is not None else np.arange(len(labels)),
+        progress,
+    )
+    moment[valid] = raw_scores(partial(first.predict, raw_score=True), matrix, valid)[valid]
     moment_mean = float(np.asarray(first.predict(matrix[:1], pred_contrib=True))[0, -1])
     bend = fit_bend(
         (moment[train], age[train], labels[train]),

@@ -39,6 +39,50 @@ def test_folds_keep_a_lead_whole_and_are_about_even() -> None:
     assert counts.tolist() == [400 // MOMENT_FOLDS] * MOMENT_FOLDS
 
 
+def test_each_fold_booster_learns_from_the_other_folds_alone() -> None:
+    """On labels that are noise keyed to each row, a booster scores its own training rows
+    well and rows it never saw no better than chance: cross-fitted scores are the second."""
+    from sklearn.metrics import roc_auc_score
+
+    from training.model import fit_folds
+    from training.scorer import ModelSpec
+
+    rng = np.random.default_rng(4)
+    rows = 4000
+    x = rng.normal(size=(rows, 3))
+    y = (rng.random(rows) < 0.5).astype(np.int64)
+    fold = lead_folds(np.arange(rows), seed=2)
+    spec = ModelSpec(names=("a", "b", "c"), kinds=("numeric",) * 3, categories={})
+    params = {
+        "objective": "binary",
+        "num_leaves": 31,
+        "min_data_in_leaf": 5,
+        "verbosity": -1,
+        "seed": 1,
+        "deterministic": True,
+        "num_threads": 1,
+    }
+    boosters = fit_folds((x, y), fold, MOMENT_FOLDS, spec, params, 60)
+    assert len(boosters) == MOMENT_FOLDS
+    crossed = np.empty(rows)
+    for k, booster in enumerate(boosters):
+        assert booster.num_trees() == 60
+        crossed[fold == k] = booster.predict(x[fold == k], raw_score=True)
+        seen = fold != k
+        assert roc_auc_score(y[seen], booster.predict(x[seen], raw_score=True)) > 0.75
+    assert abs(roc_auc_score(y, crossed) - 0.5) < 0.05
+
+
+def test_the_average_curve_is_the_bend_of_each_row() -> None:
+    from training.bend import bend_params
+
+    train, valid = _fading(20_000, 5), _fading(5_000, 6)
+    bend = fit_bend(train, valid, -1.0, bend_params(20_000, {"seed": 3, "num_threads": 1}), 200, 20)
+    age = train[1]
+    np.testing.assert_array_equal(bend.at_average(age), bend.bent(np.full_like(age, -1.0), age))
+    assert bend.base == pytest.approx(float(bend.at_average(age).mean()), abs=1e-12)
+
+
 def _fading(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Leads whose chance fades with age, the weak ones faster: logit p = s at age 0, less
     one log-odds at 90 days for the strong, and more for the weaker."""
