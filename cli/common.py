@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from common.config import Config, ConfigError, load_config
 from features.contract import ContractError
@@ -68,6 +75,22 @@ def clear_errors() -> Iterator[None]:
         raise typer.Exit(code=2) from None
 
 
+class _Bar:
+    """A progress callback (done, total) on one rich task, with `stage(name)` for work in
+    stages (a moment model's boosters: see `training.model.staged`)."""
+
+    def __init__(self, bar: Progress, task: TaskID, label: str) -> None:
+        self.bar, self.task, self.label = bar, task, label
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bar.update(self.task, completed=done, total=total)
+
+    def stage(self, name: str) -> None:
+        """Name the stage now running; its rounds count from the start of the bar again."""
+        self.bar.update(self.task, description=f"{self.label}: {name}", completed=0, total=None)
+        self.bar.refresh()  # shown at once, not at the next tick
+
+
 @contextmanager
 def progress(label: str) -> Iterator[Callable[[int, int], None]]:
     """A progress bar whose callback takes (done, total); silent when stderr is not a terminal.
@@ -84,11 +107,7 @@ def progress(label: str) -> Iterator[Callable[[int, int], None]]:
         disable=not sys.stderr.isatty(),
     ) as bar:
         task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
+        yield _Bar(bar, task, label)
         bar.update(task, total=bar.tasks[0].completed)
 
 

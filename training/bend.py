@@ -37,6 +37,8 @@ import lightgbm as lgb
 import numpy as np
 
 from training.calibrate import SCORE_AGE_TREES, TIE_SLOPE
+from training.model import VALIDATION_METRIC
+from training.progress import reporting, staged
 
 #: Written beside the model files by a moment model only.
 BEND_FILE = ("bend", "bend.json")
@@ -198,16 +200,11 @@ def fit_bend(
     train_set = dataset(train, params=dict(params))
     valid_set = dataset(validation, reference=train_set)
     callbacks: list[Callable[..., None]] = [
-        lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False)
+        lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False),
+        *reporting(staged(progress, "the bend by age"), num_boost_round),
     ]
-    if progress is not None:
-
-        def report(env: lgb.callback.CallbackEnv) -> None:
-            progress(env.iteration + 1, num_boost_round)
-
-        callbacks.append(report)
     booster = lgb.train(
-        {**params, "metric": ["binary_logloss"]},
+        {**params, "metric": VALIDATION_METRIC},
         train_set,
         num_boost_round=num_boost_round,
         valid_sets=[valid_set],

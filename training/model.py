@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
 
-from training.scorer import ModelSpec
+from training.progress import reporting, staged
+
+if TYPE_CHECKING:
+    from training.scorer import ModelSpec
 
 #: What early stopping watches on the validation slice. Only the first metric stops the
 #: rounds, and nothing reads another, so no other is computed (an AUC each round cost about
@@ -104,14 +107,9 @@ def fit_booster(
         validation[0], label=validation[1], init_score=start[1], reference=train_set, **kwargs
     )
     callbacks: list[Callable[..., None]] = [
-        lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False)
+        lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False),
+        *reporting(progress, num_boost_round),
     ]
-    if progress is not None:
-
-        def report(env: lgb.callback.CallbackEnv) -> None:
-            progress(env.iteration - env.begin_iteration + 1, num_boost_round)
-
-        callbacks.append(report)
     return lgb.train(
         {**params, "metric": VALIDATION_METRIC},
         train_set,
@@ -161,13 +159,7 @@ def fit_folds(
     whole.construct()
     boosters = []
     for k in range(folds):
-        callbacks: list[Callable[..., None]] = []
-        if progress is not None:
-
-            def report(env: lgb.callback.CallbackEnv) -> None:
-                progress(env.iteration + 1, rounds)
-
-            callbacks.append(report)
+        callbacks = reporting(staged(progress, f"cross-fitting {k + 1} of {folds}"), rounds)
         part = whole.subset(np.flatnonzero(fold != k).tolist())
         booster = lgb.train(dict(params), part, num_boost_round=rounds, callbacks=callbacks)
         booster.free_dataset()

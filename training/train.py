@@ -57,6 +57,7 @@ from training.model import (
     monotone_directions,
     paced,
 )
+from training.progress import Progress, staged
 from training.reasons import ReasonPlan
 from training.scorer import ModelSpec, Scorer, feature_matrix, learn_spec, model_raw
 from training.scoring import score_matrix
@@ -78,7 +79,6 @@ REFERENCE_ROWS = 100_000
 AUDIT_ROWS = 200_000
 #: Rows per `Booster.predict` call when scoring a selection of rows (bounds the copy).
 PREDICT_CHUNK_ROWS = 100_000
-Progress = Callable[[int, int], None]
 #: The rules' points per row, or a function that gives them: it is called once the feature
 #: matrix is built, just before the fit, so a caller can compute them on another thread meanwhile.
 RulePoints = np.ndarray | Callable[[], np.ndarray | None] | None
@@ -465,7 +465,10 @@ def fit_moment_model(
     age = matrix[:, spec.names.index(AGE_FEATURE)] if AGE_FEATURE in spec.names else None
     if age is None or np.unique(age[train & ~np.isnan(age)]).size < 2:
         return None  # one age (rows at mql_at only): nothing to bend, the ages model has it all
-    first = fit_mql_moment(matrix, labels, features, train, valid, spec, params, config, progress)
+    moment_progress = staged(progress, "the moment booster")
+    first = fit_mql_moment(
+        matrix, labels, features, train, valid, spec, params, config, moment_progress
+    )
     if first is None:
         return None
     moment = cross_fitted_moment(
@@ -494,7 +497,8 @@ def fit_moment_model(
     bent = np.full(matrix.shape[0], np.nan)
     fitted = train | valid
     bent[fitted] = bend.bent(moment[fitted], age[fitted])
-    after = fit_after(matrix, labels, bent, train, valid, spec, params, config, progress)
+    after_progress = staged(progress, "after the moment")
+    after = fit_after(matrix, labels, bent, train, valid, spec, params, config, after_progress)
     return first, replace(bend, after=after)
 
 

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -128,6 +129,31 @@ def test_a_bar_that_ends_early_ends_full(monkeypatch: pytest.MonkeyPatch) -> Non
     final = screen.getvalue().rsplit("\r", 1)[-1]
     assert "704/704" in final, final
     assert "3000" not in final
+
+
+def test_a_fit_in_stages_names_the_stage_on_the_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A moment model's boosters each count their rounds from 1 under their own name."""
+    from training.progress import reporting, staged
+
+    screen = io.StringIO()
+    monkeypatch.setattr(common, "console", Console(file=screen, force_terminal=True, width=100))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with common.progress("boosting rounds") as update:
+        staged(update, "the moment booster")
+        for done in range(1, 301):
+            update(done, 3000)
+        report = reporting(staged(update, "cross-fitting 1 of 4"), 150)[0]
+        for done in range(40):
+            report(SimpleNamespace(iteration=done, begin_iteration=0))
+    final = screen.getvalue().rsplit("\r", 1)[-1]
+    assert "boosting rounds: cross-fitting 1 of 4" in final, final
+    assert "40/40" in final, final
+    assert "the moment booster" in screen.getvalue()
+    calls: list[tuple[int, int]] = []
+    plain = staged(lambda done, total: calls.append((done, total)), "the bend by age")
+    assert plain is not None
+    plain(1, 2)  # any other callback: the rounds alone
+    assert calls == [(1, 2)]
 
 
 def test_python_m_cli_is_the_same_cli() -> None:
