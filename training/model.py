@@ -145,9 +145,10 @@ def fit_folds(
     rounds: int,
     progress: Callable[[int, int], None] | None = None,
     monotone: Mapping[str, int] | None = None,
-) -> list[lgb.Booster]:
+) -> list[lgb.Booster | None]:
     """One booster per fold k of `folds` (`fold`: each row's, 0 to `folds` - 1), fitted on the
-    rows of every other fold for `rounds` rounds, with no validation slice.
+    rows of every other fold for `rounds` rounds, with no validation slice; None for a fold
+    with no rows outside it (every row in that one fold: too few to cross-fit).
 
     The rows are binned once and each fold's booster trains on a subset of that Dataset, so
     every fold shares one binning (that of all `train`'s rows) and nothing is binned k times.
@@ -157,10 +158,14 @@ def fit_folds(
     params = constrained(params, spec, monotone)
     whole = lgb.Dataset(train[0], label=train[1], params=dict(params), **dataset_kwargs(spec))
     whole.construct()
-    boosters = []
+    boosters: list[lgb.Booster | None] = []
     for k in range(folds):
+        others = np.flatnonzero(fold != k)
+        if others.size == 0:
+            boosters.append(None)
+            continue
         callbacks = reporting(staged(progress, f"cross-fitting {k + 1} of {folds}"), rounds)
-        part = whole.subset(np.flatnonzero(fold != k).tolist())
+        part = whole.subset(others.tolist())
         booster = lgb.train(dict(params), part, num_boost_round=rounds, callbacks=callbacks)
         booster.free_dataset()
         boosters.append(booster)

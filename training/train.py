@@ -403,7 +403,8 @@ def cross_fitted_moment(
     moment = np.full(matrix.shape[0], np.nan)
     for k, part in enumerate(boosters):
         held = train & (fold == k)
-        moment[held] = raw_scores(partial(part.predict, raw_score=True), matrix, held)[held]
+        scorer = first if part is None else part  # too few leads to cross-fit: in-sample
+        moment[held] = raw_scores(partial(scorer.predict, raw_score=True), matrix, held)[held]
     return moment
 
 

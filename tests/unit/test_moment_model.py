@@ -67,10 +67,15 @@ def test_each_fold_booster_learns_from_the_other_folds_alone() -> None:
     crossed = np.empty(rows)
     for k, booster in enumerate(boosters):
         assert booster.num_trees() == 60
+        assert booster is not None
         crossed[fold == k] = booster.predict(x[fold == k], raw_score=True)
         seen = fold != k
         assert roc_auc_score(y[seen], booster.predict(x[seen], raw_score=True)) > 0.75
     assert abs(roc_auc_score(y, crossed) - 0.5) < 0.05
+    # every row in one fold: nothing to cross-fit it with; the other folds' boosters see all
+    lone = fit_folds((x, y), np.zeros(rows, dtype=np.int64), MOMENT_FOLDS, spec, params, 5)
+    assert lone[0] is None
+    assert all(b is not None and b.num_trees() == 5 for b in lone[1:])
 
 
 def test_the_average_curve_is_the_bend_of_each_row() -> None:
