@@ -13,8 +13,8 @@
    the matrix exactly as `train_model` does (the package's `time_split`, `learn_spec` on the
    train slice, `feature_matrix`) and runs `lightgbm.train` with the parameters `leadscore
    train` uses (`booster_params`, the same rounds, early stopping on the same validation slice,
-   the same metrics). "raw train" is the `lgb.Dataset` + `lgb.train` part alone; the child's
-   whole wall time is reported too.
+   the same metric, the hand-raisers' monotone constraints). "raw train" is the `lgb.Dataset`
+   + `lgb.train` part alone; the child's whole wall time is reported too.
 3. Measured: `leadscore train --training-set FILE --snapshot SNAPSHOT --report-dir TMP/report`
    with `training.model: ages` (one booster, as the anchor fits; the default moment model's
    extra boosters are timed by bench/demo_cost.py) in a fresh child process, MLflow pointed at
@@ -97,7 +97,12 @@ def anchor_job(training_set_path: Path, out: Path) -> None:
     import pandas as pd
 
     from common.config import load_config
-    from training.model import VALIDATION_METRIC, booster_params
+    from training.model import (
+        VALIDATION_METRIC,
+        booster_params,
+        constrained,
+        monotone_directions,
+    )
     from training.scorer import feature_matrix, learn_spec
     from training.split import time_split
     from training.train import categorical_columns, feature_frame
@@ -131,6 +136,8 @@ def anchor_job(training_set_path: Path, out: Path) -> None:
     lap("matrix")
     training = config.training
     params = booster_params(training.params, training.seed, training.num_threads)
+    # the hand-raisers' monotone constraints, as fit_configured passes them to fit_booster
+    params = constrained(params, spec, monotone_directions(spec.names, training.increasing_events))
     # what fit_booster does, without the package around it
     raw_started = time.perf_counter()
     kwargs: dict[str, Any] = {
