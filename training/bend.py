@@ -37,8 +37,8 @@ import lightgbm as lgb
 import numpy as np
 
 from training.calibrate import SCORE_AGE_TREES, TIE_SLOPE
-from training.model import VALIDATION_METRIC
-from training.progress import reporting, staged
+from training.model import train_stopped
+from training.progress import staged
 
 #: Written beside the model files by a moment model only.
 BEND_FILE = ("bend", "bend.json")
@@ -199,17 +199,12 @@ def fit_bend(
 
     train_set = dataset(train, params=dict(params))
     valid_set = dataset(validation, reference=train_set)
-    callbacks: list[Callable[..., None]] = [
-        lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False),
-        *reporting(staged(progress, "the bend by age"), num_boost_round),
-    ]
-    booster = lgb.train(
-        {**params, "metric": VALIDATION_METRIC},
-        train_set,
-        num_boost_round=num_boost_round,
-        valid_sets=[valid_set],
-        valid_names=["validation"],
-        callbacks=callbacks,
+    booster = train_stopped(
+        params,
+        (train_set, valid_set),
+        num_boost_round,
+        early_stopping_rounds,
+        staged(progress, "the bend by age"),
     )
     trees = booster.model_to_string(num_iteration=booster.best_iteration)
     _, age, _ = train

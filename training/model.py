@@ -106,15 +106,30 @@ def fit_booster(
     valid_set = lgb.Dataset(
         validation[0], label=validation[1], init_score=start[1], reference=train_set, **kwargs
     )
+    return train_stopped(
+        params, (train_set, valid_set), num_boost_round, early_stopping_rounds, progress, init_model
+    )
+
+
+def train_stopped(
+    params: Mapping[str, Any],
+    sets: tuple[lgb.Dataset, lgb.Dataset],
+    num_boost_round: int,
+    early_stopping_rounds: int,
+    progress: Callable[[int, int], None] | None = None,
+    init_model: lgb.Booster | None = None,
+) -> lgb.Booster:
+    """`lgb.train` on `sets` (train, validation), stopped when the validation log loss
+    (`VALIDATION_METRIC`) has not improved for `early_stopping_rounds`; each round reported."""
     callbacks: list[Callable[..., None]] = [
         lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False),
         *reporting(progress, num_boost_round),
     ]
     return lgb.train(
         {**params, "metric": VALIDATION_METRIC},
-        train_set,
+        sets[0],
         num_boost_round=num_boost_round,
-        valid_sets=[valid_set],
+        valid_sets=[sets[1]],
         valid_names=["validation"],
         callbacks=callbacks,
         init_model=init_model,
