@@ -223,6 +223,14 @@ class SnapshotPolicy(_Strict):
         description="Also add N rows per lead at ages drawn uniformly from [0, horizon_days) "
         "(kept while the lead is open), so the model is right at any age a nightly run meets.",
     )
+    bend_ages: int = Field(
+        8,
+        ge=0,
+        le=52,
+        description="Also N ages per lead, drawn as sampled_ages are, that only the moment "
+        "model's bend learns from (training.model moment): it needs a lead's score at mql_at, "
+        "its age and its label, so these rows need no features. 0: the feature rows alone.",
+    )
 
 
 class FeatureConfig(_Strict):

@@ -23,6 +23,8 @@ from common.config import Config, SnapshotPolicy
 from features.contract import CONVERTED, ContractError
 
 DAY = pd.Timedelta(days=1)
+#: Added to the training seed for the bend's ages, so they are not the feature rows' ages.
+_BEND_SEED = 7919
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,52 @@ def candidate_cutoffs(
     rows = pd.concat(frames, ignore_index=True)
     rows["cutoff"] = rows["cutoff"].dt.as_unit("ms")
     return rows.sort_values(["lead_id", "cutoff"], kind="stable", ignore_index=True)
+
+
+def bend_rows(
+    leads: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int, ages: int, seed: int
+) -> pd.DataFrame:
+    """(lead_id, cutoff, age_days, label) at `ages` ages per MQL after its mql_at, drawn as
+    `sampled_ages` are (another hash key, so not the feature rows' ages), kept and labelled as
+    `label_rows` keeps training rows: open at the cutoff, horizon closed by `as_of`.
+
+    They are the moment model's bend's rows (`training.bend`): its inputs are a lead's score at
+    mql_at and its age, so a row costs only its label, and many ages per lead show the bend how
+    each strength of lead fades, where the feature rows give it two.
+    """
+    mqls = leads.loc[leads["mql_at"].notna()]
+    if ages <= 0 or mqls.empty:
+        return pd.DataFrame(
+            {
+                "lead_id": mqls["lead_id"].iloc[:0],
+                "cutoff": mqls["mql_at"].iloc[:0],
+                "age_days": np.zeros(0),
+                "label": np.zeros(0, dtype=np.int8),
+            }
+        )
+    lead_ids = mqls["lead_id"].to_numpy()
+    mql_ms = mqls["mql_at"].dt.as_unit("ms").array.asi8
+    age_ms = np.concatenate(
+        [sampled_ages_of(lead_ids, draw, horizon_days, seed + _BEND_SEED) for draw in range(ages)]
+    )
+    later = age_ms > 0  # at mql_at itself: the feature rows have it
+    rows = pd.DataFrame(
+        {
+            "lead_id": np.tile(lead_ids, ages)[later],
+            "cutoff": pd.to_datetime(
+                np.tile(mql_ms, ages)[later] + age_ms[later], unit="ms", utc=True
+            ),
+        }
+    )
+    keep, label, _ = row_outcomes(rows, leads, as_of, horizon_days)
+    return pd.DataFrame(
+        {
+            "lead_id": rows["lead_id"].to_numpy()[keep],
+            "cutoff": rows["cutoff"].array[keep],
+            "age_days": age_ms[later][keep] / 86_400_000,
+            "label": label[keep].astype(np.int8),
+        }
+    )
 
 
 def sampled_ages_of(lead_ids: np.ndarray, draw: int, horizon_days: int, seed: int) -> np.ndarray:

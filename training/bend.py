@@ -178,6 +178,8 @@ def fit_bend(
     num_boost_round: int,
     early_stopping_rounds: int,
     progress: Callable[[int, int], None] | None = None,
+    weight: np.ndarray | None = None,
+    valid_weight: np.ndarray | None = None,
 ) -> Bend:
     """The bend of (moment score, age) -> label, stopped early on `validation`.
 
@@ -185,6 +187,7 @@ def fit_bend(
         train, validation: (moment score, days since mql_at, label) of each slice's rows.
         moment_mean: the moment booster's expected raw score.
         params: `bend_params`.
+        weight, valid_weight: the rows' weights in each slice (None: equal).
     """
 
     def dataset(part: tuple[np.ndarray, np.ndarray, np.ndarray], **extra: Any) -> lgb.Dataset:
@@ -197,8 +200,8 @@ def fit_bend(
             **extra,
         )
 
-    train_set = dataset(train, params=dict(params))
-    valid_set = dataset(validation, reference=train_set)
+    train_set = dataset(train, params=dict(params), weight=weight)
+    valid_set = dataset(validation, reference=train_set, weight=valid_weight)
     booster = train_stopped(
         params,
         (train_set, valid_set),
@@ -209,5 +212,5 @@ def fit_bend(
     trees = booster.model_to_string(num_iteration=booster.best_iteration)
     _, age, _ = train
     partial = Bend(trees=trees, moment_mean=moment_mean, base=0.0)
-    base = float(partial.at_average(age).mean())
+    base = float(np.average(partial.at_average(age), weights=weight))
     return Bend(trees=trees, moment_mean=moment_mean, base=base)

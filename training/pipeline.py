@@ -226,7 +226,28 @@ def fit(
             points=points,
             truth=data.truth,
             progress=update,
+            bend_rows=bend_rows_for(data),
         )
+
+
+def bend_rows_for(data: TrainingData) -> pd.DataFrame | None:
+    """A moment model's extra rows for its bend (`features.rows.bend_rows`), from the snapshot's
+    leads; None for another model, a flat export or a training set read without a snapshot."""
+    from features.rows import bend_rows
+
+    settings = data.settings
+    snapshot = data.snapshot
+    if settings.training.model != "moment" or snapshot is None or snapshot.flat:
+        return None
+    if snapshot.as_of is None:
+        return None
+    return bend_rows(
+        snapshot.leads,
+        snapshot.as_of,
+        settings.horizon_days,
+        settings.snapshot_policy.bend_ages,
+        settings.training.seed,
+    )
 
 
 def baseline_and_fit(

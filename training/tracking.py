@@ -163,6 +163,7 @@ def _flat_params(config: Config, result: TrainResult) -> dict[str, Any]:
             "horizon_days": config.horizon_days,
             "weekly_weeks": config.snapshot_policy.weekly_weeks,
             "sampled_ages": config.snapshot_policy.sampled_ages,
+            "bend_ages": config.snapshot_policy.bend_ages,
             "at_mql": config.features.at_mql,
             "windows_days": ",".join(map(str, config.features.windows_days)),
             "increasing_events": ",".join(config.training.increasing_events) or "none",

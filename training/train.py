@@ -18,8 +18,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from scipy.special import expit
-from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.metrics import roc_auc_score
 
 from common.config import Config
 from features.fit import fit_names
@@ -67,6 +66,8 @@ from training.tiers import choose_tiers
 ROW_KEYS = ("lead_id", "cutoff", "label")  # and a hazard model's `period` (split off first)
 #: A test AUC above this on lead data usually means a column records the outcome.
 SUSPICIOUS_AUC = 0.95
+#: Standard errors by which a moment model's after booster must lower the validation loss.
+AFTER_MIN_Z = 2.0
 #: Most training rows the leak guard's drop-column probe fits on.
 PROBE_ROWS = 50_000
 #: Most rows the drift reference profiles (a seeded uniform sample of a larger training set).
@@ -454,6 +455,7 @@ def fit_moment_model(
     config: Config,
     progress: Progress | None = None,
     leads: np.ndarray | None = None,
+    ages: tuple[pd.DataFrame | None, pd.DataFrame | None] = (None, None),
 ) -> tuple[lgb.Booster, Bend] | None:
     """`training.model: moment` (`training.bend`): the moment booster, then the bend of its
     score by the lead's age, then the after booster (`fit_after`). None when there is no MQL
@@ -461,7 +463,10 @@ def fit_moment_model(
 
     The bend learns from the training slice's moment scores cross-fitted over `MOMENT_FOLDS`
     folds of its leads (`leads`: each row's lead id), so that it sees scores as strong as on
-    leads the booster never saw, not the stronger ones of the leads it was fitted on.
+    leads the booster never saw, not the stronger ones of the leads it was fitted on. It also
+    learns from `ages` (`features.rows.bend_rows` up to the training slice's last cutoff, and up
+    to the validation slice's), each row at its lead's score at mql_at in that slice
+    (`bend_rows_of`), and stops early on the validation slice's rows and theirs.
     """
     age = matrix[:, spec.names.index(AGE_FEATURE)] if AGE_FEATURE in spec.names else None
     if age is None or np.unique(age[train & ~np.isnan(age)]).size < 2:
@@ -486,43 +491,117 @@ def fit_moment_model(
     )
     moment[valid] = raw_scores(partial(first.predict, raw_score=True), matrix, valid)[valid]
     moment_mean = float(np.asarray(first.predict(matrix[:1], pred_contrib=True))[0, -1])
+    lead_ids = leads if leads is not None else np.arange(len(labels))
+    (rows, weight), (valid_rows, valid_weight) = (
+        with_bend_rows((moment[mask], age[mask], labels[mask]), extra, lead_ids[mask])
+        for mask, extra in zip((train, valid), ages, strict=True)
+    )
     bend = fit_bend(
-        (moment[train], age[train], labels[train]),
-        (moment[valid], age[valid], labels[valid]),
+        rows,
+        valid_rows,
         moment_mean,
         bend_params(int(train.sum()), params),
         config.training.num_boost_round,
         config.training.early_stopping_rounds,
         progress,
+        weight=weight,
+        valid_weight=valid_weight,
     )
     bent = np.full(matrix.shape[0], np.nan)
     fitted = train | valid
     bent[fitted] = bend.bent(moment[fitted], age[fitted])
     after_progress = staged(progress, "after the moment")
-    after = fit_after(matrix, labels, bent, train, valid, spec, params, config, after_progress)
+    after = fit_after(
+        matrix, labels, bent, (train, valid), lead_ids[valid], spec, params, config, after_progress
+    )
     return first, replace(bend, after=after)
+
+
+def within(rows: pd.DataFrame | None, last: pd.Timestamp) -> pd.DataFrame | None:
+    """`rows` with a cutoff up to `last` (the training slice's last): no later outcome is
+    learnt from than the feature rows learn from."""
+    if rows is None or pd.isna(last):
+        return None
+    return rows[(rows["cutoff"] <= last).to_numpy()]
+
+
+def bend_rows_of(
+    ages: pd.DataFrame | None, moment: np.ndarray, age: np.ndarray, leads: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(moment score, age, label) of the bend's rows beyond the feature rows: each row of
+    `ages` (lead_id, age_days, label) whose lead has a row at mql_at among these (the training
+    slice's `moment`, `age` and `leads`), at that row's score. None when there are none."""
+    if ages is None or not len(ages):
+        return None
+    at_mql = age == 0
+    score = pd.Series(moment[at_mql], index=pd.Index(leads[at_mql]))
+    score = score[~score.index.duplicated()]
+    found = score.reindex(ages["lead_id"].to_numpy()).to_numpy(dtype=np.float64)
+    kept = ~np.isnan(found)
+    if not kept.any():
+        return None
+    return (
+        found[kept],
+        ages["age_days"].to_numpy(dtype=np.float64)[kept],
+        ages["label"].to_numpy(dtype=np.int64)[kept],
+    )
+
+
+def with_bend_rows(
+    own: tuple[np.ndarray, np.ndarray, np.ndarray], extra: pd.DataFrame | None, leads: np.ndarray
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray | None]:
+    """A slice's (moment score, age, label) rows for the bend with `extra`'s rows of its leads
+    added (`bend_rows_of`), and their weights (`at_mql_weights`; None when none are added)."""
+    more = bend_rows_of(extra, *own[:2], leads)
+    if more is None:
+        return own, None
+    rows = (
+        np.concatenate([own[0], more[0]]),
+        np.concatenate([own[1], more[1]]),
+        np.concatenate([own[2], more[2]]),
+    )
+    return rows, at_mql_weights(rows[1], own[1])
+
+
+def at_mql_weights(age: np.ndarray, feature_ages: np.ndarray) -> np.ndarray:
+    """Row weights (mean 1) under which the rows at mql_at (age 0) hold the share of `age`'s
+    weight that they hold among `feature_ages` (the feature rows): the bend's extra rows are
+    all later, and they should teach it the later ages without outweighing the MQL moment,
+    where the API scores most leads."""
+    share = float(np.mean(feature_ages == 0))
+    at_mql = age == 0
+    weight = np.ones(age.shape, dtype=np.float64)
+    if 0 < share < 1 and at_mql.any() and not at_mql.all():
+        weight[at_mql] = share / (1 - share) * (~at_mql).sum() / at_mql.sum()
+    return weight / weight.mean()
 
 
 def fit_after(
     matrix: np.ndarray,
     labels: np.ndarray,
     bent: np.ndarray,
-    train: np.ndarray,
-    valid: np.ndarray,
+    masks: tuple[np.ndarray, np.ndarray],
+    valid_leads: np.ndarray,
     spec: ModelSpec,
     params: dict[str, Any],
     config: Config,
     progress: Progress | None = None,
 ) -> str:
     """A moment model's after booster: boosting from each row's bent score (`bent`) on every
-    feature but the age and the days since a hand-raiser. Its text, or "" when it does not
-    lower the validation slice's log loss.
+    feature but the age and the days since a hand-raiser, on the training and validation
+    slices (`masks`). Its text, or "" when it does not earn its place: it must lower the
+    validation slice's log loss by more than `AFTER_MIN_Z` standard errors of that gain, each
+    lead's rows (`valid_leads`) counted as one draw (`loss_gain`). Early stopping picks the
+    round at which the validation loss is lowest, so a booster that learnt only noise still
+    shows a gain there; on a CRM where what came after the MQL tells nothing beyond the
+    moment, its trees would only shuffle the ranking at later ages.
 
     The age stays out, the bend's alone: these trees add what came after the MQL, they do not
     bend the score again. So do the days since a hand-raiser: where there was none (NaN) the
     trees may put the lead on the recent side, so a first one could lower the score (its
     counts stay in, constrained to raise it).
     """
+    train, valid = masks
     directions = monotone_directions(spec.names, config.training.increasing_events)
     kept = np.array([directions.get(name, 0) >= 0 and name != AGE_FEATURE for name in spec.names])
     validation = moment_only(matrix, valid, kept), labels[valid]
@@ -538,11 +617,29 @@ def fit_after(
     after.free_dataset()
     rounds = after.best_iteration
     added = np.asarray(after.predict(validation[0], raw_score=True, num_iteration=rounds))
-    start = bent[valid]
-    before = log_loss(validation[1], expit(start), labels=[0, 1])
-    if log_loss(validation[1], expit(start + added), labels=[0, 1]) < before:
+    gain, error = loss_gain(validation[1], bent[valid], bent[valid] + added, valid_leads)
+    if gain > AFTER_MIN_Z * error:
         return str(after.model_to_string(num_iteration=rounds))
     return ""
+
+
+def loss_gain(
+    labels: np.ndarray, before: np.ndarray, after: np.ndarray, leads: np.ndarray
+) -> tuple[float, float]:
+    """How much lower the mean log loss of raw scores `after` is than that of `before` on these
+    rows, and its standard error with each lead's rows as one draw (a lead's rows at several
+    ages share its outcome, so they are not independent)."""
+    y = np.asarray(labels, dtype=np.float64)
+
+    def losses(raw: np.ndarray) -> np.ndarray:  # per row, from log-odds, stable
+        return np.asarray(np.logaddexp(0.0, raw) - y * raw, dtype=np.float64)
+
+    diff = losses(before) - losses(after)
+    codes, unique = pd.factorize(pd.Series(leads))
+    per_lead = np.bincount(codes, weights=diff, minlength=len(unique))
+    gain = float(diff.sum() / diff.size)
+    error = float(np.sqrt(len(unique)) * per_lead.std() / diff.size) if len(unique) > 1 else 0.0
+    return gain, error
 
 
 def cross_validated_auc(training_set: pd.DataFrame, config: Config, folds: int = 5) -> list[float]:
@@ -589,6 +686,7 @@ def train_model(
     points: RulePoints = None,
     truth: np.ndarray | None = None,
     progress: Progress | None = None,
+    bend_rows: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Fit, calibrate, tier and evaluate a model on a training set (see `_train_model`).
 
@@ -597,7 +695,14 @@ def train_model(
     (exit status `EXIT_TOO_LITTLE_DATA`).
     """
     try:
-        return _train_model(training_set, config, points=points, truth=truth, progress=progress)
+        return _train_model(
+            training_set,
+            config,
+            points=points,
+            truth=truth,
+            progress=progress,
+            bend_rows=bend_rows,
+        )
     except TrainingError:
         raise
     except ValueError as error:  # a fitting step with too few rows of a kind
@@ -622,6 +727,7 @@ def _train_model(
     points: RulePoints = None,
     truth: np.ndarray | None = None,
     progress: Progress | None = None,
+    bend_rows: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Fit, calibrate, tier and evaluate a model on a training set.
 
@@ -632,6 +738,9 @@ def _train_model(
             giving them, called just before the fit (see `RulePoints`).
         truth: on synthetic data, the true probability per row (NaN where unknown).
         progress: called with (boosting round, maximum rounds).
+        bend_rows: a moment model's bend's rows beyond the feature rows
+            (`features.rows.bend_rows`); those after the training slice's last cutoff are
+            left out, as are those of leads with no row at mql_at in it.
     """
     missing = [c for c in ROW_KEYS if c not in training_set]
     if missing:
@@ -695,6 +804,10 @@ def _train_model(
                 config,
                 progress,
                 training_set["lead_id"].to_numpy(),
+                (
+                    within(bend_rows, training_set["cutoff"][train].max()),
+                    within(bend_rows, training_set["cutoff"][valid].max()),
+                ),
             )
             if moment_model is None and AGE_FEATURE in features:  # a flat export: no ages
                 notes.append(

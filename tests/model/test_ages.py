@@ -3,7 +3,7 @@
 A nightly run scores open MQLs of every age, so a score must mean P(SQL within the horizon
 after the scoring time | open then) at any age. On a CI-sized snapshot the default model
 (`training.model: moment`: the lead as it stood at mql_at, its score bent by its age; rows at
-sampled ages) is trained once, and held-out leads are scored at
+sampled ages, and the bend's own label-only rows) is trained once, and held-out leads are scored at
 mql_at and every week after it while open; each age group's mean probability must sit near
 the truth's at that age. A model trained at mql_at only fails the same check at later ages,
 which shows the check can fail.
@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 
 from common.config import Config, build_config
-from features.pipeline import build_features, build_training_set
-from features.reader import Snapshot, read_snapshot
+from features.pipeline import build_features
 from features.synthetic import generate, write_snapshot
 from features.truth import truth_of_rows
 from training.ages import weekly_age_rows
+from training.pipeline import bend_rows_for, training_data
 from training.train import train_model
 
 pytestmark = pytest.mark.slow
@@ -50,9 +50,10 @@ def _scored_by_age(folder: Path, overrides: dict) -> pd.DataFrame:
     config: Config = build_config(
         {"source": {"path": str(folder)}, "training": training, **overrides}
     )
-    snapshot: Snapshot = read_snapshot(config)
-    training_set, _ = build_training_set(snapshot, config)
-    result = train_model(training_set, config)
+    data = training_data(config)  # as `leadscore train` reads it, with the bend's own rows
+    snapshot = data.snapshot
+    assert snapshot is not None and snapshot.as_of is not None
+    result = train_model(data.training_set, data.settings, bend_rows=bend_rows_for(data))
     # leads the booster did not learn from (validation, calibration and test slices): the test
     # slice alone, the newest leads, has few rows weeks after the MQL on a snapshot this small
     held_out = ~result.split.mask("train")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from common.config import build_config
-from features.rows import candidate_cutoffs, covered_weeks, sampled_ages_of
+from features.rows import bend_rows, candidate_cutoffs, covered_weeks, label_rows, sampled_ages_of
 from serving.batch_io import OutputError, previous_run
 from serving.scoring import coverage_note
 
@@ -36,6 +36,38 @@ def test_candidate_cutoffs_add_sampled_ages_after_mql_at() -> None:
     age = rows["cutoff"] - rows["lead_id"].map({"a": mql, "c": mql + pd.Timedelta(days=3)})
     assert (age >= pd.Timedelta(0)).all() and (age < pd.Timedelta(days=90)).all()
     assert (age == pd.Timedelta(0)).sum() == 2  # mql_at itself, once per lead
+
+
+def test_the_bends_rows_are_labelled_and_kept_as_the_feature_rows_are() -> None:
+    t = pd.Timestamp("2025-01-01", tz="UTC")
+    day = pd.Timedelta(days=1)
+    leads = pd.DataFrame(
+        {
+            "lead_id": ["converts", "disqualified", "open", "censored", "never"],
+            "mql_at": [t, t, t, t + 350 * day, pd.NaT],
+            "sql_at": [t + 30 * day, pd.NaT, pd.NaT, pd.NaT, pd.NaT],
+            "disqualified_at": [pd.NaT, t + 20 * day, pd.NaT, pd.NaT, pd.NaT],
+        }
+    )
+    as_of = t + 400 * day
+    rows = bend_rows(leads, as_of, 90, ages=8, seed=1)
+    by_lead = rows.groupby("lead_id")["age_days"]
+    assert set(rows["lead_id"]) == {"converts", "disqualified", "open"}  # open, horizon closed
+    assert by_lead.size()["open"] == 8 and (rows["age_days"] > 0).all()
+    assert by_lead.max()["converts"] < 30 and by_lead.max()["disqualified"] < 20
+    mql_at = rows["lead_id"].map(leads.set_index("lead_id")["mql_at"])
+    age = (rows["cutoff"] - mql_at).dt.total_seconds() / 86_400
+    assert np.allclose(age, rows["age_days"])
+    # the same label as a feature row at that cutoff: an SQL within the horizon after it
+    expected, _ = label_rows(rows[["lead_id", "cutoff"]], leads, as_of, 90)
+    assert rows["label"].tolist() == expected["label"].tolist()
+    assert rows.loc[rows["lead_id"] == "converts", "label"].eq(1).all()
+    assert rows.loc[rows["lead_id"] != "converts", "label"].eq(0).all()
+    # not the feature rows' ages (another hash key), and none without an age to learn
+    ids = np.array(["open"], dtype=object)
+    feature_ages = {sampled_ages_of(ids, d, 90, seed=1)[0] / 86_400_000 for d in range(8)}
+    assert not feature_ages & set(rows.loc[rows["lead_id"] == "open", "age_days"])
+    assert bend_rows(leads, as_of, 90, ages=0, seed=1).empty
 
 
 def test_what_a_model_covers_follows_its_snapshot_policy() -> None:

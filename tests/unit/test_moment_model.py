@@ -26,7 +26,16 @@ from training.bend import MOMENT_FOLDS, Bend, fit_bend
 from training.reasons import ReasonPlan
 from training.scorer import Scorer, feature_matrix
 from training.scoring import score_frame
-from training.train import TrainResult, feature_frame, lead_folds, train_model
+from training.train import (
+    TrainResult,
+    at_mql_weights,
+    bend_rows_of,
+    feature_frame,
+    fit_after,
+    lead_folds,
+    loss_gain,
+    train_model,
+)
 
 AGE = "days_since_mql"
 
@@ -116,6 +125,89 @@ def test_the_bend_keeps_the_order_within_an_age_and_learns_the_fade() -> None:
     assert weak_drop[0] > strong_drop[0] + 1.0, (weak_drop, strong_drop)
     again = Bend.from_json(bend.to_json())
     np.testing.assert_array_equal(again.bent(grid, np.zeros_like(grid)), bend.bent(grid, 0 * grid))
+
+
+def test_the_bends_extra_rows_take_their_leads_score_at_mql_at() -> None:
+    moment = np.array([0.5, 9.0, -1.0, 7.0])
+    age = np.array([0.0, 12.0, 0.0, 30.0])
+    leads = np.array(["a", "a", "b", "c"])  # c has no row at mql_at in this slice
+    extra = pd.DataFrame(
+        {"lead_id": ["b", "c", "a", "z"], "age_days": [40.0, 5.0, 3.0, 1.0], "label": [1, 0, 0, 1]}
+    )
+    score, ages, label = bend_rows_of(extra, moment, age, leads) or ((), (), ())
+    assert list(score) == [-1.0, 0.5] and list(ages) == [40.0, 3.0] and list(label) == [1, 0]
+    assert bend_rows_of(extra.iloc[:0], moment, age, leads) is None
+    assert bend_rows_of(None, moment, age, leads) is None
+
+
+def test_the_rows_at_mql_at_keep_their_share_of_the_bends_weight() -> None:
+    feature_ages = np.array([0.0] * 40 + [5.0] * 60)
+    ages = np.concatenate([feature_ages, np.full(300, 20.0)])  # the extra rows: all later
+    weight = at_mql_weights(ages, feature_ages)
+    assert weight.mean() == pytest.approx(1.0)
+    assert weight[ages == 0].sum() / weight.sum() == pytest.approx(0.4)
+    assert np.ptp(weight[ages > 0]) == 0  # every later row alike
+    assert np.allclose(at_mql_weights(feature_ages, feature_ages), 1.0)
+
+
+def test_a_loss_gain_counts_a_leads_rows_as_one_draw() -> None:
+    rng = np.random.default_rng(4)
+    leads = np.repeat(np.arange(5_000), 3)  # three rows per lead share its outcome
+    truth = np.repeat(rng.normal(-1.5, 1.0, 5_000), 3)
+    labels = np.repeat(rng.random(5_000), 3) < expit(truth)
+    noise = truth + np.repeat(rng.normal(0.0, 0.05, 5_000), 3)
+    # a score that only adds noise does not earn its place; one that knows more does
+    gain, error = loss_gain(labels, truth, noise, leads)
+    assert gain < 2 * error
+    gain, error = loss_gain(labels, np.full_like(truth, -1.5), truth, leads)
+    assert gain > 10 * error > 0
+    # a lead's three rows as one draw: the error is about sqrt(3) times the rows' own
+    _, rows_error = loss_gain(labels, np.full_like(truth, -1.5), truth, np.arange(truth.size))
+    assert error == pytest.approx(np.sqrt(3) * rows_error, rel=0.15)
+
+
+@pytest.mark.parametrize("tells", [True, False])
+def test_the_after_booster_stays_only_where_what_came_after_tells(tells: bool) -> None:
+    """Leads at several ages each, scored by a bend (`bent`); a demo request after the MQL
+    raises the chance where `tells`, and changes nothing where not. The after booster is kept
+    in the first case only. (Here the noise case shows no gain at all, so it would be dropped
+    under the old rule too; `loss_gain`'s own test checks the standard error.)"""
+    from training.scorer import learn_spec
+
+    rng = np.random.default_rng(11)
+    leads = np.repeat(np.arange(12_000), 3)
+    n = leads.size
+    features = pd.DataFrame(
+        {
+            AGE: rng.uniform(0, 90, n),
+            "n_demo_request_all": rng.poisson(0.3, n).astype(np.float64),
+            "n_page_view_all": rng.poisson(2.0, n).astype(np.float64),
+        }
+    )
+    bent = np.repeat(rng.normal(-2.0, 1.0, 12_000), 3) - features[AGE].to_numpy() / 60
+    logit = bent + (0.8 * (features["n_demo_request_all"].to_numpy() > 0) if tells else 0.0)
+    labels = (rng.random(n) < expit(logit)).astype(np.int64)
+    train = leads % 5 < 4
+    spec = learn_spec(features, set(), train)
+    config = build_config({"training": {"num_threads": 1, "params": {"learning_rate": 0.1}}})
+    after = fit_after(
+        features.to_numpy(dtype=np.float64),
+        labels,
+        bent,
+        (train, ~train),
+        leads[~train],
+        spec,
+        {
+            "objective": "binary",
+            "learning_rate": 0.1,
+            "seed": 1,
+            "num_threads": 1,
+            "verbosity": -1,
+            "min_data_in_leaf": 300,
+        },
+        config,
+    )
+    assert (after != "") is tells
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,17 @@ import training.train
 from common.config import Config, ConfigError, build_config
 from features.pipeline import build_training_set
 from features.reader import read_snapshot
+from features.rows import bend_rows
 from features.synthetic import generate, write_snapshot
 from features.truth import truth_of_rows
 from training.baseline import FITTED_LABEL, rules_baseline
-from training.pipeline import TrainOutcome, baseline_and_fit, run_training, training_data
+from training.pipeline import (
+    TrainOutcome,
+    baseline_and_fit,
+    bend_rows_for,
+    run_training,
+    training_data,
+)
 from training.rules import default_rules_path, load_rules, rule_inputs, score_points
 from training.train import train_model
 
@@ -64,7 +71,9 @@ def test_the_fit_is_train_model_on_the_same_rows_points_and_truth(
     rules = load_rules(config.training.rules)
     points = score_points(rule_inputs(snap, rows[["lead_id", "cutoff"]], rules), rules).total
     truth = truth_of_rows(snapshot, rows, config.horizon_days)
-    direct = train_model(rows, config, points=points, truth=truth)
+    extra = bend_rows(snap.leads, snap.as_of, config.horizon_days, 8, config.training.seed)
+    assert config.snapshot_policy.bend_ages == 8 and len(extra) > len(rows)
+    direct = train_model(rows, config, points=points, truth=truth, bend_rows=extra)
     result = outcome.result
     assert result is not None
     assert outcome.baseline is not None and outcome.baseline.points is not None
@@ -127,7 +136,13 @@ def test_points_fitted_beside_the_feature_matrix_are_those_fitted_first(
     assert baseline.label == FITTED_LABEL and baseline.rules == first.rules
     assert baseline.points is not None and first.points is not None
     np.testing.assert_array_equal(baseline.points, first.points)
-    direct = train_model(data.training_set, data.settings, points=first.points, truth=data.truth)
+    direct = train_model(
+        data.training_set,
+        data.settings,
+        points=first.points,
+        truth=data.truth,
+        bend_rows=bend_rows_for(data),
+    )
     assert result.metrics["test"] == direct.metrics["test"]
     np.testing.assert_array_equal(
         result.scored["points"].to_numpy(), direct.scored["points"].to_numpy()
