@@ -237,9 +237,8 @@ def bend_rows_for(data: TrainingData) -> pd.DataFrame | None:
 
     settings = data.settings
     snapshot = data.snapshot
-    if settings.training.model != "moment" or snapshot is None or snapshot.flat:
-        return None
-    if snapshot.as_of is None:
+    moment = settings.training.model == "moment"
+    if not moment or snapshot is None or snapshot.flat or snapshot.as_of is None:
         return None
     return bend_rows(
         snapshot.leads,

@@ -518,8 +518,8 @@ def fit_moment_model(
 
 
 def within(rows: pd.DataFrame | None, last: pd.Timestamp) -> pd.DataFrame | None:
-    """`rows` with a cutoff up to `last` (the training slice's last): no later outcome is
-    learnt from than the feature rows learn from."""
+    """`rows` with a cutoff up to `last` (a slice's last cutoff), None without rows: the bend
+    learns from no later outcome than that slice's feature rows do."""
     if rows is None or pd.isna(last):
         return None
     return rows[(rows["cutoff"] <= last).to_numpy()]
