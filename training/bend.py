@@ -14,6 +14,9 @@ splits the work in three:
    on the training slice's rows of every age, stopped early on the validation slice. Within
    one age it keeps the moment's order; across ages it learns how each strength of lead fades.
    A slope of `TIE_SLOPE` under its trees keeps leads of one age in one leaf from tying.
+   Its line by age (`Bend.line`, `training.age_line`) then shifts and scales the trees'
+   log-odds by two numbers a week, fitted on the same rows: the trees stop while still too
+   steep at the oldest ages, where few rows are.
 3. **After** (`Bend.after`, when it earns its rounds): boosting from the bent score on today's
    features but the age (the bend's alone) and the days since a hand-raiser (a first one must
    never lower a score, and LightGBM cannot constrain where a missing value goes), for what
@@ -30,12 +33,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 
+from training.age_line import AgeLine, fit_age_line
 from training.calibrate import SCORE_AGE_TREES, TIE_SLOPE
 from training.model import train_stopped
 from training.progress import staged
@@ -49,6 +53,9 @@ MOMENT_FOLDS = 4
 FOLD_PACE = 2
 #: Fewest rows in a leaf of the bend: each age's curve is learned from many leads.
 BEND_MIN_LEAF = 2000
+#: The bend's learning rate: twice the age-aware calibrator's, for half the rounds; its line
+#: by age fits what the trees would refine in their later rounds (docs/nightly-scores.md).
+BEND_LEARNING_RATE = 0.1
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class Bend:
     base: float  # the bent score of an average lead, averaged over the training rows' ages
     after: str = ""  # LightGBM on every feature from the bent score, as text; "" when none
     slope: float = TIE_SLOPE
+    line: AgeLine = field(default_factory=AgeLine)  # the trees' log-odds by age (none: as they are)
     _trees: Any = field(default=None, init=False, repr=False, compare=False)
     _after: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -74,7 +82,7 @@ class Bend:
         rows = np.column_stack([moment, np.asarray(age, dtype=np.float64)])
         trees = self._trees.predict(rows, raw_score=True, **_threads(num_threads))
         trees = np.asarray(trees, dtype=np.float64)
-        return trees + self.slope * moment
+        return self.line.apply(trees + self.slope * moment, rows[:, 1])
 
     def at_average(self, age: np.ndarray, num_threads: int = 0) -> np.ndarray:
         """The bent score of an average lead (moment score `moment_mean`) at these ages: the
@@ -122,9 +130,13 @@ class Bend:
         return out
 
     def describe(self) -> dict[str, int]:
-        """How many trees the bend and the after booster hold."""
+        """How many trees the bend and the after booster hold, and its line's knots."""
         after = 0 if self._after is None else int(self._after.num_trees())
-        return {"bend_trees": int(self._trees.num_trees()), "after_trees": after}
+        return {
+            "bend_trees": int(self._trees.num_trees()),
+            "after_trees": after,
+            "line_knots": len(self.line.knots),
+        }
 
     def to_json(self) -> str:
         return json.dumps(
@@ -134,6 +146,7 @@ class Bend:
                 "base": self.base,
                 "after": self.after,
                 "slope": self.slope,
+                "line": self.line.as_dict(),
             }
         )
 
@@ -149,7 +162,17 @@ class Bend:
             base=float(data["base"]),
             after=str(data.get("after", "")),
             slope=float(data.get("slope", TIE_SLOPE)),
+            line=_line_of(data.get("line", {})),
         )
+
+
+def _line_of(data: Mapping[str, Any]) -> AgeLine:
+    """A saved `AgeLine` (a model saved before it had one: the line that changes nothing)."""
+    return AgeLine(
+        knots=tuple(float(v) for v in data.get("knots", ())),
+        shift=tuple(float(v) for v in data.get("shift", ())),
+        scale=tuple(float(v) for v in data.get("scale", ())),
+    )
 
 
 def _threads(num_threads: int) -> dict[str, Any]:
@@ -164,6 +187,7 @@ def bend_params(rows: int, booster: Mapping[str, Any]) -> dict[str, Any]:
     leaf = max(50, min(BEND_MIN_LEAF, rows // 100), int(booster.get("min_data_in_leaf", 0)))
     return {
         **SCORE_AGE_TREES,
+        "learning_rate": BEND_LEARNING_RATE,
         "min_data_in_leaf": leaf,
         "seed": booster["seed"],
         "num_threads": booster["num_threads"],
@@ -180,14 +204,17 @@ def fit_bend(
     progress: Callable[[int, int], None] | None = None,
     weight: np.ndarray | None = None,
     valid_weight: np.ndarray | None = None,
+    knots: np.ndarray | None = None,
 ) -> Bend:
-    """The bend of (moment score, age) -> label, stopped early on `validation`.
+    """The bend of (moment score, age) -> label, stopped early on `validation`, then its line
+    by age through the rows of both slices.
 
     Args:
         train, validation: (moment score, days since mql_at, label) of each slice's rows.
         moment_mean: the moment booster's expected raw score.
         params: `bend_params`.
         weight, valid_weight: the rows' weights in each slice (None: equal).
+        knots: the line's knots (`training.age_line.age_knots`); None: no line.
     """
 
     def dataset(part: tuple[np.ndarray, np.ndarray, np.ndarray], **extra: Any) -> lgb.Dataset:
@@ -210,7 +237,33 @@ def fit_bend(
         staged(progress, "the bend by age"),
     )
     trees = booster.model_to_string(num_iteration=booster.best_iteration)
-    _, age, _ = train
     partial = Bend(trees=trees, moment_mean=moment_mean, base=0.0)
+    if knots is not None:
+        line = line_through(partial, train, validation, weight, valid_weight, knots)
+        partial = replace(partial, line=line)
+    _, age, _ = train
     base = float(np.average(partial.at_average(age), weights=weight))
-    return Bend(trees=trees, moment_mean=moment_mean, base=base)
+    return replace(partial, base=base)
+
+
+def line_through(
+    bend: Bend,
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray, np.ndarray],
+    weight: np.ndarray | None,
+    valid_weight: np.ndarray | None,
+    knots: np.ndarray,
+) -> AgeLine:
+    """The line by age of `bend`'s trees through the rows of both slices, each slice's rows
+    at its weights: the validation slice's rows only stopped the trees, and the line has two
+    numbers a week to learn."""
+    score, age, label = (np.concatenate(pair) for pair in zip(train, validation, strict=True))
+    weights = None
+    if weight is not None or valid_weight is not None:
+        weights = np.concatenate(
+            [
+                np.ones(len(train[0])) if weight is None else weight,
+                np.ones(len(validation[0])) if valid_weight is None else valid_weight,
+            ]
+        )
+    return fit_age_line(bend.bent(score, age), age, label, knots, weights)

@@ -24,6 +24,7 @@ from common.config import Config
 from features.fit import fit_names
 from features.pipeline import AT_MQL, at_mql_names
 from features.spec import feature_meanings
+from training.age_line import age_knots
 from training.audit import (
     LeakFlag,
     drop_column_costs,
@@ -509,6 +510,7 @@ def fit_moment_model(
         progress,
         weight=weight,
         valid_weight=valid_weight,
+        knots=age_knots(config.horizon_days),
     )
     bent = np.full(matrix.shape[0], np.nan)
     fitted = train | valid

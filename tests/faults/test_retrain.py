@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -126,15 +127,15 @@ def test_two_runs_at_once_one_refuses_then_failures_leave_the_champion(
     assert "column 'created_at': 1 row(s) have a timestamp that is not ISO 8601" in bad.output
     assert _aliases(uri) == {"challenger": "1", "champion": "1"} and _versions(uri) == 1
 
-    # a challenger that fails the gate (no split allowed: a constant score, AUC 0.5): it is
-    # registered as challenger, the champion stays
+    # a challenger that fails the gate (no split allowed: no tree ranks a lead, only the
+    # bend's line by age does, AUC about 0.6): it is registered as challenger, the champion stays
     flat = _env(root, LEADSCORE__TRAINING__PARAMS__MIN_DATA_IN_LEAF="1000000")
     gated = runner.invoke(
         app, ["retrain", "-s", str(place["good"]), "-r", str(root / "r3")], env=flat
     )
     assert gated.exit_code == 0, gated.output
     assert "not promoted: champion stays version 1" in gated.output
-    assert "AUC 0.5000 below the champion's" in gated.output
+    assert re.search(r"AUC 0\.[56]\d{3} below the champion's", gated.output), gated.output
     assert _aliases(uri) == {"challenger": "2", "champion": "1"}
 
     # the artifact store breaks after training: exit 1 naming the step, champion kept

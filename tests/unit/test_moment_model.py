@@ -22,6 +22,7 @@ from features.pipeline import at_mql_names, build_training_set
 from features.reader import read_snapshot
 from features.spec import feature_meanings
 from features.synthetic import generate, write_snapshot
+from training.age_line import age_knots
 from training.bend import MOMENT_FOLDS, Bend, fit_bend
 from training.reasons import ReasonPlan
 from training.scorer import Scorer, feature_matrix
@@ -112,7 +113,8 @@ def test_the_bend_keeps_the_order_within_an_age_and_learns_the_fade() -> None:
     from training.bend import bend_params
 
     train, valid = _fading(40_000, 1), _fading(10_000, 2)
-    bend = fit_bend(train, valid, -1.0, bend_params(40_000, {"seed": 3, "num_threads": 1}), 500, 30)
+    params = bend_params(40_000, {"seed": 3, "num_threads": 1})
+    bend = fit_bend(train, valid, -1.0, params, 500, 30, knots=age_knots(90))
     grid = np.linspace(-5, 4, 200)
     for age in (0.0, 30.0, 85.0):
         bent = bend.bent(grid, np.full_like(grid, age))
