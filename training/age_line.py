@@ -87,6 +87,36 @@ def _layout(age: np.ndarray, raw: np.ndarray, knots: np.ndarray) -> tuple[np.nda
     return columns, values
 
 
+def _derivatives(
+    eta: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    columns: np.ndarray,
+    values: np.ndarray,
+    theta: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The penalised log loss's gradient and Hessian in `theta`, from each row's four nonzero
+    columns of the design (`_layout`) and its log-odds `eta`."""
+    width = theta.size
+    p = 1.0 / (1.0 + np.exp(-eta))
+    residual = w * (p - y)
+    fit = np.bincount(
+        columns.ravel(), weights=(values * residual[:, None]).ravel(), minlength=width
+    )
+    curvature = w * p * (1.0 - p)
+    upper = np.zeros(width * width)
+    for a in range(4):
+        for b in range(a, 4):  # the Hessian is symmetric: its upper half, then mirrored
+            upper += np.bincount(
+                columns[:, a] * width + columns[:, b],
+                weights=curvature * values[:, a] * values[:, b],
+                minlength=width * width,
+            )
+    square = upper.reshape(width, width)
+    hessian = square + square.T - np.diag(np.diag(square)) + RIDGE * np.eye(width)
+    return np.asarray(fit, dtype=np.float64) + RIDGE * theta, hessian
+
+
 def fit_age_line(
     raw: np.ndarray,
     age: np.ndarray,
@@ -113,7 +143,6 @@ def fit_age_line(
     w = np.ones_like(raw) if weight is None else np.asarray(weight, dtype=np.float64)[known]
     columns, values = _layout(age[known], raw, knots)
     width = 2 * len(knots)
-    pairs = [(a, b) for a in range(4) for b in range(a, 4)]  # the Hessian is symmetric
     theta = np.zeros(width)  # each knot's move from (shift 0, scale 1)
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -123,31 +152,16 @@ def fit_age_line(
 
     current, eta = loss(theta)
     for _ in range(_MAX_STEPS):
-        p = 1.0 / (1.0 + np.exp(-eta))
-        residual = w * (p - y)
-        fit = np.bincount(
-            columns.ravel(), weights=(values * residual[:, None]).ravel(), minlength=width
-        )
-        gradient = np.asarray(fit, dtype=np.float64) + RIDGE * theta
-        curvature = w * p * (1.0 - p)
-        upper = np.zeros(width * width)
-        for a, b in pairs:
-            upper += np.bincount(
-                columns[:, a] * width + columns[:, b],
-                weights=curvature * values[:, a] * values[:, b],
-                minlength=width * width,
-            )
-        square = upper.reshape(width, width)
-        hessian = square + square.T - np.diag(np.diag(square)) + RIDGE * np.eye(width)
+        gradient, hessian = _derivatives(eta, y, w, columns, values, theta)
         step = np.linalg.solve(hessian, gradient)
         size = 1.0
-        while True:  # halve the step until the penalised loss falls
-            trial = theta - size * step
-            new, new_eta = loss(trial)
-            if new <= current or size < 1e-4:
-                break
+        new, new_eta = loss(theta - step)
+        while new > current and size >= 1e-4:  # halve the step until the penalised loss falls
             size /= 2
-        theta, eta, moved, current = trial, new_eta, current - new, new
+            new, new_eta = loss(theta - size * step)
+        if new > current:
+            break  # no step lowers it: this is the optimum, to rounding
+        theta, eta, moved, current = theta - size * step, new_eta, current - new, new
         if np.max(np.abs(size * step)) < _TOLERANCE or moved < _TOLERANCE * max(1.0, current):
             break
     shift = theta[: len(knots)]
